@@ -1,0 +1,181 @@
+"""The OpenAI-compatible upstream client (OpenAI, vLLM, TGI, Ollama, llama.cpp server, …).
+
+aiohttp details stop here: transport errors become ``proxy.errors`` types in ``map_errors``,
+and every call carries a ``ClientTimeout`` derived from the backend's limits and the request's
+deadline. One pooled ``ClientSession`` per backend, opened in ``start`` and closed in ``close``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+import aiohttp
+
+from backends.base import RawResponse, request_headers, response_headers
+from proxy.errors import UpstreamError, UpstreamRateLimited, UpstreamStatus, UpstreamTimeout
+from proxy.exchange import ApiResponse, Attempt, Exchange
+
+if TYPE_CHECKING:
+    from proxy.policy import BackendConfig
+
+
+@contextmanager
+def map_errors(backend: str) -> Iterator[None]:
+    """Turn aiohttp and timeout errors into the proxy's upstream errors (504, 502)."""
+    try:
+        yield
+    except (TimeoutError, aiohttp.ServerTimeoutError):
+        raise UpstreamTimeout(f"backend {backend!r} did not answer in time", code="upstream_timeout") from None
+    except aiohttp.ClientConnectorError as exc:
+        raise UpstreamError(f"backend {backend!r} is unreachable: {exc.os_error}", code="upstream_unreachable") from None
+    except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError, aiohttp.ClientOSError):
+        raise UpstreamError(f"backend {backend!r} closed the connection", code="upstream_disconnected") from None
+    except aiohttp.ClientError as exc:
+        raise UpstreamError(f"backend {backend!r} failed: {type(exc).__name__}", code="upstream_failed") from None
+
+
+class OpenAIBackend:
+    """One upstream base URL, with its own connection pool, key, headers and timeouts."""
+
+    def __init__(self, name: str, config: BackendConfig, url: str | None = None) -> None:
+        self.name = name
+        self.config = config
+        self.base_url = (url or config.url or "").rstrip("/")
+        self._session: aiohttp.ClientSession | None = None
+        self._auth = f"Bearer {config.api_key}" if config.api_key else None
+
+    async def start(self) -> None:
+        connector = aiohttp.TCPConnector(limit=self.config.max_connections, ttl_dns_cache=300, keepalive_timeout=30)
+        self._session = aiohttp.ClientSession(connector=connector, skip_auto_headers=("User-Agent",))
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            raise RuntimeError(f"backend {self.name!r} is not started")
+        return self._session
+
+    def _headers(self, client_headers: Mapping[str, str], authorization: str | None) -> dict[str, str]:
+        headers = dict(client_headers)
+        headers.update(self.config.headers)
+        auth = self._auth or authorization
+        if auth:
+            headers["authorization"] = auth
+        return headers
+
+    def _timeout(self, exchange: Exchange | None, stream: bool) -> aiohttp.ClientTimeout:
+        connect = self.config.connect_timeout_s
+        if stream:
+            # A stream may run long; what must not run long is the wait for each next byte.
+            return aiohttp.ClientTimeout(total=None, sock_connect=connect, sock_read=self.config.timeout_s)
+        total = self.config.timeout_s
+        if exchange is not None:
+            total = max(0.001, min(total, exchange.remaining_s()))
+        return aiohttp.ClientTimeout(total=total, sock_connect=connect)
+
+    async def send(self, exchange: Exchange) -> ApiResponse:
+        request = exchange.request
+        body = request.body
+        upstream_model = exchange.route.upstream_model
+        if upstream_model and body.get("model") != upstream_model:
+            body = {**body, "model": upstream_model}
+        headers = self._headers(request.headers, exchange.caller.authorization)
+        headers["content-type"] = "application/json"
+        stream = request.stream
+        attempt = Attempt(self.name, str(body.get("model", "")), time.monotonic())
+        exchange.attempts.append(attempt)
+        try:
+            with map_errors(self.name):
+                resp = await self.session.post(
+                    self.base_url + request.path,
+                    data=json.dumps(body, separators=(",", ":")).encode(),
+                    headers=headers,
+                    timeout=self._timeout(exchange, stream),
+                )
+                attempt.status = resp.status
+                if resp.status >= 400:
+                    raise await _status_error(resp)
+                out_headers = response_headers(resp.headers)
+                if stream and resp.content_type == "text/event-stream":
+                    return ApiResponse(resp.status, stream=self._iter(resp, attempt), headers=out_headers)
+                raw = await resp.read()
+                attempt.ended = time.monotonic()
+                return ApiResponse(resp.status, raw=raw, headers=out_headers)
+        except BaseException as exc:
+            attempt.ended = time.monotonic()
+            attempt.error = getattr(exc, "code", None) or type(exc).__name__
+            raise
+
+    async def _iter(self, resp: aiohttp.ClientResponse, attempt: Attempt) -> AsyncIterator[bytes]:
+        finished = False
+        try:
+            with map_errors(self.name):
+                async for data in resp.content.iter_any():
+                    yield data
+            finished = True
+        except BaseException as exc:
+            attempt.error = getattr(exc, "code", None) or type(exc).__name__
+            raise
+        finally:
+            attempt.ended = time.monotonic()
+            if finished:
+                resp.release()
+            else:
+                resp.close()  # the client went away or the stream broke: drop the upstream connection
+
+    async def forward(
+        self, method: str, path: str, query: str, headers: Mapping[str, str], body: bytes, *, authorization: str | None
+    ) -> RawResponse:
+        url = self.base_url + path + (f"?{query}" if query else "")
+        with map_errors(self.name):
+            resp = await self.session.request(
+                method,
+                url,
+                data=body or None,
+                headers=self._headers(request_headers(headers), authorization),
+                timeout=self._timeout(None, stream=True),
+                allow_redirects=False,
+            )
+        return RawResponse(resp.status, response_headers(resp.headers), self._iter_raw(resp))
+
+    async def _iter_raw(self, resp: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+        try:
+            with map_errors(self.name):
+                async for data in resp.content.iter_any():
+                    yield data
+        finally:
+            resp.close()
+
+    async def probe(self, timeout_s: float) -> str | None:
+        try:
+            async with self.session.get(
+                self.base_url + "/models",
+                headers=self._headers({}, None),
+                timeout=aiohttp.ClientTimeout(total=timeout_s),
+            ) as resp:
+                await resp.read()
+            return None
+        except (aiohttp.ClientError, TimeoutError, asyncio.TimeoutError) as exc:
+            return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+async def _status_error(resp: aiohttp.ClientResponse) -> UpstreamStatus | UpstreamRateLimited:
+    body = await resp.read()
+    resp.release()
+    headers = {}
+    retry_after = resp.headers.get("retry-after")
+    if retry_after:
+        headers["retry-after"] = retry_after
+    for name, value in resp.headers.items():
+        if name.lower().startswith("x-ratelimit-"):
+            headers[name.lower()] = value
+    return UpstreamStatus(resp.status, body, headers)

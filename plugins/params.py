@@ -1,0 +1,93 @@
+"""Set defaults for, clamp, or forbid sampling parameters on chat and completion requests."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from proxy import ApiResponse, Exchange, InvalidRequest, PluginRegistry, hookimpl
+
+NUMERIC = frozenset(
+    {
+        "temperature",
+        "top_p",
+        "max_tokens",
+        "max_completion_tokens",
+        "frequency_penalty",
+        "presence_penalty",
+        "n",
+        "seed",
+        "top_logprobs",
+    }
+)
+_INTEGER = frozenset({"max_tokens", "max_completion_tokens", "n", "seed", "top_logprobs"})
+
+
+class Range(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    min: float | None = Field(default=None, description="Smaller values are raised to this.")
+    max: float | None = Field(default=None, description="Larger values are lowered to this.")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Range:
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min}) is larger than max ({self.max})")
+        return self
+
+
+class ParamsConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    defaults: dict[str, float | int | bool | str] = Field(
+        default_factory=dict, description="Set when the client omits them."
+    )
+    clamp: dict[str, Range] = Field(default_factory=dict, description="Numeric parameters kept within a range.")
+    forbid: frozenset[str] = Field(default=frozenset(), description="Rejected with a 400 when present.")
+    override: dict[str, float | int | bool | str] = Field(
+        default_factory=dict, description="Set whatever the client sent."
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ParamsConfig:
+        unknown = sorted(set(self.clamp) - NUMERIC)
+        if unknown:
+            raise ValueError(f"clamp: {unknown[0]!r} is not a numeric parameter (one of {', '.join(sorted(NUMERIC))})")
+        both = sorted(self.forbid & (set(self.defaults) | set(self.override)))
+        if both:
+            raise ValueError(f"{both[0]!r} is both forbidden and given a value")
+        return self
+
+
+class Params:
+    name = "params"
+    Config = ParamsConfig
+
+    def __init__(self, config: ParamsConfig) -> None:
+        self.config = config
+        self._forbid = config.forbid
+        self._clamp = tuple((key, r.min, r.max, key in _INTEGER) for key, r in config.clamp.items())
+
+    @hookimpl
+    async def on_request(self, exchange: Exchange) -> ApiResponse | None:
+        body = exchange.request.body
+        if self._forbid and (banned := sorted(self._forbid & body.keys())):
+            raise InvalidRequest(
+                f"The parameter {banned[0]!r} is not allowed by this gateway's policy.",
+                param=banned[0],
+                code="param_forbidden",
+            )
+        for key, value in self.config.defaults.items():
+            if body.get(key) is None:
+                body[key] = value
+        body.update(self.config.override)
+        for key, lo, hi, integer in self._clamp:
+            value = body.get(key)
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                if lo is not None and value < lo:
+                    body[key] = int(lo) if integer else lo
+                elif hi is not None and value > hi:
+                    body[key] = int(hi) if integer else hi
+        return None
+
+
+@hookimpl
+def register_plugins(register: PluginRegistry) -> None:
+    register(Params)

@@ -1,0 +1,207 @@
+"""The chain runner: the only caller of request-time hooks.
+
+A chain is compiled once per policy: each step's hookimpls are found through pluggy (which also
+checks their signatures against ``proxy.hookspecs``) and bound into plain tuples, so a request
+costs a loop over prebound callables. Request hooks run in policy order; response, chunk and
+complete hooks run in reverse (an onion), and only for the steps the request entered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import pluggy
+
+from proxy import hookspecs, sse
+from proxy.errors import ChaperoneError
+from proxy.exchange import ApiResponse, Exchange
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Tracer
+
+log = logging.getLogger(__name__)
+
+Terminal = Callable[[Exchange], Awaitable[ApiResponse]]
+_SPEC_ARGS = {
+    "on_request": ("exchange",),
+    "wrap_call": ("exchange", "call_next"),
+    "on_response": ("exchange",),
+    "on_chunk": ("exchange", "chunk"),
+    "on_complete": ("exchange",),
+    "on_startup": ("resources",),
+    "on_shutdown": (),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    index: int
+    name: str
+    plugin: Any
+
+
+class Chain:
+    """An immutable, compiled chain of plugin steps."""
+
+    __slots__ = (
+        "_chunk",
+        "_complete",
+        "_request",
+        "_response",
+        "_shutdown",
+        "_startup",
+        "_wraps",
+        "buffers_response",
+        "name",
+        "steps",
+    )
+    PARSE_CHUNKS: ClassVar[str] = "on_chunk"
+
+    def __init__(self, name: str, steps: Sequence[Step], hooks: dict[str, list[tuple[int, Callable[..., Any]]]]) -> None:
+        self.name = name
+        self.steps = tuple(steps)
+        self._request = tuple(hooks["on_request"])
+        self._wraps = tuple(fn for _, fn in hooks["wrap_call"])
+        self._response = tuple(reversed(hooks["on_response"]))
+        self._chunk = tuple(reversed(hooks["on_chunk"]))
+        self._complete = tuple(reversed(hooks["on_complete"]))
+        self._startup = tuple(fn for _, fn in hooks["on_startup"])
+        self._shutdown = tuple(fn for _, fn in reversed(hooks["on_shutdown"]))
+        self.buffers_response = any(getattr(step.plugin, "buffers_response", False) for step in self.steps)
+
+    @property
+    def parses_chunks(self) -> bool:
+        return bool(self._chunk)
+
+    def __repr__(self) -> str:
+        return f"<Chain {self.name}: {' → '.join(step.name for step in self.steps) or '(empty)'}>"
+
+    async def run(self, exchange: Exchange, terminal: Terminal) -> ApiResponse:
+        """Run request hooks, the wrapped upstream call, then response hooks (reverse order)."""
+        response: ApiResponse | None = None
+        exchange.entered = len(self.steps)
+        for index, hook in self._request:
+            exchange.entered = index + 1
+            response = await hook(exchange)
+            if response is not None:
+                break
+        else:
+            exchange.entered = len(self.steps)
+            response = await self._call(exchange, terminal)
+        exchange.response = response
+        for index, hook in self._response:
+            if index < exchange.entered:
+                await hook(exchange)
+        return exchange.response
+
+    async def _call(self, exchange: Exchange, terminal: Terminal) -> ApiResponse:
+        call = terminal
+        for wrap in reversed(self._wraps):
+            call = _bind_next(wrap, call)
+        return await call(exchange)
+
+    async def process_stream(self, exchange: Exchange, stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        """Parse SSE events, pass each through the chunk hooks (reverse order), re-encode them."""
+        hooks = [hook for index, hook in self._chunk if index < exchange.entered]
+        async for event in sse.iter_events(stream):
+            chunk = sse.decode_data(event)
+            if chunk is None:  # [DONE], comments, non-JSON events pass unchanged
+                yield event
+                continue
+            for hook in hooks:
+                chunk = await hook(exchange, chunk)
+                if chunk is None:
+                    break
+            if chunk is not None:
+                yield sse.encode_data(chunk)
+
+    async def complete(self, exchange: Exchange) -> None:
+        """Run ``on_complete`` for every entered step; failures are logged, never raised."""
+        for index, hook in self._complete:
+            if index >= exchange.entered:
+                continue
+            try:
+                await hook(exchange)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("on_complete of %s failed (request_id=%s)", self.steps[index].name, exchange.request_id)
+
+    async def startup(self, resources: Any) -> None:
+        for hook in self._startup:
+            await hook(resources)
+
+    async def shutdown(self) -> None:
+        for hook in self._shutdown:
+            try:
+                await hook()
+            except Exception:
+                log.exception("on_shutdown failed in chain %s", self.name)
+
+
+def compile_chain(name: str, plugins: Sequence[tuple[str, Any]], *, tracer: Tracer | None = None) -> Chain:
+    """Bind each step's hookimpls, in policy order. Raises TypeError for an impl that breaks the spec."""
+    pm = pluggy.PluginManager("chaperone")
+    pm.add_hookspecs(hookspecs)
+    steps = [Step(i, step_name, plugin) for i, (step_name, plugin) in enumerate(plugins)]
+    for step in steps:
+        try:
+            pm.register(step.plugin, name=f"{step.index}:{step.name}")
+        except pluggy.PluginValidationError as exc:
+            raise TypeError(f"plugin {step.name!r}: {exc}") from None
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError as exc:
+        raise TypeError(str(exc)) from None
+    hooks: dict[str, list[tuple[int, Callable[..., Any]]]] = {}
+    for hook_name, spec_args in _SPEC_ARGS.items():
+        caller = getattr(pm.hook, hook_name)
+        by_plugin = {id(impl.plugin): impl for impl in caller.get_hookimpls()}
+        bound: list[tuple[int, Callable[..., Any]]] = []
+        for step in steps:
+            impl = by_plugin.get(id(step.plugin))
+            if impl is None:
+                continue
+            if not asyncio.iscoroutinefunction(impl.function):
+                raise TypeError(f"plugin {step.name!r}: hook {hook_name} must be 'async def'")
+            fn = _adapt(impl.function, tuple(impl.argnames), spec_args)
+            if tracer is not None and hook_name != "on_chunk":
+                fn = _traced(fn, tracer, f"chaperone.plugin {step.name}.{hook_name}", step.name)
+            bound.append((step.index, fn))
+        hooks[hook_name] = bound
+    return Chain(name, steps, hooks)
+
+
+def _bind_next(wrap: Callable[..., Awaitable[ApiResponse]], call_next: Terminal) -> Terminal:
+    async def step(exchange: Exchange) -> ApiResponse:
+        return await wrap(exchange, call_next)
+
+    return step
+
+
+def _adapt(fn: Callable[..., Any], argnames: tuple[str, ...], spec_args: tuple[str, ...]) -> Callable[..., Any]:
+    """Let an impl take fewer arguments than its spec (as pluggy allows), at compile time, not per call."""
+    if argnames == spec_args:
+        return fn
+    picks = [spec_args.index(a) for a in argnames]
+
+    async def adapted(*args: Any) -> Any:
+        return await fn(*(args[i] for i in picks))
+
+    return adapted
+
+
+def _traced(fn: Callable[..., Any], tracer: Tracer, span_name: str, plugin: str) -> Callable[..., Any]:
+    async def traced(*args: Any, **kwargs: Any) -> Any:
+        with tracer.start_as_current_span(span_name, attributes={"chaperone.plugin": plugin}) as span:
+            try:
+                return await fn(*args, **kwargs)
+            except ChaperoneError as exc:
+                span.set_attribute("error.type", exc.code or type(exc).__name__)
+                raise
+
+    return traced

@@ -1,0 +1,179 @@
+"""The ``chaperone`` command: serve, check, mock-backend, bench."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import runpy
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from aiohttp import web
+
+from proxy.policy import PolicyError, load_policy
+from proxy.registry import build_registry
+from proxy.settings import DEFAULT_POLICY, Settings
+
+log = logging.getLogger("chaperone")
+
+SERVE_EXAMPLES = """examples:
+  chaperone serve                                  # policies/default.yaml on 127.0.0.1:8080
+  chaperone serve --policy my.yaml --port 9000
+  OPENAI_BASE_URL=http://127.0.0.1:8080/v1 python app.py   # point an app at it
+
+environment: CHAPERONE_POLICY, CHAPERONE_HOST, CHAPERONE_PORT, CHAPERONE_HOME (state, default ~/.chaperone),
+CHAPERONE_RELOAD_INTERVAL_S, CHAPERONE_SHUTDOWN_TIMEOUT_S, OTEL_TRACES_EXPORTER=console|otlp"""
+
+CHECK_EXAMPLES = """examples:
+  chaperone check policies/default.yaml
+  chaperone check policies/*.yaml       # exit status 1 if any file has errors"""
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from proxy.server import create_app
+    from proxy.tracing import provider_from_env
+
+    base = Settings.from_env()
+    settings = Settings(
+        policy_path=Path(args.policy) if args.policy else base.policy_path,
+        host=args.host or base.host,
+        port=args.port if args.port is not None else base.port,
+        home=base.home,
+        reload_interval_s=base.reload_interval_s,
+        shutdown_timeout_s=base.shutdown_timeout_s,
+        tracer_provider=provider_from_env(),
+    )
+    settings.home.mkdir(parents=True, exist_ok=True)
+    registry = build_registry()
+    try:  # fail before binding the port, with the same messages as `chaperone check`
+        load_policy(settings.policy_path, registry)
+    except PolicyError as exc:
+        print(exc.report(), file=sys.stderr)
+        print("chaperone: not started: the policy has errors", file=sys.stderr)
+        return 2
+    app = create_app(settings, registry=registry)
+    app.on_startup.append(_banner(settings))
+    loop = _new_loop()
+    try:
+        web.run_app(
+            app,
+            host=settings.host,
+            port=settings.port,
+            loop=loop,
+            handler_cancellation=True,
+            shutdown_timeout=settings.shutdown_timeout_s,
+            access_log=None,
+            print=None,
+        )
+    except OSError as exc:
+        print(f"chaperone: cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _banner(settings: Settings):  # type: ignore[no-untyped-def]
+    async def banner(app: web.Application) -> None:
+        from proxy.runtime import RUNTIME
+
+        runtime = app[RUNTIME]
+        active = runtime.current
+        assert active is not None
+        policy = active.policy
+        lines = [f"chaperone listening on http://{settings.host}:{settings.port}/v1", f"  policy: {policy.source}"]
+        builtin = runtime.builtin_urls()
+        for name, backend in policy.backends.items():
+            if name not in active.backends:
+                continue
+            if backend.builtin == "mock":
+                lines.append(f"  backend {name}: the bundled MOCK backend at {builtin['mock']} (a test double, not an LLM)")
+            else:
+                lines.append(f"  backend {name}: {backend.url}")
+        routes = ", ".join(f"{m} → {r.backend}" for m, r in policy.routes.items())
+        lines.append(f"  models: {routes}")
+        if policy.open:
+            lines.append("  keys: none — running OPEN: any client on this address may use it")
+        else:
+            lines.append(f"  keys: {len(policy.keys or {})} configured")
+        lines.append(f"  state: {settings.home}")
+        print("\n".join(lines), flush=True)
+
+    return banner
+
+
+def _new_loop() -> asyncio.AbstractEventLoop:
+    try:
+        import uvloop
+
+        return uvloop.new_event_loop()
+    except ImportError:  # pragma: no cover - uvloop is a dependency on every supported platform
+        return asyncio.new_event_loop()
+
+
+def _check(args: argparse.Namespace) -> int:
+    registry = build_registry()
+    failed = 0
+    for path in args.files:
+        try:
+            policy = load_policy(path, registry)
+        except PolicyError as exc:
+            print(exc.report(), file=sys.stderr)
+            failed += 1
+            continue
+        chains = ", ".join(repr(chain) for chain in policy.chains.values())
+        print(f"{path}: ok ({len(policy.routes)} models, chains: {chains})")
+    return 1 if failed else 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    harness = Path(__file__).resolve().parent.parent / "benchmarks" / "harness.py"
+    if not harness.exists():
+        print("chaperone bench needs a source checkout (benchmarks/harness.py)", file=sys.stderr)
+        return 2
+    sys.argv = [str(harness), *args.rest]
+    runpy.run_path(str(harness), run_name="__main__")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="chaperone", description="An OpenAI-compatible LLM gateway with a plugin chain.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="run the proxy", epilog=SERVE_EXAMPLES, formatter_class=_Raw)
+    serve.add_argument("--policy", help=f"policy file (default: $CHAPERONE_POLICY or {DEFAULT_POLICY.name})")
+    serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (default 8080)")
+    serve.set_defaults(func=_serve)
+
+    check = sub.add_parser("check", help="validate policy files", epilog=CHECK_EXAMPLES, formatter_class=_Raw)
+    check.add_argument("files", nargs="+", help="policy files")
+    check.set_defaults(func=_check)
+
+    from backends.mock import register_cli
+
+    register_cli(sub)
+
+    bench = sub.add_parser("bench", help="run the benchmark harness (see benchmarks/README.md)", add_help=False)
+    bench.add_argument("rest", nargs=argparse.REMAINDER)
+    bench.set_defaults(func=_bench)
+    return parser
+
+
+class _Raw(argparse.RawDescriptionHelpFormatter):
+    pass
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    level = logging.DEBUG if args.verbose else getattr(logging, os.environ.get("CHAPERONE_LOG_LEVEL", "INFO").upper(), 20)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,164 @@
+"""One request's context (``Exchange``) and the typed per-plugin stash it carries."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
+
+if TYPE_CHECKING:
+    from proxy.chain import Chain
+    from proxy.policy import Caller, Policy, Route
+
+T = TypeVar("T")
+
+
+class StashKey(Generic[T]):
+    """A typed key for ``Exchange.stash``; define one at module level per plugin datum."""
+
+    __slots__ = ()
+
+
+class Stash:
+    """Plugin-private, per-request data, keyed by ``StashKey`` objects so plugins never collide."""
+
+    __slots__ = ("_data",)
+
+    def __init__(self) -> None:
+        self._data: dict[StashKey[Any], object] = {}
+
+    def __setitem__(self, key: StashKey[T], value: T) -> None:
+        self._data[key] = value
+
+    def __getitem__(self, key: StashKey[T]) -> T:
+        return cast(T, self._data[key])
+
+    def get(self, key: StashKey[T], default: T | None = None) -> T | None:
+        return cast("T | None", self._data.get(key, default))
+
+    def setdefault(self, key: StashKey[T], default: T) -> T:
+        return cast(T, self._data.setdefault(key, default))
+
+    def __delitem__(self, key: StashKey[T]) -> None:
+        del self._data[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._data
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+@dataclass(slots=True)
+class ApiRequest:
+    """The client's request as the chain sees it.
+
+    ``body`` is the client's JSON kept as-is, so fields Chaperone does not know pass through.
+    ``headers`` are the client's headers minus hop-by-hop and credentials; plugins may edit them
+    and they are sent upstream.
+    """
+
+    endpoint: str  # "chat", "completions", "embeddings"
+    path: str  # upstream path below the backend's base URL, e.g. "/chat/completions"
+    body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def model(self) -> str:
+        return cast(str, self.body.get("model", ""))
+
+    @property
+    def messages(self) -> list[dict[str, Any]]:
+        return cast("list[dict[str, Any]]", self.body.get("messages") or [])
+
+    @property
+    def stream(self) -> bool:
+        return self.body.get("stream") is True
+
+
+@dataclass(slots=True)
+class ApiResponse:
+    """What flows back to the client: a JSON body, or a stream of raw SSE bytes.
+
+    Exactly one of ``body``/``raw`` and ``stream`` is set. ``stream`` yields the upstream's bytes
+    unchanged, cut only at event boundaries; the server parses them only when a plugin hooks
+    ``on_chunk``. ``headers`` are response headers to pass on (hop-by-hop already removed).
+    """
+
+    status: int = 200
+    body: dict[str, Any] | None = None
+    stream: AsyncIterator[bytes] | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    source: str = "upstream"  # "upstream", or the name of the plugin that answered early
+    raw: bytes | None = None  # the upstream's JSON bytes, sent as-is while ``body`` was never parsed
+
+    def json(self) -> dict[str, Any]:
+        """The JSON body, parsed from ``raw`` on first use (plugins that edit it call this)."""
+        if self.body is None:
+            parsed = json.loads(self.raw) if self.raw else {}
+            self.body = parsed if isinstance(parsed, dict) else {"data": parsed}
+        return self.body
+
+
+@dataclass(slots=True)
+class Usage:
+    """Token counts as the upstream reported them (OpenAI ``usage`` names)."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+
+    @classmethod
+    def from_openai(cls, usage: object) -> Usage | None:
+        if not isinstance(usage, dict):
+            return None
+        prompt = usage.get("prompt_tokens") or 0
+        completion = usage.get("completion_tokens") or 0
+        total = usage.get("total_tokens") or (prompt + completion)
+        if not all(isinstance(n, int) for n in (prompt, completion, total)):
+            return None
+        return cls(prompt, completion, total)
+
+
+@dataclass(slots=True)
+class Attempt:
+    """One upstream call: which backend, how it ended, how long it took."""
+
+    backend: str
+    model: str
+    started: float
+    ended: float | None = None
+    status: int | None = None
+    error: str | None = None
+
+
+@dataclass(slots=True)
+class Exchange:
+    """One request in flight. Created by the server, passed explicitly, never kept after the request.
+
+    ``policy``, ``chain`` and ``route`` are read-only for plugins. Plugins keep their own data in
+    ``stash`` under a module-level ``StashKey``; they never add attributes.
+    """
+
+    request_id: str
+    policy: Policy
+    chain: Chain
+    route: Route
+    request: ApiRequest
+    caller: Caller
+    deadline: float
+    started: float = field(default_factory=time.monotonic)
+    response: ApiResponse | None = None
+    error: BaseException | None = None
+    attempts: list[Attempt] = field(default_factory=list)
+    usage: Usage | None = None
+    response_model: str | None = None
+    finish_reasons: list[str] = field(default_factory=list)
+    stash: Stash = field(default_factory=Stash)
+    entered: int = 0  # how many chain steps the request entered (set by the chain runner)
+
+    def remaining_s(self) -> float:
+        """Seconds left before this request's deadline (may be negative)."""
+        return self.deadline - time.monotonic()

@@ -1,0 +1,302 @@
+"""HTTP handlers: turn a request into an ``Exchange``, run its chain, write the answer back.
+
+The streaming path writes upstream bytes as they arrive, cut only at SSE event boundaries; JSON
+is parsed only when a plugin hooks ``on_chunk``. A failure after the stream started becomes one
+``data: {"error": …}`` event and a clean end, never a hung socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from aiohttp import web
+from opentelemetry import trace
+
+from backends.base import Backend, request_headers
+from proxy import sse, validate
+from proxy.errors import ChaperoneError, InvalidRequest, NotFound, PayloadTooLarge, UpstreamError
+from proxy.exchange import ApiRequest, ApiResponse, Exchange, Usage
+from proxy.runtime import RUNTIME, Active
+from proxy.tracing import request_attributes, response_attributes
+
+log = logging.getLogger(__name__)
+REQUEST_ID = "chaperone.request_id"
+_SSE_HEADERS = {"content-type": "text/event-stream", "cache-control": "no-cache", "x-accel-buffering": "no"}
+
+
+async def chat_completions(request: web.Request) -> web.StreamResponse:
+    return await _serve(request, "chat", "/chat/completions", validate.chat)
+
+
+async def completions(request: web.Request) -> web.StreamResponse:
+    return await _serve(request, "completions", "/completions", validate.completions)
+
+
+async def embeddings(request: web.Request) -> web.StreamResponse:
+    return await _serve(request, "embeddings", "/embeddings", validate.embeddings)
+
+
+# ---- the API path ------------------------------------------------------------------------
+
+
+async def _read_body(request: web.Request, limit: int) -> bytes:
+    length = request.content_length
+    if length is not None and length > limit:
+        raise PayloadTooLarge(f"Request body is {length} bytes; the limit is {limit} bytes.")
+    body = bytearray()
+    async for data in request.content.iter_any():
+        body += data
+        if len(body) > limit:
+            raise PayloadTooLarge(f"Request body is larger than the limit of {limit} bytes.")
+    return bytes(body)
+
+
+def _parse_object(raw: bytes) -> dict[str, Any]:
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        raise InvalidRequest(
+            "We could not parse the JSON body of your request. The body must be a valid JSON object.",
+            code="invalid_json",
+        ) from None
+    if not isinstance(body, dict):
+        raise InvalidRequest("The request body must be a JSON object.", code="invalid_json")
+    return body
+
+
+async def _serve(
+    request: web.Request, endpoint: str, path: str, check: Callable[[dict[str, Any]], None]
+) -> web.StreamResponse:
+    runtime = request.app[RUNTIME]
+    active = runtime.acquire()
+    try:
+        policy = active.policy
+        caller = policy.authenticate(request.headers.get("Authorization"))
+        body = _parse_object(await _read_body(request, policy.limits.max_body_bytes))
+        check(body)
+        route = policy.route_for(body["model"])
+        caller.check_model(body["model"])
+        exchange = Exchange(
+            request_id=request[REQUEST_ID],
+            policy=policy,
+            chain=caller.chain,
+            route=route,
+            request=ApiRequest(endpoint, path, body, request_headers(request.headers)),
+            caller=caller,
+            deadline=time.monotonic() + policy.backends[route.backend].timeout_s,
+        )
+        tracer = runtime.tracer
+        if tracer is None:
+            return await _run(request, exchange, active)
+        name = f"{request_attributes(exchange)['gen_ai.operation.name']} {exchange.request.model}"
+        with tracer.start_as_current_span(name, kind=trace.SpanKind.SERVER, attributes=request_attributes(exchange)) as span:
+            try:
+                return await _run(request, exchange, active)
+            finally:
+                span.set_attributes(response_attributes(exchange))
+                if isinstance(exchange.error, ChaperoneError):
+                    span.set_attribute("error.type", exchange.error.code or type(exchange.error).__name__)
+    finally:
+        runtime.release(active)
+
+
+async def _run(request: web.Request, exchange: Exchange, active: Active) -> web.StreamResponse:
+    backends = active.backends
+    tracer = request.app[RUNTIME].tracer
+
+    async def call_upstream(ex: Exchange) -> ApiResponse:
+        backend: Backend = backends[ex.route.backend]
+        if tracer is None:
+            return await backend.send(ex)
+        attrs = {"gen_ai.request.model": ex.route.upstream_model or ex.request.model, "chaperone.backend": backend.name}
+        with tracer.start_as_current_span(f"upstream {backend.name}", kind=trace.SpanKind.CLIENT, attributes=attrs) as span:
+            try:
+                response = await backend.send(ex)
+            except ChaperoneError as exc:
+                span.set_attribute("error.type", exc.code or type(exc).__name__)
+                span.set_attribute("http.response.status_code", exc.http_status)
+                raise
+            span.set_attribute("http.response.status_code", response.status)
+            return response
+
+    try:
+        response = await exchange.chain.run(exchange, call_upstream)
+        if response.stream is not None:
+            return await _write_stream(request, exchange, response)
+        _note_result(exchange, response.body if response.body is not None else _maybe_json(response.raw))
+        body = response.raw if response.body is None and response.raw is not None else _dumps(response.body or {})
+        headers = dict(response.headers)
+        headers["content-type"] = "application/json"
+        return web.Response(status=response.status, body=body, headers=headers)
+    except BaseException as exc:
+        exchange.error = exc
+        raise
+    finally:
+        await _complete(exchange)
+
+
+async def _complete(exchange: Exchange) -> None:
+    task = asyncio.ensure_future(exchange.chain.complete(exchange))
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await asyncio.wait([task])  # accounting finishes even when the client went away
+        raise
+
+
+async def _write_stream(request: web.Request, exchange: Exchange, response: ApiResponse) -> web.StreamResponse:
+    upstream = response.stream
+    assert upstream is not None
+    headers = {**response.headers, **_SSE_HEADERS, "x-request-id": exchange.request_id}
+    out = web.StreamResponse(status=response.status, headers=headers)
+    chain = exchange.chain
+    pieces: AsyncIterator[bytes] = (
+        chain.process_stream(exchange, upstream) if chain.parses_chunks else sse.iter_whole_events(upstream)
+    )
+    last = prev = b""
+    try:
+        await out.prepare(request)
+        try:
+            async for data in pieces:
+                await out.write(data)
+                prev, last = last, data
+        except ChaperoneError as exc:
+            exchange.error = exc
+            log.warning("stream failed after it started (request_id=%s): %s", exchange.request_id, exc.message)
+            await out.write(b"data: " + exc.body_bytes() + b"\n\n")
+        _note_result(exchange, sse.find_usage(prev + last))
+        await out.write_eof()
+    finally:
+        await _aclose(pieces)
+        await _aclose(upstream)
+    return out
+
+
+async def _aclose(iterator: AsyncIterator[bytes]) -> None:
+    aclose = getattr(iterator, "aclose", None)
+    if aclose is not None:
+        await aclose()
+
+
+def _maybe_json(raw: bytes | None) -> dict[str, Any] | None:
+    if not raw:
+        return None
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _note_result(exchange: Exchange, body: dict[str, Any] | None) -> None:
+    """Record usage, model and finish reasons from a response body or the final stream chunk."""
+    if body is None:
+        return
+    exchange.usage = Usage.from_openai(body.get("usage")) or exchange.usage
+    model = body.get("model")
+    if isinstance(model, str):
+        exchange.response_model = model
+    choices = body.get("choices")
+    if isinstance(choices, list):
+        reasons = [c.get("finish_reason") for c in choices if isinstance(c, dict) and c.get("finish_reason")]
+        exchange.finish_reasons = reasons or exchange.finish_reasons
+
+
+def _dumps(obj: object) -> bytes:
+    return json.dumps(obj, separators=(",", ":")).encode()
+
+
+# ---- models, pass-through, health --------------------------------------------------------
+
+
+def _model_object(name: str, backend: str) -> dict[str, Any]:
+    return {"id": name, "object": "model", "created": 0, "owned_by": f"chaperone:{backend}"}
+
+
+async def list_models(request: web.Request) -> web.Response:
+    policy = request.app[RUNTIME].acquire_policy()
+    caller = policy.authenticate(request.headers.get("Authorization"))
+    data = [_model_object(name, policy.routes[name].backend) for name in policy.client_models(caller)]
+    return web.json_response({"object": "list", "data": data})
+
+
+async def get_model(request: web.Request) -> web.Response:
+    policy = request.app[RUNTIME].acquire_policy()
+    caller = policy.authenticate(request.headers.get("Authorization"))
+    name = request.match_info["model"]
+    if name not in policy.client_models(caller):
+        raise NotFound(f"The model {name!r} does not exist or you do not have access to it.", code="model_not_found")
+    return web.json_response(_model_object(name, policy.routes[name].backend))
+
+
+async def passthrough(request: web.Request) -> web.StreamResponse:
+    """Forward any other ``/v1/*`` request unchanged to the backend its model (or ``*``) routes to."""
+    runtime = request.app[RUNTIME]
+    active = runtime.acquire()
+    try:
+        policy = active.policy
+        caller = policy.authenticate(request.headers.get("Authorization"))
+        raw = await _read_body(request, policy.limits.max_body_bytes)
+        model = _model_in(raw, request.content_type)
+        if model is not None:
+            route = policy.route_for(model)
+            caller.check_model(model)
+        elif "*" in policy.routes:
+            route = policy.routes["*"]
+        elif len(active.backends) == 1:
+            route = next(iter(policy.routes.values()))
+        else:
+            raise NotFound(f"Unknown request URL: {request.method} {request.path}", code="unknown_url")
+        backend = active.backends[route.backend]
+        path = "/" + request.match_info["tail"]
+        upstream = await backend.forward(
+            request.method, path, request.query_string, request.headers, raw, authorization=caller.authorization
+        )
+        headers = {**upstream.headers, "x-request-id": request[REQUEST_ID]}
+        out = web.StreamResponse(status=upstream.status, headers=headers)
+        try:
+            await out.prepare(request)
+            try:
+                async for data in upstream.body:
+                    await out.write(data)
+            except UpstreamError as exc:
+                log.warning("pass-through failed mid-body (request_id=%s): %s", request[REQUEST_ID], exc.message)
+                request.transport and request.transport.close()
+                return out
+            await out.write_eof()
+        finally:
+            await _aclose(upstream.body)
+        return out
+    finally:
+        runtime.release(active)
+
+
+def _model_in(raw: bytes, content_type: str) -> str | None:
+    if not raw or content_type != "application/json":
+        return None
+    body = _maybe_json(raw)
+    model = body.get("model") if body else None
+    return model if isinstance(model, str) else None
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Ready when a policy is active, its backends answer HTTP and its store answers."""
+    runtime = request.app[RUNTIME]
+    if runtime.current is None:
+        return web.json_response({"status": "starting"}, status=503)
+    problems = await runtime.check_ready()
+    body: dict[str, Any] = {"status": "ready" if not problems else "not ready", "policy": str(runtime.policy_path)}
+    if problems:
+        body["problems"] = problems
+    if runtime.last_error:
+        body["last_reload_error"] = runtime.last_error
+    return web.json_response(body, status=503 if problems else 200)

@@ -1,0 +1,169 @@
+"""The plugin contract: every hook a Chaperone plugin may implement, and what each may do.
+
+Request-time hooks are async and are never called through ``pm.hook``: ``proxy.chain`` binds
+each step's implementations once, when a policy compiles, and awaits them in the policy's order.
+Order therefore comes from the policy; hookimpls take no ``tryfirst``/``trylast``/``wrapper``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from proxy.exchange import ApiResponse, Exchange
+    from proxy.registry import PluginRegistry
+    from proxy.runtime import Resources
+
+hookspec = pluggy.HookspecMarker("chaperone")
+hookimpl = pluggy.HookimplMarker("chaperone")
+
+CallNext = Callable[["Exchange"], Awaitable["ApiResponse"]]
+
+# --------------------------------------------------------------------------------------------
+# Discovery
+# --------------------------------------------------------------------------------------------
+
+
+@hookspec
+def register_plugins(register: PluginRegistry) -> None:
+    """Make plugin classes known by their policy name.
+
+    Runs: once per process, synchronously, when the registry is built; on built-in modules
+    (``proxy.registry.DEFAULT_PLUGINS``) and on modules named in the ``chaperone`` entry-point group.
+    May mutate: nothing but calls to ``register``.
+    Returns: nothing.
+
+    :param register: call ``register(PluginClass)`` for each class; the class has a ``name``
+        (its policy key) and a ``Config`` pydantic model.
+    """
+
+
+# --------------------------------------------------------------------------------------------
+# Startup and shutdown (per compiled policy)
+# --------------------------------------------------------------------------------------------
+
+
+@hookspec
+async def on_startup(resources: Resources) -> None:
+    """Open the plugin's long-lived clients (pools, models, connections).
+
+    Runs: when a policy becomes active (server start, hot reload), before it takes requests;
+    in policy order. A failure aborts the activation and the previous policy stays in force.
+    May mutate: the plugin instance's own attributes.
+    Returns: nothing.
+
+    :param resources: shared resources; ``resources.store`` is the state store.
+    """
+
+
+@hookspec
+async def on_shutdown() -> None:
+    """Close what ``on_startup`` opened.
+
+    Runs: when the policy is retired (after its last in-flight request) or at server stop;
+    in reverse policy order. Exceptions are logged and do not stop other plugins' shutdown.
+    May mutate: the plugin instance's own attributes.
+    Returns: nothing.
+    """
+
+
+# --------------------------------------------------------------------------------------------
+# Request phase
+# --------------------------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+async def on_request(exchange: Exchange) -> ApiResponse | None:
+    """Inspect or rewrite the request before any backend sees it.
+
+    Runs: once per request, before the call hooks, in policy order.
+    May mutate: ``exchange.request`` (body and headers) and this plugin's own ``exchange.stash`` keys.
+    Returns: None to continue. A response ends the chain (the first non-None result wins): the
+    backend is skipped and the response flows back through the steps already entered
+    (their ``on_response``, or ``on_chunk`` for a streamed answer). To refuse, raise a
+    ``RequestRejected`` subclass instead.
+
+    :param exchange: the request in flight.
+    """
+
+
+# --------------------------------------------------------------------------------------------
+# Call phase
+# --------------------------------------------------------------------------------------------
+
+
+@hookspec
+async def wrap_call(exchange: Exchange, call_next: CallNext) -> ApiResponse:
+    """Wrap the upstream call: retry it, fall back, time it out, or call it again to repair.
+
+    Runs: once per request that reached the backend, as an onion: the first step in the policy
+    is the outermost wrapper, the last is closest to the backend.
+    May mutate: ``exchange.request`` and ``exchange.route`` between calls (a fallback points
+    ``route`` at another model's route before calling ``call_next`` again).
+    Returns: the response to pass outwards, normally ``await call_next(exchange)``; it may call
+    ``call_next`` zero or more times. Raise an ``UpstreamError`` to fail the request.
+
+    :param exchange: the request in flight.
+    :param call_next: the rest of the onion down to the backend.
+    """
+
+
+# --------------------------------------------------------------------------------------------
+# Response phase
+# --------------------------------------------------------------------------------------------
+
+
+@hookspec
+async def on_response(exchange: Exchange) -> None:
+    """Inspect or edit the response before the client sees any of it.
+
+    Runs: once per response, in reverse policy order (onion), only for steps the request entered
+    (after an early answer, the steps up to the one that answered). For a streamed response it
+    runs before the first byte goes out, with ``exchange.response.stream`` set: status and headers
+    may change here, the content arrives later through ``on_chunk``.
+    May mutate: ``exchange.response`` (status, headers; for a whole answer also the body, via
+    ``exchange.response.json()`` which parses it on first use).
+    Returns: nothing. Raise a ``ChaperoneError`` (e.g. ``ResponseRejected``) to answer with an error.
+
+    :param exchange: the request in flight, with ``exchange.response`` set.
+    """
+
+
+@hookspec
+async def on_chunk(exchange: Exchange, chunk: dict[str, Any]) -> dict[str, Any] | None:
+    """Inspect or edit one parsed chunk of a streamed response.
+
+    Runs: for every ``data:`` event of a stream (``[DONE]`` excluded), in reverse policy order.
+    Chunks are parsed only when at least one step of the chain implements this hook.
+    May mutate: ``chunk`` in place, this plugin's own stash keys (e.g. a carry-over buffer).
+    Returns: the chunk to pass on (the same or a new dict), or None to drop it; later (outer)
+    steps do not see a dropped chunk.
+
+    :param exchange: the request in flight.
+    :param chunk: one ``chat.completion.chunk`` (or ``text_completion``) object.
+    """
+
+
+# --------------------------------------------------------------------------------------------
+# Completion phase
+# --------------------------------------------------------------------------------------------
+
+
+@hookspec
+async def on_complete(exchange: Exchange) -> None:
+    """Observe the finished request: success, error, early answer or client disconnect.
+
+    Runs: exactly once per request that got past authentication, after the last byte was sent
+    (or the request failed), in reverse policy order; shielded from client-disconnect cancellation.
+    May mutate: nothing on the exchange; shared state in the store (budget commit, cost).
+    Returns: nothing. Exceptions are logged with the request id and never reach the client.
+
+    :param exchange: the finished request; ``exchange.error`` is set when it failed.
+    """
+
+
+HOOKS_REQUEST_TIME = ("on_request", "wrap_call", "on_response", "on_chunk", "on_complete")
+HOOKS_LIFECYCLE = ("on_startup", "on_shutdown")

@@ -1,0 +1,403 @@
+"""Policy files: YAML → validated models → a compiled, immutable ``Policy``.
+
+Every configuration mistake is raised here as a ``PolicyError`` whose lines name the YAML path
+of the mistake (``chains.default[2].params.forbid: …``), so ``chaperone check`` and hot reload
+report the same messages.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from proxy.chain import Chain, compile_chain
+from proxy.errors import Forbidden, ModelNotFound, Unauthorized
+from proxy.store import StoreConfig
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Tracer
+
+    from proxy.registry import PluginRegistry
+
+
+class PolicyError(Exception):
+    """A policy that cannot be used; ``errors`` holds one ``yaml.path: message`` line per mistake."""
+
+    def __init__(self, source: str, errors: list[str]) -> None:
+        self.source = source
+        self.errors = errors
+        super().__init__(f"{source}: " + "; ".join(errors))
+
+    def report(self) -> str:
+        return "\n".join(f"{self.source}: {line}" for line in self.errors)
+
+
+# --------------------------------------------------------------------------------------------
+# ${ENV} substitution
+# --------------------------------------------------------------------------------------------
+
+_ENV = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:-|:\+)([^}]*))?\}")
+
+
+def substitute_env(value: str, env: Mapping[str, str], path: str) -> str:
+    """Expand ``${VAR}``, ``${VAR:-default}`` and ``${VAR:+word}`` (shell meanings); ``$$`` is a literal ``$``."""
+
+    def expand(match: re.Match[str]) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        name, op, arg = match.group(1), match.group(2), match.group(3)
+        current = env.get(name, "")
+        if op == ":-":
+            return current or arg
+        if op == ":+":
+            return arg if current else ""
+        if name not in env:
+            raise PolicyError("", [f"{path}: environment variable {name} is not set (use ${{{name}:-default}})"])
+        return current
+
+    return _ENV.sub(expand, value)
+
+
+def _expand_tree(node: Any, env: Mapping[str, str], path: str, errors: list[str]) -> Any:
+    if isinstance(node, str):
+        try:
+            return substitute_env(node, env, path or "(top)")
+        except PolicyError as exc:
+            errors.extend(exc.errors)
+            return node
+    if isinstance(node, dict):
+        return {k: _expand_tree(v, env, _join(path, k), errors) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_expand_tree(v, env, f"{path}[{i}]", errors) for i, v in enumerate(node)]
+    return node
+
+
+def _join(path: str, key: object) -> str:
+    if isinstance(key, int):
+        return f"{path}[{key}]"
+    return f"{path}.{key}" if path else str(key)
+
+
+def format_loc(prefix: str, loc: tuple[int | str, ...]) -> str:
+    path = prefix
+    for part in loc:
+        path = _join(path, part)
+    return path or "(top)"
+
+
+# --------------------------------------------------------------------------------------------
+# The file's shape
+# --------------------------------------------------------------------------------------------
+
+
+def _empty_is_false(value: Any) -> Any:
+    return False if value == "" else value
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class BackendConfig(_Strict):
+    url: str | None = Field(default=None, description="Base URL of an OpenAI-compatible API, ending in /v1.")
+    builtin: Literal["mock"] | None = Field(
+        default=None, description="Start a bundled backend instead of naming a URL (mock: the test double)."
+    )
+    api_key: str | None = Field(default=None, description="Sent upstream as 'Authorization: Bearer …'.")
+    timeout_s: float = Field(default=60.0, gt=0, description="Per-attempt limit; for streams, to first byte and between chunks.")
+    connect_timeout_s: float = Field(default=10.0, gt=0, description="Limit for opening a connection.")
+    headers: dict[str, str] = Field(default_factory=dict, description="Extra headers sent upstream.")
+    max_connections: int = Field(default=512, ge=1, description="Size of this backend's connection pool.")
+    enabled: Annotated[bool, BeforeValidator(_empty_is_false)] = Field(
+        default=True, description="A disabled backend is skipped where a route lists alternatives."
+    )
+
+    @model_validator(mode="after")
+    def _one_target(self) -> BackendConfig:
+        if (self.url is None) == (self.builtin is None):
+            raise ValueError("give exactly one of 'url' and 'builtin'")
+        if self.url is not None and not re.match(r"^https?://[^/\s]+", self.url):
+            raise ValueError(f"url must start with http:// or https:// and name a host, got {self.url!r}")
+        return self
+
+
+class ModelConfig(_Strict):
+    backend: str | list[str] = Field(description="Backend name, or a list: the first enabled one is used.")
+    model: str | None = Field(default=None, description="The upstream's own name for the model.")
+    fallback: list[str] = Field(default_factory=list, description="Models tried in order when this one fails.")
+
+
+class KeyConfig(_Strict):
+    name: str = Field(min_length=1, description="Who holds the key; shows in logs and metrics.")
+    key: str = Field(min_length=1, description="The key itself, or 'sha256:<hex>' of it.")
+    chain: str | None = Field(default=None, description="Chain for this key's requests (default_chain if unset).")
+    models: list[str] | None = Field(default=None, description="Models this key may use (all if unset).")
+
+    @field_validator("key")
+    @classmethod
+    def _hash_shape(cls, value: str) -> str:
+        if value.startswith("sha256:") and not re.fullmatch(r"sha256:[0-9a-fA-F]{64}", value):
+            raise ValueError("a sha256: key must be followed by 64 hex digits")
+        return value
+
+
+class Limits(_Strict):
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024, description="Larger request bodies get a 413.")
+
+
+class PolicyFile(_Strict):
+    backends: dict[str, BackendConfig] = Field(description="Where requests can go.")
+    models: dict[str, ModelConfig] = Field(description="What clients may ask for, and where it goes.")
+    chains: dict[str, list[Any]] = Field(default_factory=lambda: {"default": []}, description="Ordered plugins.")
+    keys: list[KeyConfig] | None = Field(default=None, description="Client keys; omit to run open.")
+    default_chain: str = Field(default="default", description="Chain for requests without a key's own.")
+    store: StoreConfig = Field(default_factory=StoreConfig, description="Shared state: diskcache or redis.")
+    limits: Limits = Field(default_factory=Limits, description="Request limits.")
+
+
+# --------------------------------------------------------------------------------------------
+# The compiled policy
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """Where one client-facing model name goes."""
+
+    name: str
+    backend: str
+    upstream_model: str | None
+    fallback: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who sent the request (``name`` None when the policy runs open) and what they may use."""
+
+    name: str | None
+    chain: Chain
+    models: frozenset[str] | None
+    authorization: str | None = None  # the client's own Authorization header, kept only in open mode
+
+    def check_model(self, model: str) -> None:
+        if self.models is not None and model not in self.models:
+            raise Forbidden(f"key {self.name!r} may not use model {model!r}", param="model")
+
+
+@dataclass(frozen=True)
+class Policy:
+    source: str
+    backends: Mapping[str, BackendConfig]
+    routes: Mapping[str, Route]
+    chains: Mapping[str, Chain]
+    default_chain: Chain
+    store: StoreConfig
+    limits: Limits
+    keys: Mapping[bytes, tuple[str, Chain, frozenset[str] | None]] | None
+    plugins: tuple[Any, ...] = field(default=())
+
+    @property
+    def open(self) -> bool:
+        return self.keys is None
+
+    def route_for(self, model: str) -> Route:
+        route = self.routes.get(model) or self.routes.get("*")
+        if route is None:
+            raise ModelNotFound(f"The model {model!r} does not exist or you do not have access to it.", param="model")
+        return route
+
+    def authenticate(self, authorization: str | None) -> Caller:
+        """The caller for an ``Authorization`` header; 401 for a missing or unknown key."""
+        if self.keys is None:
+            return Caller(None, self.default_chain, None, authorization)
+        token = _bearer(authorization)
+        if not token:
+            raise Unauthorized("Missing API key: send 'Authorization: Bearer <key>'.")
+        # Looking up the SHA-256 of the presented key leaks nothing usable about stored keys.
+        entry = self.keys.get(hashlib.sha256(token.encode()).digest())
+        if entry is None:
+            raise Unauthorized("Incorrect API key provided.")
+        name, chain, models = entry
+        return Caller(name, chain, models)
+
+    def client_models(self, caller: Caller) -> list[str]:
+        names = [name for name in self.routes if name != "*"]
+        if caller.models is not None:
+            names = [name for name in names if name in caller.models]
+        return names
+
+
+def _bearer(header: str | None) -> str | None:
+    if not header:
+        return None
+    scheme, _, token = header.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else None
+
+
+# --------------------------------------------------------------------------------------------
+# Loading and compiling
+# --------------------------------------------------------------------------------------------
+
+
+def load_policy(
+    path: str | Path,
+    registry: PluginRegistry,
+    *,
+    env: Mapping[str, str] | None = None,
+    tracer: Tracer | None = None,
+) -> Policy:
+    """Read, validate and compile a policy file; raise ``PolicyError`` naming every mistake found."""
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise PolicyError(source, [f"cannot read the file: {exc.strerror or exc}"]) from None
+    return compile_policy_text(text, registry, source=source, env=env, tracer=tracer)
+
+
+def compile_policy_text(
+    text: str,
+    registry: PluginRegistry,
+    *,
+    source: str = "<policy>",
+    env: Mapping[str, str] | None = None,
+    tracer: Tracer | None = None,
+) -> Policy:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise PolicyError(source, [f"{where}invalid YAML: {exc.problem or exc}"]) from None
+    except yaml.YAMLError as exc:
+        raise PolicyError(source, [f"invalid YAML: {exc}"]) from None
+    if not isinstance(data, dict):
+        raise PolicyError(source, ["(top): a policy is a mapping with backends, models and chains"])
+    return compile_policy(data, registry, source=source, env=env, tracer=tracer)
+
+
+def compile_policy(
+    data: dict[str, Any],
+    registry: PluginRegistry,
+    *,
+    source: str = "<policy>",
+    env: Mapping[str, str] | None = None,
+    tracer: Tracer | None = None,
+) -> Policy:
+    errors: list[str] = []
+    data = _expand_tree(data, os.environ if env is None else env, "", errors)
+    if errors:
+        raise PolicyError(source, errors)
+    try:
+        spec = PolicyFile.model_validate(data)
+    except ValidationError as exc:
+        raise PolicyError(source, [f"{format_loc('', e['loc'])}: {e['msg']}" for e in exc.errors()]) from None
+
+    routes = _compile_routes(spec, errors)
+    plugins: list[Any] = []
+    chains: dict[str, Chain] = {}
+    for chain_name, steps in spec.chains.items():
+        instances = _instantiate_steps(chain_name, steps, registry, errors)
+        plugins.extend(instance for _, instance in instances)
+        try:
+            chains[chain_name] = compile_chain(chain_name, instances, tracer=tracer)
+        except TypeError as exc:
+            errors.append(f"chains.{chain_name}: {exc}")
+    if spec.default_chain not in spec.chains:
+        errors.append(f"default_chain: no chain named {spec.default_chain!r} (have: {', '.join(spec.chains) or 'none'})")
+    keys = _compile_keys(spec, chains, errors)
+    if errors:
+        raise PolicyError(source, errors)
+    return Policy(
+        source=source,
+        backends=dict(spec.backends),
+        routes=routes,
+        chains=chains,
+        default_chain=chains[spec.default_chain],
+        store=spec.store,
+        limits=spec.limits,
+        keys=keys,
+        plugins=tuple(plugins),
+    )
+
+
+def _compile_routes(spec: PolicyFile, errors: list[str]) -> dict[str, Route]:
+    routes: dict[str, Route] = {}
+    for name, model in spec.models.items():
+        candidates = [model.backend] if isinstance(model.backend, str) else model.backend
+        for i, backend in enumerate(candidates):
+            if backend not in spec.backends:
+                where = f"models.{name}.backend" + ("" if isinstance(model.backend, str) else f"[{i}]")
+                errors.append(f"{where}: no backend named {backend!r} (have: {', '.join(spec.backends) or 'none'})")
+        chosen = next((b for b in candidates if b in spec.backends and spec.backends[b].enabled), None)
+        if chosen is None:
+            if all(b in spec.backends for b in candidates):
+                errors.append(f"models.{name}.backend: none of {candidates} is enabled")
+            continue
+        for i, other in enumerate(model.fallback):
+            if other not in spec.models or other == "*":
+                errors.append(f"models.{name}.fallback[{i}]: no model named {other!r}")
+        routes[name] = Route(name, chosen, model.model, tuple(model.fallback))
+    return routes
+
+
+def _instantiate_steps(
+    chain_name: str, steps: list[Any], registry: PluginRegistry, errors: list[str]
+) -> list[tuple[str, Any]]:
+    instances: list[tuple[str, Any]] = []
+    for i, step in enumerate(steps):
+        where = f"chains.{chain_name}[{i}]"
+        if isinstance(step, str):
+            step = {step: None}
+        if not isinstance(step, dict) or len(step) != 1:
+            errors.append(f"{where}: each step is a mapping with one plugin name, like '- params: {{…}}'")
+            continue
+        ((plugin_name, config),) = step.items()
+        cls = registry.get(str(plugin_name))
+        if cls is None:
+            errors.append(f"{where}: unknown plugin {plugin_name!r} (known: {', '.join(registry.names()) or 'none'})")
+            continue
+        try:
+            validated = cls.Config.model_validate(config or {})
+        except ValidationError as exc:
+            errors.extend(f"{format_loc(f'{where}.{plugin_name}', e['loc'])}: {e['msg']}" for e in exc.errors())
+            continue
+        try:
+            instances.append((str(plugin_name), cls(validated)))
+        except ValueError as exc:
+            errors.append(f"{where}.{plugin_name}: {exc}")
+    return instances
+
+
+def _compile_keys(
+    spec: PolicyFile, chains: Mapping[str, Chain], errors: list[str]
+) -> dict[bytes, tuple[str, Chain, frozenset[str] | None]] | None:
+    if spec.keys is None:
+        return None
+    keys: dict[bytes, tuple[str, Chain, frozenset[str] | None]] = {}
+    for i, entry in enumerate(spec.keys):
+        chain_name = entry.chain or spec.default_chain
+        if chain_name not in spec.chains:
+            errors.append(f"keys[{i}].chain: no chain named {chain_name!r}")
+            continue
+        for j, model in enumerate(entry.models or []):
+            if model not in spec.models:
+                errors.append(f"keys[{i}].models[{j}]: no model named {model!r}")
+        if entry.key.startswith("sha256:"):
+            digest = bytes.fromhex(entry.key.removeprefix("sha256:"))
+        else:
+            digest = hashlib.sha256(entry.key.encode()).digest()
+        if digest in keys:
+            errors.append(f"keys[{i}].key: the same key is given twice")
+        if chain_name in chains:
+            models = frozenset(entry.models) if entry.models is not None else None
+            keys[digest] = (entry.name, chains[chain_name], models)
+    return keys

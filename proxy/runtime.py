@@ -1,0 +1,290 @@
+"""The running policy: activation, hot reload, in-flight accounting and the resources policies share.
+
+A policy becomes active only after it compiled, its backends opened and its plugins started;
+until then the previous one stays in force. A retired policy keeps its backends and plugins
+until its last in-flight request finishes, so a reload never cuts a request or stream short.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from backends.base import Backend
+from backends.openai import OpenAIBackend
+from proxy.policy import Policy, PolicyError, compile_policy_text
+from proxy.store import Store, StoreConfig, StoreUnavailable, open_store
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Tracer
+
+    from proxy.registry import PluginRegistry
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Resources:
+    """What plugins get at ``on_startup``: the shared state store and the state directory."""
+
+    store: Store
+    home: Path
+
+
+@dataclass(eq=False)
+class Active:
+    """A policy in force (or retiring) with the backends and store it uses."""
+
+    policy: Policy
+    backends: dict[str, Backend]
+    store: Store
+    digest: str
+    inflight: int = 0
+    retired: bool = False
+    closed: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class Runtime:
+    """Owns the active policy and swaps it atomically on reload."""
+
+    def __init__(
+        self,
+        policy_path: Path,
+        registry: PluginRegistry,
+        *,
+        home: Path,
+        tracer: Tracer | None = None,
+        reload_interval_s: float = 1.0,
+    ) -> None:
+        self.policy_path = policy_path
+        self.registry = registry
+        self.home = home
+        self.tracer = tracer
+        self.reload_interval_s = reload_interval_s
+        self.current: Active | None = None
+        self.last_error: str | None = None
+        self.reloads = 0
+        self._stores: dict[StoreConfig, list[Any]] = {}  # config -> [store, refcount]
+        self._builtins: dict[str, tuple[web.AppRunner, str]] = {}
+        self._watch: asyncio.Task[None] | None = None
+        self._retiring: set[asyncio.Task[None]] = set()
+        self._ready_cache: tuple[Active, float, list[str]] | None = None
+
+    # ---- lifecycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Load and activate the policy; a bad policy at start is fatal (raises PolicyError)."""
+        try:
+            data, digest = self._read()
+        except OSError as exc:
+            raise PolicyError(str(self.policy_path), [f"cannot read the file: {exc.strerror or exc}"]) from None
+        self.current = await self._activate(self._compile(data), digest)
+        if self.reload_interval_s > 0:
+            self._watch = asyncio.create_task(self._watch_file(), name="chaperone-policy-watch")
+        try:
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self.request_reload)
+        except (NotImplementedError, RuntimeError, ValueError):
+            pass
+
+    async def stop(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+            await asyncio.gather(self._watch, return_exceptions=True)
+        if self.current is not None:
+            await self._close(self.current)
+            self.current = None
+        await asyncio.gather(*self._retiring, return_exceptions=True)
+        for store, _ in self._stores.values():
+            await store.close()
+        self._stores.clear()
+        for runner, _ in self._builtins.values():
+            await runner.cleanup()
+        self._builtins.clear()
+
+    # ---- requests -------------------------------------------------------------------------
+
+    def acquire(self) -> Active:
+        active = self.current
+        if active is None:
+            raise RuntimeError("no policy is active")
+        active.inflight += 1
+        return active
+
+    def acquire_policy(self) -> Policy:
+        """The policy in force, for handlers that never reach a backend (no in-flight accounting)."""
+        if self.current is None:
+            raise RuntimeError("no policy is active")
+        return self.current.policy
+
+    async def check_ready(self) -> list[str]:
+        """What keeps the proxy from being ready (backends that do not answer, an unreachable store)."""
+        active = self.current
+        if active is None:
+            return ["no policy is active"]
+        now = time.monotonic()
+        cached = self._ready_cache
+        if cached is not None and cached[0] is active and now - cached[1] < 2.0:
+            return cached[2]
+        names = list(active.backends)
+        results = await asyncio.gather(*(active.backends[n].probe(2.0) for n in names))
+        problems = [f"backend {n}: {r}" for n, r in zip(names, results, strict=True) if r]
+        try:
+            await active.store.ping()
+        except StoreUnavailable as exc:
+            problems.append(f"store: {exc}")
+        self._ready_cache = (active, now, problems)
+        return problems
+
+    def release(self, active: Active) -> None:
+        active.inflight -= 1
+        if active.retired and active.inflight == 0:
+            self._schedule_close(active)
+
+    # ---- reload ---------------------------------------------------------------------------
+
+    def request_reload(self) -> None:
+        task = asyncio.ensure_future(self.reload(force=True))
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
+
+    async def reload(self, *, force: bool = False) -> bool:
+        """Load the file again; swap only if it changed and is valid. True when a new policy took effect."""
+        try:
+            data, digest = self._read()
+        except OSError as exc:
+            self._report(f"{self.policy_path}: cannot read the file: {exc.strerror or exc}")
+            return False
+        if self.current is not None and digest == self.current.digest and not force:
+            return False
+        try:
+            active = await self._activate(self._compile(data), digest)
+        except PolicyError as exc:
+            self._report(exc.report())
+            if self.current is not None:
+                self.current.digest = digest  # do not report the same broken file every poll
+            return False
+        except Exception as exc:
+            self._report(f"{self.policy_path}: could not activate the new policy: {exc}")
+            if self.current is not None:
+                self.current.digest = digest
+            return False
+        old, self.current = self.current, active
+        self.last_error = None
+        self.reloads += 1
+        log.info("policy reloaded from %s", self.policy_path)
+        if old is not None:
+            old.retired = True
+            if old.inflight == 0:
+                self._schedule_close(old)
+        return True
+
+    def _report(self, message: str) -> None:
+        self.last_error = message
+        log.error("policy not reloaded, the last good policy stays in force:\n%s", message)
+
+    def _compile(self, data: bytes) -> Policy:
+        source = str(self.policy_path)
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise PolicyError(source, [f"the file is not UTF-8 text: {exc}"]) from None
+        return compile_policy_text(text, self.registry, source=source, tracer=self.tracer)
+
+    def _read(self) -> tuple[bytes, str]:
+        data = self.policy_path.read_bytes()
+        return data, hashlib.sha256(data).hexdigest()
+
+    async def _watch_file(self) -> None:
+        while True:
+            await asyncio.sleep(self.reload_interval_s)
+            try:
+                await self.reload()
+            except Exception:
+                log.exception("policy watch failed")
+
+    # ---- activation -----------------------------------------------------------------------
+
+    async def _activate(self, policy: Policy, digest: str) -> Active:
+        store = await self._acquire_store(policy.store)
+        backends: dict[str, Backend] = {}
+        started_chains = []
+        try:
+            for name in sorted({route.backend for route in policy.routes.values()}):
+                config = policy.backends[name]
+                url = await self._builtin_url(config.builtin) if config.builtin else config.url
+                backend = OpenAIBackend(name, config, url)
+                await backend.start()
+                backends[name] = backend
+            resources = Resources(store=store, home=self.home)
+            for chain in policy.chains.values():
+                await chain.startup(resources)
+                started_chains.append(chain)
+        except BaseException:
+            for chain in reversed(started_chains):
+                await chain.shutdown()
+            for backend in backends.values():
+                await backend.close()
+            await self._release_store(policy.store)
+            raise
+        return Active(policy, backends, store, digest)
+
+    def _schedule_close(self, active: Active) -> None:
+        if active.closed.is_set():
+            return
+        active.closed.set()
+        task = asyncio.ensure_future(self._close(active))
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
+
+    async def _close(self, active: Active) -> None:
+        active.closed.set()
+        for chain in reversed(list(active.policy.chains.values())):
+            await chain.shutdown()
+        for backend in active.backends.values():
+            await backend.close()
+        await self._release_store(active.policy.store)
+
+    async def _acquire_store(self, config: StoreConfig) -> Store:
+        entry = self._stores.get(config)
+        if entry is None:
+            entry = [open_store(config, self.home), 0]
+            self._stores[config] = entry
+        entry[1] += 1
+        store: Store = entry[0]
+        return store
+
+    async def _release_store(self, config: StoreConfig) -> None:
+        entry = self._stores.get(config)
+        if entry is None:
+            return
+        entry[1] -= 1
+        if entry[1] <= 0:
+            del self._stores[config]
+            await entry[0].close()
+
+    async def _builtin_url(self, kind: str) -> str:
+        """Start a bundled backend once per process, on a free loopback port; its base URL."""
+        if kind not in self._builtins:
+            from backends.mock import create_app
+
+            runner = web.AppRunner(create_app(), handler_cancellation=True, access_log=None)
+            await runner.setup()
+            site = web.TCPSite(runner, "127.0.0.1", 0)
+            await site.start()
+            host, port = runner.addresses[0][:2]
+            self._builtins[kind] = (runner, f"http://{host}:{port}/v1")
+        return self._builtins[kind][1]
+
+    def builtin_urls(self) -> dict[str, str]:
+        return {kind: url for kind, (_, url) in self._builtins.items()}
+
+
+RUNTIME = web.AppKey("runtime", Runtime)

@@ -1,0 +1,92 @@
+"""The aiohttp application: routes, the one error/request-id middleware, and lifecycle wiring."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from aiohttp import web
+
+from proxy import handlers
+from proxy.errors import ChaperoneError, MethodNotAllowed, NotFound
+from proxy.registry import PluginRegistry, build_registry
+from proxy.handlers import REQUEST_ID
+from proxy.runtime import RUNTIME, Runtime
+from proxy.settings import SETTINGS, Settings
+from proxy.tracing import get_tracer
+
+log = logging.getLogger(__name__)
+
+_CLIENT_ID = re.compile(r"^[\x21-\x7e]{1,128}$")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def error_response(exc: ChaperoneError, request_id: str) -> web.Response:
+    headers = exc.headers()
+    headers["x-request-id"] = request_id
+    return web.Response(
+        status=exc.http_status, body=exc.body_bytes(), content_type="application/json", headers=headers
+    )
+
+
+@web.middleware
+async def request_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Give every response an ``x-request-id`` and every error the OpenAI shape; nothing else."""
+    client_id = request.headers.get("x-request-id")
+    request_id = client_id if client_id and _CLIENT_ID.match(client_id) else uuid.uuid4().hex
+    request[REQUEST_ID] = request_id
+    try:
+        response = await handler(request)
+    except ChaperoneError as exc:
+        return error_response(exc, request_id)
+    except web.HTTPNotFound:
+        return error_response(NotFound(f"Unknown request URL: {request.method} {request.path}", code="unknown_url"), request_id)
+    except web.HTTPMethodNotAllowed:
+        return error_response(MethodNotAllowed(f"{request.method} is not allowed on {request.path}"), request_id)
+    except web.HTTPException as exc:
+        error = ChaperoneError(exc.reason or "HTTP error", code=None)
+        response = error_response(error, request_id)
+        response.set_status(exc.status)
+        return response
+    except (asyncio.CancelledError, ConnectionResetError):
+        raise
+    except Exception:
+        log.exception("unhandled error (request_id=%s)", request_id)
+        return error_response(ChaperoneError(f"internal error (request_id={request_id})"), request_id)
+    if not response.prepared:
+        response.headers["x-request-id"] = request_id
+    return response
+
+
+def create_app(settings: Settings, *, registry: PluginRegistry | None = None) -> web.Application:
+    """Wire routes, the middleware and the runtime's lifecycle; no I/O happens until the app starts."""
+    app = web.Application(middlewares=[request_middleware], client_max_size=1024**3)
+    app[SETTINGS] = settings
+    runtime = Runtime(
+        settings.policy_path,
+        registry or build_registry(),
+        home=settings.home,
+        tracer=get_tracer(settings.tracer_provider),
+        reload_interval_s=settings.reload_interval_s,
+    )
+    app[RUNTIME] = runtime
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        await runtime.start()
+        yield
+        await runtime.stop()
+
+    app.cleanup_ctx.append(lifecycle)
+    app.router.add_post("/v1/chat/completions", handlers.chat_completions)
+    app.router.add_post("/v1/completions", handlers.completions)
+    app.router.add_post("/v1/embeddings", handlers.embeddings)
+    app.router.add_get("/v1/models", handlers.list_models)
+    app.router.add_get("/v1/models/{model:.+}", handlers.get_model)
+    app.router.add_route("*", "/v1/{tail:.*}", handlers.passthrough)
+    app.router.add_get("/healthz", handlers.healthz)
+    app.router.add_get("/readyz", handlers.readyz)
+    return app

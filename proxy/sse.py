@@ -1,0 +1,106 @@
+"""Server-sent events as OpenAI streams them: cutting at event boundaries, parsing, encoding.
+
+The pass-through path never parses JSON: it only cuts the byte stream at blank lines, so that an
+upstream failure can be reported as a whole ``data: {"error": …}`` event instead of landing in
+the middle of a half-sent one.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+DONE = b"data: [DONE]\n\n"
+_SEPARATORS = (b"\n\n", b"\r\n\r\n", b"\r\r")
+
+
+def _last_boundary(buf: bytes) -> int:
+    """Index just past the last complete event in ``buf``, or 0."""
+    end = 0
+    for sep in _SEPARATORS:
+        at = buf.rfind(sep)
+        if at >= 0:
+            end = max(end, at + len(sep))
+    return end
+
+
+class EventCutter:
+    """Feed raw bytes, get back only whole events (possibly several at once); keeps the remainder."""
+
+    __slots__ = ("pending",)
+
+    def __init__(self) -> None:
+        self.pending = b""
+
+    def feed(self, data: bytes) -> bytes:
+        buf = self.pending + data if self.pending else data
+        end = _last_boundary(buf)
+        if end == len(buf):
+            self.pending = b""
+            return buf
+        self.pending = buf[end:]
+        return buf[:end]
+
+
+async def iter_whole_events(stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """Yield the stream in pieces that end at event boundaries (one or more events each)."""
+    cutter = EventCutter()
+    async for data in stream:
+        out = cutter.feed(data)
+        if out:
+            yield out
+    if cutter.pending.strip():
+        yield cutter.pending + b"\n\n"
+
+
+async def iter_events(stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """Yield one event at a time (each ending with its blank line)."""
+    async for block in iter_whole_events(stream):
+        start = 0
+        while start < len(block):
+            end = _next_boundary(block, start)
+            yield block[start:end]
+            start = end
+
+
+def _next_boundary(buf: bytes, start: int) -> int:
+    best = len(buf)
+    for sep in _SEPARATORS:
+        at = buf.find(sep, start)
+        if at >= 0:
+            best = min(best, at + len(sep))
+    return best
+
+
+def decode_data(event: bytes) -> dict[str, Any] | None:
+    """The JSON object in an event's ``data:`` lines, or None for ``[DONE]``, comments and non-objects."""
+    lines = [line[5:].lstrip() for line in event.splitlines() if line.startswith(b"data:")]
+    if not lines:
+        return None
+    payload = b"\n".join(lines)
+    if payload == b"[DONE]":
+        return None
+    try:
+        value = json.loads(payload)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def encode_data(obj: dict[str, Any]) -> bytes:
+    return b"data: " + json.dumps(obj, separators=(",", ":")).encode() + b"\n\n"
+
+
+def find_usage(tail: bytes) -> dict[str, Any] | None:
+    """The last ``usage`` object in the tail of a stream (OpenAI sends it in the final chunk)."""
+    at = tail.rfind(b'"usage":')
+    while at >= 0:
+        start = tail.rfind(b"data:", 0, at)
+        end = _next_boundary(tail, at)
+        if start >= 0:
+            chunk = decode_data(tail[start:end])
+            if chunk and isinstance(chunk.get("usage"), dict):
+                return chunk
+        at = tail.rfind(b'"usage":', 0, at)
+    return None
