@@ -14,7 +14,7 @@ from pathlib import Path
 from aiohttp import web
 
 from proxy.policy import PolicyError, load_policy
-from proxy.registry import build_registry
+from proxy.registry import build_registry, extra_modules_from_env
 from proxy.settings import DEFAULT_POLICY, Settings
 
 log = logging.getLogger("chaperone")
@@ -25,7 +25,8 @@ SERVE_EXAMPLES = """examples:
   OPENAI_BASE_URL=http://127.0.0.1:8080/v1 python app.py   # point an app at it
 
 environment: CHAPERONE_POLICY, CHAPERONE_HOST, CHAPERONE_PORT, CHAPERONE_HOME (state, default ~/.chaperone),
-CHAPERONE_RELOAD_INTERVAL_S, CHAPERONE_SHUTDOWN_TIMEOUT_S, OTEL_TRACES_EXPORTER=console|otlp"""
+CHAPERONE_RELOAD_INTERVAL_S, CHAPERONE_SHUTDOWN_TIMEOUT_S, CHAPERONE_PLUGINS (extra plugin modules),
+OTEL_TRACES_EXPORTER=console|otlp"""
 
 CHECK_EXAMPLES = """examples:
   chaperone check policies/default.yaml
@@ -47,7 +48,11 @@ def _serve(args: argparse.Namespace) -> int:
         tracer_provider=provider_from_env(),
     )
     settings.home.mkdir(parents=True, exist_ok=True)
-    registry = build_registry()
+    try:
+        registry = build_registry(extra=extra_modules_from_env(os.environ.get("CHAPERONE_PLUGINS")))
+    except (ImportError, TypeError, ValueError) as exc:
+        print(f"chaperone: cannot load plugins: {exc}", file=sys.stderr)
+        return 2
     try:  # fail before binding the port, with the same messages as `chaperone check`
         load_policy(settings.policy_path, registry)
     except PolicyError as exc:
@@ -113,7 +118,7 @@ def _new_loop() -> asyncio.AbstractEventLoop:
 
 
 def _check(args: argparse.Namespace) -> int:
-    registry = build_registry()
+    registry = build_registry(extra=extra_modules_from_env(os.environ.get("CHAPERONE_PLUGINS")))
     failed = 0
     for path in args.files:
         try:

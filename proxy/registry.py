@@ -62,10 +62,13 @@ def make_plugin_manager() -> pluggy.PluginManager:
     return pm
 
 
-def build_registry(*, entry_points: bool = True, modules: tuple[str, ...] = DEFAULT_PLUGINS) -> PluginRegistry:
-    """Import the built-in plugin modules (and, unless disabled, third-party ones) and collect their classes."""
+def build_registry(
+    *, entry_points: bool = True, modules: tuple[str, ...] = DEFAULT_PLUGINS, extra: tuple[str, ...] = ()
+) -> PluginRegistry:
+    """Import the built-in plugin modules, ``extra`` modules by import path, and (unless disabled) the
+    ``chaperone`` entry-point group, and collect the plugin classes their ``register_plugins`` hooks name."""
     pm = make_plugin_manager()
-    for module_name in modules:
+    for module_name in (*modules, *extra):
         pm.register(importlib.import_module(module_name), name=module_name)
     if entry_points:
         pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
@@ -76,3 +79,8 @@ def build_registry(*, entry_points: bool = True, modules: tuple[str, ...] = DEFA
         impl.function(register=registry)
     registry.origin = "built-in"
     return registry
+
+
+def extra_modules_from_env(value: str | None) -> tuple[str, ...]:
+    """``CHAPERONE_PLUGINS=pkg.mod,other.mod``: plugin modules to load without packaging them."""
+    return tuple(name.strip() for name in (value or "").split(",") if name.strip())
