@@ -7,6 +7,7 @@ import asyncio
 import logging
 import os
 import runpy
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -60,52 +61,61 @@ def _serve(args: argparse.Namespace) -> int:
         print("chaperone: not started: the policy has errors", file=sys.stderr)
         return 2
     app = create_app(settings, registry=registry)
-    app.on_startup.append(_banner(settings))
     loop = _new_loop()
     try:
-        web.run_app(
-            app,
-            host=settings.host,
-            port=settings.port,
-            loop=loop,
-            handler_cancellation=True,
-            shutdown_timeout=settings.shutdown_timeout_s,
-            access_log=None,
-            print=None,
-        )
+        loop.run_until_complete(_run(app, settings))
     except OSError as exc:
         print(f"chaperone: cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}", file=sys.stderr)
         return 1
+    finally:
+        loop.close()
     return 0
 
 
-def _banner(settings: Settings):  # type: ignore[no-untyped-def]
-    async def banner(app: web.Application) -> None:
-        from proxy.runtime import RUNTIME
+async def _run(app: web.Application, settings: Settings) -> None:
+    """Serve until SIGTERM/SIGINT, then stop accepting and let in-flight requests finish (bounded)."""
+    runner = web.AppRunner(
+        app, handler_cancellation=True, access_log=None, shutdown_timeout=settings.shutdown_timeout_s
+    )
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, settings.host, settings.port, backlog=2048)
+        await site.start()
+        host, port = runner.addresses[0][:2]
+        print(_banner(app, f"http://{host}:{port}/v1", settings), flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        log.info("shutting down: no new connections; in-flight requests get up to %ss", settings.shutdown_timeout_s)
+    finally:
+        await runner.cleanup()
 
-        runtime = app[RUNTIME]
-        active = runtime.current
-        assert active is not None
-        policy = active.policy
-        lines = [f"chaperone listening on http://{settings.host}:{settings.port}/v1", f"  policy: {policy.source}"]
-        builtin = runtime.builtin_urls()
-        for name, backend in policy.backends.items():
-            if name not in active.backends:
-                continue
-            if backend.builtin == "mock":
-                lines.append(f"  backend {name}: the bundled MOCK backend at {builtin['mock']} (a test double, not an LLM)")
-            else:
-                lines.append(f"  backend {name}: {backend.url}")
-        routes = ", ".join(f"{m} → {r.backend}" for m, r in policy.routes.items())
-        lines.append(f"  models: {routes}")
-        if policy.open:
-            lines.append("  keys: none — running OPEN: any client on this address may use it")
+
+def _banner(app: web.Application, url: str, settings: Settings) -> str:
+    from proxy.runtime import RUNTIME
+
+    runtime = app[RUNTIME]
+    active = runtime.current
+    assert active is not None
+    policy = active.policy
+    lines = [f"chaperone listening on {url}", f"  policy: {policy.source}"]
+    builtin = runtime.builtin_urls()
+    for name, backend in policy.backends.items():
+        if name not in active.backends:
+            continue
+        if backend.builtin == "mock":
+            lines.append(f"  backend {name}: the bundled MOCK backend at {builtin['mock']} (a test double, not an LLM)")
         else:
-            lines.append(f"  keys: {len(policy.keys or {})} configured")
-        lines.append(f"  state: {settings.home}")
-        print("\n".join(lines), flush=True)
-
-    return banner
+            lines.append(f"  backend {name}: {backend.url}")
+    lines.append("  models: " + ", ".join(f"{m} → {r.backend}" for m, r in policy.routes.items()))
+    if policy.open:
+        lines.append("  keys: none — running OPEN: any client that can reach this address may use it")
+    else:
+        lines.append(f"  keys: {len(policy.keys or {})} configured")
+    lines.append(f"  state: {settings.home}")
+    return "\n".join(lines)
 
 
 def _new_loop() -> asyncio.AbstractEventLoop:

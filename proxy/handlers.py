@@ -25,7 +25,7 @@ from proxy.runtime import RUNTIME, Active
 from proxy.tracing import request_attributes, response_attributes
 
 log = logging.getLogger(__name__)
-REQUEST_ID = "chaperone.request_id"
+REQUEST_ID = web.RequestKey("request_id", str)
 _SSE_HEADERS = {"content-type": "text/event-stream", "cache-control": "no-cache", "x-accel-buffering": "no"}
 
 

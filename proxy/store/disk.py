@@ -1,0 +1,191 @@
+"""The default store: diskcache (SQLite) in a local directory, safe to share between processes on one host.
+
+diskcache calls block, so they run on a small thread pool owned by the store, never on the event loop.
+Read-modify-write operations (``add``, ``incr``) run inside ``Cache.transact()``, an SQLite
+``BEGIN IMMEDIATE`` transaction, which makes them atomic across threads and processes.
+Within a process, writes also take a lock so the pool's threads queue on it instead of on SQLite's
+busy-wait. The cache never evicts (``eviction_policy="none"``): losing a budget counter to make room
+would silently reset it, so give cache entries a TTL.
+"""
+
+import asyncio
+import functools
+import sqlite3
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+import diskcache  # type: ignore[import-untyped]
+
+from proxy.store.base import (
+    Clock,
+    StoreError,
+    StoreUnavailable,
+    check_amount,
+    check_positive,
+    expires_at,
+    is_live,
+    pack_value,
+    unpack_value,
+    window_slot,
+)
+
+__all__ = ["DiskStore"]
+
+T = TypeVar("T")
+
+_WORKERS = 2
+_CLOSE_TIMEOUT_S = 5.0
+_BACKEND_ERRORS = (OSError, sqlite3.Error, diskcache.Timeout)
+
+
+class DiskStore:
+    """``Store`` backed by ``diskcache.Cache(directory)``; the directory is created on first use."""
+
+    def __init__(self, directory: Path, *, prefix: str, clock: Clock) -> None:
+        self._directory = directory
+        self._prefix = prefix
+        self._clock = clock
+        self._executor = ThreadPoolExecutor(max_workers=_WORKERS, thread_name_prefix="chaperone-store")
+        self._cache: Any = None
+        self._open_lock = threading.Lock()
+        self._write_lock = threading.Lock()
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"DiskStore({str(self._directory)!r}, prefix={self._prefix!r})"
+
+    async def get(self, key: str) -> bytes | None:
+        return await self._run(self._get, self._prefix + key, self._clock())
+
+    async def set(self, key: str, value: bytes, *, ttl_s: float | None = None) -> None:
+        check_positive("ttl_s", ttl_s)
+        packed = pack_value(value, expires_at(self._clock(), ttl_s))
+        await self._run(self._set, self._prefix + key, packed, ttl_s)
+
+    async def add(self, key: str, value: bytes, *, ttl_s: float | None = None) -> bool:
+        check_positive("ttl_s", ttl_s)
+        now = self._clock()
+        return await self._run(self._add, self._prefix + key, pack_value(value, expires_at(now, ttl_s)), ttl_s, now)
+
+    async def delete(self, key: str) -> bool:
+        return await self._run(self._delete, self._prefix + key, self._clock())
+
+    async def incr(self, key: str, amount: float = 1, *, window_s: float | None = None) -> float:
+        check_amount(amount)
+        full_key, keep_s = self._counter_key(key, window_s)
+        return await self._run(self._incr, full_key, amount, keep_s)
+
+    async def counter(self, key: str, *, window_s: float | None = None) -> float:
+        full_key, _ = self._counter_key(key, window_s)
+        return await self._run(self._counter, full_key)
+
+    async def ping(self) -> None:
+        await self._run(self._ping)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        await asyncio.get_running_loop().run_in_executor(None, self._shutdown)
+
+    # -- event-loop side ---------------------------------------------------------------------------------
+
+    def _counter_key(self, key: str, window_s: float | None) -> tuple[str, float | None]:
+        check_positive("window_s", window_s)
+        if window_s is None:
+            return self._prefix + key, None
+        return window_slot(self._prefix + key, window_s, self._clock())
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a blocking cache operation on the pool; backend failures become ``StoreUnavailable``."""
+        if self._closed:
+            raise StoreUnavailable(f"diskcache store at {self._directory} is closed")
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._executor, functools.partial(fn, *args))
+        except _BACKEND_ERRORS as exc:
+            raise StoreUnavailable(f"diskcache store at {self._directory} is unavailable: {exc!r}") from exc
+
+    # -- pool side (blocking) ----------------------------------------------------------------------------
+
+    def _open(self) -> Any:
+        with self._open_lock:
+            if self._cache is None:
+                self._cache = diskcache.Cache(str(self._directory), eviction_policy="none")
+            return self._cache
+
+    def _get(self, key: str, now: float) -> bytes | None:
+        raw = self._open().get(key)
+        if raw is None:
+            return None
+        value, expires = unpack_value(key, _as_bytes(key, raw))
+        return value if is_live(expires, now) else None
+
+    def _set(self, key: str, packed: bytes, ttl_s: float | None) -> None:
+        cache = self._open()
+        with self._write_lock:
+            cache.set(key, packed, expire=ttl_s)
+
+    def _add(self, key: str, packed: bytes, ttl_s: float | None, now: float) -> bool:
+        cache = self._open()
+        with self._write_lock, cache.transact():
+            raw = cache.get(key)
+            if raw is not None and is_live(unpack_value(key, _as_bytes(key, raw))[1], now):
+                return False
+            cache.set(key, packed, expire=ttl_s)
+            return True
+
+    def _delete(self, key: str, now: float) -> bool:
+        cache = self._open()
+        with self._write_lock:
+            raw = cache.pop(key)
+        if raw is None or isinstance(raw, int | float):
+            return raw is not None
+        return is_live(unpack_value(key, _as_bytes(key, raw))[1], now)
+
+    def _incr(self, key: str, amount: float, keep_s: float | None) -> float:
+        cache = self._open()
+        with self._write_lock, cache.transact():
+            total = _as_number(key, cache.get(key, default=0)) + amount
+            cache.set(key, total, expire=keep_s)
+        return float(total)
+
+    def _counter(self, key: str) -> float:
+        return float(_as_number(key, self._open().get(key, default=0)))
+
+    def _ping(self) -> None:
+        self._open().get(self._prefix + "__ping__")
+
+    def _shutdown(self) -> None:
+        """Close every pool thread's SQLite connection (diskcache keeps one per thread), then the pool."""
+        cache = self._cache
+        if cache is not None:
+            barrier = threading.Barrier(_WORKERS, timeout=_CLOSE_TIMEOUT_S)
+            closers = [self._executor.submit(_close_in_thread, cache, barrier) for _ in range(_WORKERS)]
+            for closer in closers:
+                closer.result()
+        self._executor.shutdown(wait=True)
+
+
+def _close_in_thread(cache: Any, barrier: threading.Barrier) -> None:
+    """Close this thread's connection, then wait so each pool thread runs exactly one closer."""
+    cache.close()
+    try:
+        barrier.wait()
+    except threading.BrokenBarrierError:
+        pass
+
+
+def _as_bytes(key: str, raw: object) -> bytes:
+    if isinstance(raw, bytes):
+        return raw
+    raise StoreError(f"key {key!r} holds a counter, not a value")
+
+
+def _as_number(key: str, raw: object) -> int | float:
+    if isinstance(raw, int | float) and not isinstance(raw, bool):
+        return raw
+    raise StoreError(f"key {key!r} holds a value, not a counter")

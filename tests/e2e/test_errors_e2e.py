@@ -1,0 +1,154 @@
+"""Errors reach the openai SDK as its typed exceptions, with the status codes it maps."""
+
+from __future__ import annotations
+
+import hashlib
+import socket
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+
+from tests.conftest import MockUpstream, ProxyFactory, simple_policy
+
+try:  # openai ≥ 3 ships on httpx2, earlier releases on httpx
+    import httpx2 as httpx
+except ImportError:  # pragma: no cover
+    import httpx  # type: ignore[no-redef]
+
+MESSAGES: list[Any] = [{"role": "user", "content": "hello"}]
+
+
+class CorruptBody(httpx.AsyncBaseTransport):
+    """Sends whatever the SDK built, but with a truncated JSON body, over a real socket."""
+
+    def __init__(self) -> None:
+        self.inner = httpx.AsyncHTTPTransport()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        headers = {k: v for k, v in request.headers.items() if k.lower() != "content-length"}
+        broken = httpx.Request(request.method, request.url, headers=headers, content=b'{"model": "mock-gpt", "mess')
+        return await self.inner.handle_async_request(broken)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_malformed_json_is_bad_request(
+    start_proxy: ProxyFactory, mock_upstream: MockUpstream, write_policy: Callable[[str], Path]
+) -> None:
+    proxy = await start_proxy(write_policy(simple_policy(mock_upstream.url)))
+    async with httpx.AsyncClient(transport=CorruptBody()) as http, proxy.client(http_client=http) as client:
+        with pytest.raises(openai.BadRequestError) as err:
+            await client.chat.completions.create(model="mock-gpt", messages=MESSAGES)
+    assert err.value.code == "invalid_json"
+    assert await mock_upstream.requests() == []
+
+
+KEYED = """
+keys:
+  - {name: app1, key: "sha256:%s", models: [mock-gpt]}
+  - {name: app2, key: "${APP2_KEY:-plain-key-2}"}
+"""
+
+
+async def test_keys_authenticate_and_limit_models(
+    start_proxy: ProxyFactory, mock_upstream: MockUpstream, write_policy: Callable[[str], Path]
+) -> None:
+    digest = hashlib.sha256(b"key-one").hexdigest()
+    proxy = await start_proxy(write_policy(simple_policy(mock_upstream.url, extra=KEYED % digest)))
+    async with proxy.client("wrong") as c:
+        with pytest.raises(openai.AuthenticationError):
+            await c.chat.completions.create(model="mock-gpt", messages=MESSAGES)
+    async with proxy.client("key-one") as c:
+        ok = await c.chat.completions.create(model="mock-gpt", messages=MESSAGES)
+        assert ok.choices[0].message.content
+        with pytest.raises(openai.PermissionDeniedError) as denied:
+            await c.chat.completions.create(model="aliased", messages=MESSAGES)
+        assert denied.value.code == "model_not_allowed"
+        assert [m.id for m in (await c.models.list()).data] == ["mock-gpt"]
+    async with proxy.client("plain-key-2") as c:
+        assert await c.chat.completions.create(model="aliased", messages=MESSAGES)
+    headers = {k.lower(): v for k, v in (await mock_upstream.requests())[-1]["headers"].items()}
+    assert "authorization" not in headers  # a Chaperone key never travels upstream
+
+
+async def test_unknown_model_is_not_found(
+    start_proxy: ProxyFactory, mock_upstream: MockUpstream, write_policy: Callable[[str], Path]
+) -> None:
+    policy = f"""
+    backends: {{mock: {{url: "{mock_upstream.url}"}}}}
+    models: {{mock-gpt: {{backend: mock}}}}
+    """
+    proxy = await start_proxy(write_policy(policy))
+    async with proxy.client() as c:
+        with pytest.raises(openai.NotFoundError) as err:
+            await c.chat.completions.create(model="gpt-unknown", messages=MESSAGES)
+    assert err.value.code == "model_not_found"
+
+
+async def test_dead_upstream_is_502(start_proxy: ProxyFactory, write_policy: Callable[[str], Path]) -> None:
+    proxy = await start_proxy(write_policy(simple_policy(f"http://127.0.0.1:{_closed_port()}/v1")))
+    async with proxy.client() as c:
+        with pytest.raises(openai.APIStatusError) as err:
+            await c.chat.completions.create(model="mock-gpt", messages=MESSAGES)
+    assert err.value.status_code == 502
+    assert err.value.code == "upstream_unreachable"
+
+
+async def test_hanging_upstream_is_504(
+    start_proxy: ProxyFactory, mock_upstream: MockUpstream, write_policy: Callable[[str], Path]
+) -> None:
+    proxy = await start_proxy(write_policy(simple_policy(mock_upstream.url, timeout_s=0.3)))
+    async with proxy.client() as c:
+        with pytest.raises(openai.APIStatusError) as err:
+            await c.chat.completions.create(model="mock-gpt", messages=[{"role": "user", "content": "[[mock:hang]]"}])
+        assert err.value.status_code == 504
+        with pytest.raises(openai.APIStatusError) as err:  # a stream that never sends its first byte
+            await c.chat.completions.create(
+                model="mock-gpt", messages=[{"role": "user", "content": "[[mock:hang]]"}], stream=True
+            )
+        assert err.value.status_code == 504
+    await mock_upstream.wait_for(lambda log: sum(r["outcome"] == "client_disconnected" for r in log) == 2)
+
+
+async def test_upstream_errors_pass_through_with_their_status(client: openai.AsyncOpenAI) -> None:
+    with pytest.raises(openai.RateLimitError) as limited:
+        await client.chat.completions.create(
+            model="mock-gpt", messages=[{"role": "user", "content": "[[mock:status=429,retry_after=7]]"}]
+        )
+    assert limited.value.response.headers["retry-after"] == "7"
+    with pytest.raises(openai.InternalServerError):
+        await client.chat.completions.create(model="mock-gpt", messages=[{"role": "user", "content": "[[mock:status=500]]"}])
+
+
+async def test_upstream_dying_mid_stream_gives_an_error_event(client: openai.AsyncOpenAI) -> None:
+    stream = await client.chat.completions.create(
+        model="mock-gpt", messages=[{"role": "user", "content": "[[mock:tokens=20,drop_after=4]]"}], stream=True
+    )
+    received = 0
+    with pytest.raises(openai.APIError) as err:
+        async for _ in stream:
+            received += 1
+    assert received == 4  # everything before the failure arrived
+    assert "closed the connection" in err.value.message
+
+
+async def test_oversized_body_is_413(
+    start_proxy: ProxyFactory, mock_upstream: MockUpstream, write_policy: Callable[[str], Path]
+) -> None:
+    proxy = await start_proxy(write_policy(simple_policy(mock_upstream.url, extra="limits: {max_body_bytes: 2048}")))
+    async with proxy.client() as c:
+        with pytest.raises(openai.APIStatusError) as err:
+            await c.chat.completions.create(model="mock-gpt", messages=[{"role": "user", "content": "x" * 5000}])
+        assert err.value.status_code == 413
+        assert await c.chat.completions.create(model="mock-gpt", messages=MESSAGES)
+    assert len(await mock_upstream.requests()) == 1
