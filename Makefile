@@ -1,0 +1,33 @@
+# Two entry points for a fresh machine: `make run` and `make test` (the README's first lines).
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: setup run test lint bench redis clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+run: setup                ## set up, then serve the embedded default policy on 127.0.0.1:8080
+	$(BIN)/chaperone serve
+
+redis:                    ## the tests start their own redis-server; make sure the binary is there
+	@scripts/ensure-redis-server
+
+test: setup redis         ## set up, then run the whole test suite
+	$(BIN)/pytest -q
+
+lint: setup
+	$(BIN)/ruff check proxy plugins backends tests benchmarks
+	$(BIN)/mypy
+
+bench: setup
+	$(BIN)/chaperone bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
