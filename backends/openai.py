@@ -7,7 +7,6 @@ deadline. One pooled ``ClientSession`` per backend, opened in ``start`` and clos
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping
@@ -32,7 +31,9 @@ def map_errors(backend: str) -> Iterator[None]:
     except (TimeoutError, aiohttp.ServerTimeoutError):
         raise UpstreamTimeout(f"backend {backend!r} did not answer in time", code="upstream_timeout") from None
     except aiohttp.ClientConnectorError as exc:
-        raise UpstreamError(f"backend {backend!r} is unreachable: {exc.os_error}", code="upstream_unreachable") from None
+        raise UpstreamError(
+            f"backend {backend!r} is unreachable: {exc.os_error}", code="upstream_unreachable"
+        ) from None
     except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError, aiohttp.ClientOSError):
         raise UpstreamError(f"backend {backend!r} closed the connection", code="upstream_disconnected") from None
     except aiohttp.ClientError as exc:
@@ -164,7 +165,7 @@ class OpenAIBackend:
             ) as resp:
                 await resp.read()
             return None
-        except (aiohttp.ClientError, TimeoutError, asyncio.TimeoutError) as exc:
+        except (aiohttp.ClientError, TimeoutError) as exc:
             return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 

@@ -79,11 +79,11 @@ class Params:
                 body[key] = value
         body.update(self.config.override)
         for key, lo, hi, integer in self._clamp:
-            value = body.get(key)
-            if isinstance(value, int | float) and not isinstance(value, bool):
-                if lo is not None and value < lo:
+            current = body.get(key)
+            if isinstance(current, int | float) and not isinstance(current, bool):
+                if lo is not None and current < lo:
                     body[key] = int(lo) if integer else lo
-                elif hi is not None and value > hi:
+                elif hi is not None and current > hi:
                     body[key] = int(hi) if integer else hi
         return None
 

@@ -61,7 +61,9 @@ class Chain:
     )
     PARSE_CHUNKS: ClassVar[str] = "on_chunk"
 
-    def __init__(self, name: str, steps: Sequence[Step], hooks: dict[str, list[tuple[int, Callable[..., Any]]]]) -> None:
+    def __init__(
+        self, name: str, steps: Sequence[Step], hooks: dict[str, list[tuple[int, Callable[..., Any]]]]
+    ) -> None:
         self.name = name
         self.steps = tuple(steps)
         self._request = tuple(hooks["on_request"])

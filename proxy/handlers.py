@@ -94,7 +94,9 @@ async def _serve(
         if tracer is None:
             return await _run(request, exchange, active)
         name = f"{request_attributes(exchange)['gen_ai.operation.name']} {exchange.request.model}"
-        with tracer.start_as_current_span(name, kind=trace.SpanKind.SERVER, attributes=request_attributes(exchange)) as span:
+        with tracer.start_as_current_span(
+            name, kind=trace.SpanKind.SERVER, attributes=request_attributes(exchange)
+        ) as span:
             try:
                 return await _run(request, exchange, active)
             finally:
@@ -114,7 +116,9 @@ async def _run(request: web.Request, exchange: Exchange, active: Active) -> web.
         if tracer is None:
             return await backend.send(ex)
         attrs = {"gen_ai.request.model": ex.route.upstream_model or ex.request.model, "chaperone.backend": backend.name}
-        with tracer.start_as_current_span(f"upstream {backend.name}", kind=trace.SpanKind.CLIENT, attributes=attrs) as span:
+        with tracer.start_as_current_span(
+            f"upstream {backend.name}", kind=trace.SpanKind.CLIENT, attributes=attrs
+        ) as span:
             try:
                 response = await backend.send(ex)
             except ChaperoneError as exc:
@@ -203,7 +207,7 @@ def _note_result(exchange: Exchange, body: dict[str, Any] | None) -> None:
         exchange.response_model = model
     choices = body.get("choices")
     if isinstance(choices, list):
-        reasons = [c.get("finish_reason") for c in choices if isinstance(c, dict) and c.get("finish_reason")]
+        reasons = [str(c["finish_reason"]) for c in choices if isinstance(c, dict) and c.get("finish_reason")]
         exchange.finish_reasons = reasons or exchange.finish_reasons
 
 
@@ -266,7 +270,8 @@ async def passthrough(request: web.Request) -> web.StreamResponse:
                     await out.write(data)
             except UpstreamError as exc:
                 log.warning("pass-through failed mid-body (request_id=%s): %s", request[REQUEST_ID], exc.message)
-                request.transport and request.transport.close()
+                if request.transport is not None:
+                    request.transport.close()  # the body is cut short: the client must see a broken response
                 return out
             await out.write_eof()
         finally:

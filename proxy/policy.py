@@ -112,7 +112,9 @@ class BackendConfig(_Strict):
         default=None, description="Start a bundled backend instead of naming a URL (mock: the test double)."
     )
     api_key: str | None = Field(default=None, description="Sent upstream as 'Authorization: Bearer …'.")
-    timeout_s: float = Field(default=60.0, gt=0, description="Per-attempt limit; for streams, to first byte and between chunks.")
+    timeout_s: float = Field(
+        default=60.0, gt=0, description="Per-attempt limit; for streams, to first byte and between chunks."
+    )
     connect_timeout_s: float = Field(default=10.0, gt=0, description="Limit for opening a connection.")
     headers: dict[str, str] = Field(default_factory=dict, description="Extra headers sent upstream.")
     max_connections: int = Field(default=512, ge=1, description="Size of this backend's connection pool.")
@@ -312,7 +314,9 @@ def compile_policy(
         except TypeError as exc:
             errors.append(f"chains.{chain_name}: {exc}")
     if spec.default_chain not in spec.chains:
-        errors.append(f"default_chain: no chain named {spec.default_chain!r} (have: {', '.join(spec.chains) or 'none'})")
+        errors.append(
+            f"default_chain: no chain named {spec.default_chain!r} (have: {', '.join(spec.chains) or 'none'})"
+        )
     keys = _compile_keys(spec, chains, errors)
     if errors:
         raise PolicyError(source, errors)

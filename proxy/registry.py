@@ -42,9 +42,7 @@ class PluginRegistry:
         if not (isinstance(config, type) and issubclass(config, BaseModel)):
             raise TypeError(f"plugin {name!r} needs a class attribute 'Config' (a pydantic model)")
         if name in self._classes and self._classes[name] is not cls:
-            raise ValueError(
-                f"plugin name {name!r} registered twice: by {self._origins[name]} and by {self.origin}"
-            )
+            raise ValueError(f"plugin name {name!r} registered twice: by {self._origins[name]} and by {self.origin}")
         self._classes[name] = cls
         self._origins[name] = self.origin
 

@@ -151,9 +151,12 @@ class Runtime:
     # ---- reload ---------------------------------------------------------------------------
 
     def request_reload(self) -> None:
-        task = asyncio.ensure_future(self.reload(force=True))
+        task = asyncio.ensure_future(self._reload_quietly())
         self._retiring.add(task)
         task.add_done_callback(self._retiring.discard)
+
+    async def _reload_quietly(self) -> None:
+        await self.reload(force=True)
 
     async def reload(self, *, force: bool = False) -> bool:
         """Load the file again; swap only if it changed and is valid. True when a new policy took effect."""
@@ -220,9 +223,9 @@ class Runtime:
             for name in sorted({route.backend for route in policy.routes.values()}):
                 config = policy.backends[name]
                 url = await self._builtin_url(config.builtin) if config.builtin else config.url
-                backend = OpenAIBackend(name, config, url)
-                await backend.start()
-                backends[name] = backend
+                client = OpenAIBackend(name, config, url)
+                await client.start()
+                backends[name] = client
             resources = Resources(store=store, home=self.home)
             for chain in policy.chains.values():
                 await chain.startup(resources)

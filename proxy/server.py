@@ -12,8 +12,8 @@ from aiohttp import web
 
 from proxy import handlers
 from proxy.errors import ChaperoneError, MethodNotAllowed, NotFound
-from proxy.registry import PluginRegistry, build_registry
 from proxy.handlers import REQUEST_ID
+from proxy.registry import PluginRegistry, build_registry
 from proxy.runtime import RUNTIME, Runtime
 from proxy.settings import SETTINGS, Settings
 from proxy.tracing import get_tracer
@@ -28,9 +28,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 def error_response(exc: ChaperoneError, request_id: str) -> web.Response:
     headers = exc.headers()
     headers["x-request-id"] = request_id
-    return web.Response(
-        status=exc.http_status, body=exc.body_bytes(), content_type="application/json", headers=headers
-    )
+    return web.Response(status=exc.http_status, body=exc.body_bytes(), content_type="application/json", headers=headers)
 
 
 @web.middleware
@@ -44,7 +42,9 @@ async def request_middleware(request: web.Request, handler: Handler) -> web.Stre
     except ChaperoneError as exc:
         return error_response(exc, request_id)
     except web.HTTPNotFound:
-        return error_response(NotFound(f"Unknown request URL: {request.method} {request.path}", code="unknown_url"), request_id)
+        return error_response(
+            NotFound(f"Unknown request URL: {request.method} {request.path}", code="unknown_url"), request_id
+        )
     except web.HTTPMethodNotAllowed:
         return error_response(MethodNotAllowed(f"{request.method} is not allowed on {request.path}"), request_id)
     except web.HTTPException as exc:

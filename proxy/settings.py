@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,7 +22,7 @@ class Settings:
     policy_path: Path = DEFAULT_POLICY
     host: str = "127.0.0.1"
     port: int = 8080
-    home: Path = Path("~/.chaperone").expanduser()
+    home: Path = field(default_factory=lambda: Path("~/.chaperone").expanduser())
     reload_interval_s: float = 1.0
     shutdown_timeout_s: float = 30.0
     tracer_provider: TracerProvider | None = None

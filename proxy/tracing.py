@@ -49,7 +49,9 @@ def provider_from_env(env: Mapping[str, str] | None = None) -> TracerProvider | 
         exporter = ConsoleSpanExporter()
     elif exporter_name == "otlp":
         try:
-            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import (  # type: ignore[import-not-found]
+                OTLPSpanExporter,
+            )
         except ImportError:
             log.warning("OTEL_TRACES_EXPORTER=otlp needs 'pip install opentelemetry-exporter-otlp-proto-http'")
             return None

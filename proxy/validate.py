@@ -35,7 +35,10 @@ def _integer(lo: int | None = None, hi: int | None = None) -> _Check:
         if isinstance(value, bool) or not isinstance(value, int):
             _fail(param, f"expected an integer, got {_kind(value)}")
         if (lo is not None and value < lo) or (hi is not None and value > hi):
-            _fail(param, f"must be between {lo} and {hi}, got {value}" if hi is not None else f"must be ≥ {lo}, got {value}")
+            _fail(
+                param,
+                f"must be between {lo} and {hi}, got {value}" if hi is not None else f"must be ≥ {lo}, got {value}",
+            )
 
     return check
 
@@ -93,9 +96,18 @@ _CHAT: dict[str, _Check] = {
     "metadata": _object,
     "store": _boolean,
 }
-_COMPLETIONS: dict[str, _Check] = {**_SAMPLING, "logprobs": _integer(0, 5), "echo": _boolean, "best_of": _integer(1, 20)}
+_COMPLETIONS: dict[str, _Check] = {
+    **_SAMPLING,
+    "logprobs": _integer(0, 5),
+    "echo": _boolean,
+    "best_of": _integer(1, 20),
+}
 _COMPLETIONS["suffix"] = _of(str, type(None), name="a string")
-_EMBEDDINGS: dict[str, _Check] = {"encoding_format": _choice("float", "base64"), "dimensions": _integer(1), "user": _string}
+_EMBEDDINGS: dict[str, _Check] = {
+    "encoding_format": _choice("float", "base64"),
+    "dimensions": _integer(1),
+    "user": _string,
+}
 
 
 def _kind(value: Any) -> str:
@@ -123,7 +135,9 @@ def chat(body: dict[str, Any]) -> None:
     _model(body)
     messages = body.get("messages")
     if messages is None:
-        raise InvalidRequest("Missing required parameter: 'messages'.", param="messages", code="missing_required_parameter")
+        raise InvalidRequest(
+            "Missing required parameter: 'messages'.", param="messages", code="missing_required_parameter"
+        )
     if not isinstance(messages, list) or not messages:
         _fail("messages", "expected a non-empty array of message objects")
     for i, message in enumerate(messages):

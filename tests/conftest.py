@@ -40,11 +40,16 @@ class MockUpstream:
     url: str  # base URL ending in /v1
 
     async def requests(self) -> list[dict[str, Any]]:
-        async with aiohttp.ClientSession() as session, session.get(self.url.removesuffix("/v1") + "/_mock/requests") as r:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(self.url.removesuffix("/v1") + "/_mock/requests") as r,
+        ):
             data: list[dict[str, Any]] = await r.json()
             return data
 
-    async def wait_for(self, predicate: Callable[[list[dict[str, Any]]], bool], timeout_s: float = 5.0) -> list[dict[str, Any]]:
+    async def wait_for(
+        self, predicate: Callable[[list[dict[str, Any]]], bool], timeout_s: float = 5.0
+    ) -> list[dict[str, Any]]:
         """Poll the request log until ``predicate`` holds (bounded; fails the test after ``timeout_s``)."""
         loop = asyncio.get_running_loop()
         end = loop.time() + timeout_s
@@ -135,7 +140,9 @@ async def start_proxy(tmp_path: Path, registry: PluginRegistry) -> AsyncIterator
 
 
 @pytest.fixture
-async def proxy(start_proxy: ProxyFactory, mock_upstream: MockUpstream, write_policy: Callable[[str], Path]) -> RunningProxy:
+async def proxy(
+    start_proxy: ProxyFactory, mock_upstream: MockUpstream, write_policy: Callable[[str], Path]
+) -> RunningProxy:
     """The proxy with an empty chain in front of the mock upstream, running open."""
     return await start_proxy(write_policy(simple_policy(mock_upstream.url)))
 

@@ -127,7 +127,9 @@ async def test_upstream_errors_pass_through_with_their_status(client: openai.Asy
         )
     assert limited.value.response.headers["retry-after"] == "7"
     with pytest.raises(openai.InternalServerError):
-        await client.chat.completions.create(model="mock-gpt", messages=[{"role": "user", "content": "[[mock:status=500]]"}])
+        await client.chat.completions.create(
+            model="mock-gpt", messages=[{"role": "user", "content": "[[mock:status=500]]"}]
+        )
 
 
 async def test_upstream_dying_mid_stream_gives_an_error_event(client: openai.AsyncOpenAI) -> None:

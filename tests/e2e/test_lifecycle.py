@@ -72,7 +72,9 @@ async def test_reload_lets_an_in_flight_stream_finish(
     proxy = await start_proxy(write_policy(simple_policy(mock_upstream.url, chain=_chain_with_header("1"))))
     async with proxy.client() as c:
         stream = await c.chat.completions.create(
-            model="mock-gpt", messages=[{"role": "user", "content": "[[mock:tokens=12,chunk_delay_ms=20]]"}], stream=True
+            model="mock-gpt",
+            messages=[{"role": "user", "content": "[[mock:tokens=12,chunk_delay_ms=20]]"}],
+            stream=True,
         )
         it = stream.__aiter__()
         await it.__anext__()
@@ -94,12 +96,16 @@ async def _true(value: bool) -> bool:
 async def test_client_disconnect_cancels_the_upstream_stream(proxy: RunningProxy, mock_upstream: MockUpstream) -> None:
     async with proxy.client() as c:
         stream = await c.chat.completions.create(
-            model="mock-gpt", messages=[{"role": "user", "content": "[[mock:tokens=500,chunk_delay_ms=20]]"}], stream=True
+            model="mock-gpt",
+            messages=[{"role": "user", "content": "[[mock:tokens=500,chunk_delay_ms=20]]"}],
+            stream=True,
         )
         it = stream.__aiter__()
         await it.__anext__()
         await stream.close()
-    log = await mock_upstream.wait_for(lambda log: bool(log) and log[-1]["outcome"] != "completed" and log[-1]["outcome"] is not None)
+    log = await mock_upstream.wait_for(
+        lambda log: bool(log) and log[-1]["outcome"] != "completed" and log[-1]["outcome"] is not None
+    )
     assert log[-1]["outcome"] == "client_disconnected"
 
 
