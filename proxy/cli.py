@@ -112,6 +112,8 @@ def _banner(app: web.Application, url: str, settings: Settings) -> str:
     lines.append("  models: " + ", ".join(f"{m} → {r.backend}" for m, r in policy.routes.items()))
     if policy.open:
         lines.append("  keys: none — running OPEN: any client that can reach this address may use it")
+        if settings.host not in ("127.0.0.1", "localhost", "::1"):
+            lines.append(f"  WARNING: open and listening on {settings.host}: add keys unless the network is private")
     else:
         lines.append(f"  keys: {len(policy.keys or {})} configured")
     lines.append(f"  state: {settings.home}")
