@@ -91,6 +91,7 @@ class OpenAIBackend:
             body = {**body, "model": upstream_model}
         headers = self._headers(request.headers, exchange.caller.authorization)
         headers["content-type"] = "application/json"
+        headers["x-request-id"] = exchange.request_id  # vLLM and TGI log it: one id end to end
         stream = request.stream
         attempt = Attempt(self.name, str(body.get("model", "")), time.monotonic())
         exchange.attempts.append(attempt)

@@ -117,7 +117,7 @@ class BackendConfig(_Strict):
     )
     connect_timeout_s: float = Field(default=10.0, gt=0, description="Limit for opening a connection.")
     headers: dict[str, str] = Field(default_factory=dict, description="Extra headers sent upstream.")
-    max_connections: int = Field(default=512, ge=1, description="Size of this backend's connection pool.")
+    max_connections: int = Field(default=1024, ge=1, description="Size of this backend's connection pool.")
     enabled: Annotated[bool, BeforeValidator(_empty_is_false)] = Field(
         default=True, description="A disabled backend is skipped where a route lists alternatives."
     )
