@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from proxy import ApiResponse, Exchange, InvalidRequest, PluginRegistry, hookimpl
 
@@ -39,21 +39,29 @@ class ParamsConfig(BaseModel):
     defaults: dict[str, float | int | bool | str] = Field(
         default_factory=dict, description="Set when the client omits them."
     )
-    clamp: dict[str, Range] = Field(default_factory=dict, description="Numeric parameters kept within a range.")
-    forbid: frozenset[str] = Field(default=frozenset(), description="Rejected with a 400 when present.")
     override: dict[str, float | int | bool | str] = Field(
         default_factory=dict, description="Set whatever the client sent."
     )
+    clamp: dict[str, Range] = Field(default_factory=dict, description="Numeric parameters kept within a range.")
+    # Declared last so its validator sees defaults and override, and errors name the 'forbid' field.
+    forbid: frozenset[str] = Field(default=frozenset(), description="Rejected with a 400 when present.")
 
-    @model_validator(mode="after")
-    def _consistent(self) -> ParamsConfig:
-        unknown = sorted(set(self.clamp) - NUMERIC)
+    @field_validator("clamp")
+    @classmethod
+    def _numeric(cls, clamp: dict[str, Range]) -> dict[str, Range]:
+        unknown = sorted(set(clamp) - NUMERIC)
         if unknown:
-            raise ValueError(f"clamp: {unknown[0]!r} is not a numeric parameter (one of {', '.join(sorted(NUMERIC))})")
-        both = sorted(self.forbid & (set(self.defaults) | set(self.override)))
+            raise ValueError(f"{unknown[0]!r} is not a numeric parameter (one of {', '.join(sorted(NUMERIC))})")
+        return clamp
+
+    @field_validator("forbid")
+    @classmethod
+    def _not_also_set(cls, forbid: frozenset[str], info: ValidationInfo) -> frozenset[str]:
+        given = set(info.data.get("defaults", {})) | set(info.data.get("override", {}))
+        both = sorted(forbid & given)
         if both:
             raise ValueError(f"{both[0]!r} is both forbidden and given a value")
-        return self
+        return forbid
 
 
 class Params:
@@ -74,6 +82,8 @@ class Params:
                 param=banned[0],
                 code="param_forbidden",
             )
+        if exchange.request.endpoint == "embeddings":  # no sampling parameters there; OpenAI rejects unknown ones
+            return None
         for key, value in self.config.defaults.items():
             if body.get(key) is None:
                 body[key] = value

@@ -153,12 +153,9 @@ def compile_chain(name: str, plugins: Sequence[tuple[str, Any]], *, tracer: Trac
     for step in steps:
         try:
             pm.register(step.plugin, name=f"{step.index}:{step.name}")
+            pm.check_pending()  # per step, so an unknown hook name is blamed on its step
         except pluggy.PluginValidationError as exc:
-            raise TypeError(f"plugin {step.name!r}: {exc}") from None
-    try:
-        pm.check_pending()
-    except pluggy.PluginValidationError as exc:
-        raise TypeError(str(exc)) from None
+            raise TypeError(f"plugin {step.name!r}: {' '.join(str(exc).split())}") from None  # one line per error
     hooks: dict[str, list[tuple[int, Callable[..., Any]]]] = {}
     for hook_name, spec_args in _SPEC_ARGS.items():
         caller = getattr(pm.hook, hook_name)

@@ -7,6 +7,7 @@ Hand-written checks, not a schema library: this runs on every request.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -24,6 +25,8 @@ def _number(lo: float | None = None, hi: float | None = None) -> _Check:
     def check(value: Any, param: str) -> None:
         if isinstance(value, bool) or not isinstance(value, int | float):
             _fail(param, f"expected a number, got {_kind(value)}")
+        if not math.isfinite(value):  # json.loads accepts NaN and Infinity; no upstream does
+            _fail(param, f"expected a finite number, got {value}")
         if (lo is not None and value < lo) or (hi is not None and value > hi):
             _fail(param, f"must be between {lo} and {hi}, got {value}" if hi is not None else f"must be ≥ {lo}")
 
@@ -156,7 +159,7 @@ def _message(message: Any, param: str) -> None:
     if not isinstance(message, dict):
         _fail(param, f"expected a message object, got {_kind(message)}")
     role = message.get("role")
-    if role not in ROLES:
+    if not isinstance(role, str) or role not in ROLES:
         _fail(f"{param}.role", f"must be one of {', '.join(sorted(ROLES))}, got {role!r}")
     content = message.get("content")
     if content is None:
