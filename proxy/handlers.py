@@ -19,7 +19,7 @@ from opentelemetry import trace
 
 from backends.base import Backend, request_headers
 from proxy import sse, validate
-from proxy.errors import ChaperoneError, InvalidRequest, NotFound, PayloadTooLarge, UpstreamError
+from proxy.errors import ChaperoneError, InvalidRequest, MethodNotAllowed, NotFound, PayloadTooLarge, UpstreamError
 from proxy.exchange import ApiRequest, ApiResponse, Exchange, Usage
 from proxy.runtime import RUNTIME, Active
 from proxy.tracing import request_attributes, response_attributes
@@ -27,6 +27,10 @@ from proxy.tracing import request_attributes, response_attributes
 log = logging.getLogger(__name__)
 REQUEST_ID = web.RequestKey("request_id", str)
 _SSE_HEADERS = {"content-type": "text/event-stream", "cache-control": "no-cache", "x-accel-buffering": "no"}
+
+
+async def post_only(request: web.Request) -> web.StreamResponse:
+    raise MethodNotAllowed(f"{request.method} is not allowed on {request.path}; use POST")
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
@@ -56,9 +60,13 @@ async def _read_body(request: web.Request, limit: int) -> bytes:
     return bytes(body)
 
 
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
 def _parse_object(raw: bytes) -> dict[str, Any]:
     try:
-        body = json.loads(raw)
+        body = json.loads(raw, parse_constant=_reject_constant)  # NaN/Infinity: no upstream accepts them
     except ValueError:
         raise InvalidRequest(
             "We could not parse the JSON body of your request. The body must be a valid JSON object.",
@@ -136,7 +144,11 @@ async def _run(request: web.Request, exchange: Exchange, active: Active) -> web.
         body = response.raw if response.body is None and response.raw is not None else _dumps(response.body or {})
         headers = dict(response.headers)
         headers["content-type"] = "application/json"
-        return web.Response(status=response.status, body=body, headers=headers)
+        headers["x-request-id"] = exchange.request_id
+        out = web.Response(status=response.status, body=body, headers=headers)
+        await out.prepare(request)  # sent before on_complete runs, so accounting never delays the client
+        await out.write_eof()
+        return out
     except BaseException as exc:
         exchange.error = exc
         raise

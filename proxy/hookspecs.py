@@ -156,8 +156,9 @@ async def on_chunk(exchange: Exchange, chunk: dict[str, Any]) -> dict[str, Any] 
 async def on_complete(exchange: Exchange) -> None:
     """Observe the finished request: success, error, early answer or client disconnect.
 
-    Runs: exactly once per request that got past authentication, after the last byte was sent
-    (or the request failed), in reverse policy order; shielded from client-disconnect cancellation.
+    Runs: exactly once per request that entered the chain (it passed authentication, the OpenAI
+    shape checks and model routing), after the last byte was sent or the request failed, in reverse
+    policy order, for the steps the request entered; shielded from client-disconnect cancellation.
     May mutate: nothing on the exchange; shared state in the store (budget commit, cost).
     Returns: nothing. Exceptions are logged with the request id and never reach the client.
 

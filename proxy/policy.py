@@ -86,6 +86,10 @@ def _join(path: str, key: object) -> str:
     return f"{path}.{key}" if path else str(key)
 
 
+def _msg(text: str) -> str:
+    return text.removeprefix("Value error, ")
+
+
 def format_loc(prefix: str, loc: tuple[int | str, ...]) -> str:
     path = prefix
     for part in loc:
@@ -301,7 +305,7 @@ def compile_policy(
     try:
         spec = PolicyFile.model_validate(data)
     except ValidationError as exc:
-        raise PolicyError(source, [f"{format_loc('', e['loc'])}: {e['msg']}" for e in exc.errors()]) from None
+        raise PolicyError(source, [f"{format_loc('', e['loc'])}: {_msg(e['msg'])}" for e in exc.errors()]) from None
 
     routes = _compile_routes(spec, errors)
     plugins: list[Any] = []
@@ -372,7 +376,7 @@ def _instantiate_steps(
         try:
             validated = cls.Config.model_validate(config or {})
         except ValidationError as exc:
-            errors.extend(f"{format_loc(f'{where}.{plugin_name}', e['loc'])}: {e['msg']}" for e in exc.errors())
+            errors.extend(f"{format_loc(f'{where}.{plugin_name}', e['loc'])}: {_msg(e['msg'])}" for e in exc.errors())
             continue
         try:
             instances.append((str(plugin_name), cls(validated)))

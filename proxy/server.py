@@ -81,9 +81,14 @@ def create_app(settings: Settings, *, registry: PluginRegistry | None = None) ->
         await runtime.stop()
 
     app.cleanup_ctx.append(lifecycle)
-    app.router.add_post("/v1/chat/completions", handlers.chat_completions)
-    app.router.add_post("/v1/completions", handlers.completions)
-    app.router.add_post("/v1/embeddings", handlers.embeddings)
+    for path, handler in (
+        ("/v1/chat/completions", handlers.chat_completions),
+        ("/v1/completions", handlers.completions),
+        ("/v1/embeddings", handlers.embeddings),
+    ):
+        resource = app.router.add_resource(path)
+        resource.add_route("POST", handler)
+        resource.add_route("*", handlers.post_only)
     app.router.add_get("/v1/models", handlers.list_models)
     app.router.add_get("/v1/models/{model:.+}", handlers.get_model)
     app.router.add_route("*", "/v1/{tail:.*}", handlers.passthrough)

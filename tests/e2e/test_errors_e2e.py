@@ -8,10 +8,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import openai
 import pytest
 
-from tests.conftest import MockUpstream, ProxyFactory, simple_policy
+from tests.conftest import MockUpstream, ProxyFactory, RunningProxy, simple_policy
 
 try:  # openai ≥ 3 ships on httpx2, earlier releases on httpx
     import httpx2 as httpx
@@ -154,3 +155,18 @@ async def test_oversized_body_is_413(
         assert err.value.status_code == 413
         assert await c.chat.completions.create(model="mock-gpt", messages=MESSAGES)
     assert len(await mock_upstream.requests()) == 1
+
+
+async def test_wrong_method_on_an_api_path_is_405(proxy: RunningProxy, mock_upstream: MockUpstream) -> None:
+    async with aiohttp.ClientSession() as s, s.get(proxy.url + "/chat/completions") as r:
+        assert r.status == 405
+        assert (await r.json())["error"]["code"] == "method_not_allowed"
+    assert await mock_upstream.requests() == []
+
+
+async def test_nan_in_a_passed_through_field_is_rejected(proxy: RunningProxy, mock_upstream: MockUpstream) -> None:
+    body = b'{"model": "mock-gpt", "messages": [{"role": "user", "content": "hi"}], "vendor": NaN}'
+    async with aiohttp.ClientSession() as s, s.post(proxy.url + "/chat/completions", data=body) as r:
+        assert r.status == 400
+        assert (await r.json())["error"]["code"] == "invalid_json"
+    assert await mock_upstream.requests() == []

@@ -58,8 +58,8 @@ INVALID: list[tuple[str, Any, str | None, str]] = [
     (
         CHAT,
         b'{"model": "mock-gpt", "messages": [{"role": "user", "content": "x"}], "temperature": NaN}',
-        "temperature",
-        "invalid_value",
+        None,
+        "invalid_json",  # NaN is not JSON; rejected wherever it appears, known field or not
     ),
     (CHAT, chat(top_p=2), "top_p", "invalid_value"),
     (CHAT, chat(n=0), "n", "invalid_value"),
