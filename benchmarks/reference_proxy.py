@@ -1,0 +1,117 @@
+"""The thinnest correct aiohttp pass-through proxy: the reference every Chaperone CPU ratio is measured against.
+
+One pooled ``ClientSession``; the method, path, query, body and end-to-end headers go upstream
+unchanged; the answer's status, headers and bytes come back as they arrive (``iter_any``), with no
+parsing of JSON or SSE. Run it as::
+
+    python benchmarks/reference_proxy.py --upstream http://127.0.0.1:8001 --port 8090
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import AsyncIterator, Mapping
+
+import aiohttp
+from aiohttp import web
+
+# RFC 9110 §7.6.1 hop-by-hop headers, plus the ones each side recomputes for its own connection.
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "trailers",
+        "transfer-encoding",
+        "upgrade",
+        "host",
+    }
+)
+SESSION = web.AppKey("reference_session", aiohttp.ClientSession)
+UPSTREAM = web.AppKey("reference_upstream", str)
+
+
+def end_to_end(headers: Mapping[str, str]) -> dict[str, str]:
+    """``headers`` minus hop-by-hop ones (and those named in ``Connection``)."""
+    named = {h.strip().lower() for h in headers.get("connection", "").split(",") if h.strip()}
+    return {k: v for k, v in headers.items() if k.lower() not in HOP_BY_HOP and k.lower() not in named}
+
+
+async def forward(request: web.Request) -> web.StreamResponse:
+    """Send the request upstream and stream the answer back, byte for byte."""
+    session = request.app[SESSION]
+    body = await request.read()
+    url = request.app[UPSTREAM] + request.raw_path
+    async with session.request(
+        request.method,
+        url,
+        data=body or None,
+        headers=end_to_end(request.headers),
+        allow_redirects=False,
+        auto_decompress=False,
+    ) as upstream:
+        out = web.StreamResponse(status=upstream.status, reason=upstream.reason, headers=end_to_end(upstream.headers))
+        await out.prepare(request)
+        async for data in upstream.content.iter_any():
+            await out.write(data)
+        await out.write_eof()
+        return out
+
+
+def create_app(upstream: str, max_connections: int = 1024) -> web.Application:
+    """The proxy app; the session opens at startup and closes at cleanup."""
+    app = web.Application(client_max_size=1024**3)
+    app[UPSTREAM] = upstream.rstrip("/")
+
+    async def session_ctx(app: web.Application) -> AsyncIterator[None]:
+        connector = aiohttp.TCPConnector(limit=max_connections, keepalive_timeout=30)
+        app[SESSION] = aiohttp.ClientSession(
+            connector=connector,
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=120),
+            skip_auto_headers=("User-Agent", "Accept-Encoding"),
+            auto_decompress=False,
+        )
+        yield
+        await app[SESSION].close()
+
+    app.cleanup_ctx.append(session_ctx)
+    app.router.add_route("*", "/{tail:.*}", forward)
+    return app
+
+
+def _new_loop() -> asyncio.AbstractEventLoop:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a Chaperone dependency
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="A minimal aiohttp pass-through proxy (the benchmark reference).")
+    parser.add_argument("--upstream", required=True, help="upstream origin, e.g. http://127.0.0.1:8001")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    parser.add_argument("--port", type=int, required=True, help="port to listen on")
+    parser.add_argument("--max-connections", type=int, default=1024, help="upstream pool size (default: %(default)s)")
+    args = parser.parse_args(argv)
+    print(f"reference proxy listening on http://{args.host}:{args.port} → {args.upstream}", flush=True)
+    web.run_app(
+        create_app(args.upstream, args.max_connections),
+        host=args.host,
+        port=args.port,
+        loop=_new_loop(),
+        access_log=None,
+        print=None,
+        shutdown_timeout=1.0,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
