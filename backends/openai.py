@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Mapping
+from types import TracebackType
 from typing import TYPE_CHECKING
 
 import aiohttp
@@ -23,20 +23,32 @@ if TYPE_CHECKING:
     from proxy.policy import BackendConfig
 
 
-@contextmanager
-def map_errors(backend: str) -> Iterator[None]:
-    """Turn aiohttp and timeout errors into the proxy's upstream errors (504, 502)."""
-    try:
-        yield
-    except (TimeoutError, aiohttp.ServerTimeoutError):
-        raise UpstreamTimeout(f"backend {backend!r} did not answer in time", code="upstream_timeout") from None
-    except aiohttp.ClientConnectorError as exc:
-        raise UpstreamError(
-            f"backend {backend!r} is unreachable: {exc.os_error}", code="upstream_unreachable"
-        ) from None
-    except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError, aiohttp.ClientOSError):
-        raise UpstreamError(f"backend {backend!r} closed the connection", code="upstream_disconnected") from None
-    except aiohttp.ClientError as exc:
+class map_errors:
+    """Turn aiohttp and timeout errors into the proxy's upstream errors (504, 502).
+
+    A class rather than a ``@contextmanager`` generator: it is entered on every upstream call.
+    """
+
+    __slots__ = ("backend",)
+
+    def __init__(self, backend: str) -> None:
+        self.backend = backend
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        if exc is None or not isinstance(exc, aiohttp.ClientError | TimeoutError):
+            return
+        backend = self.backend
+        if isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError):
+            raise UpstreamTimeout(f"backend {backend!r} did not answer in time", code="upstream_timeout") from None
+        if isinstance(exc, aiohttp.ClientConnectorError):
+            raise UpstreamError(
+                f"backend {backend!r} is unreachable: {exc.os_error}", code="upstream_unreachable"
+            ) from None
+        if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError | aiohttp.ClientOSError):
+            raise UpstreamError(f"backend {backend!r} closed the connection", code="upstream_disconnected") from None
         raise UpstreamError(f"backend {backend!r} failed: {type(exc).__name__}", code="upstream_failed") from None
 
 
@@ -49,10 +61,17 @@ class OpenAIBackend:
         self.base_url = (url or config.url or "").rstrip("/")
         self._session: aiohttp.ClientSession | None = None
         self._auth = f"Bearer {config.api_key}" if config.api_key else None
+        # Built once. ``timeout_s`` bounds each wait for the upstream's next bytes: the whole answer
+        # of a non-stream call, the first byte and every gap of a stream (which may run long).
+        # No ``total`` here: aiohttp would arm one more timer per request for it.
+        self._timeout_obj = aiohttp.ClientTimeout(
+            total=None, sock_connect=config.connect_timeout_s, sock_read=config.timeout_s
+        )
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(limit=self.config.max_connections, ttl_dns_cache=300, keepalive_timeout=30)
-        self._session = aiohttp.ClientSession(connector=connector, skip_auto_headers=("User-Agent",))
+        # No Accept-Encoding: compressed SSE would have to be inflated here before passing it on.
+        self._session = aiohttp.ClientSession(connector=connector, skip_auto_headers=("User-Agent", "Accept-Encoding"))
 
     async def close(self) -> None:
         if self._session is not None:
@@ -74,21 +93,22 @@ class OpenAIBackend:
         return headers
 
     def _timeout(self, exchange: Exchange | None, stream: bool) -> aiohttp.ClientTimeout:
-        connect = self.config.connect_timeout_s
-        if stream:
-            # A stream may run long; what must not run long is the wait for each next byte.
-            return aiohttp.ClientTimeout(total=None, sock_connect=connect, sock_read=self.config.timeout_s)
-        total = self.config.timeout_s
-        if exchange is not None:
-            total = max(0.001, min(total, exchange.remaining_s()))
-        return aiohttp.ClientTimeout(total=total, sock_connect=connect)
+        if not stream and exchange is not None:
+            remaining = exchange.remaining_s()
+            if remaining < self.config.timeout_s - 0.001:  # a retry: only what is left of the request's deadline
+                return aiohttp.ClientTimeout(total=max(0.001, remaining), sock_connect=self.config.connect_timeout_s)
+        return self._timeout_obj
 
     async def send(self, exchange: Exchange) -> ApiResponse:
         request = exchange.request
         body = request.body
+        data = request.raw
         upstream_model = exchange.route.upstream_model
         if upstream_model and body.get("model") != upstream_model:
             body = {**body, "model": upstream_model}
+            data = None
+        if data is None:
+            data = json.dumps(body, separators=(",", ":")).encode()
         headers = self._headers(request.headers, exchange.caller.authorization)
         headers["content-type"] = "application/json"
         headers["x-request-id"] = exchange.request_id  # vLLM and TGI log it: one id end to end
@@ -99,7 +119,7 @@ class OpenAIBackend:
             with map_errors(self.name):
                 resp = await self.session.post(
                     self.base_url + request.path,
-                    data=json.dumps(body, separators=(",", ":")).encode(),
+                    data=data,
                     headers=headers,
                     timeout=self._timeout(exchange, stream),
                 )

@@ -79,6 +79,11 @@ class Chain:
     def parses_chunks(self) -> bool:
         return bool(self._chunk)
 
+    @property
+    def observes_completion(self) -> bool:
+        """Whether any step hooks ``on_complete`` (and so needs usage and the final outcome)."""
+        return bool(self._complete)
+
     def __repr__(self) -> str:
         return f"<Chain {self.name}: {' → '.join(step.name for step in self.steps) or '(empty)'}>"
 
@@ -86,6 +91,8 @@ class Chain:
         """Run request hooks, the wrapped upstream call, then response hooks (reverse order)."""
         response: ApiResponse | None = None
         exchange.entered = len(self.steps)
+        if self._request or self._wraps:
+            exchange.request.raw = None  # a plugin may edit the body: serialise it again upstream
         for index, hook in self._request:
             exchange.entered = index + 1
             response = await hook(exchange)

@@ -186,6 +186,9 @@ class _Raw(argparse.RawDescriptionHelpFormatter):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["bench"]:  # every option after `bench` belongs to the harness, --help included
+        return _bench(argparse.Namespace(rest=argv[1:]))
     args = build_parser().parse_args(argv)
     level = (
         logging.DEBUG if args.verbose else getattr(logging, os.environ.get("CHAPERONE_LOG_LEVEL", "INFO").upper(), 20)

@@ -64,6 +64,7 @@ class ApiRequest:
     path: str  # upstream path below the backend's base URL, e.g. "/chat/completions"
     body: dict[str, Any]
     headers: dict[str, str] = field(default_factory=dict)
+    raw: bytes | None = None  # the client's bytes, forwarded as-is while no plugin could have edited ``body``
 
     @property
     def model(self) -> str:

@@ -17,7 +17,7 @@ from typing import Any
 from aiohttp import web
 from opentelemetry import trace
 
-from backends.base import Backend, request_headers
+from backends.base import request_headers
 from proxy import sse, validate
 from proxy.errors import ChaperoneError, InvalidRequest, MethodNotAllowed, NotFound, PayloadTooLarge, UpstreamError
 from proxy.exchange import ApiRequest, ApiResponse, Exchange, Usage
@@ -50,8 +50,10 @@ async def embeddings(request: web.Request) -> web.StreamResponse:
 
 async def _read_body(request: web.Request, limit: int) -> bytes:
     length = request.content_length
-    if length is not None and length > limit:
-        raise PayloadTooLarge(f"Request body is {length} bytes; the limit is {limit} bytes.")
+    if length is not None:
+        if length > limit:
+            raise PayloadTooLarge(f"Request body is {length} bytes; the limit is {limit} bytes.")
+        return await request.read()
     body = bytearray()
     async for data in request.content.iter_any():
         body += data
@@ -85,7 +87,8 @@ async def _serve(
     try:
         policy = active.policy
         caller = policy.authenticate(request.headers.get("Authorization"))
-        body = _parse_object(await _read_body(request, policy.limits.max_body_bytes))
+        raw = await _read_body(request, policy.limits.max_body_bytes)
+        body = _parse_object(raw)
         check(body)
         route = policy.route_for(body["model"])
         caller.check_model(body["model"])
@@ -94,7 +97,7 @@ async def _serve(
             policy=policy,
             chain=caller.chain,
             route=route,
-            request=ApiRequest(endpoint, path, body, request_headers(request.headers)),
+            request=ApiRequest(endpoint, path, body, request_headers(request.headers), raw),
             caller=caller,
             deadline=time.monotonic() + policy.backends[route.backend].timeout_s,
         )
@@ -116,31 +119,15 @@ async def _serve(
 
 
 async def _run(request: web.Request, exchange: Exchange, active: Active) -> web.StreamResponse:
-    backends = active.backends
-    tracer = request.app[RUNTIME].tracer
-
-    async def call_upstream(ex: Exchange) -> ApiResponse:
-        backend: Backend = backends[ex.route.backend]
-        if tracer is None:
-            return await backend.send(ex)
-        attrs = {"gen_ai.request.model": ex.route.upstream_model or ex.request.model, "chaperone.backend": backend.name}
-        with tracer.start_as_current_span(
-            f"upstream {backend.name}", kind=trace.SpanKind.CLIENT, attributes=attrs
-        ) as span:
-            try:
-                response = await backend.send(ex)
-            except ChaperoneError as exc:
-                span.set_attribute("error.type", exc.code or type(exc).__name__)
-                span.set_attribute("http.response.status_code", exc.http_status)
-                raise
-            span.set_attribute("http.response.status_code", response.status)
-            return response
-
+    chain = exchange.chain
+    # Usage, model and finish reasons are read only when someone will look at them.
+    observed = chain.observes_completion or active.traced
     try:
-        response = await exchange.chain.run(exchange, call_upstream)
+        response = await chain.run(exchange, active.terminal)
         if response.stream is not None:
-            return await _write_stream(request, exchange, response)
-        _note_result(exchange, response.body if response.body is not None else _maybe_json(response.raw))
+            return await _write_stream(request, exchange, response, observed)
+        if observed:
+            _note_result(exchange, response.body if response.body is not None else _maybe_json(response.raw))
         body = response.raw if response.body is None and response.raw is not None else _dumps(response.body or {})
         headers = dict(response.headers)
         headers["content-type"] = "application/json"
@@ -153,7 +140,8 @@ async def _run(request: web.Request, exchange: Exchange, active: Active) -> web.
         exchange.error = exc
         raise
     finally:
-        await _complete(exchange)
+        if chain.observes_completion:
+            await _complete(exchange)
 
 
 async def _complete(exchange: Exchange) -> None:
@@ -165,30 +153,40 @@ async def _complete(exchange: Exchange) -> None:
         raise
 
 
-async def _write_stream(request: web.Request, exchange: Exchange, response: ApiResponse) -> web.StreamResponse:
+async def _write_stream(
+    request: web.Request, exchange: Exchange, response: ApiResponse, observed: bool
+) -> web.StreamResponse:
     upstream = response.stream
     assert upstream is not None
     headers = {**response.headers, **_SSE_HEADERS, "x-request-id": exchange.request_id}
     out = web.StreamResponse(status=response.status, headers=headers)
     chain = exchange.chain
-    pieces: AsyncIterator[bytes] = (
-        chain.process_stream(exchange, upstream) if chain.parses_chunks else sse.iter_whole_events(upstream)
-    )
+    parsed = chain.process_stream(exchange, upstream) if chain.parses_chunks else None
     last = prev = b""
     try:
         await out.prepare(request)
         try:
-            async for data in pieces:
-                await out.write(data)
-                prev, last = last, data
+            if parsed is not None:
+                async for data in parsed:
+                    await out.write(data)
+                    prev, last = last, data
+            else:  # bytes pass through as they come, cut only at event boundaries
+                cutter = sse.EventCutter()
+                async for data in upstream:
+                    whole = cutter.feed(data)
+                    if whole:
+                        await out.write(whole)
+                        prev, last = last, whole
         except ChaperoneError as exc:
             exchange.error = exc
             log.warning("stream failed after it started (request_id=%s): %s", exchange.request_id, exc.message)
             await out.write(b"data: " + exc.body_bytes() + b"\n\n")
-        _note_result(exchange, sse.find_usage(prev + last))
+        if observed:
+            _note_result(exchange, sse.find_usage(prev + last))
         await out.write_eof()
     finally:
-        await _aclose(pieces)
+        if parsed is not None:
+            await _aclose(parsed)
         await _aclose(upstream)
     return out
 

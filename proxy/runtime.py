@@ -20,12 +20,14 @@ from aiohttp import web
 
 from backends.base import Backend
 from backends.openai import OpenAIBackend
+from backends.router import make_terminal
 from proxy.policy import Policy, PolicyError, compile_policy_text
 from proxy.store import Store, StoreConfig, StoreUnavailable, open_store
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Tracer
 
+    from proxy.chain import Terminal
     from proxy.registry import PluginRegistry
 
 log = logging.getLogger(__name__)
@@ -47,6 +49,8 @@ class Active:
     backends: dict[str, Backend]
     store: Store
     digest: str
+    terminal: Terminal
+    traced: bool
     inflight: int = 0
     retired: bool = False
     closed: asyncio.Event = field(default_factory=asyncio.Event)
@@ -237,7 +241,7 @@ class Runtime:
                 await backend.close()
             await self._release_store(policy.store)
             raise
-        return Active(policy, backends, store, digest)
+        return Active(policy, backends, store, digest, make_terminal(backends, self.tracer), self.tracer is not None)
 
     def _schedule_close(self, active: Active) -> None:
         if active.closed.is_set():

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import re
-import uuid
+import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
@@ -21,6 +22,10 @@ from proxy.tracing import get_tracer
 log = logging.getLogger(__name__)
 
 _CLIENT_ID = re.compile(r"^[\x21-\x7e]{1,128}$")
+# Request ids: a random per-process prefix and a counter; unique across replicas and restarts,
+# and cheaper than a uuid4 (no syscall) on every request.
+_ID_PREFIX = secrets.token_hex(6)
+_ID_COUNTER = itertools.count(1)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -35,7 +40,7 @@ def error_response(exc: ChaperoneError, request_id: str) -> web.Response:
 async def request_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Give every response an ``x-request-id`` and every error the OpenAI shape; nothing else."""
     client_id = request.headers.get("x-request-id")
-    request_id = client_id if client_id and _CLIENT_ID.match(client_id) else uuid.uuid4().hex
+    request_id = client_id if client_id and _CLIENT_ID.match(client_id) else f"{_ID_PREFIX}{next(_ID_COUNTER):010x}"
     request[REQUEST_ID] = request_id
     try:
         response = await handler(request)

@@ -1,0 +1,44 @@
+"""Routing to backends: the innermost step of every chain, one upstream attempt."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+from opentelemetry import trace
+
+from proxy.errors import ChaperoneError
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Tracer
+
+    from backends.base import Backend
+    from proxy.chain import Terminal
+    from proxy.exchange import ApiResponse, Exchange
+
+
+def make_terminal(backends: Mapping[str, Backend], tracer: Tracer | None) -> Terminal:
+    """The innermost step of every chain: one upstream attempt (traced when tracing is on)."""
+    if tracer is None:
+
+        async def send(ex: Exchange) -> ApiResponse:
+            return await backends[ex.route.backend].send(ex)
+
+        return send
+
+    async def call_upstream(ex: Exchange) -> ApiResponse:
+        backend = backends[ex.route.backend]
+        attrs = {"gen_ai.request.model": ex.route.upstream_model or ex.request.model, "chaperone.backend": backend.name}
+        with tracer.start_as_current_span(
+            f"upstream {backend.name}", kind=trace.SpanKind.CLIENT, attributes=attrs
+        ) as span:
+            try:
+                response = await backend.send(ex)
+            except ChaperoneError as exc:
+                span.set_attribute("error.type", exc.code or type(exc).__name__)
+                span.set_attribute("http.response.status_code", exc.http_status)
+                raise
+            span.set_attribute("http.response.status_code", response.status)
+            return response
+
+    return call_upstream
