@@ -14,6 +14,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 import aiohttp
+from yarl import URL
 
 from backends.base import RawResponse, request_headers, response_headers
 from proxy.errors import UpstreamError, UpstreamRateLimited, UpstreamStatus, UpstreamTimeout
@@ -60,6 +61,7 @@ class OpenAIBackend:
         self.config = config
         self.base_url = (url or config.url or "").rstrip("/")
         self._session: aiohttp.ClientSession | None = None
+        self._urls: dict[str, URL] = {}
         self._auth = f"Bearer {config.api_key}" if config.api_key else None
         # Built once. ``timeout_s`` bounds each wait for the upstream's next bytes: the whole answer
         # of a non-stream call, the first byte and every gap of a stream (which may run long).
@@ -71,7 +73,9 @@ class OpenAIBackend:
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(limit=self.config.max_connections, ttl_dns_cache=300, keepalive_timeout=30)
         # No Accept-Encoding: compressed SSE would have to be inflated here before passing it on.
-        self._session = aiohttp.ClientSession(connector=connector, skip_auto_headers=("User-Agent", "Accept-Encoding"))
+        self._session = aiohttp.ClientSession(
+            connector=connector, timeout=self._timeout_obj, skip_auto_headers=("User-Agent", "Accept-Encoding")
+        )
 
     async def close(self) -> None:
         if self._session is not None:
@@ -92,12 +96,19 @@ class OpenAIBackend:
             headers["authorization"] = auth
         return headers
 
-    def _timeout(self, exchange: Exchange | None, stream: bool) -> aiohttp.ClientTimeout:
-        if not stream and exchange is not None:
+    def _timeout(self, exchange: Exchange, stream: bool) -> aiohttp.ClientTimeout:
+        """The prebuilt limits, unless a retry has less than ``timeout_s`` left of its request's deadline."""
+        if not stream:
             remaining = exchange.remaining_s()
-            if remaining < self.config.timeout_s - 0.001:  # a retry: only what is left of the request's deadline
+            if remaining < self.config.timeout_s - 0.001:
                 return aiohttp.ClientTimeout(total=max(0.001, remaining), sock_connect=self.config.connect_timeout_s)
         return self._timeout_obj
+
+    def _url(self, path: str) -> URL:
+        url = self._urls.get(path)
+        if url is None:
+            url = self._urls[path] = URL(self.base_url + path)
+        return url
 
     async def send(self, exchange: Exchange) -> ApiResponse:
         request = exchange.request
@@ -118,7 +129,7 @@ class OpenAIBackend:
         try:
             with map_errors(self.name):
                 resp = await self.session.post(
-                    self.base_url + request.path,
+                    self._url(request.path),
                     data=data,
                     headers=headers,
                     timeout=self._timeout(exchange, stream),
@@ -164,7 +175,6 @@ class OpenAIBackend:
                 url,
                 data=body or None,
                 headers=self._headers(request_headers(headers), authorization),
-                timeout=self._timeout(None, stream=True),
                 allow_redirects=False,
             )
         return RawResponse(resp.status, response_headers(resp.headers), self._iter_raw(resp))

@@ -117,7 +117,9 @@ class BackendConfig(_Strict):
     )
     api_key: str | None = Field(default=None, description="Sent upstream as 'Authorization: Bearer …'.")
     timeout_s: float = Field(
-        default=60.0, gt=0, description="Longest wait for the upstream: a whole answer, or a stream's first byte and each gap."
+        default=60.0,
+        gt=0,
+        description="Longest wait for the upstream: a whole answer, or a stream's first byte and each gap.",
     )
     connect_timeout_s: float = Field(default=10.0, gt=0, description="Limit for opening a connection.")
     headers: dict[str, str] = Field(default_factory=dict, description="Extra headers sent upstream.")
