@@ -114,19 +114,45 @@ class Chain:
         return await call(exchange)
 
     async def process_stream(self, exchange: Exchange, stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-        """Parse SSE events, pass each through the chunk hooks (reverse order), re-encode them."""
+        """Parse SSE events, pass each through the chunk hooks (reverse order), re-encode them.
+
+        Works one upstream read at a time and yields one block per read, so parsing adds no
+        writes: the client gets the events of a read together, as it would have without plugins.
+        """
         hooks = [hook for index, hook in self._chunk if index < exchange.entered]
-        async for event in sse.iter_events(stream):
+        cutter = sse.EventCutter()
+        out: list[bytes] = []
+        try:
+            async for data in stream:
+                block = cutter.feed(data)
+                if block:
+                    await self._hook_block(exchange, hooks, block, out)
+                    if out:
+                        yield b"".join(out)
+                        out.clear()
+            rest = cutter.rest()
+            if rest:
+                await self._hook_block(exchange, hooks, rest, out)
+        except ChaperoneError:
+            if out:  # the events before the failure still reach the client
+                yield b"".join(out)
+            raise
+        if out:
+            yield b"".join(out)
+
+    @staticmethod
+    async def _hook_block(exchange: Exchange, hooks: list[Callable[..., Any]], block: bytes, out: list[bytes]) -> None:
+        for event in sse.split_events(block):
             chunk = sse.decode_data(event)
             if chunk is None:  # [DONE], comments, non-JSON events pass unchanged
-                yield event
+                out.append(event)
                 continue
             for hook in hooks:
                 chunk = await hook(exchange, chunk)
                 if chunk is None:
                     break
             if chunk is not None:
-                yield sse.encode_data(chunk)
+                out.append(sse.encode_data(chunk))
 
     async def complete(self, exchange: Exchange) -> None:
         """Run ``on_complete`` for every entered step; failures are logged, never raised."""

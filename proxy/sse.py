@@ -2,7 +2,7 @@
 
 The pass-through path never parses JSON: it only cuts the byte stream at blank lines, so that an
 upstream failure can be reported as a whole ``data: {"error": …}`` event instead of landing in
-the middle of a half-sent one.
+the middle of a half-sent one. The parsing path works a block (one upstream read) at a time.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import Any
 
 DONE = b"data: [DONE]\n\n"
 _SEPARATORS = (b"\n\n", b"\r\n\r\n", b"\r\r")
+_encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
 
 def _last_boundary(buf: bytes) -> int:
@@ -44,43 +45,50 @@ class EventCutter:
         self.pending = buf[end:]
         return buf[:end]
 
+    def rest(self) -> bytes:
+        """What is left at the end of the stream, closed as an event (or b"" when nothing is)."""
+        rest, self.pending = self.pending, b""
+        return rest + b"\n\n" if rest.strip() else b""
+
 
 async def iter_whole_events(stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    """Yield the stream in pieces that end at event boundaries (one or more events each)."""
+    """Yield the stream in blocks that end at event boundaries (one or more events each)."""
     cutter = EventCutter()
     async for data in stream:
         out = cutter.feed(data)
         if out:
             yield out
-    if cutter.pending.strip():
-        yield cutter.pending + b"\n\n"
+    rest = cutter.rest()
+    if rest:
+        yield rest
 
 
-async def iter_events(stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    """Yield one event at a time (each ending with its blank line)."""
-    async for block in iter_whole_events(stream):
-        start = 0
-        while start < len(block):
-            end = _next_boundary(block, start)
-            yield block[start:end]
-            start = end
-
-
-def _next_boundary(buf: bytes, start: int) -> int:
-    best = len(buf)
-    for sep in _SEPARATORS:
-        at = buf.find(sep, start)
-        if at >= 0:
-            best = min(best, at + len(sep))
-    return best
+def split_events(block: bytes) -> list[bytes]:
+    """The events of a block of whole events, each ending with its blank line."""
+    if b"\r" not in block:
+        return [part + b"\n\n" for part in block.split(b"\n\n") if part]
+    events = []
+    start = 0
+    while start < len(block):
+        end = len(block)
+        for sep in _SEPARATORS:
+            at = block.find(sep, start)
+            if at >= 0:
+                end = min(end, at + len(sep))
+        events.append(block[start:end])
+        start = end
+    return events
 
 
 def decode_data(event: bytes) -> dict[str, Any] | None:
     """The JSON object in an event's ``data:`` lines, or None for ``[DONE]``, comments and non-objects."""
-    lines = [line[5:].lstrip() for line in event.splitlines() if line.startswith(b"data:")]
-    if not lines:
-        return None
-    payload = b"\n".join(lines)
+    if event.startswith(b"data:") and event.count(b"\n") <= 2 and b"\r" not in event:
+        payload = event[5:].strip()  # one data line: the usual shape
+    else:
+        lines = [line[5:].lstrip() for line in event.splitlines() if line.startswith(b"data:")]
+        if not lines:
+            return None
+        payload = b"\n".join(lines)
     if payload == b"[DONE]":
         return None
     try:
@@ -91,17 +99,17 @@ def decode_data(event: bytes) -> dict[str, Any] | None:
 
 
 def encode_data(obj: dict[str, Any]) -> bytes:
-    return b"data: " + json.dumps(obj, separators=(",", ":")).encode() + b"\n\n"
+    return b"data: " + _encoder.encode(obj).encode() + b"\n\n"
 
 
 def find_usage(tail: bytes) -> dict[str, Any] | None:
-    """The last ``usage`` object in the tail of a stream (OpenAI sends it in the final chunk)."""
+    """The last chunk carrying a ``usage`` object in the tail of a stream (OpenAI sends it last)."""
     at = tail.rfind(b'"usage":')
     while at >= 0:
         start = tail.rfind(b"data:", 0, at)
-        end = _next_boundary(tail, at)
+        end = tail.find(b"\n\n", at)
         if start >= 0:
-            chunk = decode_data(tail[start:end])
+            chunk = decode_data(tail[start : len(tail) if end < 0 else end + 2])
             if chunk and isinstance(chunk.get("usage"), dict):
                 return chunk
         at = tail.rfind(b'"usage":', 0, at)
