@@ -7,13 +7,13 @@ deadline. One pooled ``ClientSession`` per backend, opened in ``start`` and clos
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import AsyncIterator, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING
 
 import aiohttp
+import orjson
 from yarl import URL
 
 from backends.base import RawResponse, request_headers, response_headers
@@ -119,7 +119,7 @@ class OpenAIBackend:
             body = {**body, "model": upstream_model}
             data = None
         if data is None:
-            data = json.dumps(body, separators=(",", ":")).encode()
+            data = orjson.dumps(body)
         headers = self._headers(request.headers, exchange.caller.authorization)
         headers["content-type"] = "application/json"
         headers["x-request-id"] = exchange.request_id  # vLLM and TGI log it: one id end to end

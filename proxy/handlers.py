@@ -8,12 +8,12 @@ is parsed only when a plugin hooks ``on_chunk``. A failure after the stream star
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import orjson
 from aiohttp import web
 from opentelemetry import trace
 
@@ -62,13 +62,9 @@ async def _read_body(request: web.Request, limit: int) -> bytes:
     return bytes(body)
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
 def _parse_object(raw: bytes) -> dict[str, Any]:
     try:
-        body = json.loads(raw, parse_constant=_reject_constant)  # NaN/Infinity: no upstream accepts them
+        body = orjson.loads(raw)  # strict JSON: NaN and Infinity, which no upstream accepts, are refused
     except ValueError:
         raise InvalidRequest(
             "We could not parse the JSON body of your request. The body must be a valid JSON object.",
@@ -201,7 +197,7 @@ def _maybe_json(raw: bytes | None) -> dict[str, Any] | None:
     if not raw:
         return None
     try:
-        value = json.loads(raw)
+        value = orjson.loads(raw)
     except ValueError:
         return None
     return value if isinstance(value, dict) else None
@@ -222,7 +218,7 @@ def _note_result(exchange: Exchange, body: dict[str, Any] | None) -> None:
 
 
 def _dumps(obj: object) -> bytes:
-    return json.dumps(obj, separators=(",", ":")).encode()
+    return orjson.dumps(obj)
 
 
 # ---- models, pass-through, health --------------------------------------------------------

@@ -7,13 +7,13 @@ the middle of a half-sent one. The parsing path works a block (one upstream read
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+import orjson
+
 DONE = b"data: [DONE]\n\n"
 _SEPARATORS = (b"\n\n", b"\r\n\r\n", b"\r\r")
-_encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
 
 def _last_boundary(buf: bytes) -> int:
@@ -92,14 +92,14 @@ def decode_data(event: bytes) -> dict[str, Any] | None:
     if payload == b"[DONE]":
         return None
     try:
-        value = json.loads(payload)
+        value = orjson.loads(payload)
     except ValueError:
         return None
     return value if isinstance(value, dict) else None
 
 
 def encode_data(obj: dict[str, Any]) -> bytes:
-    return b"data: " + _encoder.encode(obj).encode() + b"\n\n"
+    return b"data: " + orjson.dumps(obj) + b"\n\n"
 
 
 def find_usage(tail: bytes) -> dict[str, Any] | None:
