@@ -38,7 +38,11 @@ def _serve(args: argparse.Namespace) -> int:
     from proxy.server import create_app
     from proxy.tracing import provider_from_env
 
-    base = Settings.from_env()
+    try:
+        base = Settings.from_env()
+    except ValueError as exc:
+        print(f"chaperone: bad CHAPERONE_* environment setting: {exc}", file=sys.stderr)
+        return 2
     settings = Settings(
         policy_path=Path(args.policy) if args.policy else base.policy_path,
         host=args.host or base.host,
@@ -48,7 +52,11 @@ def _serve(args: argparse.Namespace) -> int:
         shutdown_timeout_s=base.shutdown_timeout_s,
         tracer_provider=provider_from_env(),
     )
-    settings.home.mkdir(parents=True, exist_ok=True)
+    try:
+        settings.home.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        print(f"chaperone: cannot create the state directory {settings.home}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     try:
         registry = build_registry(extra=extra_modules_from_env(os.environ.get("CHAPERONE_PLUGINS")))
     except (ImportError, TypeError, ValueError) as exc:
@@ -64,6 +72,9 @@ def _serve(args: argparse.Namespace) -> int:
     loop = _new_loop()
     try:
         loop.run_until_complete(_run(app, settings))
+    except PolicyError as exc:  # the file changed between the check above and the start
+        print(exc.report(), file=sys.stderr)
+        return 2
     except OSError as exc:
         print(f"chaperone: cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}", file=sys.stderr)
         return 1
