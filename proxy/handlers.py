@@ -263,7 +263,10 @@ async def passthrough(request: web.Request) -> web.StreamResponse:
         else:
             raise NotFound(f"Unknown request URL: {request.method} {request.path}", code="unknown_url")
         backend = active.backends[route.backend]
-        path = "/" + request.match_info["tail"]
+        tail = request.match_info["tail"]
+        if any(part in (".", "..") for part in tail.split("/")):  # never reach above the backend's /v1
+            raise NotFound(f"Unknown request URL: {request.method} {request.path}", code="unknown_url")
+        path = "/" + tail
         upstream = await backend.forward(
             request.method, path, request.query_string, request.headers, raw, authorization=caller.authorization
         )

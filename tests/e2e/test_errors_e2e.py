@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import socket
 from collections.abc import Callable
@@ -170,3 +171,16 @@ async def test_nan_in_a_passed_through_field_is_rejected(proxy: RunningProxy, mo
         assert r.status == 400
         assert (await r.json())["error"]["code"] == "invalid_json"
     assert await mock_upstream.requests() == []
+
+
+async def test_pass_through_never_climbs_above_the_backend_base_path(proxy: RunningProxy) -> None:
+    host, port = proxy.url.removeprefix("http://").removesuffix("/v1").split(":")
+    # Raw requests: HTTP clients would normalise the dot segments away before sending.
+    for path in ("/v1/files/%2e%2e/%2e%2e/_mock/requests", "/v1/files/../../_mock/requests", "/v1/%2E%2E/_mock/health"):
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        await writer.drain()
+        answer = await reader.read()
+        writer.close()
+        assert answer.startswith(b"HTTP/1.1 404"), (path, answer[:200])
+        assert b'"unknown_url"' in answer
