@@ -133,6 +133,7 @@ class OpenAIBackend:
                     data=data,
                     headers=headers,
                     timeout=self._timeout(exchange, stream),
+                    allow_redirects=False,  # a POST is never silently replayed elsewhere
                 )
                 attempt.status = resp.status
                 if resp.status >= 400:
