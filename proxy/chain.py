@@ -12,7 +12,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
@@ -55,12 +55,9 @@ class Chain:
         "_shutdown",
         "_startup",
         "_wraps",
-        "buffers_response",
         "name",
         "steps",
     )
-    PARSE_CHUNKS: ClassVar[str] = "on_chunk"
-
     def __init__(
         self, name: str, steps: Sequence[Step], hooks: dict[str, list[tuple[int, Callable[..., Any]]]]
     ) -> None:
@@ -73,7 +70,6 @@ class Chain:
         self._complete = tuple(reversed(hooks["on_complete"]))
         self._startup = tuple(fn for _, fn in hooks["on_startup"])
         self._shutdown = tuple(fn for _, fn in reversed(hooks["on_shutdown"]))
-        self.buffers_response = any(getattr(step.plugin, "buffers_response", False) for step in self.steps)
 
     @property
     def parses_chunks(self) -> bool:
