@@ -31,13 +31,18 @@ if TYPE_CHECKING:
 class PolicyError(Exception):
     """A policy that cannot be used; ``errors`` holds one ``yaml.path: message`` line per mistake."""
 
-    def __init__(self, source: str, errors: list[str]) -> None:
+    def __init__(self, source: str, errors: list[str], lines: list[int | None] | None = None) -> None:
         self.source = source
         self.errors = errors
+        self.lines = lines or [None] * len(errors)  # where in the file, when known
         super().__init__(f"{source}: " + "; ".join(errors))
 
     def report(self) -> str:
-        return "\n".join(f"{self.source}: {line}" for line in self.errors)
+        """One line per mistake: ``file: yaml.path: message (line N)``."""
+        return "\n".join(
+            f"{self.source}: {error}" + (f" (line {line})" if line else "")
+            for error, line in zip(self.errors, self.lines, strict=True)
+        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -289,7 +294,46 @@ def compile_policy_text(
         raise PolicyError(source, [f"invalid YAML: {exc}"]) from None
     if not isinstance(data, dict):
         raise PolicyError(source, ["(top): a policy is a mapping with backends, models and chains"])
-    return compile_policy(data, registry, source=source, env=env, tracer=tracer)
+    try:
+        return compile_policy(data, registry, source=source, env=env, tracer=tracer)
+    except PolicyError as exc:
+        index = _line_numbers(text)
+        raise PolicyError(source, exc.errors, [_line_of(error, index) for error in exc.errors]) from None
+
+
+def _line_numbers(text: str) -> dict[str, int]:
+    """YAML path → 1-based line of its value, for pointing at mistakes (only computed on error)."""
+    index: dict[str, int] = {}
+
+    def walk(node: yaml.Node, path: str) -> None:
+        index.setdefault(path or "(top)", node.start_mark.line + 1)
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                child = _join(path, key.value)
+                index[child] = key.start_mark.line + 1
+                walk(value, child)
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                walk(item, f"{path}[{i}]")
+
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return index
+    if root is not None:
+        walk(root, "")
+    return index
+
+
+def _line_of(error: str, index: dict[str, int]) -> int | None:
+    """The line of the nearest enclosing YAML path of ``path: message`` that the file has."""
+    path = error.split(": ", 1)[0]
+    while path:
+        if path in index:
+            return index[path]
+        cut = max(path.rfind("."), path.rfind("["))
+        path = path[:cut] if cut > 0 else ""
+    return None
 
 
 def compile_policy(

@@ -179,12 +179,15 @@ def test_every_mistake_is_reported_at_once(registry: PluginRegistry) -> None:
     ]
 
 
-def test_the_report_prefixes_every_line_with_the_source(registry: PluginRegistry, tmp_path: Path) -> None:
+def test_the_report_names_the_source_and_the_line(registry: PluginRegistry, tmp_path: Path) -> None:
     path = tmp_path / "p.yaml"
-    path.write_text(MINIMAL + "chains: {default: [nope]}\n")
+    path.write_text(MINIMAL + "chains:\n  default:\n    - headers: {}\n    - nope\n")
+    line = len(path.read_text().splitlines())  # the last line holds the mistake
     with pytest.raises(PolicyError) as info:
         load_policy(path, registry, env={})
-    assert info.value.report() == f"{path}: chains.default[0]: unknown plugin 'nope' (known: headers, params)"
+    assert info.value.report() == (
+        f"{path}: chains.default[1]: unknown plugin 'nope' (known: headers, params) (line {line})"
+    )
     with pytest.raises(PolicyError, match="cannot read the file"):
         load_policy(tmp_path / "missing.yaml", registry, env={})
 
