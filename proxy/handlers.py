@@ -173,6 +173,10 @@ async def _write_stream(
                     if whole:
                         await out.write(whole)
                         prev, last = last, whole
+                rest = cutter.rest()  # an upstream that ends without the final blank line
+                if rest:
+                    await out.write(rest)
+                    prev, last = last, rest
         except ChaperoneError as exc:
             exchange.error = exc
             log.warning("stream failed after it started (request_id=%s): %s", exchange.request_id, exc.message)

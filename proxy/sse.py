@@ -48,7 +48,7 @@ class EventCutter:
     def rest(self) -> bytes:
         """What is left at the end of the stream, closed as an event (or b"" when nothing is)."""
         rest, self.pending = self.pending, b""
-        return rest + b"\n\n" if rest.strip() else b""
+        return rest.rstrip(b"\r\n") + b"\n\n" if rest.strip() else b""
 
 
 async def iter_whole_events(stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import socket
 from collections.abc import Callable
 from pathlib import Path
@@ -184,3 +185,36 @@ async def test_pass_through_never_climbs_above_the_backend_base_path(proxy: Runn
         writer.close()
         assert answer.startswith(b"HTTP/1.1 404"), (path, answer[:200])
         assert b'"unknown_url"' in answer
+
+
+async def test_a_stream_ending_without_its_last_blank_line_is_delivered_whole(
+    start_proxy: ProxyFactory, write_policy: Callable[[str], Path]
+) -> None:
+    """Some servers end with ``data: [DONE]\\n``; the client must still get every event."""
+    from aiohttp import web
+
+    from tests.conftest import start_site
+
+    async def sloppy(request: web.Request) -> web.StreamResponse:
+        out = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await out.prepare(request)
+        chunk = {"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "m",
+                 "choices": [{"index": 0, "delta": {"content": "hi"}, "finish_reason": "stop"}]}  # fmt: skip
+        await out.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
+        await out.write(b"data: [DONE]\n")
+        await out.write_eof()
+        return out
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", sloppy)
+    runner, base = await start_site(app)
+    try:
+        proxy = await start_proxy(write_policy(simple_policy(base + "/v1")))
+        async with aiohttp.ClientSession() as s:
+            body = {"model": "m", "messages": MESSAGES, "stream": True}
+            async with s.post(proxy.url + "/chat/completions", json=body) as r:
+                raw = await r.read()
+        assert raw.endswith(b"data: [DONE]\n\n")
+        assert b'"content": "hi"' in raw or b'"content":"hi"' in raw
+    finally:
+        await runner.cleanup()
