@@ -4,6 +4,7 @@ Every error a client can see is a ``ChaperoneError``; its class decides the HTTP
 OpenAI ``type`` and the default ``code``, so the openai SDK raises the matching exception::
 
     ChaperoneError              500 server_error
+    ├── ShuttingDown            503                         a stream cut by the end of the shutdown grace period
     ├── RequestRejected         the caller must change something
     │   ├── InvalidRequest      400 invalid_request_error   param names the field
     │   ├── Unauthorized 401 · Forbidden 403 · NotFound/ModelNotFound 404 · PayloadTooLarge 413
@@ -120,6 +121,13 @@ class BudgetExceeded(RequestRejected):
     status = 429
     type = "insufficient_quota"
     code = "budget_exceeded"
+
+
+class ShuttingDown(ChaperoneError):
+    """The proxy is stopping and its grace period for in-flight requests ran out."""
+
+    status = 503
+    code = "shutting_down"
 
 
 class UpstreamError(ChaperoneError):

@@ -8,6 +8,7 @@ is parsed only when a plugin hooks ``on_chunk``. A failure after the stream star
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -19,7 +20,15 @@ from opentelemetry import trace
 
 from backends.base import request_headers
 from proxy import sse, validate
-from proxy.errors import ChaperoneError, InvalidRequest, MethodNotAllowed, NotFound, PayloadTooLarge, UpstreamError
+from proxy.errors import (
+    ChaperoneError,
+    InvalidRequest,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    ShuttingDown,
+    UpstreamError,
+)
 from proxy.exchange import ApiRequest, ApiResponse, Exchange, Usage
 from proxy.runtime import RUNTIME, Active
 from proxy.tracing import request_attributes, response_attributes
@@ -159,6 +168,10 @@ async def _write_stream(
     chain = exchange.chain
     parsed = chain.process_stream(exchange, upstream) if chain.parses_chunks else None
     last = prev = b""
+    runtime = request.app[RUNTIME]
+    task = asyncio.current_task()
+    assert task is not None
+    runtime.streams.add(task)
     try:
         await out.prepare(request)
         try:
@@ -181,10 +194,17 @@ async def _write_stream(
             exchange.error = exc
             log.warning("stream failed after it started (request_id=%s): %s", exchange.request_id, exc.message)
             await out.write(b"data: " + exc.body_bytes() + b"\n\n")
+        except asyncio.CancelledError:
+            if runtime.stopping:  # the shutdown grace period ran out: say so, do not just cut
+                stop = ShuttingDown("The gateway is shutting down; this stream was cut short. Retry the request.")
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(out.write(b"data: " + stop.body_bytes() + b"\n\n"), 1.0)
+            raise
         if observed:
             _note_result(exchange, sse.find_usage(prev + last))
         await out.write_eof()
     finally:
+        runtime.streams.discard(task)
         if parsed is not None:
             await _aclose(parsed)
         await _aclose(upstream)

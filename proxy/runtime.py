@@ -76,6 +76,8 @@ class Runtime:
         self.current: Active | None = None
         self.last_error: str | None = None
         self.reloads = 0
+        self.stopping = False  # set when the server stops accepting; in-flight requests are finishing
+        self.streams: set[asyncio.Task[Any]] = set()  # handlers writing a stream right now
         self._stores: dict[StoreConfig, list[Any]] = {}  # config -> [store, refcount]
         self._builtins: dict[str, tuple[web.AppRunner, str]] = {}
         self._watch: asyncio.Task[None] | None = None
@@ -118,6 +120,16 @@ class Runtime:
         self._builtins.clear()
 
     # ---- requests -------------------------------------------------------------------------
+
+    def begin_stop(self, grace_s: float) -> None:
+        """The server stopped accepting. Streams still running just before the grace period ends are
+        cancelled by us, while their sockets are open, so each can tell its client why it ends."""
+        self.stopping = True
+        asyncio.get_running_loop().call_later(max(0.0, grace_s - 0.25), self._cut_streams)
+
+    def _cut_streams(self) -> None:
+        for task in list(self.streams):
+            task.cancel()
 
     def acquire(self) -> Active:
         active = self.current

@@ -85,7 +85,11 @@ def create_app(settings: Settings, *, registry: PluginRegistry | None = None) ->
         yield
         await runtime.stop()
 
+    async def stopping(app: web.Application) -> None:
+        runtime.begin_stop(settings.shutdown_timeout_s)
+
     app.cleanup_ctx.append(lifecycle)
+    app.on_shutdown.append(stopping)
     for path, handler in (
         ("/v1/chat/completions", handlers.chat_completions),
         ("/v1/completions", handlers.completions),

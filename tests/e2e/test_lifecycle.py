@@ -168,3 +168,44 @@ async def test_tracing_records_request_plugin_and_upstream_spans(
     for child in (upstream, plugin):
         assert child.parent is not None and child.parent.span_id == root.context.span_id
     provider.shutdown()
+
+
+async def test_a_stream_outliving_the_shutdown_grace_period_ends_with_an_error_event(
+    tmp_path: Path, mock_upstream: MockUpstream, write_policy: Callable[[str], Path]
+) -> None:
+    policy = write_policy(simple_policy(mock_upstream.url))
+    env = {
+        **os.environ,
+        "CHAPERONE_HOME": str(tmp_path / "home"),
+        "CHAPERONE_RELOAD_INTERVAL_S": "0",
+        "CHAPERONE_SHUTDOWN_TIMEOUT_S": "0.3",
+    }
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "proxy.cli", "serve", "--policy", str(policy), "--port", "0",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        banner = await asyncio.wait_for(proc.stdout.readline(), 20)
+        url = banner.split()[-1].decode()
+        async with openai.AsyncOpenAI(base_url=url, api_key="x", max_retries=0) as c:
+            stream = await c.chat.completions.create(
+                model="mock-gpt",
+                messages=[{"role": "user", "content": "[[mock:tokens=400,chunk_delay_ms=25]]"}],
+                stream=True,
+            )
+            it = stream.__aiter__()
+            await it.__anext__()
+            proc.send_signal(signal.SIGTERM)
+            try:
+                async for _ in it:
+                    pass
+            except openai.APIError as exc:
+                assert "shutting down" in exc.message
+            else:
+                raise AssertionError("the stream ended as if complete")
+        assert await asyncio.wait_for(proc.wait(), 20) == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
