@@ -12,11 +12,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     CHAPERONE_PORT=8080
 
 WORKDIR /opt/chaperone
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
 COPY proxy ./proxy
 COPY plugins ./plugins
 COPY backends ./backends
-RUN pip install . \
+RUN pip install -c constraints.txt . \
  && useradd --system --uid 10001 --home-dir /var/lib/chaperone --create-home chaperone \
  && mkdir -p /etc/chaperone
 COPY policies/default.yaml /etc/chaperone/policy.yaml
