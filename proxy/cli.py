@@ -15,7 +15,7 @@ from pathlib import Path
 from aiohttp import web
 
 from proxy.policy import PolicyError, load_policy
-from proxy.registry import build_registry, extra_modules_from_env
+from proxy.registry import PluginRegistry, build_registry, extra_modules_from_env
 from proxy.settings import DEFAULT_POLICY, Settings
 
 log = logging.getLogger("chaperone")
@@ -57,10 +57,8 @@ def _serve(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"chaperone: cannot create the state directory {settings.home}: {exc.strerror or exc}", file=sys.stderr)
         return 2
-    try:
-        registry = build_registry(extra=extra_modules_from_env(os.environ.get("CHAPERONE_PLUGINS")))
-    except (ImportError, TypeError, ValueError) as exc:
-        print(f"chaperone: cannot load plugins: {exc}", file=sys.stderr)
+    registry = _registry()
+    if registry is None:
         return 2
     try:  # fail before binding the port, with the same messages as `chaperone check`
         load_policy(settings.policy_path, registry)
@@ -140,8 +138,19 @@ def _new_loop() -> asyncio.AbstractEventLoop:
         return asyncio.new_event_loop()
 
 
+def _registry() -> PluginRegistry | None:
+    """Built-in, entry-point and CHAPERONE_PLUGINS plugins; None (after saying why) if one cannot load."""
+    try:
+        return build_registry(extra=extra_modules_from_env(os.environ.get("CHAPERONE_PLUGINS")))
+    except (ImportError, TypeError, ValueError) as exc:
+        print(f"chaperone: cannot load plugins: {exc}", file=sys.stderr)
+        return None
+
+
 def _check(args: argparse.Namespace) -> int:
-    registry = build_registry(extra=extra_modules_from_env(os.environ.get("CHAPERONE_PLUGINS")))
+    registry = _registry()
+    if registry is None:
+        return 2
     failed = 0
     for path in args.files:
         try:
