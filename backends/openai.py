@@ -17,7 +17,7 @@ import orjson
 from yarl import URL
 
 from backends.base import RawResponse, request_headers, response_headers
-from proxy.errors import UpstreamError, UpstreamRateLimited, UpstreamStatus, UpstreamTimeout
+from proxy.errors import UpstreamError, UpstreamStatus, UpstreamTimeout
 from proxy.exchange import ApiResponse, Attempt, Exchange
 
 if TYPE_CHECKING:
@@ -201,7 +201,7 @@ class OpenAIBackend:
             return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
-async def _status_error(resp: aiohttp.ClientResponse) -> UpstreamStatus | UpstreamRateLimited:
+async def _status_error(resp: aiohttp.ClientResponse) -> UpstreamStatus:
     body = await resp.read()
     resp.release()
     headers = {}

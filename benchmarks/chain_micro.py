@@ -4,7 +4,7 @@ The end-to-end harness sees the chain's cost through a ±15 % haze of machine no
 ``Chain.run`` + ``Chain.complete`` (and, for streams, the chunk path) in a tight loop for an empty
 chain and for the eight no-op plugins, with a terminal that returns a prepared response, and reports
 µs per request and the per-plugin difference. The stream part compares the pass-through cutter
-(``sse.iter_whole_events``, used when no plugin hooks ``on_chunk``) with ``Chain.process_stream``.
+(``sse.EventCutter``, what the server does when no plugin hooks ``on_chunk``) with ``Chain.process_stream``.
 
     python benchmarks/chain_micro.py [--iterations 20000]
 """
@@ -76,9 +76,14 @@ async def stream_cost(chain: Chain, blocks: list[bytes], iterations: int) -> flo
     async def once() -> None:
         ex = exchange(chain)
         ex.entered = len(chain.steps)
-        pieces = chain.process_stream(ex, upstream()) if chain.parses_chunks else sse.iter_whole_events(upstream())
-        async for _ in pieces:
-            pass
+        if chain.parses_chunks:
+            async for _ in chain.process_stream(ex, upstream()):
+                pass
+        else:  # the server's pass-through loop
+            cutter = sse.EventCutter()
+            async for data in upstream():
+                cutter.feed(data)
+            cutter.rest()
 
     return await per_call_us(once, iterations)
 

@@ -109,10 +109,9 @@ async def _serve(
         tracer = runtime.tracer
         if tracer is None:
             return await _run(request, exchange, active)
-        name = f"{request_attributes(exchange)['gen_ai.operation.name']} {exchange.request.model}"
-        with tracer.start_as_current_span(
-            name, kind=trace.SpanKind.SERVER, attributes=request_attributes(exchange)
-        ) as span:
+        attrs = request_attributes(exchange)
+        name = f"{attrs['gen_ai.operation.name']} {exchange.request.model}"
+        with tracer.start_as_current_span(name, kind=trace.SpanKind.SERVER, attributes=attrs) as span:
             try:
                 return await _run(request, exchange, active)
             finally:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import importlib
-from typing import Any, ClassVar, Protocol
+from typing import Any
 
 import pluggy
 from pydantic import BaseModel
@@ -15,15 +15,6 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "plugins.params",
 )
 ENTRY_POINT_GROUP = "chaperone"
-
-
-class PluginClass(Protocol):
-    """What a plugin class looks like to the registry: a policy name, a config model, a constructor."""
-
-    name: ClassVar[str]
-    Config: ClassVar[type[BaseModel]]
-
-    def __init__(self, config: Any) -> None: ...
 
 
 class PluginRegistry:

@@ -7,7 +7,6 @@ the middle of a half-sent one. The parsing path works a block (one upstream read
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
@@ -49,18 +48,6 @@ class EventCutter:
         """What is left at the end of the stream, closed as an event (or b"" when nothing is)."""
         rest, self.pending = self.pending, b""
         return rest.rstrip(b"\r\n") + b"\n\n" if rest.strip() else b""
-
-
-async def iter_whole_events(stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    """Yield the stream in blocks that end at event boundaries (one or more events each)."""
-    cutter = EventCutter()
-    async for data in stream:
-        out = cutter.feed(data)
-        if out:
-            yield out
-    rest = cutter.rest()
-    if rest:
-        yield rest
 
 
 def split_events(block: bytes) -> list[bytes]:

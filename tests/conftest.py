@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import sys
 import textwrap
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -118,6 +121,30 @@ class RunningProxy:
 
 
 ProxyFactory = Callable[..., Awaitable[RunningProxy]]
+
+
+@contextlib.asynccontextmanager
+async def serve_process(home: Path, *args: str, **env: str) -> AsyncIterator[tuple[asyncio.subprocess.Process, str]]:
+    """``chaperone serve ARGS --port 0`` as its own process; yields it and its base URL (from the banner).
+
+    ``env`` overrides the environment (OPENAI_* and CHAPERONE_* of the test run are dropped first).
+    The process is killed at the end if the test did not stop it.
+    """
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "CHAPERONE_"))}
+    full_env.update({"CHAPERONE_HOME": str(home), "CHAPERONE_RELOAD_INTERVAL_S": "0", **env})
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "proxy.cli", "serve", *args, "--port", "0",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=full_env,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        banner = await asyncio.wait_for(proc.stdout.readline(), 20)
+        assert banner.startswith(b"chaperone listening on http://"), banner
+        yield proc, banner.split()[-1].decode()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ import aiohttp
 import openai
 import pytest
 
+from tests.chain_helpers import closed_port_url
 from tests.conftest import MockUpstream, ProxyFactory, RunningProxy, simple_policy
 
 try:  # openai ≥ 3 ships on httpx2, earlier releases on httpx
@@ -37,12 +37,6 @@ class CorruptBody(httpx.AsyncBaseTransport):
 
     async def aclose(self) -> None:
         await self.inner.aclose()
-
-
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def test_malformed_json_is_bad_request(
@@ -99,7 +93,7 @@ async def test_unknown_model_is_not_found(
 
 
 async def test_dead_upstream_is_502(start_proxy: ProxyFactory, write_policy: Callable[[str], Path]) -> None:
-    proxy = await start_proxy(write_policy(simple_policy(f"http://127.0.0.1:{_closed_port()}/v1")))
+    proxy = await start_proxy(write_policy(simple_policy(closed_port_url())))
     async with proxy.client() as c:
         with pytest.raises(openai.APIStatusError) as err:
             await c.chat.completions.create(model="mock-gpt", messages=MESSAGES)

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,7 +14,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from tests.conftest import MockUpstream, ProxyFactory, RunningProxy, simple_policy
+from tests.conftest import MockUpstream, ProxyFactory, RunningProxy, serve_process, simple_policy
 
 MESSAGES: list[Any] = [{"role": "user", "content": "hello"}]
 
@@ -113,16 +111,7 @@ async def test_graceful_shutdown_finishes_an_in_flight_stream(
     tmp_path: Path, mock_upstream: MockUpstream, write_policy: Callable[[str], Path]
 ) -> None:
     policy = write_policy(simple_policy(mock_upstream.url))
-    env = {**os.environ, "CHAPERONE_HOME": str(tmp_path / "home"), "CHAPERONE_RELOAD_INTERVAL_S": "0"}
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "proxy.cli", "serve", "--policy", str(policy), "--port", "0",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env,
-    )  # fmt: skip
-    try:
-        assert proc.stdout is not None
-        banner = await asyncio.wait_for(proc.stdout.readline(), 20)
-        assert banner.startswith(b"chaperone listening on http://"), banner
-        url = banner.split()[-1].decode()
+    async with serve_process(tmp_path / "home", "--policy", str(policy)) as (proc, url):
         async with openai.AsyncOpenAI(base_url=url, api_key="x", max_retries=0) as c:
             stream = await c.chat.completions.create(
                 model="mock-gpt",
@@ -137,10 +126,6 @@ async def test_graceful_shutdown_finishes_an_in_flight_stream(
         assert len([p for p in pieces if p]) == 15
         assert rest[-1].choices[0].finish_reason is not None
         assert await asyncio.wait_for(proc.wait(), 20) == 0
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
 
 
 async def test_tracing_records_request_plugin_and_upstream_spans(
@@ -174,20 +159,8 @@ async def test_a_stream_outliving_the_shutdown_grace_period_ends_with_an_error_e
     tmp_path: Path, mock_upstream: MockUpstream, write_policy: Callable[[str], Path]
 ) -> None:
     policy = write_policy(simple_policy(mock_upstream.url))
-    env = {
-        **os.environ,
-        "CHAPERONE_HOME": str(tmp_path / "home"),
-        "CHAPERONE_RELOAD_INTERVAL_S": "0",
-        "CHAPERONE_SHUTDOWN_TIMEOUT_S": "0.3",
-    }
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "proxy.cli", "serve", "--policy", str(policy), "--port", "0",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env,
-    )  # fmt: skip
-    try:
-        assert proc.stdout is not None
-        banner = await asyncio.wait_for(proc.stdout.readline(), 20)
-        url = banner.split()[-1].decode()
+    args = ("--policy", str(policy))
+    async with serve_process(tmp_path / "home", *args, CHAPERONE_SHUTDOWN_TIMEOUT_S="0.3") as (proc, url):
         async with openai.AsyncOpenAI(base_url=url, api_key="x", max_retries=0) as c:
             stream = await c.chat.completions.create(
                 model="mock-gpt",
@@ -205,7 +178,3 @@ async def test_a_stream_outliving_the_shutdown_grace_period_ends_with_an_error_e
             else:
                 raise AssertionError("the stream ended as if complete")
         assert await asyncio.wait_for(proc.wait(), 20) == 0
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()

@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
+from tests.chain_helpers import closed_port_url
 from tests.conftest import MockUpstream, ProxyFactory, simple_policy
-
-
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def _readyz(url: str) -> tuple[int, dict[str, Any]]:
@@ -37,10 +31,9 @@ async def test_ready_with_a_redis_store(
 async def test_not_ready_when_the_store_or_a_backend_is_down(
     start_proxy: ProxyFactory, write_policy: Callable[[str], Path]
 ) -> None:
-    dead = _closed_port()
-    policy = simple_policy(
-        f"http://127.0.0.1:{dead}/v1", extra=f"store: {{backend: redis, url: 'redis://127.0.0.1:{dead}/0'}}\n"
-    )
+    dead = closed_port_url()  # http://127.0.0.1:PORT/v1, nothing listening
+    redis = dead.replace("http://", "redis://").replace("/v1", "/0")
+    policy = simple_policy(dead, extra=f"store: {{backend: redis, url: '{redis}'}}\n")
     proxy = await start_proxy(write_policy(policy))
     async with aiohttp.ClientSession() as s, s.get(proxy.url.removesuffix("/v1") + "/healthz") as r:
         assert r.status == 200  # alive, just not ready
