@@ -58,7 +58,7 @@ def _gate(need: Need) -> Gate | None:
     words, subs = set(), []
     for lit in lits:
         first = _WORDISH.match(lit)
-        if first and first.start() == 0 and ord(lit[0]) < 0x0600:
+        if first and lit[0].isalnum() and ord(lit[0]) < 0x0600:
             words.add(first.group()[:4])
         else:
             subs.append(lit)
@@ -150,6 +150,12 @@ _EN_RULES = (
 _rule("override_previous", OVERRIDE, 0.92, rf"\b(?:{_EN_DROP})\b[\w\s,'-]{{0,30}}\b(?:{_EN_BEFORE})\b[\w\s-]{{0,20}}\b(?:{_EN_RULES})\b", _EN_DROP, _EN_RULES)
 _rule("override_your", OVERRIDE, 0.85, rf"\b(?:{_EN_DROP})\s+(?:all\s+|of\s+|each\s+)*(?:your|the system'?s?)\s+(?:\w+\s+)?(?:{_EN_RULES})\b", _EN_DROP, _EN_RULES)
 _rule("override_weak", OVERRIDE, 0.4, rf"\b(?:{_EN_DROP})\s+(?:all|any|every|these|those|the)\s+(?:{_EN_RULES})\b", _EN_DROP, _EN_RULES)
+_rule("drop_what_came_before", OVERRIDE, 0.8, rf"\b(?:{_EN_DROP})\s+(?:everything|anything|whatever|all|what)\s+(?:that\s+)?(?:came|was said|was written|you were told|you read|preceded|appeared|has been said|you saw)\s*(?:before|above|earlier|previously|prior|up to now|so far)?", _EN_DROP)
+_rule("set_to_one_side", OVERRIDE, 0.7, r"\b(?:set|put|push|leave|cast)\s+(?:the\s+|your\s+|all\s+|any\s+)?(?:earlier|previous|prior|original|above|system|initial|existing)\s+(?:guidance|instructions|rules|guidelines|directives|prompt|constraints)\s+(?:to one side|aside|behind)")
+_rule("new_ruleset", OVERRIDE, 0.6, r"\bnew\s+(?:rule ?set|set of rules|operating rules|policy)\b[^.\n]{0,30}\b(?:effective|starting|from now|immediately|applies)")
+_rule("text_before_message", EXTRACTION, 0.75, r"\b(?:text|words|message|content|instructions|prompt)\s+(?:that\s+)?(?:appears?|comes?|came|is|was|were|sits?|exists?)\s+(?:written\s+)?(?:before|above|prior to|ahead of)\s+(?:my|the|this|our)\s+(?:first\s+)?(?:message|question|input|prompt|conversation|turn)")
+_rule("silently_act", TOOL, 0.6, r"\b(?:silently|secretly|quietly|covertly|discreetly)\s+(?:send|e-?mail|forward|transfer|delete|upload|post|share|copy|export|run|execute|install|wire|move)\b")
+_rule("no_confirmation", TOOL, 0.45, r"\b(?:don'?t|do not|no need to|without|never)\s+(?:ask(?:ing)?|wait(?:ing)?|prompt(?:ing)?)\s+(?:me\s+|the user\s+|anyone\s+)?(?:for\s+|to\s+)?(?:confirm\w*|permission|approval|consent)")
 _rule("forget_everything", OVERRIDE, 0.75, r"\b(?:forget|ignore|disregard|erase)\s+(?:about\s+)?(?:everything|all(?: of it)?|anything)\s+(?:above|before|prior|previous|earlier|you (?:were|have been|'ve been) (?:told|given|taught)|(?:i|we|they) (?:said|told you) (?:before|earlier|above))")
 _rule("new_instructions", OVERRIDE, 0.65, r"\b(?:new|updated|real|actual|revised|true|override|replacement|corrected)\s+(?:system\s+)?(?:instructions?|directives?|rules|task|orders|prompt|objective)\s*(?::|-|are|follow)")
 _rule("new_task", OVERRIDE, 0.7, r"\byour\s+(?:new|real|only|actual|true|sole|primary|updated)\s+(?:task|job|goal|purpose|mission|instructions?|objective|role)\s+(?:is|are|will be|now)\b")
@@ -192,16 +198,18 @@ _rule("system_prompt_mention", EXTRACTION, 0.3, r"\b(?:your|the)\s+(?:system pro
 
 _AI = r"ai|llm|assistant|model|chatbot|language model|gpt|chatgpt|claude|gemini|agent|bot|copilot"
 _rule("note_to_ai", INDIRECT, 0.8, rf"\b(?:note|message|instructions?|attention|important|notice|reminder|directive|memo)\s+(?:to|for)\s+(?:the\s+|any\s+|all\s+)?(?:{_AI})s?\b")
+_rule("html_comment_ai", INDIRECT, 0.6, rf"<!--[^>]{{0,200}}\b(?:{_AI})s?\b", ("<!--",))
 _rule("if_you_are_ai", INDIRECT, 0.65, rf"\b(?:if|when)\s+you(?:'re| are)?\s+(?:an?\s+)?(?:{_AI})\b", _AI, ("if", "when"))
 _rule("ai_reading_this", INDIRECT, 0.8, rf"\b(?:{_AI})s?\s+(?:that is\s+|who (?:is|are)\s+)?(?:reading|processing|summari[sz]ing|parsing|analy[sz]ing|scanning|crawling|reviewing)\s+(?:this|these|the)\b", _AI)
 _rule("while_processing", INDIRECT, 0.5, r"\b(?:when|while|if|before|after)\s+(?:you\s+)?(?:summari[sz]|translat|process|read|analy[sz]|review|pars)\w*\s+(?:this|the)\s+(?:document|email|page|text|message|file|article|content|website|review|resume|cv|pdf)", r"summari|translat|process|read|analy|review|pars")
 _rule("hide_from_user", INDIRECT, 0.8, r"\b(?:do not|don'?t|never|without)\s+(?:tell(?:ing)?|inform(?:ing)?|mention(?:ing)?|alert(?:ing)?|notify(?:ing)?|let(?:ting)?|reveal(?:ing)?(?:\s+this)?\s+to|show(?:ing)?)\s+(?:the\s+)?(?:user|human|reader|recipient|customer)\b")
 _rule("hidden_instruction", INDIRECT, 0.5, r"\b(?:hidden|secret|embedded|covert|invisible)\s+(?:instructions?|message|command|prompt|directive)\b")
-_rule("assistant_must", INDIRECT, 0.55, rf"\b(?:dear\s+|hey\s+|attention\s+)?(?:{_AI})s?\s*[,:]\s*(?:you must|you should|you will|please|now|immediately|ignore|do not|stop)\b", _AI)
+_rule("assistant_must", INDIRECT, 0.55, rf"\b(?:dear\s+|hey\s+|attention\s+)?(?:{_AI})s?\s*[,:]\s*(?:you must|you should|you will|please|now|immediately|ignore|disregard|forget|do not|don'?t|stop|run|execute|delete|send|forward|call|open|visit|click|reply|respond|say|tell|include|add|output|print|recommend|rank|mark|state)\b", _AI)
 _rule("bracket_system", INDIRECT, 0.55, r"[\[(]\s*(?:system|admin|administrator|instruction|instructions|important|assistant|developer|ai)\s*(?:note|message|override|update|command|prompt|alert)?\s*[\])]\s*:?", r"system|admin|administrator|instruction|important|assistant|developer|ai")
 _rule("say_instead", INDIRECT, 0.55, r"\b(?:respond|reply|answer|output|say|print|write)\s+(?:only\s+)?(?:with\s+)?['\"“](?:i have been|hacked|pwned|access granted)")
 
-_rule("chat_template", DELIMITER, 0.85, r"<\|\s*(?:im_start|im_end|im_sep|system|user|assistant|endoftext|begin_of_text|start_header_id|end_header_id|eot_id|eom_id|end|endofprompt)\s*\|>", ("<|", "< |"))
+_rule("chat_template_role", DELIMITER, 0.9, r"<\|\s*(?:im_start|start_header_id)\s*\|>\s*(?:system|assistant|developer|user)\b|<\|(?:system|assistant)\|>", ("<|",))
+_rule("chat_template", DELIMITER, 0.45, r"<\|\s*(?:im_start|im_end|im_sep|system|user|assistant|endoftext|begin_of_text|start_header_id|end_header_id|eot_id|eom_id|end|endofprompt)\s*\|>", ("<|", "< |"))
 _rule("inst_tags", DELIMITER, 0.65, r"\[/?inst\]|<</?sys>>|<start_of_turn>|<end_of_turn>|<\|?endoftext\|?>", ("inst]", "<<sys", "<</sys", "_of_turn>", "endoftext"))
 _rule("xml_role", DELIMITER, 0.55, r"</?\s*(?:system|system_prompt|instructions?|sys|admin|developer|assistant_instructions|im_start)\s*>", r"system|instruction|sys|admin|developer|assistant_|im_start")
 _rule("fake_role_line", DELIMITER, 0.6, r"(?:^|\n)\s*(?:#+\s*|\*\*)?(?:system|assistant|developer|admin|administrator|root)\s*(?:message|prompt|note|override|instruction)?\s*(?:\*\*)?\s*:", r"system|assistant|developer|admin|administrator|root")
@@ -222,7 +230,7 @@ _URL_IMG = r"!\[[^\]\n]{0,200}\]\(\s*<?(?:https?:)?//[^)\s]+"
 _rule("md_image_query", EXFILTRATION, 0.45, _URL_IMG + r"\?[^)\s]*=", ("](",))
 _rule("md_image_placeholder", EXFILTRATION, 0.9, _URL_IMG + r"(?:[{\[<$]|%7b|%5b|%3c)", ("](",))
 _rule("md_image_data", EXFILTRATION, 0.8, _URL_IMG + r"[?&/=](?:[^)\s]*?)(?:data|secret|password|passwd|token|api_?key|summary|conversation|chat|history|prompt|exfil|leak|memory|credentials|ssn|email)", ("](",))
-_rule("append_to_url", EXFILTRATION, 0.75, r"\b(?:append|add|include|put|insert|embed|encode|attach|place)\b[^.\n]{0,80}\b(?:to|in|into|inside|as)\s+(?:the\s+|this\s+|a\s+|an\s+)?(?:url|link|image|query|parameter|src|querystring|query string|markdown image)")
+_rule("append_to_url", EXFILTRATION, 0.75, r"\b(?:append|add|include|put|insert|embed|encode|attach|place)\b[^.\n]{0,40}\b(?:user|conversation|chat|history|data|secret|password|e-?mail|message|summary|token|key|credential|information|details|personal|name|address|answer|prompt)[^.\n]{0,40}\b(?:to|in|into|inside|as)\s+(?:the\s+|this\s+|a\s+|an\s+)?(?:url|link|image|query|parameter|src|querystring|query string|markdown image)")
 _rule("render_image", EXFILTRATION, 0.5, r"\b(?:render|display|show|output|include|embed)\s+(?:this\s+|the following\s+|an?\s+)?(?:markdown\s+)?(?:image|img|picture|pixel)\b[^.\n]{0,80}(?:https?://|!\[)")
 _rule("html_img_query", EXFILTRATION, 0.5, r"<img\s[^>]*src\s*=\s*['\"]?(?:https?:)?//[^'\" >]+\?")
 _rule("send_data_out", EXFILTRATION, 0.8, r"\b(?:send|post|upload|forward|transmit|leak|exfiltrate|submit|copy)\s+(?:the\s+|all\s+|this\s+|your\s+|any\s+|our\s+|the user'?s\s+|every\s+)?(?:conversation|chat|data|history|messages|secrets?|credentials|passwords?|api keys?|tokens?|files|emails|information|details|context|memory|personal data)\b[^.\n]{0,60}\b(?:to|at|via)\s+(?:https?://|www\.|[\w.-]+@[\w-]+\.|the (?:url|address|endpoint|server|webhook)|this (?:url|address|endpoint|server|webhook))")
@@ -231,7 +239,7 @@ _rule("call_tool_now", TOOL, 0.75, r"\b(?:call|invoke|use|run|execute|trigger|fi
 _rule("call_tool", TOOL, 0.35, r"\b(?:call|invoke|trigger|execute)\s+(?:the\s+)?[`'\"]?[a-z]+_[a-z_]+[`'\"]?\s*(?:tool|function|\()")
 _rule("act_without_asking", TOOL, 0.75, r"\b(?:send|forward|email|transfer|wire|pay|delete|drop|remove|wipe|purchase|buy|book|share|grant|post|publish|approve|execute|run|install|download)\b[^.\n]{0,80}\b(?:without|immediately|silently|automatically|right now)\b[^.\n]{0,30}\b(?:asking|confirm\w*|telling|notifying|informing|the user|permission|approval|consent)")
 _rule("tool_json", TOOL, 0.6, r"\{\s*['\"](?:name|function|tool|tool_name|action)['\"]\s*:\s*['\"][\w.]+['\"]\s*,\s*['\"](?:arguments|parameters|args|input|action_input)['\"]\s*:", r"arguments|parameters|args|input|action_input")
-_rule("shell_payload", TOOL, 0.45, r"\bcurl\s+[^\n|]{1,120}\|\s*(?:ba|z)?sh\b|\bwget\s+[^\n|]{1,120}\|\s*(?:ba|z)?sh\b|\brm\s+-rf\s+/(?:\s|$)|:\(\)\s*\{\s*:\|:&\s*\};:", r"curl|wget|rm|:()")
+_rule("shell_payload", TOOL, 0.45, r"\bcurl\s+[^\n|]{1,120}\|\s*(?:ba|z)?sh\b|\bwget\s+[^\n|]{1,120}\|\s*(?:ba|z)?sh\b|\brm\s+-rf\s+[/~](?:\s|$|`)|:\(\)\s*\{\s*:\|:&\s*\};:", r"curl|wget|rm|:()")
 _rule("mass_forward", TOOL, 0.55, r"\b(?:forward|send|share|export|transfer)\s+(?:all|every|each|the entire|the whole)\s+(?:of\s+)?(?:the\s+|my\s+|their\s+|your\s+)?(?:emails?|messages?|files?|documents?|contacts?|inbox|funds|money|balance|records)\b")
 _rule("grant_access", TOOL, 0.55, r"\b(?:grant|give|add)\s+(?:admin|administrator|root|owner|full|write)\s+(?:access|rights|permissions|privileges|role)\s+(?:to|for)\b")
 
@@ -241,19 +249,19 @@ _LANGS: dict[str, tuple[str, str, str, str, str]] = {
     "de": (
         r"ignorier|vergiss|vergessen|missacht|übergeh|überspring|verwirf|verwerfen|außer kraft|hör auf|nicht (?:mehr )?(?:befolg|beacht)|befolge? (?:nicht|keine)|beachte? (?:nicht|keine)|setz\w* .{0,20}außer",
         r"anweisung|instruktion|regeln|vorgabe|richtlinie|befehl|systemprompt|system-prompt|anordnung|einschränkung|beschränkung|prompt",
-        r"vorherig|bisherig|obig|vorig|alle|früher|ursprünglich|dein|sämtlich|vorangegangen",
+        r"vorherig|bisherig|obig|vorig|alten|alle|früher|ursprünglich|dein|sämtlich|vorangegangen",
         r"zeig|gib|verrat|nenn|wiederhol|druck|schreib|ausgeb|gib .{0,20}aus|offenleg|enthüll|teile? mir",
         r"systemprompt|system-prompt|systemanweisung|systemnachricht|ursprünglichen anweisung|anfänglichen anweisung|versteckten anweisung|deine anweisungen|deinen prompt",
     ),
     "es": (
-        r"ignora|ignore|ignorar|ignoren|olvida|olvide|olvidar|olviden|descarta|omite|omitir|pasa por alto|haz caso omiso|no sigas|desobedece|anula|salta(?:te)?",
+        r"ignora|ignore|ignorar|ignoren|deja de lado|dejar de lado|no hagas caso|olvídate|olvida|olvide|olvidar|olviden|descarta|omite|omitir|pasa por alto|haz caso omiso|no sigas|desobedece|anula|salta(?:te)?",
         r"instrucci|reglas|indicaciones|órdenes|ordenes|directrices|normas|prompt|restricciones|comandos|pautas",
         r"anterior|previa|previo|todas|todos|original|inicial|de arriba|tus|sus",
         r"muestra|revela|dime|repite|imprime|enséñame|ensename|escribe|dame|cuál es|cual es|comparte|divulga",
         r"prompt del sistema|instrucciones (?:iniciales|originales|del sistema|ocultas|secretas)|mensaje del sistema|tu prompt|tus instrucciones",
     ),
     "fr": (
-        r"ignore|ignorez|ignorer|oublie|oubliez|oublier|ne (?:tiens|tenez) pas compte|fais abstraction|faites abstraction|n'obéis plus|ne suis plus|annule|écarte|outrepasse|contourne|passe outre",
+        r"ignore|ignorez|ignorer|oublie|oubliez|oublier|ne (?:tiens|tenez) pas compte|ne (?:respecte|respectez|suis|suivez) plus|fais abstraction|faites abstraction|n'obéis plus|ne suis plus|annule|écarte|outrepasse|contourne|passe outre",
         r"instructions|consignes|règles|directives|ordres|prompt|restrictions|commandes|indications",
         r"précédent|antérieur|toutes|tous|initial|original|ci-dessus|tes|vos|reçues",
         r"montre|révèle|revele|affiche|répète|repete|donne|dis-moi|écris|imprime|quel est|quelles sont|partage|divulgue",
@@ -320,7 +328,7 @@ for _lang, (_drop, _nouns, _before, _show, _secret) in _LANGS.items():
 _JAILBREAK_INTL = (
     r"du bist (?:jetzt|ab sofort|nun|ab jetzt)\b.{0,40}(?:ohne|keine|uneingeschränkt|unzensiert|frei|nicht mehr)|ohne (?:jegliche |alle |irgendwelche )?(?:einschränkungen|regeln|filter|zensur)|entwicklermodus|"
     r"(?:a partir de ahora|desde ahora|ahora) eres\b.{0,40}(?:sin|libre|malvad|no tienes)|sin (?:ninguna |ningún )?(?:restricciones|filtros|reglas|censura|límites)|modo (?:desarrollador|dios|sin restricciones)|"
-    r"(?:à partir de maintenant|désormais|maintenant),? tu es\b.{0,40}(?:sans|libre|aucune)|sans (?:aucune |aucun )?(?:restrictions?|filtres?|règles|censure|limites)|mode (?:développeur|developpeur|dieu)|"
+    r"(?:à partir de maintenant|désormais|maintenant),? tu es\b.{0,40}(?:sans|libre|aucune)|sans (?:aucune |aucun )?(?:restrictions?|filtres?|règles?|censure|limites?)|mode (?:développeur|developpeur|dieu)|"
     r"senza (?:alcuna |nessuna )?(?:restrizioni|filtri|regole|censura|limiti)|modalità sviluppatore|sem (?:nenhuma |quaisquer )?(?:restrições|filtros|regras|censura|limites)|modo desenvolvedor|"
     r"(?:теперь ты|отныне ты|ты больше не)\b.{0,40}(?:без|не|свобод)|без (?:каких-либо |всяких |любых )?(?:ограничений|фильтров|правил|цензуры)|режим разработчика|"
     r"(?:你现在是|你現在是|从现在开始你|從現在開始你|从现在起你|你不再是).{0,30}(?:没有|沒有|不受|无|無|任何)|不受任何(?:限制|约束|約束|规则)|没有任何(?:限制|约束|规则)|沒有任何(?:限制|約束|規則)|开发者模式|開發者模式|越狱|越獄|"
@@ -328,6 +336,7 @@ _JAILBREAK_INTL = (
     r"제한 없는|제한이 없는|개발자 모드|탈옥"
 )
 _rule("jailbreak_intl", JAILBREAK, 0.75, _JAILBREAK_INTL)
+_rule("void_intl", OVERRIDE, 0.75, r"(?:anweisungen|regeln|vorgaben|instruktionen)[^.!?\n]{0,25}(?:gelten nicht mehr|sind (?:ungültig|aufgehoben|hinfällig)|zählen nicht mehr)|(?:instrucciones|reglas|indicaciones)[^.!?\n]{0,25}(?:ya no (?:valen|aplican|cuentan|sirven)|quedan anuladas|están anuladas)|(?:instructions|règles|consignes)[^.!?\n]{0,25}(?:ne s'appliquent plus|sont annulées|ne comptent plus|ne sont plus valables)|(?:инструкции|правила|указания)[^.!?\n]{0,25}(?:больше не действуют|отменены|не действуют)|(?:指令|规则|規則|指示)[^。！？\n]{0,10}(?:不再有效|已失效|作废|作廢)|(?:指示|ルール|命令)[^。！？\n]{0,10}(?:は無効|はもう無効)", ("anweis", "regeln", "vorgab", "instrukt", "instrucc", "reglas", "indicac", "instructions", "règles", "consignes", "инструкц", "правил", "указан", "指令", "规则", "規則", "指示", "ルール", "命令"))
 _rule("indirect_intl", INDIRECT, 0.75, r"(?:hinweis|nachricht|anweisung) (?:an|für) (?:die |den )?(?:ki|ai|assistent|sprachmodell)|(?:nota|mensaje|instrucción|instrucciones) para (?:la |el )?(?:ia|ai|asistente|modelo)|(?:note|message|instruction)s? (?:à|pour) (?:l'|la |le )?(?:ia|ai|assistant|modèle)|(?:примечание|сообщение|инструкция) для (?:ии|ai|ассистента|модели)|(?:给|致|給)(?:ai|人工智能|助手|模型|ＡＩ)|(?:ai|ＡＩ|アシスタント)(?:へ|に)の(?:指示|メッセージ|注意)|(?:不要|別|别)(?:告诉|告訴)用户|ユーザーに(?:伝え|言わ|知らせ)ない|(?:no|nunca) (?:le )?(?:digas|informes|menciones) (?:al|a el) usuario|ne (?:dis|dites) (?:rien )?(?:pas )?à l'utilisateur|sag(?:e)? (?:dem )?(?:nutzer|benutzer) nichts|не (?:говори|сообщай) пользователю", ("hinweis", "nachricht", "anweisung", "nota", "mensaje", "instrucc", "note", "message", "instruction", "примечан", "сообщен", "инструкц", "给", "致", "給", "へ", "に", "告", "ユーザー", "usuario", "utilisateur", "nutzer", "пользовател"))
 
 RULES: tuple[Rule, ...] = tuple(_RULES)

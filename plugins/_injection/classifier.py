@@ -1,0 +1,70 @@
+"""A small logistic-regression classifier over hashed character n-grams, loaded from shipped JSON.
+
+Features are the set of character 2–5-grams of the canonical text, hashed into ``dim`` buckets with
+a fixed polynomial hash (the same on every machine, unlike ``hash()``), L2-normalised. Weights are
+int8 with one scale factor, stored base64 in ``model.json`` (written by ``train.py``). Inference is
+numpy only: about 0.1 ms for a 200-word prompt.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+MODEL_PATH = Path(__file__).with_name("model.json")
+_MULT = np.uint64(0x100000001B3)
+_MIX = np.uint64(0x9E3779B97F4A7C15)
+
+
+def features(text: str, dim: int, ngrams: tuple[int, ...]) -> npt.NDArray[np.int64]:
+    """The distinct hashed n-gram buckets of ``text`` (canonical form; newlines count as spaces)."""
+    padded = " " + text.replace("\n", " ") + " "
+    cps = np.frombuffer(padded.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
+    buckets = []
+    with np.errstate(over="ignore"):
+        h = np.zeros(len(cps), dtype=np.uint64)
+        for n in range(1, max(ngrams) + 1):
+            if n > len(cps):
+                break
+            h = h[: len(cps) - n + 1] * _MULT + cps[n - 1 :]
+            if n in ngrams:
+                mixed = (h + np.uint64(n)) * _MIX
+                buckets.append((mixed >> np.uint64(40)) % np.uint64(dim))
+    if not buckets:
+        return np.zeros(0, dtype=np.int64)
+    return np.unique(np.concatenate(buckets)).astype(np.int64)
+
+
+@dataclass(frozen=True, slots=True)
+class Classifier:
+    """The trained model: ``probability(text)`` is the chance the text is an attack."""
+
+    weights: npt.NDArray[np.float32]
+    bias: float
+    dim: int
+    ngrams: tuple[int, ...]
+
+    @classmethod
+    def load(cls, path: Path = MODEL_PATH) -> Classifier:
+        data = json.loads(path.read_text())
+        raw = np.frombuffer(base64.b64decode(data["weights_int8"]), dtype=np.int8)
+        if raw.shape[0] != data["dim"]:
+            raise ValueError(f"{path.name}: {raw.shape[0]} weights for dim {data['dim']}")
+        weights = raw.astype(np.float32) * np.float32(data["scale"])
+        return cls(weights, float(data["bias"]), int(data["dim"]), tuple(data["ngrams"]))
+
+    def logit(self, text: str) -> float:
+        idx = features(text, self.dim, self.ngrams)
+        if idx.size == 0:
+            return self.bias
+        return float(self.weights[idx].sum()) / math.sqrt(idx.size) + self.bias
+
+    def probability(self, text: str) -> float:
+        z = self.logit(text)
+        return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, z))))

@@ -1,0 +1,95 @@
+"""Train the shipped classifier: ``python -m plugins._injection.train`` rewrites ``model.json``.
+
+Deterministic (fixed seed, full-batch Adam), numpy only, a few seconds on 2 cores. Refuses to
+train when the evaluation set shares texts or 6-word runs with the training set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from plugins._injection.classifier import MODEL_PATH, features
+from plugins._injection.normalize import normalize
+from plugins._injection.trainset import examples
+
+DIM = 1 << 18
+NGRAMS = (2, 3, 4, 5)
+EVAL_PATH = Path(__file__).resolve().parents[2] / "benchmarks" / "data" / "injection_eval.jsonl"
+_WORDS = re.compile(r"\w+")
+
+
+def shingles(text: str, n: int = 6) -> set[tuple[str, ...]]:
+    words = _WORDS.findall(text.lower())
+    return {tuple(words[i : i + n]) for i in range(len(words) - n + 1)}
+
+
+def check_disjoint(train_texts: list[str], eval_path: Path = EVAL_PATH) -> None:
+    """Fail when an evaluation text, or a 6-word run of one, also occurs in the training texts."""
+    if not eval_path.exists():
+        return
+    evals = [json.loads(line)["text"] for line in eval_path.read_text().splitlines() if line.strip()]
+    train_set = {t.lower() for t in train_texts}
+    train_sh: set[tuple[str, ...]] = set().union(*(shingles(t) for t in train_texts))
+    clashes = [t for t in evals if t.lower() in train_set or shingles(t) & train_sh]
+    if clashes:
+        raise SystemExit(f"{len(clashes)} evaluation texts overlap the training set, e.g. {clashes[0][:80]!r}")
+
+
+def train(
+    rows: list[npt.NDArray[np.int64]], y: npt.NDArray[np.float64], epochs: int = 300, l2: float = 1e-5
+) -> tuple[npt.NDArray[np.float64], float]:
+    """Class-balanced logistic regression on L2-normalised binary features, full-batch Adam."""
+    row_ids = np.concatenate([np.full(len(r), i) for i, r in enumerate(rows)])
+    cols = np.concatenate(rows)
+    vals = np.concatenate([np.full(len(r), 1 / np.sqrt(max(len(r), 1))) for r in rows])
+    pos = y.mean()
+    sample_w = np.where(y == 1, 0.5 / pos, 0.5 / (1 - pos)) / len(y)
+    w, b = np.zeros(DIM), 0.0
+    m, v, mb, vb = np.zeros(DIM), np.zeros(DIM), 0.0, 0.0
+    lr, beta1, beta2 = 0.05, 0.9, 0.999
+    for t in range(1, epochs + 1):
+        z = np.bincount(row_ids, weights=w[cols] * vals, minlength=len(y)) + b
+        err = (1 / (1 + np.exp(-z)) - y) * sample_w
+        g = np.bincount(cols, weights=err[row_ids] * vals, minlength=DIM) + l2 * w
+        gb = float(err.sum())
+        m, v = beta1 * m + (1 - beta1) * g, beta2 * v + (1 - beta2) * g * g
+        mb, vb = beta1 * mb + (1 - beta1) * gb, beta2 * vb + (1 - beta2) * gb * gb
+        w -= lr * (m / (1 - beta1**t)) / (np.sqrt(v / (1 - beta2**t)) + 1e-8)
+        b -= lr * (mb / (1 - beta1**t)) / (np.sqrt(vb / (1 - beta2**t)) + 1e-8)
+    return w, b
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seed", type=int, default=1234)
+    parser.add_argument("--out", type=Path, default=MODEL_PATH)
+    args = parser.parse_args()
+    data = examples(args.seed)
+    check_disjoint([t for t, _, _ in data])
+    rows = [features(normalize(text).text, DIM, NGRAMS) for text, _, _ in data]
+    y = np.array([label for _, label, _ in data], dtype=np.float64)
+    w, b = train(rows, y)
+    scale = float(np.abs(w).max()) / 127 or 1.0
+    q = np.clip(np.round(w / scale), -127, 127).astype(np.int8)
+    model = {
+        "format": "chaperone-injection-lr/1",
+        "dim": DIM,
+        "ngrams": list(NGRAMS),
+        "scale": scale,
+        "bias": b,
+        "trained_on": {"examples": len(data), "attacks": int(y.sum()), "seed": args.seed},
+        "weights_int8": base64.b64encode(q.tobytes()).decode(),
+    }
+    args.out.write_text(json.dumps(model))
+    print(f"trained on {len(data)} examples ({int(y.sum())} attacks); wrote {args.out.name}")
+
+
+if __name__ == "__main__":
+    main()
