@@ -31,6 +31,7 @@ _SPEC_ARGS = {
     "wrap_call": ("exchange", "call_next"),
     "on_response": ("exchange",),
     "on_chunk": ("exchange", "chunk"),
+    "on_stream_end": ("exchange",),
     "on_complete": ("exchange",),
     "on_startup": ("resources",),
     "on_shutdown": (),
@@ -50,6 +51,7 @@ class Chain:
     __slots__ = (
         "_chunk",
         "_complete",
+        "_end",
         "_request",
         "_response",
         "_shutdown",
@@ -67,13 +69,14 @@ class Chain:
         self._wraps = tuple(fn for _, fn in hooks["wrap_call"])
         self._response = tuple(reversed(hooks["on_response"]))
         self._chunk = tuple(reversed(hooks["on_chunk"]))
+        self._end = tuple(reversed(hooks["on_stream_end"]))
         self._complete = tuple(reversed(hooks["on_complete"]))
         self._startup = tuple(fn for _, fn in hooks["on_startup"])
         self._shutdown = tuple(fn for _, fn in reversed(hooks["on_shutdown"]))
 
     @property
     def parses_chunks(self) -> bool:
-        return bool(self._chunk)
+        return bool(self._chunk or self._end)
 
     @property
     def observes_completion(self) -> bool:
@@ -114,41 +117,34 @@ class Chain:
 
         Works one upstream read at a time and yields one block per read, so parsing adds no
         writes: the client gets the events of a read together, as it would have without plugins.
+        The ``on_stream_end`` hooks run once, before ``[DONE]``, at the end, or before a failure.
         """
-        hooks = [hook for index, hook in self._chunk if index < exchange.entered]
+        run = _StreamRun(
+            exchange,
+            [(index, hook) for index, hook in self._chunk if index < exchange.entered],
+            [(index, hook) for index, hook in self._end if index < exchange.entered],
+        )
         cutter = sse.EventCutter()
         out: list[bytes] = []
         try:
             async for data in stream:
                 block = cutter.feed(data)
                 if block:
-                    await self._hook_block(exchange, hooks, block, out)
+                    await run.block(block, out)
                     if out:
                         yield b"".join(out)
                         out.clear()
             rest = cutter.rest()
             if rest:
-                await self._hook_block(exchange, hooks, rest, out)
+                await run.block(rest, out)
+            await run.end(out)
         except ChaperoneError:
+            await run.end(out)
             if out:  # the events before the failure still reach the client
                 yield b"".join(out)
             raise
         if out:
             yield b"".join(out)
-
-    @staticmethod
-    async def _hook_block(exchange: Exchange, hooks: list[Callable[..., Any]], block: bytes, out: list[bytes]) -> None:
-        for event in sse.split_events(block):
-            chunk = sse.decode_data(event)
-            if chunk is None:  # [DONE], comments, non-JSON events pass unchanged
-                out.append(event)
-                continue
-            for hook in hooks:
-                chunk = await hook(exchange, chunk)
-                if chunk is None:
-                    break
-            if chunk is not None:
-                out.append(sse.encode_data(chunk))
 
     async def complete(self, exchange: Exchange) -> None:
         """Run ``on_complete`` for every entered step; failures are logged, never raised."""
@@ -172,6 +168,56 @@ class Chain:
                 await hook()
             except Exception:
                 log.exception("on_shutdown failed in chain %s", self.name)
+
+
+class _StreamRun:
+    """One stream's pass through the chunk hooks: which steps see which chunk, and the end hooks, once."""
+
+    __slots__ = ("ended", "ends", "exchange", "hooks")
+
+    def __init__(
+        self,
+        exchange: Exchange,
+        hooks: list[tuple[int, Callable[..., Any]]],
+        ends: list[tuple[int, Callable[..., Any]]],
+    ) -> None:
+        self.exchange = exchange
+        self.hooks = hooks
+        self.ends = ends
+        self.ended = False
+
+    async def block(self, block: bytes, out: list[bytes]) -> None:
+        for event in sse.split_events(block):
+            chunk = sse.decode_data(event)
+            if chunk is None:  # [DONE], comments, non-JSON events pass unchanged
+                if sse.is_done(event):
+                    await self.end(out)
+                out.append(event)
+                continue
+            encoded = await self.chunk(chunk, None)
+            if encoded is not None:
+                out.append(encoded)
+
+    async def chunk(self, chunk: dict[str, Any] | None, below: int | None) -> bytes | None:
+        """Run ``chunk`` through the chunk hooks (of steps before ``below``, when given), innermost first."""
+        for index, hook in self.hooks:
+            if below is not None and index >= below:
+                continue
+            chunk = await hook(self.exchange, chunk)
+            if chunk is None:
+                return None
+        return None if chunk is None else sse.encode_data(chunk)
+
+    async def end(self, out: list[bytes]) -> None:
+        if self.ended:
+            return
+        self.ended = True
+        for index, hook in self.ends:
+            extra = await hook(self.exchange)
+            for chunk in extra or ():
+                encoded = await self.chunk(chunk, index)
+                if encoded is not None:
+                    out.append(encoded)
 
 
 def compile_chain(name: str, plugins: Sequence[tuple[str, Any]], *, tracer: Tracer | None = None) -> Chain:

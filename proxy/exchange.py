@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 if TYPE_CHECKING:
     from proxy.chain import Chain
     from proxy.policy import Caller, Policy, Route
+    from proxy.subcall import Subcaller, SubcallRecord
 
 T = TypeVar("T")
 
@@ -159,7 +160,22 @@ class Exchange:
     finish_reasons: list[str] = field(default_factory=list)
     stash: Stash = field(default_factory=Stash)
     entered: int = 0  # how many chain steps the request entered (set by the chain runner)
+    subcaller: Subcaller | None = None  # set by the server; plugins call ``subcall``
+    subcalls: list[SubcallRecord] = field(default_factory=list)  # sub-calls made for this request, with usage
 
     def remaining_s(self) -> float:
         """Seconds left before this request's deadline (may be negative)."""
         return self.deadline - time.monotonic()
+
+    async def subcall(self, model: str, body: dict[str, Any], *, timeout_s: float | None = None) -> dict[str, Any]:
+        """Ask the policy's route ``model`` for a chat completion (``body`` without ``model``); the answer's JSON.
+
+        The call uses that route's backend and its fallbacks, within this request's deadline (and
+        ``timeout_s`` when shorter), without running this chain again; its usage is recorded in
+        ``subcalls``. Raises an ``UpstreamError`` when every route failed.
+        """
+        if self.subcaller is None:
+            from proxy.subcall import SubcallFailed
+
+            raise SubcallFailed("sub-calls are not available for this request")
+        return await self.subcaller(self, model, body, timeout_s)

@@ -105,6 +105,7 @@ async def _serve(
             request=ApiRequest(endpoint, path, body, request_headers(request.headers), raw),
             caller=caller,
             deadline=time.monotonic() + policy.backends[route.backend].timeout_s,
+            subcaller=active.subcaller,
         )
         tracer = runtime.tracer
         if tracer is None:

@@ -147,6 +147,21 @@ async def on_chunk(exchange: Exchange, chunk: dict[str, Any]) -> dict[str, Any] 
     """
 
 
+@hookspec
+async def on_stream_end(exchange: Exchange) -> list[dict[str, Any]] | None:
+    """Release what this plugin held back while a stream ran (text waiting for more chunks).
+
+    Runs: once per streamed response whose chain parses chunks, when the upstream's events are
+    over: just before the ``[DONE]`` event is passed on, at the end of a stream that had none, or
+    before the error event of a stream that failed; in reverse policy order, for entered steps.
+    May mutate: this plugin's own stash keys.
+    Returns: chunks to send before the end, in order (each then passes through the ``on_chunk``
+    hooks of the outer steps, as if the upstream had sent it), or None for nothing.
+
+    :param exchange: the request in flight, with ``exchange.response`` set.
+    """
+
+
 # --------------------------------------------------------------------------------------------
 # Completion phase
 # --------------------------------------------------------------------------------------------
@@ -166,5 +181,5 @@ async def on_complete(exchange: Exchange) -> None:
     """
 
 
-HOOKS_REQUEST_TIME = ("on_request", "wrap_call", "on_response", "on_chunk", "on_complete")
+HOOKS_REQUEST_TIME = ("on_request", "wrap_call", "on_response", "on_chunk", "on_stream_end", "on_complete")
 HOOKS_LIFECYCLE = ("on_startup", "on_shutdown")

@@ -23,6 +23,7 @@ from backends.openai import OpenAIBackend
 from backends.router import make_terminal
 from proxy.policy import Policy, PolicyError, compile_policy_text
 from proxy.store import Store, StoreConfig, StoreUnavailable, open_store
+from proxy.subcall import Subcaller
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Tracer
@@ -54,6 +55,7 @@ class Active:
     inflight: int = 0
     retired: bool = False
     closed: asyncio.Event = field(default_factory=asyncio.Event)
+    subcaller: Subcaller | None = None
 
 
 class Runtime:
@@ -257,7 +259,10 @@ class Runtime:
                 await backend.close()
             await self._release_store(policy.store)
             raise
-        return Active(policy, backends, store, digest, make_terminal(backends, self.tracer), self.tracer is not None)
+        terminal = make_terminal(backends, self.tracer)
+        active = Active(policy, backends, store, digest, terminal, self.tracer is not None)
+        active.subcaller = Subcaller(terminal)
+        return active
 
     def _schedule_close(self, active: Active) -> None:
         if active.closed.is_set():

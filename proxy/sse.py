@@ -85,6 +85,13 @@ def decode_data(event: bytes) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
+def is_done(event: bytes) -> bool:
+    """Whether an event is the ``data: [DONE]`` sentinel that ends an OpenAI stream."""
+    if b"[DONE]" not in event:
+        return False
+    return any(line[5:].strip() == b"[DONE]" for line in event.splitlines() if line.startswith(b"data:"))
+
+
 def encode_data(obj: dict[str, Any]) -> bytes:
     return b"data: " + orjson.dumps(obj) + b"\n\n"
 

@@ -47,6 +47,7 @@ class RecConfig(BaseModel):
     drop_seq: int | None = Field(default=None, description="on_chunk drops the chunk with this seq.")
     set_temperature: float | None = Field(default=None, description="on_request sets the temperature.")
     suffix: str | None = Field(default=None, description="on_response appends this to the answer.")
+    tail: bool = Field(default=False, description="on_stream_end sends one more chunk naming this step.")
 
 
 def recorder(events: Events) -> type:
@@ -109,7 +110,15 @@ def recorder(events: Events) -> type:
                 exchange.stash[SEQ] = seq + 1
                 chunk["seq"] = seq
             events.append(("chunk", self.label, chunk.get("seq")))
-            return None if chunk.get("seq") == self.config.drop_seq else chunk
+            dropped = self.config.drop_seq is not None and chunk.get("seq") == self.config.drop_seq
+            return None if dropped else chunk
+
+        @hookimpl
+        async def on_stream_end(self, exchange: Exchange) -> list[dict[str, Any]] | None:
+            events.append(("end", self.label))
+            if not self.config.tail:
+                return None
+            return [{"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"content": self.label}}]}]
 
         @hookimpl
         async def on_complete(self, exchange: Exchange) -> None:
@@ -281,6 +290,35 @@ async def test_hook_on_chunk(start_chain: StartChain, events: Events) -> None:
     data = sse_data(raw)
     assert data[-1] == "[DONE]"
     assert [d["seq"] for d in data[:-1]] == [s for s in range(total) if s != 1]
+
+
+async def test_hook_on_stream_end(start_chain: StartChain, events: Events) -> None:
+    # b and c send a tail; each tail passes only the chunk hooks of the steps outside its sender.
+    running = await start_chain(rec_chain("a", "b", "c", b={"tail": True}, c={"tail": True}))
+    body = {"model": "mock-gpt", "messages": [{"role": "user", "content": "hi [[mock:tokens=2]]"}], "stream": True}
+    status, raw = await post_chat(running.url, body)
+    assert status == 200
+    assert only(events, "end") == ["c", "b", "a"]
+    data = sse_data(raw)
+    assert data[-1] == "[DONE]"
+    assert [d["choices"][0]["delta"].get("content") for d in data[-3:-1]] == ["c", "b"]
+    chunk_events = [e for e in events if e[0] in ("chunk", "end")]
+    after_end_c = chunk_events[chunk_events.index(("end", "c")) + 1 :]
+    assert after_end_c[:2] == [("chunk", "b", None), ("chunk", "a", None)]  # c's tail
+    after_end_b = chunk_events[chunk_events.index(("end", "b")) + 1 :]
+    assert after_end_b[:2] == [("chunk", "a", None), ("end", "a")]  # b's tail skips b and c
+
+
+async def test_stream_end_hooks_run_once_before_the_error_of_a_broken_stream(
+    start_chain: StartChain, events: Events
+) -> None:
+    running = await start_chain(rec_chain("a", a={"tail": True}))
+    body = {"model": "mock-gpt", "messages": [{"role": "user", "content": "x [[mock:drop_after=2]]"}], "stream": True}
+    status, raw = await post_chat(running.url, body)
+    assert status == 200
+    data = sse_data(raw)
+    assert "error" in data[-1] and data[-2]["choices"][0]["delta"]["content"] == "a"
+    assert only(events, "end") == ["a"]
 
 
 async def test_hook_on_complete(start_chain: StartChain, events: Events) -> None:

@@ -30,6 +30,7 @@ def test_the_contract_has_the_documented_hooks() -> None:
         "wrap_call",
         "on_response",
         "on_chunk",
+        "on_stream_end",
         "on_complete",
     }
     assert set(hookspecs.HOOKS_REQUEST_TIME) | set(hookspecs.HOOKS_LIFECYCLE) == set(all_hookspecs()) - {

@@ -1,0 +1,1 @@
+"""Internals of the pii plugin: detection and reversible placeholders."""
