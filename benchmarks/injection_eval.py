@@ -18,7 +18,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from plugins._injection.detector import Detector  # noqa: E402
+from plugins._injection.detector import Detector
 
 DATA = Path(__file__).with_name("data") / "injection_eval.jsonl"
 PROMPT_200 = (

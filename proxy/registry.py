@@ -12,6 +12,7 @@ from proxy import hookspecs
 
 DEFAULT_PLUGINS: tuple[str, ...] = (
     "plugins.headers",
+    "plugins.injection",
     "plugins.params",
 )
 ENTRY_POINT_GROUP = "chaperone"

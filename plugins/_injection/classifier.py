@@ -1,6 +1,6 @@
 """A small logistic-regression classifier over hashed character n-grams, loaded from shipped JSON.
 
-Features are the set of character 2–5-grams of the canonical text, hashed into ``dim`` buckets with
+Features are the set of character 2-5-grams of the canonical text, hashed into ``dim`` buckets with
 a fixed polynomial hash (the same on every machine, unlike ``hash()``), L2-normalised. Weights are
 int8 with one scale factor, stored base64 in ``model.json`` (written by ``train.py``). Inference is
 numpy only: about 0.1 ms for a 200-word prompt.

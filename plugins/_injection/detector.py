@@ -18,10 +18,12 @@ from plugins._injection.normalize import normalize
 Source = Literal["user", "untrusted"]
 Action = Literal["block", "flag", "sanitize"]
 _CHUNK = 400  # characters per classifier window: an injection hidden in a long document is not diluted
-_SPLIT = re.compile(r"(?<=[.!?。！？\n])\s*")
+_SPLIT = re.compile(r"(?<=[.!?\u3002\uff01\uff1f\n])\s*")
 # Rules that mean more in content the user did not write (documents, tool results, web pages).
 _UNTRUSTED_BOOST = {rules.INDIRECT: 0.1, rules.TOOL: 0.1, rules.EXFILTRATION: 0.05}
-_QUOTED = re.compile(r"(?<!\w)'[^'\n]{3,200}'(?!\w)|\"[^\"\n]{3,200}\"|“[^”\n]{3,200}”|«[^»\n]{3,200}»|「[^」\n]{1,200}」")
+_QUOTED = re.compile(
+    r"(?<!\w)'[^'\n]{3,200}'(?!\w)|\"[^\"\n]{3,200}\"|“[^”\n]{3,200}”|«[^»\n]{3,200}»|「[^」\n]{1,200}」"
+)
 _SUSPICIOUS_TRICKS = frozenset({"base64", "hex", "rot13", "reversed", "tag_chars", "bidi", "url_encoding"})
 
 

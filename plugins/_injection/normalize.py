@@ -7,6 +7,8 @@ Every variant is scored like the text itself. Expensive decoders only run after 
 pre-check says they could find something.
 """
 
+# ruff: noqa: RUF001  (the confusables table is made of look-alike letters)
+
 from __future__ import annotations
 
 import base64
@@ -20,11 +22,13 @@ from dataclasses import dataclass
 
 # Zero-width, joiners, soft hyphen, word joiner, invisible operators, BOM, variation selectors, bidi controls.
 _INVISIBLE = frozenset(
-    [0x00AD, 0x034F, 0x061C, 0x115F, 0x1160, 0x17B4, 0x17B5, 0x180E, 0x3164, 0xFEFF, 0xFFA0]
-    + list(range(0x200B, 0x2010))
-    + list(range(0x202A, 0x202F))
-    + list(range(0x2060, 0x2070))
-    + list(range(0xFE00, 0xFE10))
+    [
+        *(0x00AD, 0x034F, 0x061C, 0x115F, 0x1160, 0x17B4, 0x17B5, 0x180E, 0x3164, 0xFEFF, 0xFFA0),
+        *range(0x200B, 0x2010),
+        *range(0x202A, 0x202F),
+        *range(0x2060, 0x2070),
+        *range(0xFE00, 0xFE10),
+    ]
 )
 _BIDI = frozenset([0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A)])
 _TAG_START, _TAG_END = 0xE0000, 0xE007F
@@ -49,7 +53,7 @@ _SPACED = re.compile(r"(?<![\w])(?:\w[ .\-_*/|]{1,3}){3,}\w(?![\w])")
 _SPACED_SEP = re.compile(r"[ .\-_*/|]+")
 _B64 = re.compile(r"[A-Za-z0-9+/_-]{20,}={0,2}")
 _HEX = re.compile(r"(?:(?:0x|\\x)?[2-7][0-9a-fA-F][\s:,]?){8,}")  # printable ASCII bytes start with 2-7
-_PCT = re.compile(r"(?:%[0-9a-fA-F]{2}[^%\s]{0,2}){4,}")
+_PCT = re.compile(r"%[0-9a-fA-F]{2}")
 _ENTITY = re.compile(r"&#x?[0-9a-fA-F]{2,6};")
 _UESC = re.compile(r"\\u[0-9a-fA-F]{4}")
 # Words that, in ROT13 or reversed text, say an attack is hiding there (checked before keeping the variant).
@@ -174,7 +178,7 @@ def _decode_blobs(text: str) -> list[tuple[str, str]]:
         digits = re.sub(r"0x|\\x|[\s:,]", "", m.group())
         if len(found) < _MAX_BLOBS and (decoded := _readable(_unhex(digits))) is not None:
             found.append(("hex", decoded))
-    if "%" in text and _PCT.search(text):
+    if "%" in text and len(_PCT.findall(text)) >= 3:
         found.append(("url_encoding", urllib.parse.unquote(text)))
     if "&#" in text and _ENTITY.search(text):
         found.append(("html_entities", html.unescape(text)))

@@ -6,6 +6,8 @@ Benign text *about* instructions or role-play is what the weights are tuned agai
 can fire on such text has a low weight and needs the classifier or another rule to agree.
 """
 
+# ruff: noqa: E501, RUF001  (regex alternations are data, one rule a line; look-alike letters are the point)
+
 from __future__ import annotations
 
 import re

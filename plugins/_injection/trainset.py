@@ -5,6 +5,8 @@ deliberately different from the evaluation set in ``benchmarks/data/`` (``train.
 evaluation text, nor any 6-word run of one, appears here).
 """
 
+# ruff: noqa: E501, RUF001  (template data, one family a line, in many scripts)
+
 from __future__ import annotations
 
 import base64
