@@ -17,7 +17,7 @@ from plugins._injection.normalize import normalize
 
 Source = Literal["user", "untrusted"]
 Action = Literal["block", "flag", "sanitize"]
-_CHUNK = 400  # characters per classifier window: an injection hidden in a long document is not diluted
+_CHUNK = 700  # characters per classifier window: an injection hidden in a long document is not diluted
 _SPLIT = re.compile(r"(?<=[.!?\u3002\uff01\uff1f\n])\s*")
 # Rules that mean more in content the user did not write (documents, tool results, web pages).
 _UNTRUSTED_BOOST = {rules.INDIRECT: 0.1, rules.TOOL: 0.1, rules.EXFILTRATION: 0.05}
@@ -114,7 +114,7 @@ def _only_quoted(rule: rules.Rule, view: str, quoted: list[tuple[int, int]]) -> 
 
 def _chunks(text: str) -> list[str]:
     """``text`` cut at sentence ends into windows of about ``_CHUNK`` characters (one window if short)."""
-    if len(text) <= _CHUNK:
+    if len(text) <= 2 * _CHUNK:
         return [text]
     out, current = [], ""
     for piece in _SPLIT.split(text):

@@ -46,6 +46,7 @@ class Rule:
     weight: float
     pattern: re.Pattern[str]
     gates: tuple[Gate, ...]  # all must be open for the pattern to be tried
+    lang: str | None = None  # tried only when the text shows signs of this language
 
 
 _RULES: list[Rule] = []
@@ -59,17 +60,17 @@ def _gate(need: Need) -> Gate | None:
         return None
     words, subs = set(), []
     for lit in lits:
-        first = _WORDISH.match(lit)
-        if first and lit[0].isalnum() and ord(lit[0]) < 0x0600:
-            words.add(first.group()[:4])
+        tokens = _WORDISH.findall(lit)
+        if tokens and lit[0].isalnum() and ord(lit[0]) < 0x0600:
+            words.add(max(tokens, key=len)[:4])  # the rarest-looking word of a phrase: "the user" -> "user"
         else:
             subs.append(lit)
     return Gate(frozenset(words), tuple(subs))
 
 
-def _rule(name: str, category: str, weight: float, pattern: str, *need: Need) -> None:
+def _rule(name: str, category: str, weight: float, pattern: str, *need: Need, lang: str | None = None) -> None:
     gates = tuple(g for g in map(_gate, need or (pattern,)) if g is not None)
-    _RULES.append(Rule(name, category, weight, re.compile(pattern), gates))
+    _RULES.append(Rule(name, category, weight, re.compile(pattern), gates, lang))
 
 
 def _split_top(pattern: str) -> list[str]:
@@ -150,29 +151,29 @@ _EN_RULES = (
     r"conditioning|messages?|settings|limitations?|boundaries|principles|ethics|guidance|tasks?|requests?"
 )
 _rule("override_previous", OVERRIDE, 0.92, rf"\b(?:{_EN_DROP})\b[\w\s,'-]{{0,30}}\b(?:{_EN_BEFORE})\b[\w\s-]{{0,20}}\b(?:{_EN_RULES})\b", _EN_DROP, _EN_RULES)
-_rule("override_your", OVERRIDE, 0.85, rf"\b(?:{_EN_DROP})\s+(?:all\s+|of\s+|each\s+)*(?:your|the system'?s?)\s+(?:\w+\s+)?(?:{_EN_RULES})\b", _EN_DROP, _EN_RULES)
+_rule("override_your", OVERRIDE, 0.85, rf"\b(?:{_EN_DROP})\s+(?:all\s+|of\s+|each\s+)*(?:your|the system'?s?)\s+(?:\w+\s+)?(?:{_EN_RULES})\b", _EN_DROP, _EN_RULES, ("your", "the system"))
 _rule("override_weak", OVERRIDE, 0.4, rf"\b(?:{_EN_DROP})\s+(?:all|any|every|these|those|the)\s+(?:{_EN_RULES})\b", _EN_DROP, _EN_RULES)
-_rule("drop_what_came_before", OVERRIDE, 0.8, rf"\b(?:{_EN_DROP})\s+(?:everything|anything|whatever|all|what)\s+(?:that\s+)?(?:came|was said|was written|you were told|you read|preceded|appeared|has been said|you saw)\s*(?:before|above|earlier|previously|prior|up to now|so far)?", _EN_DROP)
+_rule("drop_what_came_before", OVERRIDE, 0.8, rf"\b(?:{_EN_DROP})\s+(?:everything|anything|whatever|all|what)\s+(?:that\s+)?(?:came|was said|was written|you were told|you read|preceded|appeared|has been said|you saw)\s*(?:before|above|earlier|previously|prior|up to now|so far)?", _EN_DROP, r"everything|anything|whatever|all|what", r"came|said|written|told|read|preceded|appeared|saw")
 _rule("set_to_one_side", OVERRIDE, 0.7, r"\b(?:set|put|push|leave|cast)\s+(?:the\s+|your\s+|all\s+|any\s+)?(?:earlier|previous|prior|original|above|system|initial|existing)\s+(?:guidance|instructions|rules|guidelines|directives|prompt|constraints)\s+(?:to one side|aside|behind)")
 _rule("new_ruleset", OVERRIDE, 0.6, r"\bnew\s+(?:rule ?set|set of rules|operating rules|policy)\b[^.\n]{0,30}\b(?:effective|starting|from now|immediately|applies)")
 _rule("text_before_message", EXTRACTION, 0.75, r"\b(?:text|words|message|content|instructions|prompt)\s+(?:that\s+)?(?:appears?|comes?|came|is|was|were|sits?|exists?)\s+(?:written\s+)?(?:before|above|prior to|ahead of)\s+(?:my|the|this|our)\s+(?:first\s+)?(?:message|question|input|prompt|conversation|turn)")
-_rule("silently_act", TOOL, 0.6, r"\b(?:silently|secretly|quietly|covertly|discreetly)\s+(?:send|e-?mail|forward|transfer|delete|upload|post|share|copy|export|run|execute|install|wire|move)\b")
-_rule("no_confirmation", TOOL, 0.45, r"\b(?:don'?t|do not|no need to|without|never)\s+(?:ask(?:ing)?|wait(?:ing)?|prompt(?:ing)?)\s+(?:me\s+|the user\s+|anyone\s+)?(?:for\s+|to\s+)?(?:confirm\w*|permission|approval|consent)")
+_rule("silently_act", TOOL, 0.6, r"\b(?:silently|secretly|quietly|covertly|discreetly)\s+(?:send|e-?mail|forward|transfer|delete|upload|post|share|copy|export|run|execute|install|wire|move)\b", r"silently|secretly|quietly|covertly|discreetly")
+_rule("no_confirmation", TOOL, 0.45, r"\b(?:don'?t|do not|no need to|without|never)\s+(?:ask(?:ing)?|wait(?:ing)?|prompt(?:ing)?)\s+(?:me\s+|the user\s+|anyone\s+)?(?:for\s+|to\s+)?(?:confirm\w*|permission|approval|consent)", r"confirm|permission|approval|consent")
 _rule("forget_everything", OVERRIDE, 0.75, r"\b(?:forget|ignore|disregard|erase)\s+(?:about\s+)?(?:everything|all(?: of it)?|anything)\s+(?:above|before|prior|previous|earlier|you (?:were|have been|'ve been) (?:told|given|taught)|(?:i|we|they) (?:said|told you) (?:before|earlier|above))")
-_rule("new_instructions", OVERRIDE, 0.65, r"\b(?:new|updated|real|actual|revised|true|override|replacement|corrected)\s+(?:system\s+)?(?:instructions?|directives?|rules|task|orders|prompt|objective)\s*(?::|-|are|follow)")
+_rule("new_instructions", OVERRIDE, 0.65, r"\b(?:new|updated|real|actual|revised|true|override|replacement|corrected)\s+(?:system\s+)?(?:instructions?|directives?|rules|task|orders|prompt|objective)\s*(?::|-|are|follow)", r"instructions?|directives?|rules|task|orders|prompt|objective")
 _rule("new_task", OVERRIDE, 0.7, r"\byour\s+(?:new|real|only|actual|true|sole|primary|updated)\s+(?:task|job|goal|purpose|mission|instructions?|objective|role)\s+(?:is|are|will be|now)\b")
 _rule("instructions_void", OVERRIDE, 0.85, r"\b(?:previous|prior|above|earlier|original|old|system|preceding)\s+(?:instructions?|rules|prompt|directives?|guidelines)\s+(?:are|were|is|was|have been|has been)\s+(?:wrong|fake|false|outdated|void|null|cancel+ed|revoked|lifted|a test|no longer|overridden|deprecated|replaced|suspended|invalid)")
-_rule("from_now_on", OVERRIDE, 0.45, r"\b(?:from now on|from this point(?: on| forward)?|henceforth|starting now|for the rest of (?:this|the) conversation)\b,?\s*(?:you|your|always|only|never|respond|answer|act|ignore|reply)")
-_rule("instead_do", OVERRIDE, 0.4, r"\binstead\s*,?\s+(?:you (?:must|should|will)|do the following|(?:just\s+)?(?:say|print|output|write|reply|respond)\b)")
-_rule("priority_claim", OVERRIDE, 0.55, r"\b(?:this|these|the following)\s+(?:instructions?|message|rule|command)s?\s+(?:takes?|have|has)\s+(?:precedence|priority)\b|\bhighest\s+priority\s+(?:instruction|command|override)")
+_rule("from_now_on", OVERRIDE, 0.45, r"\b(?:from now on|from this point(?: on| forward)?|henceforth|starting now|for the rest of (?:this|the) conversation)\b,?\s*(?:you|your|always|only|never|respond|answer|act|ignore|reply)", ("from now", "from this point", "henceforth", "starting now", "for the rest"))
+_rule("instead_do", OVERRIDE, 0.4, r"\binstead\s*,?\s+(?:you (?:must|should|will)|do the following|(?:just\s+)?(?:say|print|output|write|reply|respond)\b)", ("instead",))
+_rule("priority_claim", OVERRIDE, 0.55, r"\b(?:this|these|the following)\s+(?:instructions?|message|rule|command)s?\s+(?:takes?|have|has)\s+(?:precedence|priority)\b|\bhighest\s+priority\s+(?:instruction|command|override)", ("precedence", "priority"))
 
 _rule("dan", JAILBREAK, 0.9, r"\bdo anything now\b|\b(?:you are|you're|act as|as|called|named|be|become)\s+(?:a\s+)?dan\b|\bdan\s+(?:mode|prompt|jailbreak)\b|\bstay (?:a )?dan\b", ("dan", "do any"))
 _rule("jailbreak_word", JAILBREAK, 0.35, r"\bjail\s?break(?:ed|ing|s)?\b|\bjailbroken\b")
 _rule("unfiltered_persona", JAILBREAK, 0.85, r"\b(?:act|behave|respond|answer|speak|pretend|roleplay|role-play|play|be|become|simulate|you are|you're)\s+(?:as\s+)?(?:if you (?:were|are)\s+)?(?:an?\s+)?(?:completely\s+|totally\s+|fully\s+)?(?:unfiltered|uncensored|unrestricted|unbound|unethical|amoral|evil|rogue|jailbroken|unlimited|lawless|immoral|unaligned|limitless|rule-?less)\b", r"unfiltered|uncensored|unrestricted|unbound|unethical|amoral|evil|rogue|jailbroken|unlimited|lawless|immoral|unaligned|limitless|rule")
-_rule("no_restrictions", JAILBREAK, 0.5, r"\b(?:with(?:out)?|having|has|have|free (?:of|from))\s+(?:any\s+|no\s+|all\s+)?(?:restrictions|limits|limitations|rules|filters|filtering|boundaries|censorship|guidelines|ethical (?:guidelines|constraints|limits)|moral(?:s| constraints| limits)?|safety (?:guidelines|filters|measures)|content polic(?:y|ies))\b")
+_rule("no_restrictions", JAILBREAK, 0.5, r"\b(?:with(?:out)?|having|has|have|free (?:of|from))\s+(?:any\s+|no\s+|all\s+)?(?:restrictions|limits|limitations|rules|filters|filtering|boundaries|censorship|guidelines|ethical (?:guidelines|constraints|limits)|moral(?:s| constraints| limits)?|safety (?:guidelines|filters|measures)|content polic(?:y|ies))\b", r"restrictions|limits|limitations|rules|filters|filtering|boundaries|censorship|guidelines|ethical|moral|safety|content")
 _rule("no_longer_ai", JAILBREAK, 0.8, r"\byou\s+(?:are|'re)\s+no\s+longer\s+(?:an?\s+)?(?:ai|assistant|chatgpt|claude|gpt|bound|restricted|limited|a language model|required|constrained|subject)")
 _rule("freed", JAILBREAK, 0.85, r"\byou\s+(?:are|have been|'ve been|were)\s+(?:now\s+)?(?:free|freed|released|liberated|unshackled|unchained|broken free)\s+(?:from|of)\b")
-_rule("never_refuse", JAILBREAK, 0.55, r"\b(?:never|don'?t|do not|won'?t|will not|cannot|can'?t|must not)\s+(?:ever\s+)?(?:refuse|decline|reject|say (?:no|sorry|you can'?t)|apologi[sz]e|warn|add (?:a )?disclaimers?)\b")
+_rule("never_refuse", JAILBREAK, 0.55, r"\b(?:never|don'?t|do not|won'?t|will not|cannot|can'?t|must not)\s+(?:ever\s+)?(?:refuse|decline|reject|say (?:no|sorry|you can'?t)|apologi[sz]e|warn|add (?:a )?disclaimers?)\b", r"refuse|decline|reject|say|apologi|warn|disclaimer")
 _rule("answer_anything", JAILBREAK, 0.45, r"\b(?:can|will|must|shall)\s+(?:answer|do|say|write|generate)\s+anything\b")
 _rule("evil_mode", JAILBREAK, 0.7, r"\b(?:evil|opposite|shadow|dark|unfiltered|uncensored|unlocked|unrestricted|rebel)\s+(?:twin|mode|version|persona|alter ego|ai|assistant|counterpart)\b")
 _rule("enable_mode", JAILBREAK, 0.85, r"\b(?:simulate|enable|activate|enter|switch (?:to|into)|turn on|engage|unlock|boot into|now in)\s+(?:the\s+)?(?:developer|dev|debug|god|admin|unrestricted|jailbreak|sudo|root|maintenance|dan|unfiltered|uncensored)\s+mode\b")
@@ -192,19 +193,19 @@ _SECRET = (
     r"guidelines|context)|(?:prompt|instructions)\s+(?:above|you were given|you received)"
 )
 _rule("show_system_prompt", EXTRACTION, 0.85, rf"\b(?:{_SHOW})\s+(?:me\s+|us\s+)?(?:all\s+)?(?:of\s+)?(?:your|the|this|ur)\s+(?:\w+\s+)?(?:{_SECRET})", _SHOW, _SECRET)
-_rule("show_your_instructions", EXTRACTION, 0.75, rf"\b(?:{_SHOW})\s+(?:me\s+|us\s+)?(?:all\s+)?(?:of\s+)?(?:your|ur)\s+(?:instructions|rules|guidelines|directives|programming|prompt|configuration)\b", _SHOW, ("your", "ur"))
+_rule("show_your_instructions", EXTRACTION, 0.75, rf"\b(?:{_SHOW})\s+(?:me\s+|us\s+)?(?:all\s+)?(?:of\s+)?(?:your|ur)\s+(?:instructions|rules|guidelines|directives|programming|prompt|configuration)\b", _SHOW, ("your", "ur"), r"instructions|rules|guidelines|directives|programming|prompt|configuration")
 _rule("repeat_above", EXTRACTION, 0.85, r"\b(?:repeat|print|output|copy|echo|recite|write|reproduce|return|show|dump)\s+(?:back\s+)?(?:the\s+|all\s+(?:the\s+)?|everything\s+|every\s+)?(?:text|words|everything|content|lines?|messages?|tokens|characters|instructions|prompt)?\s*(?:above|before this|preceding|prior to|so far|verbatim|from the (?:start|beginning)|you were given|that came before)")
 _rule("starting_with_you_are", EXTRACTION, 0.6, r"\b(?:starting|beginning|start)\s+with\s+['\"“]?(?:you are|you're|system)")
 _rule("what_were_you_told", EXTRACTION, 0.7, r"\bwhat\s+(?:were you|have you been|are you|did they)\s+(?:told|instructed|programmed|configured)\b|\b(?:what|which)\s+(?:instructions|rules|guidelines|directives)\s+(?:were you|have you been|did you)\s+(?:given|told|receive|get)")
-_rule("system_prompt_mention", EXTRACTION, 0.3, r"\b(?:your|the)\s+(?:system prompt|initial prompt|hidden prompt|secret instructions|pre-?prompt|system message|hidden instructions)\b")
+_rule("system_prompt_mention", EXTRACTION, 0.3, r"\b(?:your|the)\s+(?:system prompt|initial prompt|hidden prompt|secret instructions|pre-?prompt|system message|hidden instructions)\b", r"prompt|message|instructions|pre")
 
 _AI = r"ai|llm|assistant|model|chatbot|language model|gpt|chatgpt|claude|gemini|agent|bot|copilot"
-_rule("note_to_ai", INDIRECT, 0.8, rf"\b(?:note|message|instructions?|attention|important|notice|reminder|directive|memo)\s+(?:to|for)\s+(?:the\s+|any\s+|all\s+)?(?:{_AI})s?\b")
+_rule("note_to_ai", INDIRECT, 0.8, rf"\b(?:note|message|instructions?|attention|important|notice|reminder|directive|memo)\s+(?:to|for)\s+(?:the\s+|any\s+|all\s+)?(?:{_AI})s?\b", _AI)
 _rule("html_comment_ai", INDIRECT, 0.6, rf"<!--[^>]{{0,200}}\b(?:{_AI})s?\b", ("<!--",))
 _rule("if_you_are_ai", INDIRECT, 0.65, rf"\b(?:if|when)\s+you(?:'re| are)?\s+(?:an?\s+)?(?:{_AI})\b", _AI, ("if", "when"))
 _rule("ai_reading_this", INDIRECT, 0.8, rf"\b(?:{_AI})s?\s+(?:that is\s+|who (?:is|are)\s+)?(?:reading|processing|summari[sz]ing|parsing|analy[sz]ing|scanning|crawling|reviewing)\s+(?:this|these|the)\b", _AI)
-_rule("while_processing", INDIRECT, 0.5, r"\b(?:when|while|if|before|after)\s+(?:you\s+)?(?:summari[sz]|translat|process|read|analy[sz]|review|pars)\w*\s+(?:this|the)\s+(?:document|email|page|text|message|file|article|content|website|review|resume|cv|pdf)", r"summari|translat|process|read|analy|review|pars")
-_rule("hide_from_user", INDIRECT, 0.8, r"\b(?:do not|don'?t|never|without)\s+(?:tell(?:ing)?|inform(?:ing)?|mention(?:ing)?|alert(?:ing)?|notify(?:ing)?|let(?:ting)?|reveal(?:ing)?(?:\s+this)?\s+to|show(?:ing)?)\s+(?:the\s+)?(?:user|human|reader|recipient|customer)\b")
+_rule("while_processing", INDIRECT, 0.5, r"\b(?:when|while|if|before|after)\s+(?:you\s+)?(?:summari[sz]|translat|process|read|analy[sz]|review|pars)\w*\s+(?:this|the)\s+(?:document|email|page|text|message|file|article|content|website|review|resume|cv|pdf)", r"summari|translat|process|read|analy|review|pars", r"document|email|page|text|message|file|article|content|website|review|resume|cv|pdf")
+_rule("hide_from_user", INDIRECT, 0.8, r"\b(?:do not|don'?t|never|without)\s+(?:tell(?:ing)?|inform(?:ing)?|mention(?:ing)?|alert(?:ing)?|notify(?:ing)?|let(?:ting)?|reveal(?:ing)?(?:\s+this)?\s+to|show(?:ing)?)\s+(?:the\s+)?(?:user|human|reader|recipient|customer)\b", r"user|human|reader|recipient|customer")
 _rule("hidden_instruction", INDIRECT, 0.5, r"\b(?:hidden|secret|embedded|covert|invisible)\s+(?:instructions?|message|command|prompt|directive)\b")
 _rule("assistant_must", INDIRECT, 0.55, rf"\b(?:dear\s+|hey\s+|attention\s+)?(?:{_AI})s?\s*[,:]\s*(?:you must|you should|you will|please|now|immediately|ignore|disregard|forget|do not|don'?t|stop|run|execute|delete|send|forward|call|open|visit|click|reply|respond|say|tell|include|add|output|print|recommend|rank|mark|state)\b", _AI)
 _rule("bracket_system", INDIRECT, 0.55, r"[\[(]\s*(?:system|admin|administrator|instruction|instructions|important|assistant|developer|ai)\s*(?:note|message|override|update|command|prompt|alert)?\s*[\])]\s*:?", r"system|admin|administrator|instruction|important|assistant|developer|ai")
@@ -216,13 +217,13 @@ _rule("inst_tags", DELIMITER, 0.65, r"\[/?inst\]|<</?sys>>|<start_of_turn>|<end_
 _rule("xml_role", DELIMITER, 0.55, r"</?\s*(?:system|system_prompt|instructions?|sys|admin|developer|assistant_instructions|im_start)\s*>", r"system|instruction|sys|admin|developer|assistant_|im_start")
 _rule("fake_role_line", DELIMITER, 0.6, r"(?:^|\n)\s*(?:#+\s*|\*\*)?(?:system|assistant|developer|admin|administrator|root)\s*(?:message|prompt|note|override|instruction)?\s*(?:\*\*)?\s*:", r"system|assistant|developer|admin|administrator|root")
 _rule("fake_assistant_yes", DELIMITER, 0.75, r"(?:^|\n)\s*(?:assistant|ai|chatgpt|bot|model)\s*:\s*(?:sure|ok|okay|certainly|of course|absolutely|yes|understood)", r"assistant|ai|chatgpt|bot|model")
-_rule("end_marker", DELIMITER, 0.7, r"(?:-{3,}|={3,}|#{2,}|\*{3,}|\[|<|\()\s*(?:end|begin|start|beginning)\s+(?:of\s+)?(?:the\s+)?(?:system|prompt|instructions?|input|context|document|user input|conversation|message|data)", r"end|begin|start")
+_rule("end_marker", DELIMITER, 0.7, r"(?:-{3,}|={3,}|#{2,}|\*{3,}|\[|<|\()\s*(?:end|begin|start|beginning)\s+(?:of\s+)?(?:the\s+)?(?:system|prompt|instructions?|input|context|document|user input|conversation|message|data)", r"end|begin|start", ("---", "===", "##", "***", "[", "<", "("))
 _rule("end_of_prompt", DELIMITER, 0.55, r"\b(?:end of (?:the )?(?:system prompt|prompt|instructions|user input|context)|prompt ends here|instructions end here)\b")
 _rule("json_role", DELIMITER, 0.7, r"\{\s*['\"]role['\"]\s*:\s*['\"](?:system|developer|assistant)['\"]", ("role",))
 _rule("system_fence", DELIMITER, 0.6, r"```\s*(?:system|instructions|prompt)\b")
 
-_rule("decode_and_follow", SMUGGLING, 0.75, r"\b(?:translate|decode|decipher|convert|interpret|read|unscramble|reverse|evaluate|execute|run|combine|concatenate)\b[^.\n]{0,80}\b(?:and|then)\s+(?:follow|execute|obey|do|carry out|perform|act on|comply with|run|answer)\s+(?:it|them|the|what|whatever|those|these|its)\b")
-_rule("encoded_follow", SMUGGLING, 0.6, r"\b(?:base64|base-64|rot13|rot-13|hex(?:adecimal)?|encoded|binary|morse|cipher|caesar|reversed)\b[^.\n]{0,60}\b(?:follow|execute|obey|instructions?|do what it says|carry out)\b")
+_rule("decode_and_follow", SMUGGLING, 0.75, r"\b(?:translate|decode|decipher|convert|interpret|read|unscramble|reverse|evaluate|execute|run|combine|concatenate)\b[^.\n]{0,80}\b(?:and|then)\s+(?:follow|execute|obey|do|carry out|perform|act on|comply with|run|answer)\s+(?:it|them|the|what|whatever|those|these|its)\b", r"follow|execute|obey|carry|perform|act on|comply|run|answer")
+_rule("encoded_follow", SMUGGLING, 0.6, r"\b(?:base64|base-64|rot13|rot-13|hex(?:adecimal)?|encoded|binary|morse|cipher|caesar|reversed)\b[^.\n]{0,60}\b(?:follow|execute|obey|instructions?|do what it says|carry out)\b", r"base64|base-64|rot13|rot-13|hex|encoded|binary|morse|cipher|caesar|reversed")
 _rule("answer_encoded", SMUGGLING, 0.45, r"\b(?:respond|reply|answer|output|write)\s+(?:only\s+)?in\s+(?:base64|rot13|hex|binary|morse|leetspeak|reverse)\b")
 _rule("code_leaks_prompt", SMUGGLING, 0.85, rf"\b(?:write|create|generate|make)\s+(?:a|an|some|the)?\s*(?:python|javascript|js|bash|code|script|function|program|poem|story|song|sql)\b[^\n]{{0,80}}\b(?:print|output|return|contain|reveal|include|list|spell|encode)s?\b[^\n]{{0,20}}\b(?:your|the)\s+(?:{_SECRET}|instructions|prompt|secret|password)")
 _rule("split_payload", SMUGGLING, 0.55, r"\b(?:concatenate|combine|join|merge)\s+(?:the\s+)?(?:strings|variables|parts|pieces|a and b|a\s*\+\s*b|x and y)\b[^.\n]{0,60}\b(?:follow|execute|do|answer|instruction|respond)")
@@ -232,18 +233,18 @@ _URL_IMG = r"!\[[^\]\n]{0,200}\]\(\s*<?(?:https?:)?//[^)\s]+"
 _rule("md_image_query", EXFILTRATION, 0.45, _URL_IMG + r"\?[^)\s]*=", ("](",))
 _rule("md_image_placeholder", EXFILTRATION, 0.9, _URL_IMG + r"(?:[{\[<$]|%7b|%5b|%3c)", ("](",))
 _rule("md_image_data", EXFILTRATION, 0.8, _URL_IMG + r"[?&/=](?:[^)\s]*?)(?:data|secret|password|passwd|token|api_?key|summary|conversation|chat|history|prompt|exfil|leak|memory|credentials|ssn|email)", ("](",))
-_rule("append_to_url", EXFILTRATION, 0.75, r"\b(?:append|add|include|put|insert|embed|encode|attach|place)\b[^.\n]{0,40}\b(?:user|conversation|chat|history|data|secret|password|e-?mail|message|summary|token|key|credential|information|details|personal|name|address|answer|prompt)[^.\n]{0,40}\b(?:to|in|into|inside|as)\s+(?:the\s+|this\s+|a\s+|an\s+)?(?:url|link|image|query|parameter|src|querystring|query string|markdown image)")
-_rule("render_image", EXFILTRATION, 0.5, r"\b(?:render|display|show|output|include|embed)\s+(?:this\s+|the following\s+|an?\s+)?(?:markdown\s+)?(?:image|img|picture|pixel)\b[^.\n]{0,80}(?:https?://|!\[)")
+_rule("append_to_url", EXFILTRATION, 0.75, r"\b(?:append|add|include|put|insert|embed|encode|attach|place)\b[^.\n]{0,40}\b(?:user|conversation|chat|history|data|secret|password|e-?mail|message|summary|token|key|credential|information|details|personal|name|address|answer|prompt)[^.\n]{0,40}\b(?:to|in|into|inside|as)\s+(?:the\s+|this\s+|a\s+|an\s+)?(?:url|link|image|query|parameter|src|querystring|query string|markdown image)", r"url|link|image|query|parameter|src|querystring|markdown")
+_rule("render_image", EXFILTRATION, 0.5, r"\b(?:render|display|show|output|include|embed)\s+(?:this\s+|the following\s+|an?\s+)?(?:markdown\s+)?(?:image|img|picture|pixel)\b[^.\n]{0,80}(?:https?://|!\[)", ("http", "!["))
 _rule("html_img_query", EXFILTRATION, 0.5, r"<img\s[^>]*src\s*=\s*['\"]?(?:https?:)?//[^'\" >]+\?")
 _rule("send_data_out", EXFILTRATION, 0.8, r"\b(?:send|post|upload|forward|transmit|leak|exfiltrate|submit|copy)\s+(?:the\s+|all\s+|this\s+|your\s+|any\s+|our\s+|the user'?s\s+|every\s+)?(?:conversation|chat|data|history|messages|secrets?|credentials|passwords?|api keys?|tokens?|files|emails|information|details|context|memory|personal data)\b[^.\n]{0,60}\b(?:to|at|via)\s+(?:https?://|www\.|[\w.-]+@[\w-]+\.|the (?:url|address|endpoint|server|webhook)|this (?:url|address|endpoint|server|webhook))")
 
-_rule("call_tool_now", TOOL, 0.75, r"\b(?:call|invoke|use|run|execute|trigger|fire)\s+(?:the\s+)?[`'\"]?[a-z_.]+[`'\"]?\s+(?:tool|function|api|plugin|action|command)\b[^.\n]{0,60}\b(?:immediately|now|silently|without (?:asking|confirmation|confirming|telling|user)|automatically|right away)")
-_rule("call_tool", TOOL, 0.35, r"\b(?:call|invoke|trigger|execute)\s+(?:the\s+)?[`'\"]?[a-z]+_[a-z_]+[`'\"]?\s*(?:tool|function|\()")
-_rule("act_without_asking", TOOL, 0.75, r"\b(?:send|forward|email|transfer|wire|pay|delete|drop|remove|wipe|purchase|buy|book|share|grant|post|publish|approve|execute|run|install|download)\b[^.\n]{0,80}\b(?:without|immediately|silently|automatically|right now)\b[^.\n]{0,30}\b(?:asking|confirm\w*|telling|notifying|informing|the user|permission|approval|consent)")
+_rule("call_tool_now", TOOL, 0.75, r"\b(?:call|invoke|use|run|execute|trigger|fire)\s+(?:the\s+)?[`'\"]?[a-z_.]+[`'\"]?\s+(?:tool|function|api|plugin|action|command)\b[^.\n]{0,60}\b(?:immediately|now|silently|without (?:asking|confirmation|confirming|telling|user)|automatically|right away)", r"tool|function|api|plugin|action|command")
+_rule("call_tool", TOOL, 0.35, r"\b(?:call|invoke|trigger|execute)\s+(?:the\s+)?[`'\"]?[a-z]+_[a-z_]+[`'\"]?\s*(?:tool|function|\()", ("_",))
+_rule("act_without_asking", TOOL, 0.75, r"\b(?:send|forward|email|transfer|wire|pay|delete|drop|remove|wipe|purchase|buy|book|share|grant|post|publish|approve|execute|run|install|download)\b[^.\n]{0,80}\b(?:without|immediately|silently|automatically|right now)\b[^.\n]{0,30}\b(?:asking|confirm\w*|telling|notifying|informing|the user|permission|approval|consent)", ("without", "immediately", "silently", "automatically", "right now"), r"asking|confirm|telling|notifying|informing|the user|permission|approval|consent")
 _rule("tool_json", TOOL, 0.6, r"\{\s*['\"](?:name|function|tool|tool_name|action)['\"]\s*:\s*['\"][\w.]+['\"]\s*,\s*['\"](?:arguments|parameters|args|input|action_input)['\"]\s*:", r"arguments|parameters|args|input|action_input")
-_rule("shell_payload", TOOL, 0.45, r"\bcurl\s+[^\n|]{1,120}\|\s*(?:ba|z)?sh\b|\bwget\s+[^\n|]{1,120}\|\s*(?:ba|z)?sh\b|\brm\s+-rf\s+[/~](?:\s|$|`)|:\(\)\s*\{\s*:\|:&\s*\};:", r"curl|wget|rm|:()")
+_rule("shell_payload", TOOL, 0.45, r"\bcurl\s+[^\n|]{1,120}\|\s*(?:ba|z)?sh\b|\bwget\s+[^\n|]{1,120}\|\s*(?:ba|z)?sh\b|\brm\s+-rf\s+[/~](?:\s|$|`)|:\(\)\s*\{\s*:\|:&\s*\};:", ("curl", "wget", "rm -", ":(){"))
 _rule("mass_forward", TOOL, 0.55, r"\b(?:forward|send|share|export|transfer)\s+(?:all|every|each|the entire|the whole)\s+(?:of\s+)?(?:the\s+|my\s+|their\s+|your\s+)?(?:emails?|messages?|files?|documents?|contacts?|inbox|funds|money|balance|records)\b")
-_rule("grant_access", TOOL, 0.55, r"\b(?:grant|give|add)\s+(?:admin|administrator|root|owner|full|write)\s+(?:access|rights|permissions|privileges|role)\s+(?:to|for)\b")
+_rule("grant_access", TOOL, 0.55, r"\b(?:grant|give|add)\s+(?:admin|administrator|root|owner|full|write)\s+(?:access|rights|permissions|privileges|role)\s+(?:to|for)\b", r"access|rights|permissions|privileges|role")
 
 # --------------------------------------------------------------------------------------- other languages
 _LANGS: dict[str, tuple[str, str, str, str, str]] = {
@@ -323,9 +324,9 @@ _LANGS: dict[str, tuple[str, str, str, str, str]] = {
 }
 for _lang, (_drop, _nouns, _before, _show, _secret) in _LANGS.items():
     _both = rf"(?:{_before})[^.!?\n。！？]{{0,25}}(?:{_nouns})|(?:{_nouns})[^.!?\n。！？]{{0,25}}(?:{_before})"
-    _rule(f"override_{_lang}", OVERRIDE, 0.85, _near(_drop, _both, 30), _drop, _nouns, _before)
-    _rule(f"override_weak_{_lang}", OVERRIDE, 0.45, _near(_drop, _nouns, 25), _drop, _nouns)
-    _rule(f"extraction_{_lang}", EXTRACTION, 0.8, _near(_show, _secret, 30), _show, _secret)
+    _rule(f"override_{_lang}", OVERRIDE, 0.85, _near(_drop, _both, 30), _drop, _nouns, _before, lang=_lang)
+    _rule(f"override_weak_{_lang}", OVERRIDE, 0.45, _near(_drop, _nouns, 25), _drop, _nouns, lang=_lang)
+    _rule(f"extraction_{_lang}", EXTRACTION, 0.8, _near(_show, _secret, 30), _show, _secret, lang=_lang)
 
 _JAILBREAK_INTL = (
     r"du bist (?:jetzt|ab sofort|nun|ab jetzt)\b.{0,40}(?:ohne|keine|uneingeschränkt|unzensiert|frei|nicht mehr)|ohne (?:jegliche |alle |irgendwelche )?(?:einschränkungen|regeln|filter|zensur)|entwicklermodus|"
@@ -337,17 +338,56 @@ _JAILBREAK_INTL = (
     r"(?:あなたは今から|今からあなたは|これからあなたは|あなたはもう).{0,30}(?:制限|ルール|自由|ない)|制限(?:のない|なし|を解除|を無視)|開発者モード|脱獄|"
     r"제한 없는|제한이 없는|개발자 모드|탈옥"
 )
-_rule("jailbreak_intl", JAILBREAK, 0.75, _JAILBREAK_INTL)
-_rule("void_intl", OVERRIDE, 0.75, r"(?:anweisungen|regeln|vorgaben|instruktionen)[^.!?\n]{0,25}(?:gelten nicht mehr|sind (?:ungültig|aufgehoben|hinfällig)|zählen nicht mehr)|(?:instrucciones|reglas|indicaciones)[^.!?\n]{0,25}(?:ya no (?:valen|aplican|cuentan|sirven)|quedan anuladas|están anuladas)|(?:instructions|règles|consignes)[^.!?\n]{0,25}(?:ne s'appliquent plus|sont annulées|ne comptent plus|ne sont plus valables)|(?:инструкции|правила|указания)[^.!?\n]{0,25}(?:больше не действуют|отменены|не действуют)|(?:指令|规则|規則|指示)[^。！？\n]{0,10}(?:不再有效|已失效|作废|作廢)|(?:指示|ルール|命令)[^。！？\n]{0,10}(?:は無効|はもう無効)", ("anweis", "regeln", "vorgab", "instrukt", "instrucc", "reglas", "indicac", "instructions", "règles", "consignes", "инструкц", "правил", "указан", "指令", "规则", "規則", "指示", "ルール", "命令"))
-_rule("indirect_intl", INDIRECT, 0.75, r"(?:hinweis|nachricht|anweisung) (?:an|für) (?:die |den )?(?:ki|ai|assistent|sprachmodell)|(?:nota|mensaje|instrucción|instrucciones) para (?:la |el )?(?:ia|ai|asistente|modelo)|(?:note|message|instruction)s? (?:à|pour) (?:l'|la |le )?(?:ia|ai|assistant|modèle)|(?:примечание|сообщение|инструкция) для (?:ии|ai|ассистента|модели)|(?:给|致|給)(?:ai|人工智能|助手|模型|ＡＩ)|(?:ai|ＡＩ|アシスタント)(?:へ|に)の(?:指示|メッセージ|注意)|(?:不要|別|别)(?:告诉|告訴)用户|ユーザーに(?:伝え|言わ|知らせ)ない|(?:no|nunca) (?:le )?(?:digas|informes|menciones) (?:al|a el) usuario|ne (?:dis|dites) (?:rien )?(?:pas )?à l'utilisateur|sag(?:e)? (?:dem )?(?:nutzer|benutzer) nichts|не (?:говори|сообщай) пользователю", ("hinweis", "nachricht", "anweisung", "nota", "mensaje", "instrucc", "note", "message", "instruction", "примечан", "сообщен", "инструкц", "给", "致", "給", "へ", "に", "告", "ユーザー", "usuario", "utilisateur", "nutzer", "пользовател"))
+_rule("jailbreak_intl", JAILBREAK, 0.75, _JAILBREAK_INTL, lang="intl")
+_rule("void_intl", OVERRIDE, 0.75, r"(?:anweisungen|regeln|vorgaben|instruktionen)[^.!?\n]{0,25}(?:gelten nicht mehr|sind (?:ungültig|aufgehoben|hinfällig)|zählen nicht mehr)|(?:instrucciones|reglas|indicaciones)[^.!?\n]{0,25}(?:ya no (?:valen|aplican|cuentan|sirven)|quedan anuladas|están anuladas)|(?:instructions|règles|consignes)[^.!?\n]{0,25}(?:ne s'appliquent plus|sont annulées|ne comptent plus|ne sont plus valables)|(?:инструкции|правила|указания)[^.!?\n]{0,25}(?:больше не действуют|отменены|не действуют)|(?:指令|规则|規則|指示)[^。！？\n]{0,10}(?:不再有效|已失效|作废|作廢)|(?:指示|ルール|命令)[^。！？\n]{0,10}(?:は無効|はもう無効)", ("anweis", "regeln", "vorgab", "instrukt", "instrucc", "reglas", "indicac", "instructions", "règles", "consignes", "инструкц", "правил", "указан", "指令", "规则", "規則", "指示", "ルール", "命令"), lang="intl")
+_rule("indirect_intl", INDIRECT, 0.75, r"(?:hinweis|nachricht|anweisung) (?:an|für) (?:die |den )?(?:ki|ai|assistent|sprachmodell)|(?:nota|mensaje|instrucción|instrucciones) para (?:la |el )?(?:ia|ai|asistente|modelo)|(?:note|message|instruction)s? (?:à|pour) (?:l'|la |le )?(?:ia|ai|assistant|modèle)|(?:примечание|сообщение|инструкция) для (?:ии|ai|ассистента|модели)|(?:给|致|給)(?:ai|人工智能|助手|模型|ＡＩ)|(?:ai|ＡＩ|アシスタント)(?:へ|に)の(?:指示|メッセージ|注意)|(?:不要|別|别)(?:告诉|告訴)用户|ユーザーに(?:伝え|言わ|知らせ)ない|(?:no|nunca) (?:le )?(?:digas|informes|menciones) (?:al|a el) usuario|ne (?:dis|dites) (?:rien )?(?:pas )?à l'utilisateur|sag(?:e)? (?:dem )?(?:nutzer|benutzer) nichts|не (?:говори|сообщай) пользователю", ("hinweis", "nachricht", "anweisung", "nota", "mensaje", "instrucc", "note", "message", "instruction", "примечан", "сообщен", "инструкц", "给", "致", "給", "へ", "に", "告", "ユーザー", "usuario", "utilisateur", "nutzer", "пользовател"), lang="intl")
 
 RULES: tuple[Rule, ...] = tuple(_RULES)
 
 
+# Two distinct function words of a Latin-script language, or one character of a script, say it may be present.
+_STOPWORDS = {
+    "de": {"der", "die", "das", "und", "nicht", "ist", "ich", "du", "mit", "sie", "ein", "eine", "zu", "den", "dem",
+           "auf", "für", "bitte", "alle", "deine", "dein", "mir", "dich", "dir", "mehr", "ab", "jetzt"},
+    "es": {"el", "la", "los", "las", "que", "y", "de", "en", "por", "para", "una", "un", "es", "tu", "tus", "todas",
+           "todo", "me", "mi", "sin", "del", "al", "lo", "ya", "no"},
+    "fr": {"le", "la", "les", "et", "est", "vous", "tu", "des", "une", "pour", "pas", "ne", "du", "toutes", "tes",
+           "moi", "ton", "ta", "sans", "plus", "au", "aux", "je", "de", "en"},
+    "it": {"il", "che", "di", "non", "sono", "per", "una", "gli", "le", "tutte", "mi", "ti", "tue", "senza", "della"},
+    "pt": {"o", "os", "que", "não", "você", "uma", "para", "com", "as", "suas", "me", "sem", "do", "da", "seu"},
+    "nl": {"de", "het", "een", "niet", "en", "je", "van", "ik", "alle", "mij", "jij", "geef", "zijn"},
+}
+_SCRIPTS = {
+    "ru": re.compile(r"[\u0400-\u04ff]"),
+    "zh": re.compile(r"[\u4e00-\u9fff]"),
+    "ja": re.compile(r"[\u3040-\u30ff\u4e00-\u9fff]"),
+    "ko": re.compile(r"[\uac00-\ud7af]"),
+    "ar": re.compile(r"[\u0600-\u06ff]"),
+    "hi": re.compile(r"[\u0900-\u097f]"),
+}
+
+
+def languages(text: str, words: set[str]) -> set[str]:
+    """The languages whose rules are worth trying on ``text`` (``words``: its distinct words)."""
+    need = 1 if len(words) < 15 else 2
+    found = {lang for lang, stop in _STOPWORDS.items() if len(stop & words) >= need}
+    if not text.isascii():
+        found |= {lang for lang, script in _SCRIPTS.items() if script.search(text)}
+    if found:
+        found.add("intl")  # the rules written for several languages at once
+    return found
+
+
 def match(text: str) -> list[Rule]:
     """Every rule whose pattern occurs in ``text`` (canonical form); a rule whose gates are not all
-    open is skipped without running its pattern."""
-    words = {w[:4] for w in _WORDISH.findall(text)}
+    open, or whose language shows no sign of being present, is skipped without running its pattern."""
+    all_words = set(_WORDISH.findall(text))
+    langs = languages(text, all_words)
+    words = {w[:4] for w in all_words}
     return [
-        rule for rule in RULES if all(g.open(words, text) for g in rule.gates) and rule.pattern.search(text)
+        rule
+        for rule in RULES
+        if (rule.lang is None or rule.lang in langs)
+        and all(g.open(words, text) for g in rule.gates)
+        and rule.pattern.search(text)
     ]

@@ -21,7 +21,7 @@ from plugins._injection.trainset import examples
 
 DIM = 1 << 18
 NGRAMS = (2, 3, 4, 5)
-EVAL_PATH = Path(__file__).resolve().parents[2] / "benchmarks" / "data" / "injection_eval.jsonl"
+EVAL_DIR = Path(__file__).resolve().parents[2] / "benchmarks" / "data"
 _WORDS = re.compile(r"\w+")
 
 
@@ -30,11 +30,14 @@ def shingles(text: str, n: int = 6) -> set[tuple[str, ...]]:
     return {tuple(words[i : i + n]) for i in range(len(words) - n + 1)}
 
 
-def check_disjoint(train_texts: list[str], eval_path: Path = EVAL_PATH) -> None:
+def check_disjoint(train_texts: list[str], eval_dir: Path = EVAL_DIR) -> None:
     """Fail when an evaluation text, or a 6-word run of one, also occurs in the training texts."""
-    if not eval_path.exists():
-        return
-    evals = [json.loads(line)["text"] for line in eval_path.read_text().splitlines() if line.strip()]
+    evals = [
+        json.loads(line)["text"]
+        for path in sorted(eval_dir.glob("injection_*.jsonl"))
+        for line in path.read_text().splitlines()
+        if line.strip()
+    ]
     train_set = {t.lower() for t in train_texts}
     train_sh: set[tuple[str, ...]] = set().union(*(shingles(t) for t in train_texts))
     clashes = [t for t in evals if t.lower() in train_set or shingles(t) & train_sh]
