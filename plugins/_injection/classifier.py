@@ -1,6 +1,7 @@
 """A small logistic-regression classifier over hashed character n-grams, loaded from shipped JSON.
 
-Features are the set of character 2-5-grams of the canonical text, hashed into ``dim`` buckets with
+Features are the set of character 2-5-grams and word 1-2-grams of the canonical text, hashed into
+``dim`` buckets with
 a fixed polynomial hash (the same on every machine, unlike ``hash()``), L2-normalised. Weights are
 int8 with one scale factor, stored base64 in ``model.json`` (written by ``train.py``). Inference is
 numpy only: about 0.1 ms for a 200-word prompt.
@@ -9,8 +10,11 @@ numpy only: about 0.1 ms for a 200-word prompt.
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import math
+import re
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +24,7 @@ import numpy.typing as npt
 MODEL_PATH = Path(__file__).with_name("model.json")
 _MULT = np.uint64(0x100000001B3)
 _MIX = np.uint64(0x9E3779B97F4A7C15)
+_TOKEN = re.compile(r"\w+")
 
 
 def features(text: str, dim: int, ngrams: tuple[int, ...]) -> npt.NDArray[np.int64]:
@@ -36,6 +41,10 @@ def features(text: str, dim: int, ngrams: tuple[int, ...]) -> npt.NDArray[np.int
             if n in ngrams:
                 mixed = (h + np.uint64(n)) * _MIX
                 buckets.append((mixed >> np.uint64(40)) % np.uint64(dim))
+    words = _TOKEN.findall(padded)
+    grams = [*words, *(f"{a} {b}" for a, b in itertools.pairwise(words))]
+    if grams:
+        buckets.append(np.array([zlib.crc32(g.encode()) % dim for g in grams], dtype=np.uint64))
     if not buckets:
         return np.zeros(0, dtype=np.int64)
     return np.unique(np.concatenate(buckets)).astype(np.int64)
