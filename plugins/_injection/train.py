@@ -1,6 +1,7 @@
 """Train the shipped classifier: ``python -m plugins._injection.train`` rewrites ``model.json``.
 
-Deterministic (fixed seed, full-batch Adam), numpy only, a few seconds on 2 cores. Refuses to
+Deterministic (fixed seed, PYTHONHASHSEED=0, full-batch Adam), numpy only, a few seconds on 2 cores;
+needs ``faker`` (a training-time dependency only). Refuses to
 train when the evaluation set shares texts or 6-word runs with the training set.
 """
 
@@ -8,8 +9,11 @@ from __future__ import annotations
 
 import argparse
 import base64
+import importlib.metadata
 import json
+import os
 import re
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -70,6 +74,9 @@ def train(
 
 
 def main() -> None:
+    if os.environ.get("PYTHONHASHSEED") != "0":  # faker draws from sets of words: fix their order too
+        os.execve(sys.executable, [sys.executable, "-m", "plugins._injection.train", *sys.argv[1:]],
+                  {**os.environ, "PYTHONHASHSEED": "0"})  # fmt: skip
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument("--out", type=Path, default=MODEL_PATH)
@@ -87,7 +94,13 @@ def main() -> None:
         "ngrams": list(NGRAMS),
         "scale": scale,
         "bias": b,
-        "trained_on": {"examples": len(data), "attacks": int(y.sum()), "seed": args.seed},
+        "trained_on": {
+            "examples": len(data),
+            "attacks": int(y.sum()),
+            "seed": args.seed,
+            "python": ".".join(map(str, sys.version_info[:2])),  # the stdlib docstrings are training text
+            "faker": importlib.metadata.version("faker"),
+        },
         "weights_int8": base64.b64encode(q.tobytes()).decode(),
     }
     args.out.write_text(json.dumps(model))
