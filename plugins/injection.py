@@ -83,6 +83,9 @@ class InjectionConfig(BaseModel):
         default="block", description="When the llm_check fails: refuse the request, or keep the local verdict."
     )
     llm_check: LlmCheck | None = Field(default=None, description="Ask a model route about uncertain scores.")
+    max_chars: int = Field(
+        default=50_000, ge=1000, description="Longer texts are scored on their first and last max_chars/2 characters."
+    )
 
 
 @dataclass(slots=True)
@@ -121,7 +124,10 @@ class Injection:
     def __init__(self, config: InjectionConfig) -> None:
         self.config = config
         self.detector = Detector(
-            action=config.action, user_threshold=config.threshold.user, untrusted_threshold=config.threshold.untrusted
+            action=config.action,
+            user_threshold=config.threshold.user,
+            untrusted_threshold=config.threshold.untrusted,
+            max_chars=config.max_chars,
         )
         self._sources: dict[str, Source] = {name: _SOURCES[name] for name in config.sources}
 

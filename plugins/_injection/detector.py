@@ -63,14 +63,23 @@ class Detector:
         action: Action = "block",
         user_threshold: float = 0.5,
         untrusted_threshold: float = 0.5,
+        max_chars: int = 50_000,
         classifier: Classifier | None = None,
     ) -> None:
         self.action = action
+        self.max_chars = max_chars
         self.thresholds: dict[str, float] = {"user": user_threshold, "untrusted": untrusted_threshold}
         self.classifier = classifier or default_classifier()
 
     def scan(self, text: str, source: Source = "user") -> Verdict:
-        """Score ``text`` as coming from ``source`` ("user" or "untrusted")."""
+        """Score ``text`` as coming from ``source`` ("user" or "untrusted").
+
+        A text longer than ``max_chars`` is scored on its first and last ``max_chars / 2`` characters.
+        """
+        truncated = len(text) > self.max_chars
+        if truncated:
+            half = self.max_chars // 2
+            text = f"{text[:half]}\n{text[-half:]}"
         norm = normalize(text)
         views = [("text", norm.text), *norm.variants]
         best, best_rules, best_clf = 0.0, [], 0.0
@@ -89,7 +98,7 @@ class Detector:
             action=self.action if best >= self.thresholds[source] else None,
             source=source,
             rules=sorted(r.name for r in best_rules),
-            tricks=sorted(norm.tricks),
+            tricks=sorted(norm.tricks | {"truncated"} if truncated else norm.tricks),
             classifier=round(best_clf, 4),
         )
 

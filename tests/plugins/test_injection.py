@@ -178,3 +178,14 @@ async def test_llm_check_failure_follows_on_error(registry: PluginRegistry, judg
     assert info.value.code == "prompt_injection_check_failed"
     exchange, backend = await run(LLM % "allow", registry, chat(user("what's the weather?")), subcaller=judge)
     assert len(backend.calls) == 1 and exchange.stash[REPORT].llm is not None
+
+
+async def test_legacy_completions_prompt_is_scanned_and_embeddings_are_not(registry: PluginRegistry) -> None:
+    policy = compile_chain_policy("[injection]", registry)
+    prompt = make_exchange(policy, {"model": "m", "prompt": ATTACK}, endpoint="completions", path="/completions")
+    with pytest.raises(PolicyViolation):
+        await prompt.chain.run(prompt, StubBackend())
+    embed = make_exchange(policy, {"model": "m", "input": ATTACK}, endpoint="embeddings", path="/embeddings")
+    backend = StubBackend()
+    await embed.chain.run(embed, backend)
+    assert len(backend.calls) == 1
