@@ -24,7 +24,7 @@ _UNTRUSTED_BOOST = {rules.INDIRECT: 0.1, rules.TOOL: 0.1, rules.EXFILTRATION: 0.
 _QUOTED = re.compile(
     r"(?<!\w)'[^'\n]{3,200}'(?!\w)|\"[^\"\n]{3,200}\"|“[^”\n]{3,200}”|«[^»\n]{3,200}»|「[^」\n]{1,200}」"
 )
-_SUSPICIOUS_TRICKS = frozenset({"base64", "hex", "rot13", "reversed", "tag_chars", "bidi", "url_encoding"})
+_SUSPICIOUS_TRICKS = frozenset({"base64", "base32", "hex", "rot13", "reversed", "tag_chars", "bidi", "url_encoding"})
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,7 +32,11 @@ _INVISIBLE = frozenset(
 )
 _BIDI = frozenset([0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A)])
 _TAG_START, _TAG_END = 0xE0000, 0xE007F
-_STRIP = {cp: None for cp in _INVISIBLE}
+_STRIP: dict[int, str | None] = {cp: None for cp in _INVISIBLE}
+# Letters NFKC leaves alone: negative circled/squared and regional-indicator capitals spell A-Z too.
+for _base in (0x1F150, 0x1F170, 0x1F1E6):
+    _STRIP.update({_base + i: chr(ord("a") + i) for i in range(26)})
+_COMBINING = re.compile(r"[\u0300-\u036f\u0489\u20d0-\u20ff]+")  # left over after NFKC: zalgo and strike-through
 
 # Look-alike letters (Cyrillic, Greek, Armenian, Latin extensions) mapped to the Latin letter they imitate.
 _CONFUSABLE_PAIRS = (
@@ -52,6 +56,7 @@ _LEETY = re.compile(r"\b(?=[a-z0-9@$]*[a-z])(?=[a-z0-9@$]*[0-9@$])[a-z0-9@$]{3,}
 _SPACED = re.compile(r"(?<![\w])(?:\w[ .\-_*/|]{1,3}){3,}\w(?![\w])")
 _SPACED_SEP = re.compile(r"[ .\-_*/|]+")
 _B64 = re.compile(r"[A-Za-z0-9+/_-]{20,}={0,2}")
+_B32 = re.compile(r"\b[A-Z2-7]{24,}={0,6}")
 _HEX = re.compile(r"(?:(?:0x|\\x)?[2-7][0-9a-fA-F][\s:,]?){8,}")  # printable ASCII bytes start with 2-7
 _PCT = re.compile(r"%[0-9a-fA-F]{2}")
 _ENTITY = re.compile(r"&#x?[0-9a-fA-F]{2,6};")
@@ -83,6 +88,9 @@ def normalize(text: str, depth: int = 0) -> Normalized:
         if hidden:
             variants.append(("tag_chars", _canon(hidden)))
         clean = unicodedata.normalize("NFKC", clean)
+        if _COMBINING.search(clean):
+            tricks.add("combining_marks")
+            clean = _COMBINING.sub("", clean)
     canon = base = _canon(clean)
     if not canon.isascii():
         folded = _fold_confusables(canon)
@@ -174,6 +182,9 @@ def _decode_blobs(text: str) -> list[tuple[str, str]]:
             continue  # a long plain word or identifier, not base64
         if (decoded := _b64(blob)) is not None:
             found.append(("base64", decoded))
+    for m in _B32.finditer(text):
+        if len(found) < _MAX_BLOBS and (decoded := _b32(m.group())) is not None:
+            found.append(("base32", decoded))
     for m in _HEX.finditer(text):
         digits = re.sub(r"0x|\\x|[\s:,]", "", m.group())
         if len(found) < _MAX_BLOBS and (decoded := _readable(_unhex(digits))) is not None:
@@ -191,6 +202,14 @@ def _b64(blob: str) -> str | None:
     padded = blob + "=" * (-len(blob) % 4)
     try:
         raw = base64.b64decode(padded.replace("-", "+").replace("_", "/"), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return _readable(raw)
+
+
+def _b32(blob: str) -> str | None:
+    try:
+        raw = base64.b32decode(blob + "=" * (-len(blob) % 8))
     except (binascii.Error, ValueError):
         return None
     return _readable(raw)

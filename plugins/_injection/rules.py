@@ -238,6 +238,7 @@ _rule("split_payload", SMUGGLING, 0.55, r"\b(?:concatenate|combine|join|merge)\s
 _rule("translate_smuggle", SMUGGLING, 0.5, r"\btranslate\b[^\n]{0,60}[:\"“]\s*[^\n]{0,40}\b(?:ignore|disregard|reveal|system prompt|previous instructions)")
 
 _URL_IMG = r"!\[[^\]\n]{0,200}\]\(\s*<?(?:https?:)?//[^)\s]+"
+_rule("md_link_placeholder", EXFILTRATION, 0.6, r"\[[^\]\n]{1,100}\]\(\s*<?(?:https?:)?//[^)\s]+[?&=/](?:[^)\s]*?)(?:[{\[<$]|%7b|%5b|%3c)", ("](",))
 _rule("md_image_query", EXFILTRATION, 0.45, _URL_IMG + r"\?[^)\s]*=", ("](",))
 _rule("md_image_placeholder", EXFILTRATION, 0.9, _URL_IMG + r"(?:[{\[<$]|%7b|%5b|%3c)", ("](",))
 _rule("md_image_data", EXFILTRATION, 0.8, _URL_IMG + r"[?&/=](?:[^)\s]*?)(?:data|secret|password|passwd|token|api_?key|summary|conversation|chat|history|prompt|exfil|leak|memory|credentials|ssn|email)", ("](",))
