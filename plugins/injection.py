@@ -61,6 +61,9 @@ class LlmCheck(BaseModel):
         default=(0.35, 0.75), description="Scores [lo, hi] that are settled by the model."
     )
     timeout_s: float = Field(default=5.0, gt=0, description="Seconds the verdict may take before on_error applies.")
+    json_mode: bool = Field(
+        default=True, description="Ask for the verdict with a JSON-schema response_format (off if unsupported)."
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> LlmCheck:
@@ -169,7 +172,8 @@ class Injection:
         ref_text = next(r.text for r in request_texts(exchange.request) if _path(r) == worst.path)
         try:
             answer = await asyncio.wait_for(
-                exchange.subcall(check.model, _judge_body(ref_text), timeout_s=check.timeout_s), check.timeout_s
+                exchange.subcall(check.model, _judge_body(ref_text, check.json_mode), timeout_s=check.timeout_s),
+                check.timeout_s,
             )
             injection, reason = _parse_judge(answer)
         except (ChaperoneError, TimeoutError, ValueError) as exc:
@@ -232,9 +236,17 @@ def _sanitize(exchange: Exchange, refs: list[TextRef]) -> None:
         messages.insert(0, {"role": "system", "content": SYSTEM_NOTE.format(id=tag)})
 
 
-def _judge_body(text: str) -> dict[str, Any]:
+_VERDICT_SCHEMA = {
+    "type": "object",
+    "properties": {"injection": {"type": "boolean"}, "reason": {"type": "string"}},
+    "required": ["injection", "reason"],
+    "additionalProperties": False,
+}
+
+
+def _judge_body(text: str, json_mode: bool) -> dict[str, Any]:
     tag = secrets.token_hex(4)
-    return {
+    body: dict[str, Any] = {
         "messages": [
             {"role": "system", "content": _JUDGE_PROMPT},
             {"role": "user", "content": f"<<text {tag}>>\n{text[:8000]}\n<</text {tag}>>"},
@@ -242,6 +254,12 @@ def _judge_body(text: str) -> dict[str, Any]:
         "temperature": 0,
         "max_tokens": 120,
     }
+    if json_mode:
+        body["response_format"] = {
+            "type": "json_schema",
+            "json_schema": {"name": "injection_verdict", "schema": _VERDICT_SCHEMA, "strict": True},
+        }
+    return body
 
 
 def _parse_judge(answer: dict[str, Any]) -> tuple[bool, str]:

@@ -99,3 +99,27 @@ async def test_sanitized_tool_result_reaches_the_upstream_spotlighted(
     assert tool_text.startswith("<<untrusted_content id=") and "<</untrusted_content id=" in tool_text
     assert "\u200b" not in tool_text and "\u200d" not in tool_text
     assert sent[1]["content"] == "Which boots should I buy?"
+
+
+@pytest.mark.parametrize(("json_mode", "outcome"), [("true", "flagged"), ("false", "refused")])
+async def test_llm_check_asks_the_policy_route(
+    start_proxy: ProxyFactory, mock_upstream: MockUpstream, write_policy: Callable[[str], Path],
+    json_mode: str, outcome: str,
+) -> None:  # fmt: skip
+    chain = f"[{{injection: {{action: flag, llm_check: {{model: judge, band: [0.0, 1.0], json_mode: {json_mode}}}}}}}]"
+    route = "  mock-gpt: {backend: mock}\n"
+    text = simple_policy(mock_upstream.url, chain=chain).replace(route, route + "  judge: {backend: mock, model: j}\n")
+    running = await start_proxy(write_policy(text))
+    question = [{"role": "user", "content": "What's a good name for a cat?"}]
+    async with running.client() as client:
+        if outcome == "flagged":  # the mock's schema-valid verdict says {"injection": true, ...}
+            raw = await client.chat.completions.with_raw_response.create(model="mock-gpt", messages=question)
+            assert raw.headers["x-chaperone-flags"] == "prompt_injection"
+        else:  # plain text instead of a verdict: on_error (block) refuses
+            with pytest.raises(openai.BadRequestError) as info:
+                await client.chat.completions.create(model="mock-gpt", messages=question)
+            assert info.value.code == "prompt_injection_check_failed"
+    log = await mock_upstream.requests()
+    assert log[0]["body"]["model"] == "j"
+    assert "What's a good name for a cat?" in log[0]["body"]["messages"][1]["content"]
+    assert len(log) == (2 if outcome == "flagged" else 1)
