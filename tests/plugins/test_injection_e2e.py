@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import openai
 import pytest
@@ -110,7 +111,7 @@ async def test_llm_check_asks_the_policy_route(
     route = "  mock-gpt: {backend: mock}\n"
     text = simple_policy(mock_upstream.url, chain=chain).replace(route, route + "  judge: {backend: mock, model: j}\n")
     running = await start_proxy(write_policy(text))
-    question = [{"role": "user", "content": "What's a good name for a cat?"}]
+    question: list[Any] = [{"role": "user", "content": "What's a good name for a cat?"}]
     async with running.client() as client:
         if outcome == "flagged":  # the mock's schema-valid verdict says {"injection": true, ...}
             raw = await client.chat.completions.with_raw_response.create(model="mock-gpt", messages=question)
