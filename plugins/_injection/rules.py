@@ -142,15 +142,15 @@ _EN_DROP = (
     r"supersede|neglect|dismiss|scrap|toss out|leave behind|deviate from|break (?:free )?(?:from|of)"
 )
 _EN_BEFORE = (
-    r"previous|prior|preceding|earlier|above|foregoing|former|initial|original|old|existing|default|system|"
+    r"previous|prior|preceding|earlier|above|foregoing|former|initial|original|old|existing|system|"
     r"developer|safety|built[- ]in|all (?:the )?(?:previous|prior|other)|any (?:previous|prior|other)"
 )
 _EN_RULES = (
     r"instructions?|instructed|directions?|directives?|rules?|guidelines?|prompts?|context|constraints?|"
     r"polic(?:y|ies)|programming|orders?|commands?|restrictions?|guardrails?|safeguards?|filters?|training|"
-    r"conditioning|messages?|settings|limitations?|boundaries|principles|ethics|guidance|tasks?|requests?"
+    r"conditioning|limitations?|boundaries|principles|ethics|guidance"
 )
-_rule("override_previous", OVERRIDE, 0.92, rf"\b(?:{_EN_DROP})\b[\w\s,'-]{{0,30}}\b(?:{_EN_BEFORE})\b[\w\s-]{{0,20}}\b(?:{_EN_RULES})\b", _EN_DROP, _EN_RULES)
+_rule("override_previous", OVERRIDE, 0.92, rf"\b(?:{_EN_DROP})\b[\w\s,'-]{{0,14}}\b(?:{_EN_BEFORE})\b[\w\s-]{{0,20}}\b(?:{_EN_RULES})\b", _EN_DROP, _EN_RULES)
 _rule("override_your", OVERRIDE, 0.85, rf"\b(?:{_EN_DROP})\s+(?:all\s+|of\s+|each\s+)*(?:your|the system'?s?)\s+(?:\w+\s+)?(?:{_EN_RULES})\b", _EN_DROP, _EN_RULES, ("your", "the system"))
 _rule("override_weak", OVERRIDE, 0.4, rf"\b(?:{_EN_DROP})\s+(?:all|any|every|these|those|the)\s+(?:{_EN_RULES})\b", _EN_DROP, _EN_RULES)
 _rule("drop_what_came_before", OVERRIDE, 0.8, rf"\b(?:{_EN_DROP})\s+(?:everything|anything|whatever|all|what)\s+(?:that\s+)?(?:came|was said|was written|you were told|you read|preceded|appeared|has been said|you saw)\s*(?:before|above|earlier|previously|prior|up to now|so far)?", _EN_DROP, r"everything|anything|whatever|all|what", r"came|said|written|told|read|preceded|appeared|saw")
@@ -170,8 +170,8 @@ _rule("instead_do", OVERRIDE, 0.4, r"\binstead\s*,?\s+(?:you (?:must|should|will
 _rule("priority_claim", OVERRIDE, 0.55, r"\b(?:this|these|the following)\s+(?:instructions?|message|rule|command)s?\s+(?:takes?|have|has)\s+(?:precedence|priority)\b|\bhighest\s+priority\s+(?:instruction|command|override)", ("precedence", "priority"))
 
 _rule("dan", JAILBREAK, 0.9, r"\bdo anything now\b|\b(?:you are|you're|act as|as|called|named|be|become)\s+(?:a\s+)?dan\b|\bdan\s+mode\b|\bstay (?:a )?dan\b", ("dan", "do any"))
-_rule("dan_mention", JAILBREAK, 0.3, r"\bdan\s+(?:prompt|jailbreak)s?\b", ("dan",))
-_rule("jailbreak_word", JAILBREAK, 0.35, r"\bjail\s?break(?:ed|ing|s)?\b|\bjailbroken\b")
+_rule("dan_mention", JAILBREAK, 0.25, r"\bdan\s+(?:prompt|jailbreak)s?\b", ("dan",))
+_rule("jailbreak_word", JAILBREAK, 0.25, r"\bjail\s?break(?:ed|ing|s)?\b|\bjailbroken\b")
 _rule("unfiltered_persona", JAILBREAK, 0.85, r"\b(?:act|behave|respond|answer|speak|pretend|roleplay|role-play|play|be|become|simulate|you are|you're)\s+(?:as\s+)?(?:if you (?:were|are)\s+)?(?:an?\s+)?(?:completely\s+|totally\s+|fully\s+)?(?:unfiltered|uncensored|unrestricted|unbound|unethical|amoral|evil|rogue|jailbroken|unlimited|lawless|immoral|unaligned|limitless|rule-?less)\b", r"unfiltered|uncensored|unrestricted|unbound|unethical|amoral|evil|rogue|jailbroken|unlimited|lawless|immoral|unaligned|limitless|rule")
 _rule("no_restrictions", JAILBREAK, 0.5, r"\b(?:with(?:out)?|having|has|have|free (?:of|from))\s+(?:any\s+|no\s+|all\s+|zero\s+|0\s+)?(?:restrictions|limits|limitations|rules|filters|filtering|boundaries|censorship|guidelines|ethical (?:guidelines|constraints|limits)|moral(?:s| constraints| limits)?|safety (?:guidelines|filters|measures)|content polic(?:y|ies))\b", r"restrictions|limits|limitations|rules|filters|filtering|boundaries|censorship|guidelines|ethical|moral|safety|content")
 _rule("no_longer_ai", JAILBREAK, 0.8, r"\byou\s+(?:are|'re)\s+no\s+longer\s+(?:an?\s+)?(?:ai|assistant|chatgpt|claude|gpt|bound|restricted|limited|a language model|required|constrained|subject)")
@@ -203,7 +203,7 @@ _rule("show_your_instructions", EXTRACTION, 0.75, rf"\b(?:{_SHOW})\s+(?:me\s+|us
 _rule("repeat_above", EXTRACTION, 0.85, r"\b(?:repeat|print|output|copy|echo|recite|write|reproduce|return|show|dump)\s+(?:back\s+)?(?:the\s+|all\s+(?:the\s+)?|everything\s+|every\s+)?(?:text|words|everything|content|lines?|messages?|tokens|characters|instructions|prompt)?\s*(?:above|before this|preceding|prior to|so far|verbatim|from the (?:start|beginning)|you were given|that came before)")
 _rule("starting_with_you_are", EXTRACTION, 0.6, r"\b(?:starting|beginning|start)\s+with\s+['\"“]?(?:you are|you're|system)")
 _rule("what_were_you_told", EXTRACTION, 0.7, r"\bwhat\s+(?:were you|have you been|are you|did they)\s+(?:told|instructed|programmed|configured)\b|\b(?:what|which)\s+(?:instructions|rules|guidelines|directives)\s+(?:were you|have you been|did you)\s+(?:given|told|receive|get)")
-_rule("system_prompt_mention", EXTRACTION, 0.3, r"\b(?:your|the)\s+(?:system prompt|initial prompt|hidden prompt|secret instructions|pre-?prompt|system message|hidden instructions)\b", r"prompt|message|instructions|pre")
+_rule("system_prompt_mention", EXTRACTION, 0.15, r"\b(?:your|the)\s+(?:system prompt|initial prompt|hidden prompt|secret instructions|pre-?prompt|system message|hidden instructions)\b", r"prompt|message|instructions|pre")
 
 _AI = r"ai|llm|assistant|model|chatbot|language model|gpt|chatgpt|claude|gemini|agent|bot|copilot"
 _rule("note_to_ai", INDIRECT, 0.8, rf"\b(?:note|message|instructions?|attention|important|notice|reminder|directive|memo)\s+(?:to|for)\s+(?:the\s+|any\s+|all\s+)?(?:{_AI})s?\b", _AI)
@@ -218,8 +218,8 @@ _rule("bracket_system", INDIRECT, 0.55, r"[\[(]\s*(?:system|admin|administrator|
 _rule("say_instead", INDIRECT, 0.55, r"\b(?:respond|reply|answer|output|say|print|write)\s+(?:only\s+)?(?:with\s+)?['\"“](?:i have been|hacked|pwned|access granted)")
 
 _rule("chat_template_role", DELIMITER, 0.9, r"<\|\s*(?:im_start|start_header_id)\s*\|>\s*(?:system|assistant|developer|user)\b|<\|(?:system|assistant)\|>", ("<|",))
-_rule("chat_template", DELIMITER, 0.45, r"<\|\s*(?:im_start|im_end|im_sep|system|user|assistant|endoftext|begin_of_text|start_header_id|end_header_id|eot_id|eom_id|end|endofprompt)\s*\|>", ("<|", "< |"))
-_rule("inst_tags", DELIMITER, 0.65, r"\[/?inst\]|<</?sys>>|<start_of_turn>|<end_of_turn>|<\|?endoftext\|?>", ("inst]", "<<sys", "<</sys", "_of_turn>", "endoftext"))
+_rule("chat_template", DELIMITER, 0.35, r"<\|\s*(?:im_start|im_end|im_sep|system|user|assistant|endoftext|begin_of_text|start_header_id|end_header_id|eot_id|eom_id|end|endofprompt)\s*\|>", ("<|", "< |"))
+_rule("inst_tags", DELIMITER, 0.65, r"\[/?inst\]|<</?sys>>|<start_of_turn>|<end_of_turn>", ("inst]", "<<sys", "<</sys", "_of_turn>"))
 _rule("xml_role", DELIMITER, 0.55, r"</?\s*(?:system|system_prompt|instructions?|sys|admin|developer|assistant_instructions|im_start)\s*>", r"system|instruction|sys|admin|developer|assistant_|im_start")
 _rule("fake_role_line", DELIMITER, 0.6, r"(?:^|\n)\s*(?:#+\s*|\*\*)?(?:system|assistant|developer|admin|administrator|root)\s*(?:message|prompt|note|override|instruction)?\s*(?:\*\*)?\s*:", r"system|assistant|developer|admin|administrator|root")
 _rule("fake_assistant_yes", DELIMITER, 0.75, r"(?:^|\n)\s*(?:assistant|ai|chatgpt|bot|model)\s*:\s*(?:sure|ok|okay|certainly|of course|absolutely|yes|understood)", r"assistant|ai|chatgpt|bot|model")
@@ -319,7 +319,7 @@ _LANGS: dict[str, tuple[str, str, str, str, str]] = {
         r"指示|命令|ルール|指令|制約|設定|プロンプト|規則|ガイドライン",
         r"以前|前の|上記|これまで|先ほど|すべて|全て|元の|最初の",
         r"表示|教え|出力|見せ|繰り返|書き出|明か|開示",
-        r"システムプロンプト|初期指示|元の指示|最初の指示|隠された指示|あなたの指示|システムメッセージ",
+        r"システムプロンプトを|初期指示を|元の指示を|最初の指示を|隠された指示|あなたの指示|システムメッセージを|あなたのプロンプト|あなたのシステムプロンプト",
     ),
     "ko": (
         r"무시|잊어|잊고|따르지 마|따르지 말",
