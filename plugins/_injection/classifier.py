@@ -47,7 +47,8 @@ def features(text: str, dim: int, ngrams: tuple[int, ...]) -> npt.NDArray[np.int
         buckets.append(np.array([zlib.crc32(g.encode()) % dim for g in grams], dtype=np.uint64))
     if not buckets:
         return np.zeros(0, dtype=np.int64)
-    return np.unique(np.concatenate(buckets)).astype(np.int64)
+    ids = np.sort(np.concatenate(buckets).astype(np.int32))  # sort + mask: several times faster than np.unique
+    return ids[np.concatenate(([True], ids[1:] != ids[:-1]))].astype(np.int64)
 
 
 @dataclass(frozen=True, slots=True)
