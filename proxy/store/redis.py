@@ -149,15 +149,15 @@ class RedisStore:
 
     async def set_add(self, key: str, member: str) -> bool:
         with self._translate(key):
-            return bool(await self._client.sadd(self._prefix + key, member))  # type: ignore[misc]
+            return bool(await self._client.sadd(self._prefix + key, member))
 
     async def set_remove(self, key: str, member: str) -> bool:
         with self._translate(key):
-            return bool(await self._client.srem(self._prefix + key, member))  # type: ignore[misc]
+            return bool(await self._client.srem(self._prefix + key, member))
 
     async def set_members(self, key: str) -> frozenset[str]:
         with self._translate(key):
-            members = await self._client.smembers(self._prefix + key)  # type: ignore[misc]
+            members = await self._client.smembers(self._prefix + key)
         return frozenset(_as_bytes(member).decode() for member in members)
 
     async def ping(self) -> None:
