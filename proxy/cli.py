@@ -124,7 +124,8 @@ def _banner(app: web.Application, url: str, settings: Settings) -> str:
         if settings.host not in ("127.0.0.1", "localhost", "::1"):
             lines.append(f"  WARNING: open and listening on {settings.host}: add keys unless the network is private")
     else:
-        lines.append(f"  keys: {len(policy.keys or {})} configured")
+        virtual = " + virtual keys (admin API at /chaperone/keys)" if policy.admin is not None else ""
+        lines.append(f"  keys: {len(policy.keys or {})} configured{virtual}")
     lines.append(f"  state: {settings.home}")
     return "\n".join(lines)
 
