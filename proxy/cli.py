@@ -1,4 +1,4 @@
-"""The ``chaperone`` command: serve, check, mock-backend, bench."""
+"""The ``chaperone`` command: serve, check, keys, mock-backend, bench."""
 
 from __future__ import annotations
 
@@ -193,8 +193,10 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(func=_check)
 
     from backends.mock import register_cli
+    from proxy.keys_cli import register_cli as register_keys_cli
 
     register_cli(sub)
+    register_keys_cli(sub)
 
     bench = sub.add_parser("bench", help="run the benchmark harness (see benchmarks/README.md)", add_help=False)
     bench.add_argument("rest", nargs=argparse.REMAINDER)

@@ -57,7 +57,7 @@ LOCK_TTL_S = 10.0
 _LOCK_WAIT_S = 5.0
 _ID = re.compile(r"[0-9a-f]{16}")
 _INDEX = "vkey:index"
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])")
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw]?)")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 Status = Literal["active", "revoked", "expired"]
@@ -163,13 +163,20 @@ class KeySpec(_Frozen):
         return None if self.expires is None else parse_expiry(self.expires, now)
 
 
+def parse_duration(text: str) -> float:
+    """Seconds in ``30d``, ``12h``, ``15m``, ``90s``, ``2w`` or a bare number of seconds; ``ValueError`` if not."""
+    match = _DURATION.fullmatch(text.strip())
+    if match is None:
+        raise ValueError(f"{text!r} is not a duration like 30d, 12h, 15m, 90s or a number of seconds")
+    return float(match.group(1)) * _UNITS[match.group(2) or "s"]
+
+
 def parse_expiry(text: str, now: float) -> float:
     """A duration from ``now`` (``30d``, ``12h``, ``15m``, ``90s``, ``2w``) or an ISO 8601 time (UTC unless
     it names a zone), as epoch seconds; ``ValueError`` says what is wrong, including a time in the past."""
     text = text.strip()
-    duration = _DURATION.fullmatch(text)
-    if duration:
-        at = now + float(duration.group(1)) * _UNITS[duration.group(2)]
+    if _DURATION.fullmatch(text):
+        at = now + parse_duration(text)
     else:
         try:
             parsed = datetime.fromisoformat(text)
@@ -184,11 +191,11 @@ def parse_expiry(text: str, now: float) -> float:
 def grant_problem(policy: Policy, chain: str | None, models: list[str] | None) -> tuple[str, str] | None:
     """``(param, message)`` when the chain or a model is not in ``policy``, else None."""
     if chain is not None and chain not in policy.chains:
-        return "chain", f"no chain named {chain!r} in the active policy (have: {', '.join(policy.chains)})"
+        return "chain", f"no chain named {chain!r} in the policy (have: {', '.join(policy.chains)})"
     for model in models or []:
         if model not in policy.routes or model == "*":
             have = ", ".join(name for name in policy.routes if name != "*")
-            return "models", f"no model named {model!r} in the active policy (have: {have})"
+            return "models", f"no model named {model!r} in the policy (have: {have})"
     return None
 
 
