@@ -148,7 +148,9 @@ class KeySpec(_Frozen):
 
     name: str = Field(min_length=1, max_length=100, description="Who holds the key.")
     chain: str | None = Field(default=None, description="A chain of the active policy (default_chain if unset).")
-    models: list[str] | None = Field(default=None, description="Models of the active policy it may use (all if unset).")
+    models: list[str] | None = Field(
+        default=None, min_length=1, description="Models of the active policy it may use (all if unset)."
+    )
     metadata: dict[str, str] = Field(default_factory=dict, description="Labels such as team and user (max 20).")
     expires: str | None = Field(default=None, description="'30d', '12h', '15m', '90s', '2w', or an ISO 8601 time.")
 

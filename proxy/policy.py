@@ -165,8 +165,7 @@ class KeyConfig(_Strict):
 
 class AdminConfig(_Strict):
     key: str = Field(
-        min_length=16,
-        description="The master key for /chaperone/… and `chaperone keys`, or 'sha256:<hex>' of it (16+ characters).",
+        description="The master key for /chaperone/… and `chaperone keys` (16+ characters), or 'sha256:<hex>' of it.",
     )
     rotation_overlap_s: float = Field(
         default=86400.0,
@@ -176,9 +175,12 @@ class AdminConfig(_Strict):
 
     @field_validator("key")
     @classmethod
-    def _hash_shape(cls, value: str) -> str:
-        if value.startswith("sha256:") and not re.fullmatch(r"sha256:[0-9a-fA-F]{64}", value):
-            raise ValueError("a sha256: key must be followed by 64 hex digits")
+    def _strong_or_hashed(cls, value: str) -> str:
+        if value.startswith("sha256:"):
+            if not re.fullmatch(r"sha256:[0-9a-fA-F]{64}", value):
+                raise ValueError("a sha256: key must be followed by 64 hex digits")
+        elif len(value) < 16:
+            raise ValueError("the admin key must have at least 16 characters")
         return value
 
     def digest(self) -> bytes:

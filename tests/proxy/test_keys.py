@@ -25,7 +25,7 @@ from proxy.keys import (
     parse_expiry,
     parse_secret,
 )
-from proxy.policy import Policy, compile_policy_text
+from proxy.policy import Policy, PolicyError, compile_policy_text
 from proxy.registry import PluginRegistry
 from proxy.store import Store, StoreConfig, StoreUnavailable, open_store
 from tests.proxy.store.test_store import T0, FakeClock
@@ -138,6 +138,32 @@ def test_grants_must_exist_in_the_policy(policy: Policy) -> None:
     )
     param, message = grant_problem(policy, None, ["gpt", "gpt-9"]) or ("", "")
     assert param == "models" and "'gpt-9'" in message
+
+
+@pytest.mark.parametrize(
+    ("admin", "message"),
+    [
+        ("{key: short}", "admin.key: the admin key must have at least 16 characters"),
+        ("{key: 'sha256:abc'}", "admin.key: a sha256: key must be followed by 64 hex digits"),
+        ("{key: admin-key-0123456789, rotation_overlap_s: -1}", "admin.rotation_overlap_s: "),
+        ("{key: admin-key-0123456789, colour: blue}", "admin.colour: Extra inputs are not permitted"),
+    ],
+)
+def test_a_bad_admin_section_names_its_yaml_path(registry: PluginRegistry, admin: str, message: str) -> None:
+    with pytest.raises(PolicyError) as caught:
+        compile_policy_text(POLICY.replace(f"{{key: {ADMIN}}}", admin), registry)
+    assert any(error.startswith(message) for error in caught.value.errors), caught.value.errors
+
+
+def test_the_admin_key_may_be_given_as_its_hash(registry: PluginRegistry) -> None:
+    policy = compile_policy_text(POLICY.replace(ADMIN, f"'sha256:{hash_secret(ADMIN)}'"), registry)
+    assert policy.admin is not None and policy.admin.accepts(f"Bearer {ADMIN}")
+    assert not policy.admin.accepts(f"Bearer {ADMIN}x") and not policy.admin.accepts(None)
+
+
+def test_an_empty_model_list_is_refused() -> None:
+    with pytest.raises(ValueError, match="models"):
+        KeySpec(name="x", models=[])
 
 
 # ---- records -------------------------------------------------------------------------------------------
