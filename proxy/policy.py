@@ -191,7 +191,7 @@ class AdminConfig(_Strict):
 
     def accepts(self, authorization: str | None) -> bool:
         """True when ``authorization`` is ``Bearer <admin key>``; compared in constant time."""
-        token = _bearer(authorization)
+        token = bearer(authorization)
         if not token:
             return False
         return hmac.compare_digest(hashlib.sha256(token.encode()).digest(), self.digest())
@@ -277,7 +277,7 @@ class Policy:
         """
         if self.open:
             return Caller(None, self.default_chain, None, authorization)
-        token = _bearer(authorization)
+        token = bearer(authorization)
         if not token:
             raise Unauthorized("Missing API key: send 'Authorization: Bearer <key>'.")
         # Looking up the SHA-256 of the presented key leaks nothing usable about stored keys.
@@ -296,10 +296,6 @@ class Policy:
 
 def bearer(header: str | None) -> str | None:
     """The token of an ``Authorization: Bearer <token>`` header, or None."""
-    return _bearer(header)
-
-
-def _bearer(header: str | None) -> str | None:
     if not header:
         return None
     scheme, _, token = header.partition(" ")
