@@ -204,3 +204,30 @@ async def test_a_revocation_reaches_a_second_proxy_on_the_same_redis_within_a_se
     assert values and all(secret not in value for value in values)
     assert created["id"] in caplog.text  # logs name the key by id …
     assert secret not in caplog.text and hash_secret(secret) not in caplog.text  # … never by secret or hash
+
+
+async def test_the_upstream_key_never_reaches_clients_or_logs(
+    start_proxy: ProxyFactory,
+    mock_upstream: MockUpstream,
+    write_policy: Callable[[str], Path],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    canary = "sk-upstream-canary-7f3a9c"
+    policy = simple_policy(mock_upstream.url, extra=ADMIN_SECTION).replace(
+        f'url: "{mock_upstream.url}"', f'url: "{mock_upstream.url}", api_key: "{canary}"'
+    )
+    proxy = await start_proxy(write_policy(policy))
+    _, created = await admin(proxy, "POST", "keys", body={"name": "bot"})
+    seen: list[str] = [str(created), str(await admin(proxy, "GET", "keys"))]
+    async with proxy.client(created["key"]) as client:
+        answer = await client.chat.completions.with_raw_response.create(model="mock-gpt", messages=MESSAGES)
+        seen += [answer.text, str(answer.headers)]
+        listed = await client.models.with_raw_response.list()
+        seen += [listed.text, str(listed.headers)]
+        moderated = await client.moderations.with_raw_response.create(input="hi", model="mock-gpt")
+        seen += [moderated.text, str(moderated.headers)]
+    sent = (await mock_upstream.requests())[0]["headers"]
+    assert {k.lower(): v for k, v in sent.items()}["authorization"] == f"Bearer {canary}"  # it does go upstream …
+    assert all(canary not in text for text in seen)  # … and never back to the client
+    assert canary not in caplog.text
