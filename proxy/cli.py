@@ -1,4 +1,4 @@
-"""The ``chaperone`` command: serve, check, mock-backend, bench."""
+"""The ``chaperone`` command: serve, check, keys, mock-backend, bench."""
 
 from __future__ import annotations
 
@@ -124,7 +124,8 @@ def _banner(app: web.Application, url: str, settings: Settings) -> str:
         if settings.host not in ("127.0.0.1", "localhost", "::1"):
             lines.append(f"  WARNING: open and listening on {settings.host}: add keys unless the network is private")
     else:
-        lines.append(f"  keys: {len(policy.keys or {})} configured")
+        virtual = " + virtual keys (admin API at /chaperone/keys)" if policy.admin is not None else ""
+        lines.append(f"  keys: {len(policy.keys or {})} configured{virtual}")
     lines.append(f"  state: {settings.home}")
     return "\n".join(lines)
 
@@ -192,8 +193,10 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(func=_check)
 
     from backends.mock import register_cli
+    from proxy.keys_cli import register_cli as register_keys_cli
 
     register_cli(sub)
+    register_keys_cli(sub)
 
     bench = sub.add_parser("bench", help="run the benchmark harness (see benchmarks/README.md)", add_help=False)
     bench.add_argument("rest", nargs=argparse.REMAINDER)
