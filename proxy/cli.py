@@ -44,9 +44,10 @@ examples:
 
 output: one line per input, in input order: {"id", "line", "steps": {STEP: report or null}}, or
 {"id", "line", "error"} for a bad line. Only steps whose plugin implements scan are run (the rest are
-listed as "not scanned"); their on_startup/on_shutdown run, nothing is sent to a backend.
+listed as "not scanned"); every step's on_startup/on_shutdown runs; nothing is sent to a backend.
 A summary goes to stderr at the end. Exit status: 0; 1 when a --fail-on condition held; 2 when the
-scan could not run (policy errors, unknown chain, missing input file).
+scan could not run (policy errors, unknown chain, missing input file); 141 when the output was closed
+(`| head`); 130 on Ctrl-C.
 environment: CHAPERONE_HOME (the store of the policy lives there), CHAPERONE_PLUGINS"""
 
 

@@ -11,13 +11,11 @@ in input order, while a bounded number of inputs are scanned at once; a summary
 from __future__ import annotations
 
 import asyncio
-import copy
 import os
 import re
 import stat
 import sys
 import time
-from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -130,10 +128,22 @@ def parse_line(raw: bytes, number: int, model: str) -> tuple[Any, ApiRequest | s
     return ident, ApiRequest("chat", "/chat/completions", body)
 
 
-async def _scan_request(
-    targets: Sequence[ScanTarget], request: ApiRequest, summary: Summary
-) -> tuple[dict[str, Any], list[str]]:
-    """Every target's report for one request, and the keys of those that failed.
+def _copy(request: ApiRequest) -> ApiRequest:
+    """A copy a step may not share with the next (the body is JSON: orjson copies it ~10x faster than deepcopy)."""
+    return ApiRequest(request.endpoint, request.path, orjson.loads(orjson.dumps(request.body)))
+
+
+@dataclass(slots=True)
+class _Outcome:
+    """One input's result line, with what the summary needs to count it."""
+
+    line: dict[str, Any]
+    failed: list[str] | None = None  # keys of the steps whose scan failed; None for a bad line
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+async def _scan_request(targets: Sequence[ScanTarget], request: ApiRequest, outcome: _Outcome) -> None:
+    """Every target's report for one request, into ``outcome``.
 
     Each target sees the request as the client sent it (a copy), not as earlier steps would leave it.
     """
@@ -143,7 +153,7 @@ async def _scan_request(
         started = time.perf_counter()
         report: Any
         try:
-            report = await target.scan(copy.deepcopy(request))
+            report = await target.scan(_copy(request))
             if report is not None and not isinstance(report, dict):
                 report = {"error": f"scan returned {type(report).__name__}, not a dict or None"}
                 failed.append(target.key)
@@ -152,14 +162,29 @@ async def _scan_request(
         except Exception as exc:  # a dry run reports a failing guard and goes on
             report = {"error": f"{type(exc).__name__}: {exc}"}
             failed.append(target.key)
-        summary.add_report(target.key, report, time.perf_counter() - started, target.key in failed)
+        outcome.seconds[target.key] = time.perf_counter() - started
         reports[target.key] = report
-    return reports, failed
+    outcome.line["steps"] = reports
+    outcome.failed = failed
 
 
-async def _batches(stream: IO[bytes]) -> AsyncIterator[list[bytes]]:
-    while batch := await asyncio.to_thread(stream.readlines, _READ_HINT):
-        yield batch
+async def _batches(stream: IO[bytes], size: int = _READ_HINT) -> AsyncIterator[list[bytes]]:
+    """The input's lines, a batch per read: what is there is scanned now, even from a slow pipe."""
+    read = getattr(stream, "read1", stream.read)  # read1: whatever is available, up to the size
+    pending: list[bytes] = []  # the start of a line longer than one read
+    while chunk := await asyncio.to_thread(read, size):
+        lines = chunk.split(b"\n")
+        if len(lines) == 1:
+            pending.append(chunk)
+            continue
+        if pending:
+            lines[0] = b"".join((*pending, lines[0]))
+            pending.clear()
+        if last := lines.pop():
+            pending.append(last)
+        yield lines
+    if pending:
+        yield [b"".join(pending)]
 
 
 def _column(match: re.Match[str]) -> str:
@@ -189,44 +214,66 @@ class _Scanner:
         self.out = out
         self.limit = max(1, limit)
         self.running = asyncio.Semaphore(self.limit)
+        self.failure: Exception | None = None  # the first failed write; reading stops
 
-    async def one(self, raw: bytes, number: int) -> tuple[dict[str, Any], list[str] | None]:
-        """The result line for one input, and the steps whose scan failed (None for a bad line)."""
+    async def one(self, raw: bytes, number: int) -> _Outcome:
         ident, parsed = parse_line(raw, number, self.model)
         if isinstance(parsed, str):
-            return {"id": ident, "line": number, "error": parsed}, None
+            return _Outcome({"id": ident, "line": number, "error": parsed})
+        outcome = _Outcome({"id": ident, "line": number})
         async with self.running:
-            steps, failed = await _scan_request(self.targets, parsed, self.summary)
-        return {"id": ident, "line": number, "steps": steps}, failed
+            await _scan_request(self.targets, parsed, outcome)
+        return outcome
 
-    def emit(self, done: tuple[dict[str, Any], list[str] | None]) -> None:
-        result, failed = done
-        if failed is None:  # counted here, in input order, so the progress shows what was written
-            self.summary.add_error(result["line"])
-        else:
-            self.summary.add_input(result["steps"], failed)
+    def emit(self, outcome: _Outcome) -> None:
+        """Write one result and count it (here, in input order: the summary matches what was written)."""
         with self.progress.writing(self.out):
-            self.out.write(_dumps(result))
+            self.out.write(_dumps(outcome.line))
+        if outcome.failed is None:
+            self.summary.add_error(outcome.line["line"])
+        else:
+            self.summary.add_input(outcome.line["steps"], outcome.failed, outcome.seconds)
         self.progress.advance(self.summary)
 
     async def run(self, stream: IO[bytes]) -> None:
-        window: deque[asyncio.Task[tuple[dict[str, Any], list[str] | None]]] = deque()
+        """Read and start inputs here; a writer task puts results out in order as they are ready."""
+        queue: asyncio.Queue[asyncio.Task[_Outcome] | None] = asyncio.Queue(4 * self.limit)  # bounds memory
+        writer = asyncio.create_task(self._write(queue))
         number = 0
         try:
             async for batch in _batches(stream):
                 for raw in batch:
                     number += 1
-                    if not raw.strip():
-                        continue
-                    window.append(asyncio.ensure_future(self.one(raw, number)))
-                    if len(window) >= 4 * self.limit:  # results wait here until the ones before them are out
-                        self.emit(await window.popleft())
-            while window:
-                self.emit(await window.popleft())
+                    if self.failure is not None:
+                        break
+                    if raw.strip():
+                        await queue.put(asyncio.ensure_future(self.one(raw, number)))
+                if self.failure is not None:
+                    break
+            await queue.put(None)
+            await writer
         finally:
-            for task in window:
+            if not writer.done():
+                writer.cancel()
+                await asyncio.gather(writer, return_exceptions=True)
+            while not queue.empty():
+                if (task := queue.get_nowait()) is not None:
+                    task.cancel()
+        if self.failure is not None:
+            raise self.failure
+
+    async def _write(self, queue: asyncio.Queue[asyncio.Task[_Outcome] | None]) -> None:
+        """Write results in input order; after a failed write (a closed pipe) only drain the queue."""
+        while (task := await queue.get()) is not None:
+            if self.failure is not None:
                 task.cancel()
-            await asyncio.gather(*window, return_exceptions=True)
+                continue
+            try:
+                self.emit(await task)
+                if queue.empty():  # caught up with the input: let a reader of a slow pipe see it now
+                    self.out.flush()
+            except Exception as exc:
+                self.failure = exc
 
 
 def _pick_chain(policy: Policy, name: str | None) -> Chain:
@@ -294,10 +341,19 @@ async def _scan(policy: Policy, chain: Chain, options: ScanOptions, streams: _St
             await _Scanner(targets, model, summary, progress, streams.stdout, options.concurrency).run(streams.stdin)
         finally:
             progress.close()
-            streams.stdout.flush()
             await chain.shutdown()
     finally:
         await store.close()
+
+
+def _discard_stdout() -> None:
+    """Point fd 1 at /dev/null, so the interpreter's own flush at exit does not fail on the closed pipe."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # stdout is not a real file (tests pass a buffer)
+        pass
 
 
 def run(
@@ -328,11 +384,18 @@ def run(
         try:
             with asyncio.Runner(loop_factory=loop_factory) as runner:
                 runner.run(_scan(policy, chain, options, streams, summary))
+            streams.stdout.flush()
         finally:
             _close(streams)
     except ScanFailed as exc:
         print(f"chaperone scan: {exc}", file=err)
         return 2
+    except BrokenPipeError:  # `chaperone scan … | head`: the reader has what it wanted
+        if options.out is None:
+            _discard_stdout()
+        print(summary.render(), file=err)
+        print("chaperone scan: the output was closed, stopped reading", file=err)
+        return 141  # as a shell reports a command ended by SIGPIPE
     except KeyboardInterrupt:
         print(summary.render(), file=err)
         print("chaperone scan: interrupted", file=err)

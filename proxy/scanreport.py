@@ -14,7 +14,7 @@ import math
 import os
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -141,15 +141,20 @@ class Summary:
         if len(self.error_lines) < _SHOWN_ERROR_LINES:
             self.error_lines.append(line)
 
-    def add_report(self, key: str, report: dict[str, Any] | None, seconds: float, failed: bool = False) -> None:
-        self.steps[key].add(report, seconds, failed)
-
-    def add_input(self, reports: dict[str, Any], failed: Sequence[str] = ()) -> None:
+    def add_input(
+        self, reports: Mapping[str, Any], failed: Sequence[str] = (), seconds: Mapping[str, float] | None = None
+    ) -> None:
+        """Count one scanned input: each step's report (``failed``: steps whose scan failed), then the input."""
         self.lines += 1
         self.scanned += 1
-        verdicts = [verdict(report) for key, report in reports.items() if key not in failed]
-        self.flagged += any(flagged for flagged, _ in verdicts)
-        self.blocked += any(blocked for _, blocked in verdicts)
+        flagged = blocked = False
+        for key, report in reports.items():
+            self.steps[key].add(report, (seconds or {}).get(key, 0.0), key in failed)
+            if key not in failed:
+                step_flagged, step_blocked = verdict(report)
+                flagged, blocked = flagged or step_flagged, blocked or step_blocked
+        self.flagged += flagged
+        self.blocked += blocked
 
     @property
     def step_failures(self) -> int:

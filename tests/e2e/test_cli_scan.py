@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import json
 import os
@@ -124,3 +125,40 @@ def test_help_shows_examples() -> None:
     )
     assert done.returncode == 0
     assert b"examples:" in done.stdout and b"--fail-on block" in done.stdout
+
+
+async def test_results_from_a_slow_pipe_come_out_as_its_lines_arrive(tmp_path: Path, files: tuple[Path, Path]) -> None:
+    policy, _ = files
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "proxy.cli", "scan", "--policy", str(policy), "-q", "-",
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env=_env(tmp_path),
+    )  # fmt: skip
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        for n in (1, 2):  # the pipe stays open: each result must arrive without waiting for more input
+            proc.stdin.write(json.dumps({"id": n, "text": "hi alice"}).encode() + b"\n")
+            await proc.stdin.drain()
+            line = await asyncio.wait_for(proc.stdout.readline(), 20)
+            assert json.loads(line)["id"] == n
+        proc.stdin.close()
+        _, err = await asyncio.wait_for(proc.communicate(), 20)
+        assert proc.returncode == 0 and b"2 inputs" in err
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+def test_a_reader_that_stops_early_ends_the_scan_quietly(tmp_path: Path, files: tuple[Path, Path]) -> None:
+    policy, prompts = files
+    prompts.write_text("".join(json.dumps({"id": n, "text": "x" * 200}) + "\n" for n in range(20_000)))
+    command = f"'{sys.executable}' -m proxy.cli scan -q --policy '{policy}' '{prompts}' | head -1"
+    done = subprocess.run(
+        ["bash", "-c", command + '; echo "status ${PIPESTATUS[0]}" >&2'],
+        capture_output=True, env=_env(tmp_path), timeout=60, check=False,
+    )  # fmt: skip
+    err = done.stderr.decode()
+    assert json.loads(done.stdout)["id"] == 0
+    assert "the output was closed, stopped reading" in err and "status 141" in err
+    assert "Traceback" not in err and "Exception ignored" not in err

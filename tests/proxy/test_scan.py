@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import textwrap
@@ -9,9 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from proxy.registry import PluginRegistry, build_registry
-from proxy.scan import ScanOptions, parse_line, run
+from proxy.scan import ScanOptions, _batches, parse_line, run
 
 POLICY = """
 backends:
@@ -228,3 +231,16 @@ def test_a_chain_without_scan_methods_says_nothing_was_checked(scan: Any, tmp_pa
     assert result.results == [{"id": 1, "line": 1, "steps": {}}]
     assert "not scanned (no scan method): params" in result.err
     assert "nothing was checked" in result.err
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.binary(max_size=200).map(lambda b: b.replace(b"\r", b"")), size=st.integers(1, 40))
+def test_the_input_is_cut_into_the_same_lines_whatever_the_read_size(data: bytes, size: int) -> None:
+    expected = data.split(b"\n")
+    if expected[-1] == b"":
+        expected.pop()
+
+    async def lines() -> list[bytes]:
+        return [line async for batch in _batches(io.BytesIO(data), size) for line in batch]
+
+    assert asyncio.run(lines()) == expected
