@@ -337,10 +337,12 @@ async def _scan(policy: Policy, chain: Chain, options: ScanOptions, streams: _St
         except Exception as exc:
             await chain.shutdown()
             raise ScanFailed(f"chain {chain.name!r} did not start: {type(exc).__name__}: {exc}") from None
+        complete = False
         try:
             await _Scanner(targets, model, summary, progress, streams.stdout, options.concurrency).run(streams.stdin)
+            complete = True
         finally:
-            progress.close()
+            progress.close(complete)
             await chain.shutdown()
     finally:
         await store.close()

@@ -251,8 +251,8 @@ class Progress:
         """Around a write of a result to ``out`` (a bar moves out of the way on a shared terminal)."""
         yield
 
-    def close(self) -> None:
-        """The run is over."""
+    def close(self, complete: bool = False) -> None:
+        """The run is over (``complete``: every input was read and written)."""
 
 
 class _Bar(Progress):
@@ -281,7 +281,10 @@ class _Bar(Progress):
         else:
             yield
 
-    def close(self) -> None:
+    def close(self, complete: bool = False) -> None:
+        if complete and self.bar.total is not None:
+            self.bar.total = self.bar.n  # the total counted blank lines, which are not inputs
+            self.bar.refresh()
         self.bar.close()
 
 
