@@ -1,4 +1,4 @@
-"""The ``chaperone`` command: serve, check, mock-backend, bench."""
+"""The ``chaperone`` command: serve, check, scan, keys, mock-backend, bench."""
 
 from __future__ import annotations
 
@@ -32,6 +32,23 @@ OTEL_TRACES_EXPORTER=console|otlp"""
 CHECK_EXAMPLES = """examples:
   chaperone check policies/default.yaml
   chaperone check policies/*.yaml       # exit status 1 if any file has errors"""
+
+SCAN_EXAMPLES = """input: one JSON object per line, {"id": …, "text": "…"} (one user message) or
+{"id": …, "messages": [{"role": "user", "content": "…"}, …]} (a chat as-is); blank lines are skipped.
+
+examples:
+  chaperone scan --policy my.yaml prompts.jsonl > report.jsonl
+  chaperone scan --policy my.yaml --chain strict --fail-on block prompts.jsonl   # exit 1 if any would be blocked
+  jq -c '{id: .request_id, messages: .body.messages}' traffic.jsonl | chaperone scan --policy my.yaml -
+  chaperone scan --policy my.yaml --summary-json summary.json --out report.jsonl prompts.jsonl
+
+output: one line per input, in input order: {"id", "line", "steps": {STEP: report or null}}, or
+{"id", "line", "error"} for a bad line. Only steps whose plugin implements scan are run (the rest are
+listed as "not scanned"); every step's on_startup/on_shutdown runs; nothing is sent to a backend.
+A summary goes to stderr at the end. Exit status: 0; 1 when a --fail-on condition held; 2 when the
+scan could not run (policy errors, unknown chain, missing input file); 141 when the output was closed
+(`| head`); 130 on Ctrl-C.
+environment: CHAPERONE_HOME (the store of the policy lives there), CHAPERONE_PLUGINS"""
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -124,7 +141,8 @@ def _banner(app: web.Application, url: str, settings: Settings) -> str:
         if settings.host not in ("127.0.0.1", "localhost", "::1"):
             lines.append(f"  WARNING: open and listening on {settings.host}: add keys unless the network is private")
     else:
-        lines.append(f"  keys: {len(policy.keys or {})} configured")
+        virtual = " + virtual keys (admin API at /chaperone/keys)" if policy.admin is not None else ""
+        lines.append(f"  keys: {len(policy.keys or {})} configured{virtual}")
     lines.append(f"  state: {settings.home}")
     return "\n".join(lines)
 
@@ -164,6 +182,71 @@ def _check(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _scan(args: argparse.Namespace) -> int:
+    from proxy.scan import ScanOptions, run
+
+    try:
+        base = Settings.from_env()
+    except ValueError as exc:
+        print(f"chaperone: bad CHAPERONE_* environment setting: {exc}", file=sys.stderr)
+        return 2
+    registry = _registry()
+    if registry is None:
+        return 2
+    options = ScanOptions(
+        policy=Path(args.policy) if args.policy else base.policy_path,
+        input=args.input,
+        home=base.home,
+        chain=args.chain,
+        model=args.model,
+        out=Path(args.out) if args.out else None,
+        concurrency=args.concurrency,
+        summary_json=Path(args.summary_json) if args.summary_json else None,
+        fail_on=frozenset(args.fail_on or ()),
+        progress="none" if args.quiet else "auto",
+        progress_interval_s=args.progress_interval,
+    )
+    return run(options, registry, loop_factory=_new_loop)
+
+
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {number}")
+    return number
+
+
+def _add_scan(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from proxy.scan import FAIL_ON
+
+    scan = sub.add_parser(
+        "scan",
+        help="dry-run a policy's request-side guards over a JSONL file of prompts",
+        description="Run the scan of every guard in a chain over a file of prompts and report what each "
+        "would find or do, without calling any backend.",
+        epilog=SCAN_EXAMPLES,
+        formatter_class=_Raw,
+    )
+    scan.add_argument("input", help="JSONL file of prompts, or - for stdin")
+    scan.add_argument("--policy", help=f"policy file (default: $CHAPERONE_POLICY or {DEFAULT_POLICY.name})")
+    scan.add_argument("--chain", help="chain to scan with (default: the policy's default_chain)")
+    scan.add_argument("--model", help="model name put in each request (default: the policy's first model route)")
+    scan.add_argument("--out", metavar="FILE", help="write the result lines here instead of stdout")
+    scan.add_argument("--summary-json", metavar="FILE", help="also write the summary as JSON")
+    scan.add_argument(
+        "--fail-on", action="append", choices=FAIL_ON,
+        help="exit 1 if any input would be blocked (block), was flagged (flag), or a line or scan failed "
+        "(error); repeatable",
+    )  # fmt: skip
+    scan.add_argument("--concurrency", type=_positive_int, default=8, help="inputs scanned at once (default 8)")
+    scan.add_argument("-q", "--quiet", action="store_true", help="no progress (the summary is still printed)")
+    scan.add_argument(
+        "--progress-interval", type=float, default=10.0, metavar="S",
+        help="seconds between progress lines when stderr is not a terminal (default 10)",
+    )  # fmt: skip
+    scan.set_defaults(func=_scan)
+
+
 def _bench(args: argparse.Namespace) -> int:
     harness = Path(__file__).resolve().parent.parent / "benchmarks" / "harness.py"
     if not harness.exists():
@@ -191,9 +274,13 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("files", nargs="+", help="policy files")
     check.set_defaults(func=_check)
 
+    _add_scan(sub)
+
     from backends.mock import register_cli
+    from proxy.keys_cli import register_cli as register_keys_cli
 
     register_cli(sub)
+    register_keys_cli(sub)
 
     bench = sub.add_parser("bench", help="run the benchmark harness (see benchmarks/README.md)", add_help=False)
     bench.add_argument("rest", nargs=argparse.REMAINDER)

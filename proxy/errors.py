@@ -5,6 +5,7 @@ OpenAI ``type`` and the default ``code``, so the openai SDK raises the matching 
 
     ChaperoneError              500 server_error
     ├── ShuttingDown            503                         a stream cut by the end of the shutdown grace period
+    ├── ServiceUnavailable      503                         the state store (for example, virtual keys) cannot be read
     ├── RequestRejected         the caller must change something
     │   ├── InvalidRequest      400 invalid_request_error   param names the field
     │   ├── Unauthorized 401 · Forbidden 403 · NotFound/ModelNotFound 404 · PayloadTooLarge 413
@@ -128,6 +129,13 @@ class ShuttingDown(ChaperoneError):
 
     status = 503
     code = "shutting_down"
+
+
+class ServiceUnavailable(ChaperoneError):
+    """Something the proxy itself needs (the state store) does not answer; retrying later may work."""
+
+    status = 503
+    code = "service_unavailable"
 
 
 class UpstreamError(ChaperoneError):

@@ -91,7 +91,7 @@ async def _serve(
     active = runtime.acquire()
     try:
         policy = active.policy
-        caller = policy.authenticate(request.headers.get("Authorization"))
+        caller = await active.authenticate(request.headers.get("Authorization"))
         raw = await _read_body(request, policy.limits.max_body_bytes)
         body = _parse_object(raw)
         check(body)
@@ -253,15 +253,17 @@ def _model_object(name: str, backend: str) -> dict[str, Any]:
 
 
 async def list_models(request: web.Request) -> web.Response:
-    policy = request.app[RUNTIME].acquire_policy()
-    caller = policy.authenticate(request.headers.get("Authorization"))
+    active = request.app[RUNTIME].in_force()
+    policy = active.policy
+    caller = await active.authenticate(request.headers.get("Authorization"))
     data = [_model_object(name, policy.routes[name].backend) for name in policy.client_models(caller)]
     return web.json_response({"object": "list", "data": data})
 
 
 async def get_model(request: web.Request) -> web.Response:
-    policy = request.app[RUNTIME].acquire_policy()
-    caller = policy.authenticate(request.headers.get("Authorization"))
+    active = request.app[RUNTIME].in_force()
+    policy = active.policy
+    caller = await active.authenticate(request.headers.get("Authorization"))
     name = request.match_info["model"]
     if name not in policy.client_models(caller):
         raise NotFound(f"The model {name!r} does not exist or you do not have access to it.", code="model_not_found")
@@ -274,7 +276,7 @@ async def passthrough(request: web.Request) -> web.StreamResponse:
     active = runtime.acquire()
     try:
         policy = active.policy
-        caller = policy.authenticate(request.headers.get("Authorization"))
+        caller = await active.authenticate(request.headers.get("Authorization"))
         raw = await _read_body(request, policy.limits.max_body_bytes)
         model = _model_in(raw, request.content_type)
         if model is not None:

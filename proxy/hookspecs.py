@@ -3,6 +3,30 @@
 Request-time hooks are async and are never called through ``pm.hook``: ``proxy.chain`` binds
 each step's implementations once, when a policy compiles, and awaits them in the policy's order.
 Order therefore comes from the policy; hookimpls take no ``tryfirst``/``trylast``/``wrapper``.
+
+The scan protocol (not a hook)
+------------------------------
+A plugin class MAY also define::
+
+    async def scan(self, request: ApiRequest) -> dict[str, Any] | None
+
+"What this step would find or do for this request, without changing it and without any network
+call." It is never called on a request: only ``chaperone scan`` (``proxy.scan``) calls it, to dry-run
+a policy over a file of prompts, after the chain's ``on_startup`` and before its ``on_shutdown``.
+It is a plain method, not a hookimpl, so it has no spec here.
+
+``request`` is a chat request of its own (read its texts with ``proxy.textview.request_texts``); the
+plugin must not edit it, call a backend or a sub-call, or write shared state. It may be awaited for
+several requests at once (``--concurrency``): keep per-request data local, and CPU-heavy work off
+the event loop as on requests. Return a JSON-able dict, or None when the step has nothing to say.
+Reports are free-form, but the summary understands three keys, so use them: ``action`` (what the
+step would do: ``"block"`` means the request would be refused; ``"allow"``, ``"pass"`` and
+``"none"`` mean nothing happens; anything else, such as ``"pseudonymize"``, is a flag),
+``entities`` (a list of ``{"type", "start", "end", "score", "path"}``: offsets in the text at the
+JSON ``path`` of the body) and ``score`` (a number, ideally in [0, 1]); ``"flagged": true`` flags the
+input explicitly. For example pii: ``{"entities": [...], "action": "pseudonymize"}``; injection:
+``{"score": 0.93, "categories": ["override"], "action": "block"}``. An exception is reported for that
+input and step, and the run goes on. Steps without ``scan`` are listed as "not scanned".
 """
 
 from __future__ import annotations

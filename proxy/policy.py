@@ -8,6 +8,7 @@ report the same messages.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import os
 import re
 from collections.abc import Mapping
@@ -162,6 +163,40 @@ class KeyConfig(_Strict):
         return value
 
 
+class AdminConfig(_Strict):
+    key: str = Field(
+        description="The master key for /chaperone/… and `chaperone keys` (16+ characters), or 'sha256:<hex>' of it.",
+    )
+    rotation_overlap_s: float = Field(
+        default=86400.0,
+        ge=0,
+        description="After a rotation, how long the old secret of a virtual key keeps working (default 24 h).",
+    )
+
+    @field_validator("key")
+    @classmethod
+    def _strong_or_hashed(cls, value: str) -> str:
+        if value.startswith("sha256:"):
+            if not re.fullmatch(r"sha256:[0-9a-fA-F]{64}", value):
+                raise ValueError("a sha256: key must be followed by 64 hex digits")
+        elif len(value) < 16:
+            raise ValueError("the admin key must have at least 16 characters")
+        return value
+
+    def digest(self) -> bytes:
+        """SHA-256 of the admin key, whichever way the policy gave it."""
+        if self.key.startswith("sha256:"):
+            return bytes.fromhex(self.key.removeprefix("sha256:"))
+        return hashlib.sha256(self.key.encode()).digest()
+
+    def accepts(self, authorization: str | None) -> bool:
+        """True when ``authorization`` is ``Bearer <admin key>``; compared in constant time."""
+        token = bearer(authorization)
+        if not token:
+            return False
+        return hmac.compare_digest(hashlib.sha256(token.encode()).digest(), self.digest())
+
+
 class Limits(_Strict):
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024, description="Larger request bodies get a 413.")
 
@@ -174,6 +209,10 @@ class PolicyFile(_Strict):
     default_chain: str = Field(default="default", description="Chain for requests without a key's own.")
     store: StoreConfig = Field(default_factory=StoreConfig, description="Shared state: diskcache or redis.")
     limits: Limits = Field(default_factory=Limits, description="Request limits.")
+    admin: AdminConfig | None = Field(
+        default=None,
+        description="The admin API and virtual keys; with it the proxy is never open. Omit to refuse admin paths.",
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -199,6 +238,8 @@ class Caller:
     chain: Chain
     models: frozenset[str] | None
     authorization: str | None = None  # the client's own Authorization header, kept only in open mode
+    key_id: str | None = None  # a virtual key's id (None for static keys and open mode)
+    metadata: Mapping[str, str] = field(default_factory=dict)  # a virtual key's team, user, …
 
     def check_model(self, model: str) -> None:
         if self.models is not None and model not in self.models:
@@ -216,10 +257,12 @@ class Policy:
     limits: Limits
     keys: Mapping[bytes, tuple[str, Chain, frozenset[str] | None]] | None
     plugins: tuple[Any, ...] = field(default=())
+    admin: AdminConfig | None = None
 
     @property
     def open(self) -> bool:
-        return self.keys is None
+        """Open (any caller, no key) only without static keys and without an admin section."""
+        return self.keys is None and self.admin is None
 
     def route_for(self, model: str) -> Route:
         route = self.routes.get(model) or self.routes.get("*")
@@ -228,14 +271,17 @@ class Policy:
         return route
 
     def authenticate(self, authorization: str | None) -> Caller:
-        """The caller for an ``Authorization`` header; 401 for a missing or unknown key."""
-        if self.keys is None:
+        """The caller for an ``Authorization`` header by the static keys; 401 for a missing or unknown key.
+
+        Virtual keys (``sk-chp-…``) are checked by ``proxy.keys.KeyRing``, which falls back to this.
+        """
+        if self.open:
             return Caller(None, self.default_chain, None, authorization)
-        token = _bearer(authorization)
+        token = bearer(authorization)
         if not token:
             raise Unauthorized("Missing API key: send 'Authorization: Bearer <key>'.")
         # Looking up the SHA-256 of the presented key leaks nothing usable about stored keys.
-        entry = self.keys.get(hashlib.sha256(token.encode()).digest())
+        entry = self.keys.get(hashlib.sha256(token.encode()).digest()) if self.keys is not None else None
         if entry is None:
             raise Unauthorized("Incorrect API key provided.")
         name, chain, models = entry
@@ -248,7 +294,8 @@ class Policy:
         return names
 
 
-def _bearer(header: str | None) -> str | None:
+def bearer(header: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header, or None."""
     if not header:
         return None
     scheme, _, token = header.partition(" ")
@@ -380,6 +427,7 @@ def compile_policy(
         limits=spec.limits,
         keys=keys,
         plugins=tuple(plugins),
+        admin=spec.admin,
     )
 
 

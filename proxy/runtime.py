@@ -21,8 +21,9 @@ from aiohttp import web
 from backends.base import Backend
 from backends.openai import OpenAIBackend
 from backends.router import make_terminal
-from proxy.policy import Policy, PolicyError, compile_policy_text
-from proxy.store import Store, StoreConfig, StoreUnavailable, open_store
+from proxy.keys import KeyRing
+from proxy.policy import Caller, Policy, PolicyError, compile_policy_text
+from proxy.store import Clock, Store, StoreConfig, StoreUnavailable, open_store
 from proxy.subcall import Subcaller
 
 if TYPE_CHECKING:
@@ -52,10 +53,15 @@ class Active:
     digest: str
     terminal: Terminal
     traced: bool
+    keyring: KeyRing
     inflight: int = 0
     retired: bool = False
     closed: asyncio.Event = field(default_factory=asyncio.Event)
     subcaller: Subcaller | None = None
+
+    async def authenticate(self, authorization: str | None) -> Caller:
+        """The caller for an ``Authorization`` header: static keys, virtual keys or open mode (401 if none)."""
+        return await self.keyring.authenticate(authorization)
 
 
 class Runtime:
@@ -69,12 +75,14 @@ class Runtime:
         home: Path,
         tracer: Tracer | None = None,
         reload_interval_s: float = 1.0,
+        clock: Clock = time.time,
     ) -> None:
         self.policy_path = policy_path
         self.registry = registry
         self.home = home
         self.tracer = tracer
         self.reload_interval_s = reload_interval_s
+        self.clock = clock  # wall time for the store and virtual keys; a fake one in tests
         self.current: Active | None = None
         self.last_error: str | None = None
         self.reloads = 0
@@ -139,6 +147,12 @@ class Runtime:
             raise RuntimeError("no policy is active")
         active.inflight += 1
         return active
+
+    def in_force(self) -> Active:
+        """The active policy with its store and keys, for handlers that never reach a backend."""
+        if self.current is None:
+            raise RuntimeError("no policy is active")
+        return self.current
 
     def acquire_policy(self) -> Policy:
         """The policy in force, for handlers that never reach a backend (no in-flight accounting)."""
@@ -259,8 +273,9 @@ class Runtime:
                 await backend.close()
             await self._release_store(policy.store)
             raise
+        keyring = KeyRing(policy, store, clock=self.clock)
         terminal = make_terminal(backends, self.tracer)
-        active = Active(policy, backends, store, digest, terminal, self.tracer is not None)
+        active = Active(policy, backends, store, digest, terminal, self.tracer is not None, keyring)
         active.subcaller = Subcaller(terminal)
         return active
 
@@ -283,7 +298,7 @@ class Runtime:
     async def _acquire_store(self, config: StoreConfig) -> Store:
         entry = self._stores.get(config)
         if entry is None:
-            entry = [open_store(config, self.home), 0]
+            entry = [open_store(config, self.home, clock=self.clock), 0]
             self._stores[config] = entry
         entry[1] += 1
         store: Store = entry[0]

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
-from proxy import handlers
+from proxy import admin, handlers
 from proxy.errors import ChaperoneError, MethodNotAllowed, NotFound
 from proxy.handlers import REQUEST_ID
 from proxy.registry import PluginRegistry, build_registry
@@ -77,6 +77,7 @@ def create_app(settings: Settings, *, registry: PluginRegistry | None = None) ->
         home=settings.home,
         tracer=get_tracer(settings.tracer_provider),
         reload_interval_s=settings.reload_interval_s,
+        clock=settings.clock,
     )
     app[RUNTIME] = runtime
 
@@ -103,4 +104,5 @@ def create_app(settings: Settings, *, registry: PluginRegistry | None = None) ->
     app.router.add_route("*", "/v1/{tail:.*}", handlers.passthrough)
     app.router.add_get("/healthz", handlers.healthz)
     app.router.add_get("/readyz", handlers.readyz)
+    admin.add_routes(app)
     return app

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,6 +27,7 @@ class Settings:
     reload_interval_s: float = 1.0
     shutdown_timeout_s: float = 30.0
     tracer_provider: TracerProvider | None = None
+    clock: Callable[[], float] = time.time  # wall time for the store and virtual keys; tests inject a fake
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

@@ -3,8 +3,11 @@
 What lives here must outlive a request: cache entries, budget and rate-limit counters, circuit-breaker
 state. Every method is async; keys are ``str`` (the backend adds its prefix), values are ``bytes``.
 
-A key holds either a *value* (``get``/``set``/``add``/``delete``) or a *counter* (``incr``/``counter``,
-and ``delete`` for a counter without a window). Using a key as the other kind raises ``StoreError``.
+A key holds a *value* (``get``/``set``/``add``/``delete``), a *counter* (``incr``/``counter``, and
+``delete`` for a counter without a window) or a *set* of strings (``set_add``/``set_remove``/``set_members``;
+a set is gone once its last member is removed, and sets never expire). Sets are indexes, for listing what
+was stored under other keys (for example the ids of virtual keys); each change is one atomic step, so two
+replicas adding members at once both win. Using a key as another kind raises ``StoreError``.
 
 Time comes from the clock given to ``open_store``, not from the backend: a value set with ``ttl_s``
 is gone once ``clock() >= set time + ttl_s``, and a windowed counter counts in the window
@@ -77,6 +80,15 @@ class Store(Protocol):
 
     async def counter(self, key: str, *, window_s: float | None = None) -> float:
         """Read a counter (the current window's, with ``window_s``) without changing it; 0 when absent."""
+
+    async def set_add(self, key: str, member: str) -> bool:
+        """Add ``member`` to the set at ``key`` atomically. True if it was not there before."""
+
+    async def set_remove(self, key: str, member: str) -> bool:
+        """Remove ``member`` from the set at ``key`` atomically. True if it was there."""
+
+    async def set_members(self, key: str) -> frozenset[str]:
+        """The members of the set at ``key``; empty when absent."""
 
     async def ping(self) -> None:
         """Return if the backend is usable, else raise ``StoreUnavailable`` (used by ``/readyz``)."""

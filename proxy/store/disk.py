@@ -82,6 +82,15 @@ class DiskStore:
         full_key, _ = self._counter_key(key, window_s)
         return await self._run(self._counter, full_key)
 
+    async def set_add(self, key: str, member: str) -> bool:
+        return await self._run(self._set_change, self._prefix + key, member, True)
+
+    async def set_remove(self, key: str, member: str) -> bool:
+        return await self._run(self._set_change, self._prefix + key, member, False)
+
+    async def set_members(self, key: str) -> frozenset[str]:
+        return await self._run(self._set_members, self._prefix + key)
+
     async def ping(self) -> None:
         await self._run(self._ping)
 
@@ -156,6 +165,23 @@ class DiskStore:
     def _counter(self, key: str) -> float:
         return float(_as_number(key, self._open().get(key, default=0)))
 
+    def _set_change(self, key: str, member: str, add: bool) -> bool:
+        """Add or remove one member inside a transaction; an emptied set is deleted."""
+        cache = self._open()
+        with self._write_lock, cache.transact():
+            members = _as_set(key, cache.get(key, default=frozenset()))
+            if (member in members) == add:
+                return False
+            changed = members | {member} if add else members - {member}
+            if changed:
+                cache.set(key, changed)
+            else:
+                cache.delete(key)
+            return True
+
+    def _set_members(self, key: str) -> frozenset[str]:
+        return _as_set(key, self._open().get(key, default=frozenset()))
+
     def _ping(self) -> None:
         self._open().get(self._prefix + "__ping__")
 
@@ -182,10 +208,19 @@ def _close_in_thread(cache: Any, barrier: threading.Barrier) -> None:
 def _as_bytes(key: str, raw: object) -> bytes:
     if isinstance(raw, bytes):
         return raw
-    raise StoreError(f"key {key!r} holds a counter, not a value")
+    kind = "set" if isinstance(raw, frozenset) else "counter"
+    raise StoreError(f"key {key!r} holds a {kind}, not a value")
+
+
+def _as_set(key: str, raw: object) -> frozenset[str]:
+    if isinstance(raw, frozenset):
+        return raw
+    kind = "value" if isinstance(raw, bytes) else "counter"
+    raise StoreError(f"key {key!r} holds a {kind}, not a set")
 
 
 def _as_number(key: str, raw: object) -> int | float:
     if isinstance(raw, int | float) and not isinstance(raw, bool):
         return raw
-    raise StoreError(f"key {key!r} holds a value, not a counter")
+    kind = "set" if isinstance(raw, frozenset) else "value"
+    raise StoreError(f"key {key!r} holds a {kind}, not a counter")

@@ -91,7 +91,7 @@ class RedisStore:
 
     async def get(self, key: str) -> bytes | None:
         full_key = self._prefix + key
-        with self._translate():
+        with self._translate(key):
             raw = await self._client.get(full_key)
         if raw is None:
             return None
@@ -101,7 +101,7 @@ class RedisStore:
     async def set(self, key: str, value: bytes, *, ttl_s: float | None = None) -> None:
         check_positive("ttl_s", ttl_s)
         packed = pack_value(value, expires_at(self._clock(), ttl_s))
-        with self._translate():
+        with self._translate(key):
             await self._client.set(self._prefix + key, packed, px=None if ttl_s is None else _ms(ttl_s))
 
     async def add(self, key: str, value: bytes, *, ttl_s: float | None = None) -> bool:
@@ -109,12 +109,12 @@ class RedisStore:
         now = self._clock()
         px: int | str = "" if ttl_s is None else _ms(ttl_s)
         args: list[bytes | int | str] = [pack_value(value, expires_at(now, ttl_s)), math.floor(now * 1000), px]
-        with self._translate():
+        with self._translate(key):
             added = await self._add_script(keys=[self._prefix + key], args=args)
         return bool(added)
 
     async def delete(self, key: str) -> bool:
-        with self._translate():
+        with self._translate(key):
             raw = await self._client.getdel(self._prefix + key)
         if raw is None:
             return False
@@ -138,7 +138,7 @@ class RedisStore:
         full_key = self._prefix + key
         if window_s is not None:
             full_key, _ = window_slot(full_key, window_s, self._clock())
-        with self._translate():
+        with self._translate(key):
             raw = await self._client.get(full_key)
         if raw is None:
             return 0.0
@@ -146,6 +146,19 @@ class RedisStore:
             return float(raw)
         except ValueError:
             raise StoreError(f"key {key!r} holds a value, not a counter") from None
+
+    async def set_add(self, key: str, member: str) -> bool:
+        with self._translate(key):
+            return bool(await self._client.sadd(self._prefix + key, member))
+
+    async def set_remove(self, key: str, member: str) -> bool:
+        with self._translate(key):
+            return bool(await self._client.srem(self._prefix + key, member))
+
+    async def set_members(self, key: str) -> frozenset[str]:
+        with self._translate(key):
+            members = await self._client.smembers(self._prefix + key)
+        return frozenset(_as_bytes(member).decode() for member in members)
 
     async def ping(self) -> None:
         with self._translate():
@@ -169,6 +182,8 @@ class RedisStore:
         except ResponseError as exc:
             if "not a valid float" in str(exc):  # INCRBYFLOAT on a framed value
                 raise StoreError(f"key {key!r} holds a value, not a counter") from exc
+            if "WRONGTYPE" in str(exc):  # a set used as a value or counter, or the reverse
+                raise StoreError(f"key {key!r} holds another kind of entry: {exc}") from exc
             raise StoreError(f"redis at {self._where}: {exc}") from exc
         except RedisError as exc:
             raise StoreError(f"redis at {self._where}: {exc}") from exc

@@ -233,6 +233,39 @@ async def test_values_and_counters_do_not_mix(store: Store) -> None:
         await store.add("count", b"x")
 
 
+# -- sets -----------------------------------------------------------------------------------------------
+
+
+async def test_set_add_remove_members(store: Store) -> None:
+    assert await store.set_members("ids") == frozenset()
+    assert await store.set_add("ids", "a") is True
+    assert await store.set_add("ids", "a") is False
+    assert await store.set_add("ids", "b|c") is True
+    assert await store.set_members("ids") == {"a", "b|c"}
+    assert await store.set_remove("ids", "a") is True
+    assert await store.set_remove("ids", "a") is False
+    assert await store.set_members("ids") == {"b|c"}
+    assert await store.set_remove("ids", "b|c") is True
+    assert await store.set_members("ids") == frozenset()
+    await store.set("ids", b"a value now")  # an emptied set is gone, so the key is free again
+    assert await store.get("ids") == b"a value now"
+
+
+async def test_concurrent_set_adds_all_land(store: Store) -> None:
+    results = await asyncio.gather(*(store.set_add("ids", f"m{i}") for i in range(50)))
+    assert all(results)
+    assert await store.set_members("ids") == {f"m{i}" for i in range(50)}
+
+
+async def test_sets_and_values_do_not_mix(store: Store) -> None:
+    await store.set("value", b"x")
+    await store.incr("count")
+    await store.set_add("ids", "a")
+    for wrong in (store.set_add("value", "a"), store.set_members("count"), store.get("ids"), store.incr("ids")):
+        with pytest.raises(StoreError):
+            await wrong
+
+
 # -- lifecycle and isolation ----------------------------------------------------------------------------
 
 
@@ -241,8 +274,10 @@ async def test_prefixes_isolate_stores(store: Store, config: StoreConfig, tmp_pa
     try:
         await store.set("k", b"mine")
         await store.incr("c")
+        await store.set_add("s", "m")
         assert await other.get("k") is None
         assert await other.counter("c") == 0
+        assert await other.set_members("s") == frozenset()
     finally:
         await other.close()
 
