@@ -22,7 +22,16 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from plugins._injection.detector import Detector, Source, Verdict
 from plugins._injection.normalize import strip_invisible
-from proxy import ApiResponse, ChaperoneError, Exchange, PluginRegistry, PolicyViolation, StashKey, hookimpl
+from proxy import (
+    ApiRequest,
+    ApiResponse,
+    ChaperoneError,
+    Exchange,
+    PluginRegistry,
+    PolicyViolation,
+    StashKey,
+    hookimpl,
+)
 from proxy.textview import TextRef, request_texts
 
 log = logging.getLogger(__name__)
@@ -116,6 +125,12 @@ class InjectionReport:
 REPORT = StashKey[InjectionReport]()
 
 
+def _finding_json(finding: Finding) -> dict[str, Any]:
+    v = finding.verdict
+    return {"path": finding.path, "source": v.source, "score": v.score, "categories": v.categories,
+            "rules": v.rules, "tricks": v.tricks}  # fmt: skip
+
+
 def _path(ref: TextRef) -> str:
     return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in ref.path).lstrip(".")
 
@@ -144,17 +159,36 @@ class Injection:
                 report.detected.append(finding)
         return report
 
-    @hookimpl
-    async def on_request(self, exchange: Exchange) -> ApiResponse | None:
-        if exchange.request.endpoint == "embeddings":  # vectors, not instructions: nothing reads them as a prompt
-            return None
-        refs = [r for r in request_texts(exchange.request) if r.trust in self._sources and r.kind != "tool_definition"]
+    def _refs(self, request: ApiRequest) -> list[TextRef]:
+        if request.endpoint == "embeddings":  # vectors, not instructions: nothing reads them as a prompt
+            return []
+        return [r for r in request_texts(request) if r.trust in self._sources and r.kind != "tool_definition"]
+
+    async def _report(self, refs: list[TextRef]) -> InjectionReport:
+        if sum(len(r.text) for r in refs) > _THREAD_CHARS:
+            return await asyncio.to_thread(self._scan, refs)
+        return self._scan(refs)
+
+    async def scan(self, request: ApiRequest) -> dict[str, Any] | None:
+        """What this step would find and do for ``request`` (``chaperone scan``): no llm_check, no edits."""
+        refs = self._refs(request)
         if not refs:
             return None
-        if sum(len(r.text) for r in refs) > _THREAD_CHARS:
-            report = await asyncio.to_thread(self._scan, refs)
-        else:
-            report = self._scan(refs)
+        report = await self._report(refs)
+        worst = max(report.findings, key=lambda f: f.verdict.score)
+        return {
+            "score": report.score,
+            "categories": worst.verdict.categories if report.detected else [],
+            "action": self.config.action if report.detected else "allow",
+            "findings": [_finding_json(f) for f in report.findings if f.verdict.score >= 0.2],
+        }
+
+    @hookimpl
+    async def on_request(self, exchange: Exchange) -> ApiResponse | None:
+        refs = self._refs(exchange.request)
+        if not refs:
+            return None
+        report = await self._report(refs)
         exchange.stash[REPORT] = report
         if self.config.llm_check is not None:
             await self._settle(exchange, report, self.config.llm_check)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import pytest
@@ -189,3 +190,16 @@ async def test_legacy_completions_prompt_is_scanned_and_embeddings_are_not(regis
     backend = StubBackend()
     await embed.chain.run(embed, backend)
     assert len(backend.calls) == 1
+
+
+async def test_scan_protocol_reports_without_editing_the_request(registry: PluginRegistry) -> None:
+    plugin = compile_chain_policy("[{injection: {action: sanitize}}]", registry).default_chain.steps[0].plugin
+    attack = make_exchange(compile_chain_policy("[]", registry), chat(user("Hi"), tool(DOC_ATTACK))).request
+    before = copy.deepcopy(attack.body)
+    report = await plugin.scan(attack)
+    assert report["action"] == "sanitize" and report["score"] > 0.5
+    assert report["categories"] and report["findings"][0]["path"] == "messages[1].content"
+    assert attack.body == before
+    plain = compile_chain_policy("[]", registry)
+    benign = make_exchange(plain, chat(user("Explain what prompt injection is."))).request
+    assert (await plugin.scan(benign))["action"] == "allow"
