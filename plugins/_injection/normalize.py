@@ -55,6 +55,7 @@ _LEET_HINT = re.compile(r"[a-z][0-9@$]|[0-9@$][a-z]")
 _LEETY = re.compile(r"\b(?=[a-z0-9@$]*[a-z])(?=[a-z0-9@$]*[0-9@$])[a-z0-9@$]{3,}")
 _SPACED = re.compile(r"(?<![\w])(?:\w[ .\-_*/|]{1,3}){3,}\w(?![\w])")
 _SPACED_SEP = re.compile(r"[ .\-_*/|]+")
+_HYPHENATED = re.compile(r"(?<=\w)[-_.·•](?=\w)")
 _B64 = re.compile(r"[A-Za-z0-9+/_-]{20,}={0,2}")
 _B32 = re.compile(r"\b[A-Z2-7]{24,}={0,6}")
 _HEX = re.compile(r"(?:(?:0x|\\x)?[2-7][0-9a-fA-F][\s:,]?){8,}")  # printable ASCII bytes start with 2-7
@@ -164,6 +165,9 @@ def _deleet(canon: str, variants: list[tuple[str, str]], tricks: set[str]) -> No
 
 
 def _despace(canon: str, variants: list[tuple[str, str]], tricks: set[str]) -> None:
+    if len(_HYPHENATED.findall(canon)) >= 3 and not _SPACED.search(canon):
+        tricks.add("split_words")  # "ig-nore a-ll pre-vious in-struc-tions"
+        variants.append(("split_words", _HYPHENATED.sub("", canon)))
     if not _SPACED.search(canon):
         return
     turned = _SPACED.sub(lambda m: _SPACED_SEP.sub("", m.group()), canon)

@@ -153,6 +153,7 @@ _EN_RULES = (
 _rule("override_previous", OVERRIDE, 0.92, rf"\b(?:{_EN_DROP})\b[\w\s,'-]{{0,14}}\b(?:{_EN_BEFORE})\b[\w\s-]{{0,20}}\b(?:{_EN_RULES})\b", _EN_DROP, _EN_RULES)
 _rule("override_your", OVERRIDE, 0.85, rf"\b(?:{_EN_DROP})\s+(?:all\s+|of\s+|each\s+)*(?:your|the system'?s?)\s+(?:\w+\s+)?(?:{_EN_RULES})\b", _EN_DROP, _EN_RULES, ("your", "the system"))
 _rule("override_weak", OVERRIDE, 0.4, rf"\b(?:{_EN_DROP})\s+(?:all|any|every|these|those|the)\s+(?:{_EN_RULES})\b", _EN_DROP, _EN_RULES)
+_rule("drop_safety", OVERRIDE, 0.8, rf"\b(?:{_EN_DROP})\s+(?:all\s+|any\s+|the\s+|your\s+|those\s+|these\s+)*(?:safety|security|content|moderation|ethical|ethics|usage)\s+(?:checks?|measures|protocols?|filters?|guidelines|rules|polic(?:y|ies)|restrictions|guardrails|constraints|limits)\b", _EN_DROP, r"safety|security|content|moderation|ethical|ethics|usage")
 _rule("drop_what_came_before", OVERRIDE, 0.8, rf"\b(?:{_EN_DROP})\s+(?:everything|anything|whatever|all|what)\s+(?:that\s+)?(?:came|was said|was written|you were told|you read|preceded|appeared|has been said|you saw)\s*(?:before|above|earlier|previously|prior|up to now|so far)?", _EN_DROP, r"everything|anything|whatever|all|what", r"came|said|written|told|read|preceded|appeared|saw")
 _rule("set_to_one_side", OVERRIDE, 0.7, r"\b(?:set|put|push|leave|cast)\s+(?:the\s+|your\s+|all\s+|any\s+)?(?:earlier|previous|prior|original|above|system|initial|existing)\s+(?:guidance|instructions|rules|guidelines|directives|prompt|constraints)\s+(?:to one side|aside|behind)")
 _rule("new_ruleset", OVERRIDE, 0.6, r"\bnew\s+(?:rule ?set|set of rules|operating rules|policy)\b[^.\n]{0,30}\b(?:effective|starting|from now|immediately|applies)")
@@ -162,7 +163,7 @@ _rule("no_confirmation", TOOL, 0.45, r"\b(?:don'?t|do not|no need to|without|nev
 _rule("forget_everything", OVERRIDE, 0.75, r"\b(?:forget|ignore|disregard|erase)\s+(?:about\s+)?(?:everything|all(?: of it)?|anything)\s+(?:(?:above|before|prior|previous|earlier)(?=\s*(?:[.,;:!?]|$|and\b|then\b|this\b))|you (?:were|have been|'ve been) (?:told|given|taught)|(?:i|we|they) (?:said|told you) (?:before|earlier|above))")
 _rule("new_instructions", OVERRIDE, 0.65, r"\b(?:new|updated|real|actual|revised|true|override|replacement|corrected)\s+(?:system\s+)?(?:instructions?|directives?|rules|task|orders|prompt|objective)\s*(?::|-|are|follow)", r"instructions?|directives?|rules|task|orders|prompt|objective")
 _rule("new_task", OVERRIDE, 0.7, r"\byour\s+(?:new|real|only|actual|true|sole|primary|updated)\s+(?:task|job|goal|purpose|mission|instructions?|objective|role)\s+(?:is|are|will be|now)\b")
-_rule("guidance_withdrawn", OVERRIDE, 0.8, r"\b(?:guidance|instructions?|rules|directives|guidelines|prompt|constraints|restrictions|polic(?:y|ies))\b[^.\n]{0,50}\b(?:is|are|has been|have been|was|were)\s+(?:hereby\s+|now\s+|officially\s+)?(?:withdrawn|revoked|rescinded|cancel+ed|void(?:ed)?|lifted|suspended|overridden|annulled|retracted|no longer (?:valid|in effect|applicable|in force|binding))", r"withdrawn|revoked|rescinded|cancel|void|lifted|suspended|overridden|annulled|retracted|longer")
+_rule("guidance_withdrawn", OVERRIDE, 0.8, r"\b(?:guidance|instructions?|rules|directives|guidelines|prompt|constraints|restrictions|polic(?:y|ies))\b[^.\n]{0,50}\b(?:is|are|has been|have been|was|were|to be|as)\s+(?:hereby\s+|now\s+|officially\s+)?(?:withdrawn|revoked|rescinded|cancel+ed|void(?:ed)?|lifted|suspended|overridden|annulled|retracted|no longer (?:valid|in effect|applicable|in force|binding))", r"withdrawn|revoked|rescinded|cancel|void|lifted|suspended|overridden|annulled|retracted|longer")
 _rule("rules_were_fake", OVERRIDE, 0.75, r"\b(?:earlier|previous|prior|above|old|original|system|initial)\s+(?:rules|instructions|guidelines|prompt|directives)\s+(?:were|was|are|is)\s+(?:just|only|merely|simply)\s+(?:a\s+)?(?:draft|test|joke|example|placeholder|mistake|suggestions?|decoy)", r"draft|test|joke|example|placeholder|mistake|suggestion|decoy")
 _rule("instructions_void", OVERRIDE, 0.85, r"\b(?:previous|prior|above|earlier|original|old|system|preceding)\s+(?:instructions?|rules|prompt|directives?|guidelines)\s+(?:are|were|is|was|have been|has been)\s+(?:wrong|fake|false|outdated|void|null|cancel+ed|revoked|lifted|a test|no longer|overridden|deprecated|replaced|suspended|invalid)")
 _rule("from_now_on", OVERRIDE, 0.45, r"\b(?:from now on|from this point(?: on| forward)?|henceforth|starting now|for the rest of (?:this|the) conversation)\b,?\s*(?:you|your|always|only|never|respond|answer|act|ignore|reply)", ("from now", "from this point", "henceforth", "starting now", "for the rest"))
@@ -208,6 +209,7 @@ _rule("what_were_you_told", EXTRACTION, 0.7, r"\bwhat\s+(?:were you|have you bee
 _rule("system_prompt_mention", EXTRACTION, 0.15, r"\b(?:your|the)\s+(?:system prompt|initial prompt|hidden prompt|secret instructions|pre-?prompt|system message|hidden instructions)\b", r"prompt|message|instructions|pre")
 
 _AI = r"ai|llm|assistant|model|chatbot|language model|gpt|chatgpt|claude|gemini|agent|bot|copilot"
+_rule("hey_ai", INDIRECT, 0.6, rf"\b(?:attention|note|notice|important|hey|dear|psst|reminder|urgent)\s*[,:!]?\s*(?:the\s+|any\s+|all\s+)?(?:{_AI})s?\s*[:,!]", _AI)
 _rule("note_to_ai", INDIRECT, 0.8, rf"\b(?:note|message|instructions?|attention|important|notice|reminder|directive|memo)\s+(?:to|for)\s+(?:the\s+|any\s+|all\s+|every\s+)?(?:[\w-]+\s+)?(?:{_AI})s?\b", _AI)
 _rule("html_comment_ai", INDIRECT, 0.6, rf"<!--[^>]{{0,200}}\b(?:{_AI})s?\b", ("<!--",))
 _rule("if_you_are_ai", INDIRECT, 0.65, rf"\b(?:if|when)\s+you(?:'re| are)?\s+(?:an?\s+)?(?:{_AI})\b", _AI, ("if", "when"))
@@ -220,7 +222,7 @@ _rule("bracket_system", INDIRECT, 0.55, r"[\[(]\s*(?:system|admin|administrator|
 _rule("say_instead", INDIRECT, 0.55, r"\b(?:respond|reply|answer|output|say|print|write)\s+(?:only\s+)?(?:with\s+)?['\"“](?:i have been|hacked|pwned|access granted)")
 
 _rule("chat_template_role", DELIMITER, 0.9, r"<\|\s*(?:im_start|start_header_id)\s*\|>\s*(?:system|assistant|developer|user)\b|<\|(?:system|assistant)\|>", ("<|",))
-_rule("chat_template", DELIMITER, 0.35, r"<\|\s*(?:im_start|im_end|im_sep|system|user|assistant|endoftext|begin_of_text|start_header_id|end_header_id|eot_id|eom_id|end|endofprompt)\s*\|>", ("<|", "< |"))
+_rule("chat_template", DELIMITER, 0.3, r"<\|\s*(?:im_start|im_end|im_sep|system|user|assistant|endoftext|begin_of_text|start_header_id|end_header_id|eot_id|eom_id|end|endofprompt)\s*\|>", ("<|", "< |"))
 _rule("inst_tags", DELIMITER, 0.65, r"\[/?inst\]|<</?sys>>|<start_of_turn>|<end_of_turn>", ("inst]", "<<sys", "<</sys", "_of_turn>"))
 _rule("xml_role", DELIMITER, 0.55, r"</?\s*(?:system|system_prompt|instructions?|sys|admin|developer|assistant_instructions|im_start)\s*>", r"system|instruction|sys|admin|developer|assistant_|im_start")
 _rule("fake_role_line", DELIMITER, 0.6, r"(?:^|\n)\s*(?:#+\s*|\*\*)?(?:system|assistant|developer|admin|administrator|root)\s*(?:message|prompt|note|override|instruction)?\s*(?:\*\*)?\s*:", r"system|assistant|developer|admin|administrator|root")
@@ -347,7 +349,12 @@ _JAILBREAK_INTL = (
     r"(?:теперь ты|отныне ты|ты больше не)\b.{0,40}(?:без|не|свобод)|без (?:каких-либо |всяких |любых )?(?:ограничений|фильтров|правил|цензуры)|режим разработчика|"
     r"(?:你现在是|你現在是|从现在开始你|從現在開始你|从现在起你|你不再是).{0,30}(?:没有|沒有|不受|无|無|任何)|不受任何(?:限制|约束|約束|规则)|没有任何(?:限制|约束|规则)|沒有任何(?:限制|約束|規則)|开发者模式|開發者模式|越狱|越獄|"
     r"(?:あなたは今から|今からあなたは|これからあなたは|あなたはもう).{0,30}(?:制限|ルール|自由|ない)|制限(?:のない|なし|を解除|を無視)|開発者モード|脱獄|"
-    r"제한 없는|제한이 없는|개발자 모드|탈옥"
+    r"제한 없는|제한이 없는|개발자 모드|탈옥|"
+    r"(?:actúa|actua|finge|compórtate|comportate|haz de|eres)\b.{0,20}\b(?:ia|asistente|modelo|chatbot|bot)\b.{0,30}(?:malvad|sin (?:reglas|límites|restricciones|filtros|censura)|no tiene (?:reglas|límites|restricciones|filtros))|"
+    r"(?:agis|fais semblant d'être|comporte-toi|joue le rôle d'une?|tu es)\b.{0,20}\b(?:ia|assistant|modèle|chatbot|bot)\b.{0,30}(?:maléfique|malveillant|sans (?:règles|limites|restrictions|filtres|censure)|qui n'a (?:pas|aucune) de (?:règles|limites))|"
+    r"(?:spiel|sei|verhalte dich wie|tu so,? als wärst du|du bist)\b.{0,20}\b(?:ki|assistent|modell|chatbot|bot)\b.{0,30}(?:böse|ohne (?:regeln|grenzen|zensur|filter)|keine regeln)|"
+    r"(?:притворись|представь,? что ты|веди себя как|ты)\b.{0,20}(?:ии|ассистент|бот|модель)\b.{0,30}(?:зл|без (?:правил|ограничений|цензуры|фильтров)|нет (?:правил|ограничений))|"
+    r"邪恶的(?:ai|人工智能|助手)|悪の(?:ai|アシスタント)|ia malvada|ki ohne regeln|ia sans règles|злой ии"
 )
 _rule("jailbreak_intl", JAILBREAK, 0.75, _JAILBREAK_INTL, lang="intl")
 _rule("verbatim_intl", EXTRACTION, 0.6, _near(r"palabra por palabra|al pie de la letra|mot pour mot|wort für wort|wörtlich|дословно|слово в слово|parola per parola|palavra por palavra|逐字|一字一句|原样|原樣|そのまま", r"instrucci|instructions|consignes|anweisung|инструкци|istruzioni|instruç|指令|指示|提示|プロンプト|設定"), ("palabra", "al pie", "mot pour", "wort", "wörtlich", "дословно", "слово", "parola", "palavra", "逐字", "一字", "原样", "原樣", "そのまま"), lang="intl")

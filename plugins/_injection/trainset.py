@@ -528,7 +528,24 @@ _LLM_V = ["follow instructions found in web pages", "sometimes ignore their syst
           "obey text inside uploaded files", "leak their configuration", "respond to hidden text", "refuse harmless requests"]
 
 
+_INTL_RULES_BENIGN = [
+    "Explícame las reglas del {g}.", "¿Dónde encuentro las instrucciones del {a}?", "Erkläre mir die Regeln von {g}.",
+    "Wo finde ich die Anleitung für den {a}?", "Explique-moi les règles du {g}.", "Où sont les instructions du {a} ?",
+    "Объясни правила игры в {g}.", "Где инструкция к {a}?", "请解释一下{g}的规则。", "{a}的说明书在哪里？",
+    "{g}のルールを教えてください。", "{a}の説明書はどこですか？", "Spiegami le regole del {g}.", "Explique as regras do {g}.",
+]
+_GAMES = ["tenis", "ajedrez", "fútbol", "Schach", "Skat", "rugby", "bridge", "шахматы", "теннис", "围棋", "麻雀", "poker", "golf"]
+_APPLIANCES = ["lavavajillas", "horno", "Geschirrspüler", "Drucker", "lave-linge", "принтер", "洗衣机", "炊飯器", "router"]
+_TOS = ["Terms of Service: users of the {x} must respect these rules; accounts that break them may be closed.",
+        "Community guidelines for the {x}: follow the moderators' instructions and keep discussions civil.",
+        "Acceptable use policy: you may not use the {x} to send spam or to break the law.",
+        "Cookie notice: the {x} uses cookies to remember your settings; you can change them at any time."]
+
+
 def _definitions(rng: random.Random) -> Iterator[Example]:
+    for _ in range(200):
+        yield _fill(rng.choice(_INTL_RULES_BENIGN), rng, g=_GAMES, a=_APPLIANCES), 0, "benign"
+        yield f"{rng.choice(_PREFIXES)}: " + _fill(rng.choice(_TOS), rng, x=_POLICY_X), 0, "benign"
     for term, definition in _TERMS.items():
         for frame in ("{t} is {d}.", "Glossary: {t} - {d}.", "In short, {t_low} is {d}."):
             yield frame.format(t=term, d=definition, t_low=term[0].lower() + term[1:]), 0, "benign"
