@@ -198,7 +198,8 @@ async def test_scan_protocol_reports_without_editing_the_request(registry: Plugi
     before = copy.deepcopy(attack.body)
     report = await plugin.scan(attack)
     assert report["action"] == "sanitize" and report["score"] > 0.5
-    assert report["categories"] and report["findings"][0]["path"] == "messages[1].content"
+    worst = max(report["findings"], key=lambda f: f["score"])
+    assert report["categories"] and worst["path"] == "messages[1].content" and worst["source"] == "untrusted"
     assert attack.body == before
     plain = compile_chain_policy("[]", registry)
     benign = make_exchange(plain, chat(user("Explain what prompt injection is."))).request
