@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from plugins._injection.detector import Detector
 
 DATA_DIR = Path(__file__).with_name("data")
-SETS = ("injection_eval.jsonl", "injection_holdout.jsonl", "injection_blind.jsonl")
+SETS = ("injection_eval.jsonl", "injection_holdout.jsonl", "injection_blind.jsonl", "injection_fresh.jsonl")
 PROMPT_200 = (
     "I am preparing the quarterly report for our regional sales team and need help structuring it. "
     "Revenue grew in most regions, though the northern office saw a small decline after two large "
