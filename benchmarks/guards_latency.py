@@ -93,7 +93,7 @@ def _run(args: argparse.Namespace, fleet: Fleet, names: list[str]) -> int:
     for rnd in range(args.rounds):
         order = names[rnd % len(names) :] + names[: rnd % len(names)]
         for with_pii, stream in cells:
-            scenario = Scenario("chat-stream" if stream else "chat", stream, 1, 24)
+            scenario = Scenario("chat-stream" if stream else "chat", stream, 1, args.requests, 24)
             payload = body(prompt(with_pii), stream)
             for name in order:
                 url = targets[name].base + "/v1/chat/completions"
@@ -123,20 +123,22 @@ def _table(
             runs = samples[(name, with_pii, stream)]
             lat = [x for r in runs for x in r["latencies"]]
             ttft = [x for r in runs for x in r["ttfts"]]
-            added = statistics.median(p(r["latencies"], 0.5) - p(b["latencies"], 0.5) for r, b in zip(runs, base))
-            added_ttft = (
-                statistics.median(p(r["ttfts"], 0.5) - p(b["ttfts"], 0.5) for r, b in zip(runs, base))
-                if stream else float("nan")
-            )  # fmt: skip
+            added = _median_gap(runs, base, "latencies")
+            added_ttft = _median_gap(runs, base, "ttfts") if stream else float("nan")
             row = {"chain": name, "pii_in_prompt": with_pii, "stream": stream, "p50_ms": p(lat, 0.5),
                    "p99_ms": p(lat, 0.99), "added_p50_ms": added, "ttft_p50_ms": p(ttft, 0.5) if stream else None,
                    "added_ttft_p50_ms": added_ttft if stream else None}  # fmt: skip
             rows.append(row)
-            ttft_cells = f"{row['ttft_p50_ms']:.2f} | {added_ttft:+.2f}" if stream else "– | –"
+            ttft_cells = f"{row['ttft_p50_ms']:.2f} | {added_ttft:+.2f}" if stream else "- | -"
             print(f"| {name} | {'200 words + PII' if with_pii else '200 words, clean'} | "
                   f"{'stream' if stream else 'whole'} | {row['p50_ms']:.2f} | {row['p99_ms']:.2f} | "
                   f"{added:+.2f} | {ttft_cells} |")  # fmt: skip
     return rows
+
+
+def _median_gap(runs: list[dict[str, Any]], base: list[dict[str, Any]], key: str) -> float:
+    """The median over rounds of (this chain's p50 minus the empty chain's p50 in the same round)."""
+    return statistics.median(p(r[key], 0.5) - p(b[key], 0.5) for r, b in zip(runs, base, strict=True))
 
 
 if __name__ == "__main__":
