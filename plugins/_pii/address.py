@@ -9,7 +9,7 @@ from __future__ import annotations
 import regex  # type: ignore[import-untyped]
 from presidio_analyzer import Pattern
 
-_NAME = r"\p{Lu}[\p{L}'\u2019.\-]*"  # one capitalised word: "Mayor", "Saint-Germain", "Champs-Élysées"
+_NAME = r"\p{Lu}[\p{L}'\u2019\-]*"  # one capitalised word: "Mayor", "Saint-Germain", "Champs-Élysées"
 _NAMES = _NAME + r"(?:[ \-]" + _NAME + r"){0,3}"
 _NUM = r"\d{1,4}(?:\s?[-/]\s?\d{1,4})?(?:\s?[a-zA-Z](?![\p{L}\d]))?"  # 12, 12a, 12-14, 12 b
 _CITY = _NAME + r"(?:[ \-](?:(?:am|an der|im|sur|sul|de|del|la|le|aan den|aan de)[ \-])?" + _NAME + r"){0,2}"

@@ -155,26 +155,29 @@ class PiiDetector:
             raw.extend((r, None) for r in engine.ner.analyze(text))
         if not raw:
             return []
-        findings = [f for r, entry in raw if (f := self._finding(text, r, entry)) is not None]
-        findings = _resolve_overlaps(_drop_urls_in_emails(findings))
+        candidates = [f for r, entry in raw if (f := _candidate(text, r, entry)) is not None]
+        findings = _resolve_overlaps([f for f in _drop_urls_in_emails(candidates) if self._keep(text, f)])
         if findings and logger.isEnabledFor(logging.DEBUG):
             logger.debug("pii findings: %s", dict(Counter(f.entity for f in findings)))
         return findings
 
-    def _finding(self, text: str, r: RecognizerResult, entry: Entry | None) -> Finding | None:
-        value = text[r.start : r.end]
-        if not value.strip():
-            return None
-        if entry is not None and not all(g.search(value) for g in entry.gates):
-            return None  # keeps the pre-check exact: a finding always contains its recognizer's gate
-        score = float(r.score)
-        if entry is not None and entry.context and score > 0 and _has_context(text, r.start, r.end, entry.context):
-            score = min(1.0, score + CONTEXT_BOOST)
-        if score < self._thresholds.get(r.entity_type, self._default_threshold):
-            return None
-        if self._allow and value.strip().casefold() in self._allow:
-            return None
-        return Finding(r.entity_type, r.start, r.end, round(score, 4))
+    def _keep(self, text: str, f: Finding) -> bool:
+        if f.score < self._thresholds.get(f.entity, self._default_threshold):
+            return False
+        return not (self._allow and text[f.start : f.end].strip().casefold() in self._allow)
+
+
+def _candidate(text: str, r: RecognizerResult, entry: Entry | None) -> Finding | None:
+    """The result as a Finding with its context boost; None if it lacks its gate (keeps the pre-check exact)."""
+    value = text[r.start : r.end]
+    if not value.strip() or r.score <= 0:
+        return None
+    if entry is not None and not all(g.search(value) for g in entry.gates):
+        return None
+    score = float(r.score)
+    if entry is not None and entry.context and _has_context(text, r.start, r.end, entry.context):
+        score = min(1.0, score + CONTEXT_BOOST)
+    return Finding(r.entity_type, r.start, r.end, round(score, 4))
 
 
 def _has_context(text: str, start: int, end: int, words: Sequence[str]) -> bool:
