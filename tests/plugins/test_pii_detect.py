@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -16,7 +17,12 @@ JWT = (
     "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvaG4ifQ"
     ".SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c"
 )
-PEM = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQ==\n-----END OPENSSH PRIVATE KEY-----"
+PEM = (
+    "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQ==\n"
+    "-----END OPENSSH PRIVATE KEY-----"
+)
+OPENAI = "sk-proj-4fG7hJ2kL9mN3pQ8rS1tU6vW0xYz"
+ANTHROPIC = "sk-ant-api03-Zx81Qw92Er73Ty64Ui55Op46As37Df28"
 
 
 @pytest.fixture(scope="module")
@@ -49,10 +55,10 @@ def found(d: PiiDetector, text: str) -> set[tuple[str, str]]:
         ("Überweisung an DE89 3704 0044 0532 0130 00 bis Montag.", "IBAN_CODE", "DE89 3704 0044 0532 0130 00"),
         ("The database at 10.20.30.40 refuses connections.", "IP_ADDRESS", "10.20.30.40"),
         ("Ping 2001:db8:85a3::8a2e:370:7334 from the bastion.", "IP_ADDRESS", "2001:db8:85a3::8a2e:370:7334"),
-        ("Docs are at https://intranet.example.com/wiki/Onboarding today.", "URL", "https://intranet.example.com/wiki/Onboarding"),
+        ("Docs: https://intranet.example.com/wiki/Onboarding today.", "URL", "https://intranet.example.com/wiki/Onboarding"),
         ("My SSN is 536-22-8745, do not share it.", "US_SSN", "536-22-8745"),
-        ("Use OPENAI_API_KEY=sk-proj-4fG7hJ2kL9mN3pQ8rS1tU6vW0xYz in .env", "API_KEY", "sk-proj-4fG7hJ2kL9mN3pQ8rS1tU6vW0xYz"),
-        ("key: sk-ant-api03-Zx81Qw92Er73Ty64Ui55Op46As37Df28", "API_KEY", "sk-ant-api03-Zx81Qw92Er73Ty64Ui55Op46As37Df28"),
+        (f"Use OPENAI_API_KEY={OPENAI} in .env", "API_KEY", OPENAI),
+        (f"key: {ANTHROPIC}", "API_KEY", ANTHROPIC),
         ("aws_access_key_id = AKIAIOSFODNN7EXAMPLE", "API_KEY", "AKIAIOSFODNN7EXAMPLE"),
         ("export GITHUB_TOKEN=ghp_16C7e42F292c6912E7710c838347Ae178B4a", "API_KEY",
          "ghp_16C7e42F292c6912E7710c838347Ae178B4a"),
@@ -104,7 +110,7 @@ def test_overlapping_spans_keep_the_surer_and_longer_one(detector: PiiDetector) 
     text = "Wohnt Hauptstraße 12, 10115 Berlin"
     findings = detector.analyze(text)
     assert [text[f.start : f.end] for f in findings] == ["Hauptstraße 12, 10115 Berlin"]
-    assert all(a.end <= b.start for a, b in zip(findings, findings[1:], strict=False))
+    assert all(a.end <= b.start for a, b in itertools.pairwise(findings))
 
 
 def test_allow_list_values_are_never_reported() -> None:
