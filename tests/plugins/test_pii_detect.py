@@ -217,3 +217,26 @@ def test_ner_tier_keeps_patterns_and_drops_dates(ner_detector: PiiDetector) -> N
     entities = {e for e, _ in found(ner_detector, text)}
     assert "EMAIL_ADDRESS" in entities and "PERSON" in entities
     assert not entities & {"DATE_TIME", "NRP"}
+
+
+def test_ner_spans_never_hide_pattern_findings(ner_detector: PiiDetector) -> None:
+    text = "Llama al 912 345 678 o escribe a Pedro Sánchez."
+    assert ("PHONE_NUMBER", "912 345 678") in found(ner_detector, text)
+
+
+@pytest.mark.parametrize(
+    ("text", "span", "expected"),
+    [
+        ("Hallo, ich bin Hans Müller.", "bin Hans Müller", "Hans Müller"),
+        ("Riassumi questo testo.", "Riassumi", None),  # one word opening a sentence
+        ("Fassen Sie bitte zusammen.", "Fassen Sie", None),
+        ("Wie viele im Jahr 2020?", "Jahr 2020", None),  # digits
+        ("La réunion aura lieu à Lyon le 14 mars.", "Lyon le", "Lyon"),
+    ],
+)
+def test_ner_span_clean_up(text: str, span: str, expected: str | None) -> None:
+    from plugins._pii.ner import clean_span
+
+    start = text.index(span)
+    result = clean_span(text, start, start + len(span))
+    assert (text[result[0] : result[1]] if result else None) == expected
