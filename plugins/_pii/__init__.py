@@ -1,1 +1,1 @@
-"""Internals of the pii plugin: detection and reversible placeholders."""
+"""Building blocks of the ``pii`` plugin: detection (``detect``) and placeholder masking and restoration."""
