@@ -240,3 +240,15 @@ def test_ner_span_clean_up(text: str, span: str, expected: str | None) -> None:
     start = text.index(span)
     result = clean_span(text, start, start + len(span))
     assert (text[result[0] : result[1]] if result else None) == expected
+
+
+def test_detection_never_touches_the_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the detector tried to reach the network")
+
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    d = PiiDetector(DetectorConfig())  # a fresh detector: tldextract's suffix list is loaded now
+    assert found(d, "mail ops@example.co.uk") == {("EMAIL_ADDRESS", "ops@example.co.uk")}
