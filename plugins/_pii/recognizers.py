@@ -120,6 +120,15 @@ def _phone_windows(text: str) -> list[tuple[int, int]]:
     return windows
 
 
+def _inside_identifier(text: str, start: int, end: int) -> bool:
+    """ "INV-2024-000123", "build_20240315_1234": digits glued to a word by '-', '_' or '/' are an identifier."""
+    before = text[max(0, start - 2) : start]
+    after = text[end : end + 2]
+    glued_before = len(before) == 2 and before[1] in "-_/" and before[0].isalnum()
+    glued_after = len(after) == 2 and after[0] in "-_/" and after[1].isalnum()
+    return glued_before or glued_after
+
+
 class RegionPhoneRecognizer(PhoneRecognizer):
     """Numbers valid in the configured regions (phonenumbers, VALID leniency) with 7 or more digits.
 
@@ -140,7 +149,7 @@ class RegionPhoneRecognizer(PhoneRecognizer):
             for region in self.supported_regions:
                 for match in phonenumbers.PhoneNumberMatcher(window, region, leniency=1):
                     start, end = window_start + match.start, window_start + match.end
-                    if (start, end) in seen:
+                    if (start, end) in seen or _inside_identifier(text, start, end):
                         continue
                     seen.add((start, end))
                     raw = match.raw_string

@@ -72,6 +72,7 @@ def found(d: PiiDetector, text: str) -> set[tuple[str, str]]:
         ("Vivo en Calle Mayor 5, 28013 Madrid desde 2019.", "ADDRESS", "Calle Mayor 5, 28013 Madrid"),
         ("Abito in Via Roma 10, 00184 Roma.", "ADDRESS", "Via Roma 10, 00184 Roma"),
         ("Het kantoor is op Kalverstraat 1, 1012 NX Amsterdam.", "ADDRESS", "Kalverstraat 1, 1012 NX Amsterdam"),
+        ("Notre siège : Rue Neuve 1, 1000 Bruxelles.", "ADDRESS", "Rue Neuve 1, 1000 Bruxelles"),
         ("Ship it to 1600 Pennsylvania Avenue NW, Washington, DC 20500.", "ADDRESS",
          "1600 Pennsylvania Avenue NW, Washington, DC 20500"),
     ],
@@ -95,6 +96,8 @@ def test_every_pattern_entity_is_covered_above() -> None:
         "The header eyJub3QiOiJhIGp3dCJ9.eyJzdWIiOiIxMjMifQ.c2lnbmF0dXJl has no alg.",
         "Use sk-learn-compatible-estimators-everywhere here.",
         "version 1.2 of the library, see section 3.4.",
+        "We need 5 Square Feet of space; invoice INV-2024-000123 is overdue.",
+        "Tracking 1Z999AA10123456784, UUID 123e4567-e89b-12d3-a456-426614174000, ISBN 978-3-16-148410-0.",
     ],
 )
 def test_near_misses_are_not_reported(detector: PiiDetector, text: str) -> None:
