@@ -255,3 +255,13 @@ def test_detection_never_touches_the_network(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setattr(socket.socket, "connect", refuse)
     d = PiiDetector(DetectorConfig())  # a fresh detector: tldextract's suffix list is loaded now
     assert found(d, "mail ops@example.co.uk") == {("EMAIL_ADDRESS", "ops@example.co.uk")}
+
+
+def test_ner_chunks_long_texts_and_keeps_offsets(ner_detector: PiiDetector) -> None:
+    from plugins._pii.ner import CHUNK_CHARS, chunks
+
+    text = "filler words here. " * (CHUNK_CHARS // 10) + "Yesterday John Smith flew to Berlin."
+    pieces = chunks(text)
+    assert len(pieces) > 1 and "".join(p for _, p in pieces) == text
+    assert all(text[o : o + len(p)] == p for o, p in pieces)
+    assert ("PERSON", "John Smith") in found(ner_detector, text)
