@@ -265,3 +265,20 @@ def test_ner_chunks_long_texts_and_keeps_offsets(ner_detector: PiiDetector) -> N
     assert len(pieces) > 1 and "".join(p for _, p in pieces) == text
     assert all(text[o : o + len(p)] == p for o, p in pieces)
     assert ("PERSON", "John Smith") in found(ner_detector, text)
+
+
+async def test_clean_batches_make_no_thread_hop_and_dirty_ones_make_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    d = PiiDetector(DetectorConfig())
+    await d.start()
+    hops: list[object] = []
+    real = asyncio.to_thread
+
+    async def counting(fn: object, *args: object) -> object:
+        hops.append(fn)
+        return await real(fn, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(asyncio, "to_thread", counting)
+    assert await d.analyze_many(["Summarise this report in three bullet points.", "Thanks!"]) == [[], []]
+    assert hops == []
+    result = await d.analyze_many(["a@example.com", "b@example.com", "clean text"])
+    assert len(hops) == 1 and [len(r) for r in result] == [1, 1, 0]
