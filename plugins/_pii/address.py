@@ -48,7 +48,16 @@ _FR_STREET = (
     + _NAME
     + r"){0,3}"
 )
+# Without a postcode, words English shares ("5 Square Feet", "2 Passage Tickets") need a French link word.
+_FR_STREET_ONLY = (
+    r"\d{1,4}(?:\s?(?:bis|ter|quater|[A-D])\b)?,?\s(?:(?i:rue|avenue|av\.|boulevard|bd|chemin|all[ée]e|impasse|quai"
+    r"|cours|voie|faubourg|rond-point)\s" + _FR_LINK + r"|(?i:place|route|square|passage|promenade|esplanade)\s"
+    r"(?:de la|de l'|du|des|de|d')\s?)" + _NAME + r"(?:[ \-]" + _FR_LINK + _NAME + r"){0,3}"
+)
 _FR_TAIL = r",?\s+\d{5}\s+" + _CITY + r"(?:\s(?i:cedex)(?:\s\d{1,2})?)?"
+# Belgium, Switzerland, Luxembourg: "Rue Neuve 1, 1000 Bruxelles", "avenue Louise 54" (number after the name)
+_BE_STREET = _FR_TYPE + r"\s" + _FR_LINK + _NAME + r"(?:[ \-]" + _FR_LINK + _NAME + r"){0,3},?\s" + _NUM
+_BE_TAIL = r",?\s+(?:[BL]-)?\d{4}\s+" + _CITY
 
 # Spain: "Calle Mayor 5", "C/ de Alcalá, 45, 28014 Madrid", "Avda. de la Constitución nº 3"
 _ES_TYPE = (
@@ -99,16 +108,17 @@ _EN_TAIL = (
 ADDRESS_PATTERNS = (
     *(
         pattern
-        for lang, street, tail in (
-            ("de", _DE_STREET, _DE_TAIL),
-            ("fr", _FR_STREET, _FR_TAIL),
-            ("es", _ES_STREET, _ES_TAIL),
-            ("it", _IT_STREET, _IT_TAIL),
-            ("nl", _NL_STREET, _NL_TAIL),
-            ("en", _EN_STREET, _EN_TAIL),
+        for lang, street, alone, tail in (
+            ("de", _DE_STREET, _DE_STREET, _DE_TAIL),
+            ("fr", _FR_STREET, _FR_STREET_ONLY, _FR_TAIL),
+            ("be", _BE_STREET, None, _BE_TAIL),  # "Route Nationale 7" alone reads too much like English
+            ("es", _ES_STREET, _ES_STREET, _ES_TAIL),
+            ("it", _IT_STREET, _IT_STREET, _IT_TAIL),
+            ("nl", _NL_STREET, _NL_STREET, _NL_TAIL),
+            ("en", _EN_STREET, _EN_STREET, _EN_TAIL),
         )
         for pattern in (
-            Pattern(f"{lang} street", r"(?<![\p{L}\d])" + street + r"(?![\p{L}\d])", 0.6),
+            *((Pattern(f"{lang} street", r"(?<![\p{L}\d])" + alone + r"(?![\p{L}\d])", 0.6),) if alone else ()),
             Pattern(f"{lang} address", r"(?<![\p{L}\d])" + street + tail, 0.85),
         )
     ),

@@ -19,6 +19,7 @@ from presidio_analyzer.predefined_recognizers import SpacyRecognizer
 
 _LABELS = {"PERSON": "PERSON", "PER": "PERSON", "GPE": "LOCATION", "LOC": "LOCATION", "FAC": "LOCATION"}
 _LABELS["ORG"] = "ORGANIZATION"
+CHUNK_CHARS = 20_000  # spaCy's limit is 1e6; NER needs only local context
 _TOKEN = regex.compile(r"\S+")
 _SENTENCE_END = regex.compile(r"(?:^|[.!?:;\n¿¡\"“«(]\s*)$")
 # Capitalised words that are not names (pronouns, articles, greetings, abbreviations), in the six languages.
@@ -58,16 +59,29 @@ class NerTier:
         self._lock = threading.Lock()
 
     def analyze(self, text: str) -> list[RecognizerResult]:
-        with self._lock:
-            artifacts: NlpArtifacts = self.engine.process_text(text, "en")
-            results: list[RecognizerResult] = self.recognizer.analyze(text, self.entities, artifacts)
         cleaned = []
-        for r in results:
-            span = clean_span(text, r.start, r.end)
-            if span is not None:
-                r.start, r.end = span
-                cleaned.append(r)
+        for offset, chunk in chunks(text):
+            with self._lock:
+                artifacts: NlpArtifacts = self.engine.process_text(chunk, "en")
+                results: list[RecognizerResult] = self.recognizer.analyze(chunk, self.entities, artifacts)
+            for r in results:
+                span = clean_span(chunk, r.start, r.end)
+                if span is not None:
+                    r.start, r.end = span[0] + offset, span[1] + offset
+                    cleaned.append(r)
         return cleaned
+
+
+def chunks(text: str, size: int = CHUNK_CHARS) -> list[tuple[int, str]]:
+    """``text`` cut at whitespace into pieces of at most ``size`` characters (spaCy refuses very long texts)."""
+    pieces, start = [], 0
+    while len(text) - start > size:
+        cut = max(text.rfind("\n", start, start + size), text.rfind(" ", start, start + size))
+        cut = cut + 1 if cut > start else start + size
+        pieces.append((start, text[start:cut]))
+        start = cut
+    pieces.append((start, text[start:]))
+    return pieces
 
 
 def _is_name_word(word: str) -> bool:

@@ -104,6 +104,31 @@ _PHONE_CONTEXT = (
 )  # fmt: skip
 
 
+_PHONE_RUN = regex.compile(r"\d(?:\D{0,4}\d){6,}")
+_PHONE_MARGIN = 8  # room for a leading "+", "00" or "(" and the characters phonenumbers checks around a number
+
+
+def _phone_windows(text: str) -> list[tuple[int, int]]:
+    """Merged stretches around each run of 7+ digits: the matcher scans these, not the whole text, per region."""
+    windows: list[tuple[int, int]] = []
+    for m in _PHONE_RUN.finditer(text):
+        start, end = max(0, m.start() - _PHONE_MARGIN), min(len(text), m.end() + _PHONE_MARGIN)
+        if windows and start <= windows[-1][1]:
+            windows[-1] = (windows[-1][0], end)
+        else:
+            windows.append((start, end))
+    return windows
+
+
+def _inside_identifier(text: str, start: int, end: int) -> bool:
+    """ "INV-2024-000123", "build_20240315_1234": digits glued to a word by '-', '_' or '/' are an identifier."""
+    before = text[max(0, start - 2) : start]
+    after = text[end : end + 2]
+    glued_before = len(before) == 2 and before[1] in "-_/" and before[0].isalnum()
+    glued_after = len(after) == 2 and after[0] in "-_/" and after[1].isalnum()
+    return glued_before or glued_after
+
+
 class RegionPhoneRecognizer(PhoneRecognizer):
     """Numbers valid in the configured regions (phonenumbers, VALID leniency) with 7 or more digits.
 
@@ -119,14 +144,17 @@ class RegionPhoneRecognizer(PhoneRecognizer):
     ) -> list[Any]:
         results: list[RecognizerResult] = []
         seen: set[tuple[int, int]] = set()
-        for region in self.supported_regions:
-            for match in phonenumbers.PhoneNumberMatcher(text, region, leniency=1):
-                if (match.start, match.end) in seen:
-                    continue
-                seen.add((match.start, match.end))
-                raw = match.raw_string
-                formatted = raw[0] in "+(0" or not raw.isdigit()
-                results.append(self._result(match.start, match.end, 0.6 if formatted else 0.4))
+        for window_start, window_end in _phone_windows(text):
+            window = text[window_start:window_end]
+            for region in self.supported_regions:
+                for match in phonenumbers.PhoneNumberMatcher(window, region, leniency=1):
+                    start, end = window_start + match.start, window_start + match.end
+                    if (start, end) in seen or _inside_identifier(text, start, end):
+                        continue
+                    seen.add((start, end))
+                    raw = match.raw_string
+                    formatted = raw[0] in "+(0" or not raw.isdigit()
+                    results.append(self._result(start, end, 0.6 if formatted else 0.4))
         return results
 
     def _result(self, start: int, end: int, score: float) -> RecognizerResult:

@@ -72,6 +72,7 @@ def found(d: PiiDetector, text: str) -> set[tuple[str, str]]:
         ("Vivo en Calle Mayor 5, 28013 Madrid desde 2019.", "ADDRESS", "Calle Mayor 5, 28013 Madrid"),
         ("Abito in Via Roma 10, 00184 Roma.", "ADDRESS", "Via Roma 10, 00184 Roma"),
         ("Het kantoor is op Kalverstraat 1, 1012 NX Amsterdam.", "ADDRESS", "Kalverstraat 1, 1012 NX Amsterdam"),
+        ("Notre siège : Rue Neuve 1, 1000 Bruxelles.", "ADDRESS", "Rue Neuve 1, 1000 Bruxelles"),
         ("Ship it to 1600 Pennsylvania Avenue NW, Washington, DC 20500.", "ADDRESS",
          "1600 Pennsylvania Avenue NW, Washington, DC 20500"),
     ],
@@ -95,6 +96,8 @@ def test_every_pattern_entity_is_covered_above() -> None:
         "The header eyJub3QiOiJhIGp3dCJ9.eyJzdWIiOiIxMjMifQ.c2lnbmF0dXJl has no alg.",
         "Use sk-learn-compatible-estimators-everywhere here.",
         "version 1.2 of the library, see section 3.4.",
+        "We need 5 Square Feet of space; invoice INV-2024-000123 is overdue.",
+        "Tracking 1Z999AA10123456784, UUID 123e4567-e89b-12d3-a456-426614174000, ISBN 978-3-16-148410-0.",
     ],
 )
 def test_near_misses_are_not_reported(detector: PiiDetector, text: str) -> None:
@@ -240,3 +243,42 @@ def test_ner_span_clean_up(text: str, span: str, expected: str | None) -> None:
     start = text.index(span)
     result = clean_span(text, start, start + len(span))
     assert (text[result[0] : result[1]] if result else None) == expected
+
+
+def test_detection_never_touches_the_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the detector tried to reach the network")
+
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    d = PiiDetector(DetectorConfig())  # a fresh detector: tldextract's suffix list is loaded now
+    assert found(d, "mail ops@example.co.uk") == {("EMAIL_ADDRESS", "ops@example.co.uk")}
+
+
+def test_ner_chunks_long_texts_and_keeps_offsets(ner_detector: PiiDetector) -> None:
+    from plugins._pii.ner import CHUNK_CHARS, chunks
+
+    text = "filler words here. " * (CHUNK_CHARS // 10) + "Yesterday John Smith flew to Berlin."
+    pieces = chunks(text)
+    assert len(pieces) > 1 and "".join(p for _, p in pieces) == text
+    assert all(text[o : o + len(p)] == p for o, p in pieces)
+    assert ("PERSON", "John Smith") in found(ner_detector, text)
+
+
+async def test_clean_batches_make_no_thread_hop_and_dirty_ones_make_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    d = PiiDetector(DetectorConfig())
+    await d.start()
+    hops: list[object] = []
+    real = asyncio.to_thread
+
+    async def counting(fn: object, *args: object) -> object:
+        hops.append(fn)
+        return await real(fn, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(asyncio, "to_thread", counting)
+    assert await d.analyze_many(["Summarise this report in three bullet points.", "Thanks!"]) == [[], []]
+    assert hops == []
+    result = await d.analyze_many(["a@example.com", "b@example.com", "clean text"])
+    assert len(hops) == 1 and [len(r) for r in result] == [1, 1, 0]
