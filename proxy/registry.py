@@ -14,6 +14,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "plugins.headers",
     "plugins.injection",
     "plugins.params",
+    "plugins.pii",
 )
 ENTRY_POINT_GROUP = "chaperone"
 
