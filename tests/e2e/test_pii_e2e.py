@@ -185,9 +185,9 @@ async def test_tool_call_arguments_are_restored_streamed_and_not(
         await runner.cleanup()
 
 
-async def test_no_original_value_in_logs_or_traces(
+async def test_no_original_value_in_logs_traces_or_the_store(
     start_proxy: ProxyFactory, mock_upstream: MockUpstream, write_policy: Callable[[str], Path],
-    caplog: pytest.LogCaptureFixture,
+    caplog: pytest.LogCaptureFixture, tmp_path: Path,
 ) -> None:  # fmt: skip
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
@@ -209,6 +209,9 @@ async def test_no_original_value_in_logs_or_traces(
     logged = "\n".join(r.getMessage() + str(r.args) for r in caplog.records if not r.name.startswith(client_side))
     spans = json.dumps([dict(span.attributes or {}) for span in exporter.get_finished_spans()])
     assert "masked PII" in logged and "US_SSN" in logged  # the plugin did log, by type
+    # Whatever the proxy keeps on disk (the state store under tmp_path/home) holds no original either.
+    stored = b"".join(f.read_bytes() for f in (tmp_path / "home").rglob("*") if f.is_file())
     for original in (*ORIGINALS, SSN):
         assert original not in logged and original not in spans
+        assert original.encode() not in stored
     provider.shutdown()
