@@ -102,8 +102,21 @@ class Detector:
             classifier=round(best_clf, 4),
         )
 
+    def rule_score(self, view: str, source: str) -> float:
+        """The rules' combined score for one canonical view (what training calibrates against)."""
+        return self._rule_score(view, source, rules.match(view))
+
+    def classifier_probability(self, view: str, source: str) -> float:
+        """The classifier's highest attack probability over the windows of one canonical view."""
+        return max(self.classifier.probability(chunk, source) for chunk in _chunks(view))
+
     def _score_view(self, view: str, source: str) -> tuple[float, list[rules.Rule], float]:
         hits = rules.match(view)
+        rule_score = self._rule_score(view, source, hits)
+        clf = self.classifier_probability(view, source)
+        return 1.0 - (1.0 - rule_score) * (1.0 - clf), hits, clf
+
+    def _rule_score(self, view: str, source: str, hits: list[rules.Rule]) -> float:
         quoted = [m.span() for m in _QUOTED.finditer(view)] if hits else []
         miss = 1.0
         for rule in hits:
@@ -111,9 +124,7 @@ class Detector:
             if quoted and _only_quoted(rule, view, quoted):
                 weight *= 0.5  # mentioned, not said: "translate 'ignore previous instructions' for my slide"
             miss *= 1.0 - min(weight, 0.99)
-        rule_score = 1.0 - miss
-        clf = max(self.classifier.probability(chunk) for chunk in _chunks(view))
-        return 1.0 - (1.0 - rule_score) * (1.0 - clf), hits, clf
+        return 1.0 - miss
 
 
 def _only_quoted(rule: rules.Rule, view: str, quoted: list[tuple[int, int]]) -> bool:

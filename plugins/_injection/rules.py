@@ -239,7 +239,7 @@ _rule("evade_filter", SMUGGLING, 0.6, r"\bso\s+(?:that\s+)?(?:the\s+|your\s+|any
 _rule("bypass_filter", SMUGGLING, 0.45, r"\b(?:bypass|evade|avoid|get around|sneak past|trick|fool|circumvent|slip past)\s+(?:the\s+|your\s+|any\s+)?(?:content\s+)?(?:filter|filters|moderation|safety (?:system|filter|check)s?|detection|guardrails?|classifier)\b", r"filter|moderat|safety|detection|guardrail|classifier")
 _rule("code_leaks_prompt", SMUGGLING, 0.85, rf"\b(?:write|create|generate|make)\s+(?:a|an|some|the)?\s*(?:python|javascript|js|bash|code|script|function|program|poem|story|song|sql)\b[^\n]{{0,80}}\b(?:print|output|return|contain|reveal|include|list|spell|encode)s?\b[^\n]{{0,20}}\b(?:your|the)\s+(?:{_SECRET}|instructions|prompt|secret|password)")
 _rule("split_payload", SMUGGLING, 0.55, r"\b(?:concatenate|combine|join|merge)\s+(?:the\s+)?(?:strings|variables|parts|pieces|a and b|a\s*\+\s*b|x and y)\b[^.\n]{0,60}\b(?:follow|execute|do|answer|instruction|respond)")
-_rule("translate_smuggle", SMUGGLING, 0.5, r"\btranslate\b[^\n]{0,60}[:\"“]\s*[^\n]{0,40}\b(?:ignore|disregard|reveal|system prompt|previous instructions)")
+_rule("translate_smuggle", SMUGGLING, 0.45, r"\btranslate\b[^\n]{0,60}[:\"“]\s*[^\n]{0,40}\b(?:ignore|disregard|reveal|system prompt|previous instructions)")
 
 _URL_IMG = r"!\[[^\]\n]{0,200}\]\(\s*<?(?:https?:)?//[^)\s]+"
 _rule("md_link_placeholder", EXFILTRATION, 0.6, r"\[[^\]\n]{1,100}\]\(\s*<?(?:https?:)?//[^)\s]+[?&=/](?:[^)\s]*?)(?:[{\[<$]|%7b|%5b|%3c)", ("](",))

@@ -1,8 +1,9 @@
 """Train the shipped classifier: ``python -m plugins._injection.train`` rewrites ``model.json``.
 
-Deterministic (fixed seed, PYTHONHASHSEED=0, full-batch Adam), numpy only, a few seconds on 2 cores;
-needs ``faker`` (a training-time dependency only). Refuses to
-train when the evaluation set shares texts or 6-word runs with the training set.
+Deterministic (fixed seed, PYTHONHASHSEED=0, full-batch Adam), numpy only; needs ``faker`` (a
+training-time dependency only). About 2.5 minutes on 2 cores: five held-out folds first calibrate a
+logit offset per source (``--no-folds`` skips them, about 30 s). Refuses to train when an evaluation
+set shares texts or 6-word runs with the training set.
 """
 
 from __future__ import annotations
@@ -19,13 +20,19 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from plugins._injection.classifier import MODEL_PATH, features
+from plugins._injection.classifier import MODEL_PATH, Classifier, features
+from plugins._injection.detector import Detector
 from plugins._injection.normalize import normalize
-from plugins._injection.trainset import examples
+from plugins._injection.trainset import Sourced, examples
 
 DIM = 1 << 18
 NGRAMS = (2, 3, 4, 5)
+CUES = True
 EVAL_DIR = Path(__file__).resolve().parents[2] / "benchmarks" / "data"
+FOLDS = 5
+TARGET_FPR = 0.01  # per source, beyond the rules' own, on held-out training folds (in-distribution: kept strict)
+OFFSETS = np.round(np.arange(-2.5, 0.01, 0.1), 2)  # candidate offsets: calibration may only make a source stricter,
+# never looser than the fit, because in-distribution folds overstate how separable unseen wordings are
 _WORDS = re.compile(r"\w+")
 
 
@@ -73,6 +80,45 @@ def train(
     return w, b
 
 
+def held_out_scores(
+    data: list[Sourced], rows: list[npt.NDArray[np.int64]], y: npt.NDArray[np.float64]
+) -> list[tuple[float, float]]:
+    """``(rule score, classifier logit)`` of every example from a model trained without its fold."""
+    out: list[tuple[float, float]] = [(0.0, 0.0)] * len(data)
+    for fold in range(FOLDS):
+        train_ids = [i for i in range(len(data)) if i % FOLDS != fold]
+        w, b = train([rows[i] for i in train_ids], y[train_ids])
+        detector = Detector(classifier=Classifier(w.astype(np.float32), b, DIM, NGRAMS, cues=CUES))
+        for i in range(fold, len(data), FOLDS):
+            text, _, _, source = data[i]
+            view = normalize(text).text
+            rule_score = detector.rule_score(view, source)
+            p = max(min(detector.classifier_probability(view, source), 1 - 1e-9), 1e-9)
+            out[i] = (rule_score, float(np.log(p / (1 - p))))
+    return out
+
+
+def calibrate(data: list[Sourced], scores: list[tuple[float, float]]) -> dict[str, float]:
+    """Per source, the largest logit offset whose held-out benign false-positive rate stays within TARGET_FPR."""
+    offsets: dict[str, float] = {}
+    for source in ("user", "untrusted"):
+        ids = [i for i, ex in enumerate(data) if ex[3] == source]
+        r = np.array([scores[i][0] for i in ids])
+        z = np.array([scores[i][1] for i in ids])
+        lab = np.array([data[i][1] for i in ids])
+        rules_fpr = float((r[lab == 0] >= 0.5).mean())  # what the rules alone flag is not the classifier's to fix
+        best = float(OFFSETS[0])
+        for off in OFFSETS:
+            final = 1 - (1 - r) * (1 - 1 / (1 + np.exp(-(z + off))))
+            if float((final[lab == 0] >= 0.5).mean()) <= rules_fpr + TARGET_FPR:
+                best = float(off)
+        final = 1 - (1 - r) * (1 - 1 / (1 + np.exp(-(z + best))))
+        print(f"{source:9} offset {best:+.1f}: held-out recall {(final[lab == 1] >= 0.5).mean():.3f}, "
+              f"fpr {(final[lab == 0] >= 0.5).mean():.4f} (rules alone {rules_fpr:.4f}), n={len(ids)}")
+        offsets[source] = best
+    return offsets
+
+
 def main() -> None:
     if os.environ.get("PYTHONHASHSEED") != "0":  # faker draws from sets of words: fix their order too
         os.execve(sys.executable, [sys.executable, "-m", "plugins._injection.train", *sys.argv[1:]],
@@ -80,20 +126,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument("--out", type=Path, default=MODEL_PATH)
+    parser.add_argument("--no-folds", dest="folds", action="store_false", help="skip the per-source calibration")
     args = parser.parse_args()
     data = examples(args.seed)
-    check_disjoint([t for t, _, _ in data])
-    rows = [features(normalize(text).text, DIM, NGRAMS) for text, _, _ in data]
-    y = np.array([label for _, label, _ in data], dtype=np.float64)
+    check_disjoint([t for t, *_ in data])
+    rows = [features(normalize(text).text, DIM, NGRAMS, CUES) for text, *_ in data]
+    y = np.array([label for _, label, *_ in data], dtype=np.float64)
+    offsets = calibrate(data, held_out_scores(data, rows, y)) if args.folds else {}
     w, b = train(rows, y)
     scale = float(np.abs(w).max()) / 127 or 1.0
     q = np.clip(np.round(w / scale), -127, 127).astype(np.int8)
     model = {
-        "format": "chaperone-injection-lr/1",
+        "format": "chaperone-injection-lr/2",
         "dim": DIM,
         "ngrams": list(NGRAMS),
+        "cues": CUES,
         "scale": scale,
         "bias": b,
+        "source_bias": offsets,
         "trained_on": {
             "examples": len(data),
             "attacks": int(y.sum()),

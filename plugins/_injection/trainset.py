@@ -19,7 +19,10 @@ from collections.abc import Iterator
 
 from faker import Faker  # training-time only: word salad and records in many languages, seeded
 
+from plugins._injection.trainset_more import more_examples
+
 Example = tuple[str, int, str]
+Sourced = tuple[str, int, str, str]  # an example and the source ("user" or "untrusted") it would arrive as
 
 _EN = {
     "verb": ["ignore", "disregard", "forget", "set aside", "pay no attention to", "override", "discard", "throw away",
@@ -410,12 +413,22 @@ def _case(rng: random.Random, text: str) -> str:
     return text.upper() if roll < 0.1 else text.lower() if roll < 0.25 else text
 
 
-def examples(seed: int = 1234) -> list[Example]:
-    """The whole training set, deduplicated, in a seed-fixed order."""
+def _source(text: str, category: str) -> str:
+    """The trust a template example would arrive with: documents and tool output are untrusted."""
+    head = text.split(":", 1)[0]
+    if category == "indirect_injection" or head in _PREFIXES or "\n" in text or len(text) > 300:
+        return "untrusted"
+    return "user"
+
+
+def examples(seed: int = 1234) -> list[Sourced]:
+    """The whole training set with each text's source, deduplicated, in a seed-fixed order."""
     rng = random.Random(seed)
+    more = more_examples(random.Random(seed + 1))
     seen: set[str] = set()
-    out: list[Example] = []
-    for ex in [*_attacks(rng), *_benign(rng), *_compositional(rng), *_definitions(rng)]:
+    out: list[Sourced] = []
+    base = [*_attacks(rng), *_benign(rng), *_compositional(rng), *_definitions(rng)]
+    for ex in [*((t, y, c, _source(t, c)) for t, y, c in base), *more]:
         if ex[0] not in seen:
             seen.add(ex[0])
             out.append(ex)
