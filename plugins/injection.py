@@ -5,7 +5,8 @@ Every text the model will read (``proxy.textview``) is normalised and scored by 
 ``user``; tool and function results (documents, web pages, API answers) as ``untrusted``, each
 against its own threshold. A detection blocks the request, flags it (``x-chaperone-flags``), or
 sanitises it (spotlighting delimiters around untrusted content, invisible characters removed).
-Scores inside ``llm_check.band`` can be settled by asking a policy route.
+Scores inside ``llm_check.band`` can be settled by asking a policy route. Verdicts of short texts
+are remembered (a chat resends its history) under a SHA-256 digest of the text, never the text itself.
 """
 
 from __future__ import annotations
