@@ -5,17 +5,20 @@ Every text the model will read (``proxy.textview``) is normalised and scored by 
 ``user``; tool and function results (documents, web pages, API answers) as ``untrusted``, each
 against its own threshold. A detection blocks the request, flags it (``x-chaperone-flags``), or
 sanitises it (spotlighting delimiters around untrusted content, invisible characters removed).
-Scores inside ``llm_check.band`` can be settled by asking a policy route.
+Scores inside ``llm_check.band`` can be settled by asking a policy route. Verdicts of short texts
+are remembered (a chat resends its history) under a SHA-256 digest of the text, never the text itself.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
+import hashlib
 import json
 import logging
 import re
 import secrets
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -129,6 +132,40 @@ class InjectionReport:
 REPORT = StashKey[InjectionReport]()
 
 
+class VerdictCache:
+    """Verdicts of recently scored texts, keyed by a digest of the text: it never holds a prompt's text.
+
+    A bounded LRU, safe to share between the event loop and the worker threads that scan long requests.
+    """
+
+    def __init__(self, size: int = _CACHE_SIZE) -> None:
+        self.size = size
+        self._items: OrderedDict[tuple[bytes, str], Verdict] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def key(text: str, source: Source) -> tuple[bytes, str]:
+        """SHA-256 (hardware-accelerated on current CPUs: twice as fast as BLAKE2b here) of the text, and its source."""
+        return hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest(), source
+
+    def get(self, key: tuple[bytes, str]) -> Verdict | None:
+        with self._lock:
+            verdict = self._items.get(key)
+            if verdict is not None:
+                self._items.move_to_end(key)
+            return verdict
+
+    def put(self, key: tuple[bytes, str], verdict: Verdict) -> None:
+        with self._lock:
+            self._items[key] = verdict
+            self._items.move_to_end(key)
+            if len(self._items) > self.size:
+                self._items.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
 def _finding_json(finding: Finding) -> dict[str, Any]:
     v = finding.verdict
     return {"path": finding.path, "source": v.source, "score": v.score, "categories": v.categories,
@@ -152,12 +189,17 @@ class Injection:
             max_chars=config.max_chars,
         )
         self._sources: dict[str, Source] = {name: _SOURCES[name] for name in config.sources}
-        self._cached_scan = functools.lru_cache(maxsize=_CACHE_SIZE)(self.detector.scan)  # thread-safe
+        self._cache = VerdictCache()
 
     def _verdict(self, text: str, source: Source) -> Verdict:
-        if len(text) <= _CACHED_CHARS:
-            return self._cached_scan(text, source)
-        return self.detector.scan(text, source)
+        if len(text) > _CACHED_CHARS:
+            return self.detector.scan(text, source)
+        key = VerdictCache.key(text, source)
+        verdict = self._cache.get(key)
+        if verdict is None:
+            verdict = self.detector.scan(text, source)
+            self._cache.put(key, verdict)
+        return verdict
 
     def _scan(self, refs: list[TextRef]) -> InjectionReport:
         report = InjectionReport()

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import copy
+import gc
+import types
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from plugins.injection import REPORT
+from plugins._injection.detector import Source, Verdict
+from plugins.injection import REPORT, Injection, VerdictCache
 from proxy import PolicyViolation
 from proxy.exchange import ApiResponse, Exchange
 from proxy.policy import PolicyError
@@ -204,3 +208,55 @@ async def test_scan_protocol_reports_without_editing_the_request(registry: Plugi
     plain = compile_chain_policy("[]", registry)
     benign = make_exchange(plain, chat(user("Explain what prompt injection is."))).request
     assert (await plugin.scan(benign))["action"] == "allow"
+
+
+async def test_verdict_cache_holds_no_prompt_text(registry: PluginRegistry, monkeypatch: pytest.MonkeyPatch) -> None:
+    policy = compile_chain_policy("[{injection: {action: flag}}]", registry)
+    plugin: Injection = policy.default_chain.steps[0].plugin
+    canary = "canary-5f1c9e my card is 4111 1111 1111 1111"
+    scans: list[str] = []
+    scan = plugin.detector.scan
+
+    def counted(text: str, source: Source) -> Verdict:
+        scans.append(text)
+        return scan(text, source)
+
+    monkeypatch.setattr(plugin.detector, "scan", counted)
+    body = chat(user(f"{canary}. Please summarise my week."), tool(f"{canary}: {DOC_ATTACK}"))
+    reports = []
+    for _ in range(2):
+        exchange = make_exchange(policy, copy.deepcopy(body))
+        await exchange.chain.run(exchange, StubBackend())
+        assert exchange.response is not None and exchange.response.headers["x-chaperone-flags"] == "prompt_injection"
+        reports.append(exchange.stash[REPORT])
+    assert len(scans) == 2  # the second request's texts were answered from the cache
+    assert [f.verdict for f in reports[1].findings] == [f.verdict for f in reports[0].findings]
+    held = list(_reachable(plugin._cache))
+    assert not [o for o in held if isinstance(o, str | bytes) and ("canary" in str(o) or "4111" in str(o))]
+    assert any(isinstance(o, bytes) for o in held) and "untrusted" in held  # the walk does reach the keys
+
+
+def _reachable(root: object) -> Iterator[object]:
+    """Every object ``root`` refers to, transitively, short of classes and modules."""
+    seen: set[int] = set()
+    todo = [root]
+    while todo:
+        obj = todo.pop()
+        if id(obj) in seen or isinstance(obj, type | types.ModuleType):
+            continue
+        seen.add(id(obj))
+        yield obj
+        todo.extend(gc.get_referents(obj))
+
+
+def test_verdict_cache_is_a_bounded_lru() -> None:
+    cache = VerdictCache(size=2)
+    verdicts = [Verdict(score=i / 10, categories=[], action=None, source="user") for i in range(3)]
+    keys = [VerdictCache.key(t, "user") for t in ("a", "b", "c")]
+    cache.put(keys[0], verdicts[0])
+    cache.put(keys[1], verdicts[1])
+    assert cache.get(keys[0]) is verdicts[0]  # now the most recent
+    cache.put(keys[2], verdicts[2])
+    assert len(cache) == 2 and cache.get(keys[1]) is None and cache.get(keys[0]) is verdicts[0]
+    assert VerdictCache.key("a", "untrusted") != keys[0]
+    assert VerdictCache.key("lone \ud800 surrogate", "user")[0]  # text a JSON body may carry still has a key
