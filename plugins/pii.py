@@ -129,6 +129,8 @@ class Pii:
     async def on_response(self, exchange: Exchange) -> None:
         state = exchange.stash.get(STATE)
         response = exchange.response
+        if response is not None and response.stream is not None and (state is None or not len(state.mapping)):
+            exchange.skip_stream_hooks(self)  # nothing to restore: let the stream pass unparsed
         if state is None or response is None:
             return
         if self.config.header:

@@ -78,6 +78,15 @@ class Chain:
     def parses_chunks(self) -> bool:
         return bool(self._chunk or self._end)
 
+    def parses_chunks_for(self, exchange: Exchange) -> bool:
+        """Whether this request's stream must be parsed: some entered step hooks chunks and did not opt out."""
+        if not (self._chunk or self._end):
+            return False
+        return any(self._wants(exchange, index) for index, _ in (*self._chunk, *self._end))
+
+    def _wants(self, exchange: Exchange, index: int) -> bool:
+        return index < exchange.entered and id(self.steps[index].plugin) not in exchange.stream_idle
+
     @property
     def observes_completion(self) -> bool:
         """Whether any step hooks ``on_complete`` (and so needs usage and the final outcome)."""
@@ -121,8 +130,8 @@ class Chain:
         """
         run = _StreamRun(
             exchange,
-            [(index, hook) for index, hook in self._chunk if index < exchange.entered],
-            [(index, hook) for index, hook in self._end if index < exchange.entered],
+            [(index, hook) for index, hook in self._chunk if self._wants(exchange, index)],
+            [(index, hook) for index, hook in self._end if self._wants(exchange, index)],
         )
         cutter = sse.EventCutter()
         out: list[bytes] = []

@@ -162,10 +162,19 @@ class Exchange:
     entered: int = 0  # how many chain steps the request entered (set by the chain runner)
     subcaller: Subcaller | None = None  # set by the server; plugins call ``subcall``
     subcalls: list[SubcallRecord] = field(default_factory=list)  # sub-calls made for this request, with usage
+    stream_idle: frozenset[int] = frozenset()  # ids of plugins with nothing to do on this request's stream
 
     def remaining_s(self) -> float:
         """Seconds left before this request's deadline (may be negative)."""
         return self.deadline - time.monotonic()
+
+    def skip_stream_hooks(self, plugin: object) -> None:
+        """Say that ``plugin`` has nothing to do on this request's stream (call it from ``on_response``).
+
+        Its ``on_chunk`` and ``on_stream_end`` are then not called for this request; when no step is left
+        that wants chunks, the proxy passes the upstream's bytes through without parsing them.
+        """
+        self.stream_idle = self.stream_idle | {id(plugin)}
 
     async def subcall(self, model: str, body: dict[str, Any], *, timeout_s: float | None = None) -> dict[str, Any]:
         """Ask the policy's route ``model`` for a chat completion (``body`` without ``model``); the answer's JSON.

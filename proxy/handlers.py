@@ -166,7 +166,7 @@ async def _write_stream(
     headers = {**response.headers, **_SSE_HEADERS, "x-request-id": exchange.request_id}
     out = web.StreamResponse(status=response.status, headers=headers)
     chain = exchange.chain
-    parsed = chain.process_stream(exchange, upstream) if chain.parses_chunks else None
+    parsed = chain.process_stream(exchange, upstream) if chain.parses_chunks_for(exchange) else None
     last = prev = b""
     runtime = request.app[RUNTIME]
     task = asyncio.current_task()

@@ -161,7 +161,9 @@ async def on_chunk(exchange: Exchange, chunk: dict[str, Any]) -> dict[str, Any] 
     """Inspect or edit one parsed chunk of a streamed response.
 
     Runs: for every ``data:`` event of a stream (``[DONE]`` excluded), in reverse policy order.
-    Chunks are parsed only when at least one step of the chain implements this hook.
+    Chunks are parsed only when at least one step of the chain implements this hook (or
+    ``on_stream_end``) and has not called ``exchange.skip_stream_hooks(self)`` in its ``on_response``
+    to say it has nothing to do on this request's stream.
     May mutate: ``chunk`` in place, this plugin's own stash keys (e.g. a carry-over buffer).
     Returns: the chunk to pass on (the same or a new dict), or None to drop it; later (outer)
     steps do not see a dropped chunk.

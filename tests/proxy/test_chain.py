@@ -24,6 +24,7 @@ from proxy import (
     UpstreamError,
     UpstreamUnavailable,
     hookimpl,
+    sse,
 )
 from proxy.policy import PolicyError, compile_policy_text
 from proxy.registry import PluginRegistry, build_registry
@@ -48,6 +49,7 @@ class RecConfig(BaseModel):
     set_temperature: float | None = Field(default=None, description="on_request sets the temperature.")
     suffix: str | None = Field(default=None, description="on_response appends this to the answer.")
     tail: bool = Field(default=False, description="on_stream_end sends one more chunk naming this step.")
+    idle: bool = Field(default=False, description="on_response says it has nothing to do on the stream.")
 
 
 def recorder(events: Events) -> type:
@@ -100,6 +102,8 @@ def recorder(events: Events) -> type:
         async def on_response(self, exchange: Exchange) -> None:
             events.append(("response", self.label))
             assert exchange.response is not None
+            if self.config.idle:
+                exchange.skip_stream_hooks(self)
             if self.config.suffix is not None and exchange.response.stream is None:
                 exchange.response.json()["choices"][0]["message"]["content"] += self.config.suffix
 
@@ -307,6 +311,25 @@ async def test_hook_on_stream_end(start_chain: StartChain, events: Events) -> No
     assert after_end_c[:2] == [("chunk", "b", None), ("chunk", "a", None)]  # c's tail
     after_end_b = chunk_events[chunk_events.index(("end", "b")) + 1 :]
     assert after_end_b[:2] == [("chunk", "a", None), ("end", "a")]  # b's tail skips b and c
+
+
+async def test_a_step_idle_on_a_stream_sees_no_chunks_and_an_all_idle_chain_parses_nothing(
+    start_chain: StartChain, events: Events, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    running = await start_chain(rec_chain("a", "b", a={"idle": True}))
+    body = {"model": "mock-gpt", "messages": [{"role": "user", "content": "hi [[mock:tokens=3]]"}], "stream": True}
+    status, raw = await post_chat(running.url, body)
+    assert status == 200 and sse_data(raw)[-1] == "[DONE]"
+    assert {label for label, _ in only(events, "chunk")} == {"b"} and only(events, "end") == ["b"]
+    events.clear()
+    decoded: list[bytes] = []
+    real_decode = sse.decode_data
+    monkeypatch.setattr(sse, "decode_data", lambda event: decoded.append(event) or real_decode(event))
+    running = await start_chain(rec_chain("c", c={"idle": True}))
+    status, raw = await post_chat(running.url, body)
+    assert status == 200 and sse_data(raw)[-1] == "[DONE]"
+    assert only(events, "chunk") == [] and only(events, "end") == []
+    assert decoded == []  # the bytes passed through unparsed
 
 
 async def test_stream_end_hooks_run_once_before_the_error_of_a_broken_stream(
