@@ -191,6 +191,7 @@ CHAPERONE_VARIANTS: dict[str, Callable[[], list[Any]]] = {
     "chaperone-params-headers": lambda: PARAMS_HEADERS_CHAIN,
     "chaperone-default": default_chain,
     "chaperone-noop8": lambda: NOOP8_CHAIN,
+    "chaperone-pii": lambda: [{"pii": {}}],
 }
 
 
