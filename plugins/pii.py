@@ -137,7 +137,11 @@ class Pii:
             response.headers["x-chaperone-pii"] = ",".join(f"{k}={v}" for k, v in sorted(state.counts.items()))
         if response.stream is not None or not len(state.mapping) or response.status >= 400:
             return
-        for ref in response_texts(exchange.request.endpoint, response.json()):
+        try:
+            body = response.json()
+        except ValueError:  # not JSON: nothing this plugin can restore, and the client gets it as it came
+            return
+        for ref in response_texts(exchange.request.endpoint, body):
             ref.set(state.mapping.restore(ref.text, json_escape=ref.json or state.json_content))
 
     @hookimpl

@@ -136,6 +136,13 @@ async def test_clean_requests_are_left_untouched_and_unparsed(registry: PluginRe
     assert "x-chaperone-pii" not in response.headers
 
 
+async def test_a_non_json_answer_passes_unchanged(registry: PluginRegistry) -> None:
+    p = await started(policy(registry))
+    exchange = make_exchange(p, chat(f"to {EMAIL}"))
+    response = await p.default_chain.run(exchange, StubBackend(lambda ex: ApiResponse(200, raw=b"<html>oops")))
+    assert response.raw == b"<html>oops" and response.body is None
+
+
 async def test_detection_failure_follows_on_error(registry: PluginRegistry, monkeypatch: pytest.MonkeyPatch) -> None:
     async def broken(self: Any, texts: list[str]) -> Any:
         raise RuntimeError("detector fell over")
