@@ -51,14 +51,21 @@ scan could not run (policy errors, unknown chain, missing input file); 141 when 
 environment: CHAPERONE_HOME (the store of the policy lives there), CHAPERONE_PLUGINS"""
 
 
+def _env_settings() -> Settings | None:
+    """Settings from CHAPERONE_* variables; None (after saying which is wrong) when one is malformed."""
+    try:
+        return Settings.from_env()
+    except ValueError as exc:
+        print(f"chaperone: bad CHAPERONE_* environment setting: {exc}", file=sys.stderr)
+        return None
+
+
 def _serve(args: argparse.Namespace) -> int:
     from proxy.server import create_app
     from proxy.tracing import provider_from_env
 
-    try:
-        base = Settings.from_env()
-    except ValueError as exc:
-        print(f"chaperone: bad CHAPERONE_* environment setting: {exc}", file=sys.stderr)
+    base = _env_settings()
+    if base is None:
         return 2
     settings = Settings(
         policy_path=Path(args.policy) if args.policy else base.policy_path,
@@ -185,10 +192,8 @@ def _check(args: argparse.Namespace) -> int:
 def _scan(args: argparse.Namespace) -> int:
     from proxy.scan import ScanOptions, run
 
-    try:
-        base = Settings.from_env()
-    except ValueError as exc:
-        print(f"chaperone: bad CHAPERONE_* environment setting: {exc}", file=sys.stderr)
+    base = _env_settings()
+    if base is None:
         return 2
     registry = _registry()
     if registry is None:

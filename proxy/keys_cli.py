@@ -108,7 +108,10 @@ def _run(action: Action) -> Callable[[argparse.Namespace], int]:
 
 async def _open_and_do(args: argparse.Namespace, action: Action) -> int:
     policy = _policy(args)
-    home = Settings.from_env().home
+    try:
+        home = Settings.from_env().home
+    except ValueError as exc:
+        raise CliError(f"bad CHAPERONE_* environment setting: {exc}") from None
     try:
         home.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -18,10 +18,13 @@ from tests.conftest import MockUpstream, ProxyFactory, RunningProxy, simple_poli
 from tests.e2e.test_keys_e2e import ADMIN, ADMIN_SECTION, chat
 
 
-async def keys_cli(home: Path, *args: str, admin_key: str | None = ADMIN) -> tuple[int, str, str]:
+async def keys_cli(
+    home: Path, *args: str, admin_key: str | None = ADMIN, **extra_env: str
+) -> tuple[int, str, str]:
     """Run ``chaperone keys ARGS`` in its own process; returns the exit status, stdout and stderr."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "CHAPERONE_"))}
     env["CHAPERONE_HOME"] = str(home)
+    env.update(extra_env)
     if admin_key is not None:
         env["CHAPERONE_ADMIN_KEY"] = admin_key
     proc = await asyncio.create_subprocess_exec(
@@ -129,3 +132,11 @@ async def test_a_policy_without_admin_section_is_refused(write_policy: Callable[
 async def test_help_has_examples(tmp_path: Path) -> None:
     code, out, _ = await keys_cli(tmp_path / "home", "create", "--help")
     assert code == 0 and "examples:" in out and "--expires" in out and "--team" in out
+
+
+async def test_a_malformed_environment_setting_is_a_clear_message(
+    mock_upstream: MockUpstream, write_policy: Callable[[str], Path], tmp_path: Path
+) -> None:
+    path = write_policy(simple_policy(mock_upstream.url, extra=ADMIN_SECTION))
+    status, _, err = await keys_cli(tmp_path / "home", "list", "--policy", str(path), CHAPERONE_PORT="abc")
+    assert status == 2 and "bad CHAPERONE_* environment setting" in err and "Traceback" not in err
