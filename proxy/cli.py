@@ -14,7 +14,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from proxy.policy import PolicyError, load_policy
+from proxy.policy import Policy, PolicyError, load_policy
 from proxy.registry import PluginRegistry, build_registry, extra_modules_from_env
 from proxy.settings import DEFAULT_POLICY, Settings
 
@@ -186,7 +186,23 @@ def _check(args: argparse.Namespace) -> int:
             continue
         chains = ", ".join(repr(chain) for chain in policy.chains.values())
         print(f"{path}: ok ({len(policy.routes)} models, chains: {chains})")
+        for warning in _passthrough_warnings(policy):
+            print(f"{path}: warning: {warning}", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _passthrough_warnings(policy: Policy) -> list[str]:
+    """Passthrough rules that let a prompt-carrying path skip guards some chain has (steps that can ``scan``)."""
+    from proxy.passthrough import risky_rules
+
+    guarded = [
+        f"{chain.name}: {step.name}" for chain in policy.chains.values() for step in chain.steps
+        if callable(getattr(step.plugin, "scan", None))
+    ]  # fmt: skip
+    if not guarded:
+        return []
+    rules = [policy.passthrough, *(entry[3] for entry in (policy.keys or {}).values() if entry[3] is not None)]
+    return [f"{line} without the guards of the chain ({', '.join(guarded)})" for line in risky_rules(rules)]
 
 
 def _scan(args: argparse.Namespace) -> int:

@@ -271,12 +271,20 @@ async def get_model(request: web.Request) -> web.Response:
 
 
 async def passthrough(request: web.Request) -> web.StreamResponse:
-    """Forward any other ``/v1/*`` request unchanged to the backend its model (or ``*``) routes to."""
+    """Forward another ``/v1/*`` request unchanged to the backend its model (or ``*``) routes to.
+
+    Only what the caller's passthrough rules allow (``proxy.passthrough``); anything else is a 403.
+    """
     runtime = request.app[RUNTIME]
     active = runtime.acquire()
     try:
         policy = active.policy
         caller = await active.authenticate(request.headers.get("Authorization"))
+        tail = request.match_info["tail"]
+        if any(part in (".", "..") for part in tail.split("/")):  # never reach above the backend's /v1
+            raise NotFound(f"Unknown request URL: {request.method} {request.path}", code="unknown_url")
+        path = "/" + tail
+        policy.passthrough_for(caller).check(request.method, path)
         raw = await _read_body(request, policy.limits.max_body_bytes)
         model = _model_in(raw, request.content_type)
         if model is not None:
@@ -289,10 +297,6 @@ async def passthrough(request: web.Request) -> web.StreamResponse:
         else:
             raise NotFound(f"Unknown request URL: {request.method} {request.path}", code="unknown_url")
         backend = active.backends[route.backend]
-        tail = request.match_info["tail"]
-        if any(part in (".", "..") for part in tail.split("/")):  # never reach above the backend's /v1
-            raise NotFound(f"Unknown request URL: {request.method} {request.path}", code="unknown_url")
-        path = "/" + tail
         upstream = await backend.forward(
             request.method, path, request.query_string, request.headers, raw, authorization=caller.authorization
         )

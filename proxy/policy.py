@@ -20,7 +20,9 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from proxy.chain import Chain, compile_chain
+from proxy.conversations import ResponsesConfig
 from proxy.errors import Forbidden, ModelNotFound, Unauthorized
+from proxy.passthrough import DEFAULT_ALLOW, PassthroughConfig, Rules, parse_rule
 from proxy.store import StoreConfig
 
 if TYPE_CHECKING:
@@ -133,6 +135,18 @@ class BackendConfig(_Strict):
     enabled: Annotated[bool, BeforeValidator(_empty_is_false)] = Field(
         default=True, description="A disabled backend is skipped where a route lists alternatives."
     )
+    responses_api: Literal["auto", "native", "translate"] = Field(
+        default="auto",
+        description="Whether /v1/responses is forwarded as is (native) or translated to chat completions; "
+        "auto: native for api.openai.com only.",
+    )
+
+    @property
+    def speaks_responses(self) -> bool:
+        """Whether this backend takes Responses API requests itself (else they are translated to chat)."""
+        if self.responses_api == "auto":
+            return self.url is not None and re.match(r"^https://api\.openai\.com(/|$)", self.url) is not None
+        return self.responses_api == "native"
 
     @model_validator(mode="after")
     def _one_target(self) -> BackendConfig:
@@ -154,6 +168,16 @@ class KeyConfig(_Strict):
     key: str = Field(min_length=1, description="The key itself, or 'sha256:<hex>' of it.")
     chain: str | None = Field(default=None, description="Chain for this key's requests (default_chain if unset).")
     models: list[str] | None = Field(default=None, description="Models this key may use (all if unset).")
+    passthrough: list[str] | None = Field(
+        default=None, description="This key's own passthrough rules, replacing passthrough.allow (see there)."
+    )
+
+    @field_validator("passthrough")
+    @classmethod
+    def _rules(cls, value: list[str] | None) -> list[str] | None:
+        for text in value or ():
+            parse_rule(text)
+        return value
 
     @field_validator("key")
     @classmethod
@@ -213,6 +237,12 @@ class PolicyFile(_Strict):
         default=None,
         description="The admin API and virtual keys; with it the proxy is never open. Omit to refuse admin paths.",
     )
+    passthrough: PassthroughConfig = Field(
+        default_factory=PassthroughConfig, description="Which other /v1 paths are forwarded without the chain."
+    )
+    responses: ResponsesConfig = Field(
+        default_factory=ResponsesConfig, description="Responses API: stored responses and previous_response_id."
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -240,10 +270,14 @@ class Caller:
     authorization: str | None = None  # the client's own Authorization header, kept only in open mode
     key_id: str | None = None  # a virtual key's id (None for static keys and open mode)
     metadata: Mapping[str, str] = field(default_factory=dict)  # a virtual key's team, user, …
+    passthrough: Rules | None = None  # the key's own passthrough rules (the policy's when None)
 
     def check_model(self, model: str) -> None:
         if self.models is not None and model not in self.models:
             raise Forbidden(f"key {self.name!r} may not use model {model!r}", param="model")
+
+
+KeyEntry = tuple[str, Chain, frozenset[str] | None, Rules | None]  # a static key: name, chain, models, passthrough
 
 
 @dataclass(frozen=True)
@@ -255,9 +289,11 @@ class Policy:
     default_chain: Chain
     store: StoreConfig
     limits: Limits
-    keys: Mapping[bytes, tuple[str, Chain, frozenset[str] | None]] | None
+    keys: Mapping[bytes, KeyEntry] | None
     plugins: tuple[Any, ...] = field(default=())
     admin: AdminConfig | None = None
+    passthrough: Rules = field(default_factory=lambda: Rules.compile(DEFAULT_ALLOW, "passthrough.allow"))
+    responses: ResponsesConfig = field(default_factory=ResponsesConfig)
 
     @property
     def open(self) -> bool:
@@ -284,8 +320,12 @@ class Policy:
         entry = self.keys.get(hashlib.sha256(token.encode()).digest()) if self.keys is not None else None
         if entry is None:
             raise Unauthorized("Incorrect API key provided.")
-        name, chain, models = entry
-        return Caller(name, chain, models)
+        name, chain, models, passthrough = entry
+        return Caller(name, chain, models, passthrough=passthrough)
+
+    def passthrough_for(self, caller: Caller) -> Rules:
+        """The passthrough rules that apply to ``caller``: its key's own, else the policy's."""
+        return caller.passthrough or self.passthrough
 
     def client_models(self, caller: Caller) -> list[str]:
         names = [name for name in self.routes if name != "*"]
@@ -428,6 +468,8 @@ def compile_policy(
         keys=keys,
         plugins=tuple(plugins),
         admin=spec.admin,
+        passthrough=Rules.compile(spec.passthrough.allow, "passthrough.allow"),
+        responses=spec.responses,
     )
 
 
@@ -479,12 +521,10 @@ def _instantiate_steps(
     return instances
 
 
-def _compile_keys(
-    spec: PolicyFile, chains: Mapping[str, Chain], errors: list[str]
-) -> dict[bytes, tuple[str, Chain, frozenset[str] | None]] | None:
+def _compile_keys(spec: PolicyFile, chains: Mapping[str, Chain], errors: list[str]) -> dict[bytes, KeyEntry] | None:
     if spec.keys is None:
         return None
-    keys: dict[bytes, tuple[str, Chain, frozenset[str] | None]] = {}
+    keys: dict[bytes, KeyEntry] = {}
     for i, entry in enumerate(spec.keys):
         chain_name = entry.chain or spec.default_chain
         if chain_name not in spec.chains:
@@ -501,5 +541,6 @@ def _compile_keys(
             errors.append(f"keys[{i}].key: the same key is given twice")
         if chain_name in chains:
             models = frozenset(entry.models) if entry.models is not None else None
-            keys[digest] = (entry.name, chains[chain_name], models)
+            rules = None if entry.passthrough is None else Rules.compile(entry.passthrough, f"keys[{i}].passthrough")
+            keys[digest] = (entry.name, chains[chain_name], models, rules)
     return keys

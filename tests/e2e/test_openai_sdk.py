@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import openai
 import pytest
 
-from tests.conftest import MockUpstream, RunningProxy
+from tests.conftest import MockUpstream, ProxyFactory, RunningProxy, simple_policy
 
 pytestmark = pytest.mark.asyncio
 
@@ -119,11 +121,38 @@ async def test_model_alias_maps_to_the_upstream_name(client: openai.AsyncOpenAI,
     assert (await mock_upstream.requests())[-1]["body"]["model"] == "upstream-name"
 
 
-async def test_unknown_v1_path_is_forwarded(
-    client: openai.AsyncOpenAI, proxy: RunningProxy, mock_upstream: MockUpstream
+async def test_a_body_carrying_path_is_refused_unless_the_policy_allows_it(
+    client: openai.AsyncOpenAI, mock_upstream: MockUpstream
 ) -> None:
-    result = await client.moderations.create(input="hello [[mock:flag]]")
-    assert result.results[0].flagged is True
+    with pytest.raises(openai.PermissionDeniedError) as refused:
+        await client.moderations.create(input="my SSN is 078-05-1120")
+    error = refused.value.body
+    assert isinstance(error, dict) and error["code"] == "passthrough_refused"
+    assert "POST /v1/moderations" in error["message"] and "passthrough.allow" in error["message"]
+    assert all(r["path"] != "/v1/moderations" for r in await mock_upstream.requests())  # nothing left the proxy
+
+
+async def test_an_allowed_path_is_forwarded_and_per_key_rules_replace_the_policys(
+    start_proxy: ProxyFactory, mock_upstream: MockUpstream, write_policy: Callable[[str], Path]
+) -> None:
+    extra = """
+    passthrough:
+      allow: ["GET /*", "POST /moderations"]
+    keys:
+      - {name: app, key: sk-app}
+      - {name: audio-only, key: sk-audio, passthrough: ["POST /audio/*"]}
+    """
+    proxy = await start_proxy(write_policy(simple_policy(mock_upstream.url, extra=extra)))
+    async with proxy.client("sk-app") as app, proxy.client("sk-audio") as audio:
+        result = await app.moderations.create(input="hello [[mock:flag]]")
+        assert result.results[0].flagged is True
+        with pytest.raises(openai.PermissionDeniedError, match=r"keys\[1\]\.passthrough"):
+            await audio.moderations.create(input="hello")
+        with pytest.raises(openai.PermissionDeniedError):  # the key's list replaces the policy's: no GET either
+            await audio.files.list()
+
+
+async def test_a_body_less_path_is_forwarded_by_default(proxy: RunningProxy, mock_upstream: MockUpstream) -> None:
     async with aiohttp.ClientSession() as session:
         async with session.get(
             proxy.url + "/files?purpose=batch&limit=2", headers={"OpenAI-Organization": "org-1", "Connection": "close"}

@@ -321,3 +321,21 @@ def test_check_cli_names_the_yaml_path_of_each_mistake(tmp_path: Path) -> None:
     assert str(bad) not in result.stdout and str(worse) not in result.stdout
     assert f"{bad}: models.other.backend: no backend named 'nope'" in result.stderr
     assert f"{worse}: chains.default[0].params.clamp.temperature.min: " in result.stderr
+
+
+def test_check_warns_when_passthrough_lets_a_prompt_skip_the_chains_guards(tmp_path: Path) -> None:
+    risky = tmp_path / "risky.yaml"
+    risky.write_text(
+        MINIMAL + "chains:\n  default: [injection]\npassthrough: {allow: ['GET /*', 'POST /audio/*']}\n"
+        "keys:\n  - {name: rt, key: sk-rt, passthrough: ['WS /realtime']}\n"
+    )
+    result = run_check(risky)
+    assert result.returncode == 0, result.stderr  # a warning, not an error
+    warnings = [line for line in result.stderr.splitlines() if "warning" in line]
+    assert len(warnings) == 2, result.stderr
+    assert "passthrough.allow: 'POST /audio/*' forwards POST /audio/speech" in warnings[0]
+    assert "(default: injection)" in warnings[0]
+    assert "keys[0].passthrough: 'WS /realtime'" in warnings[1]
+    unguarded = tmp_path / "unguarded.yaml"
+    unguarded.write_text(MINIMAL + "passthrough: {allow: ['POST /*']}\n")
+    assert "warning" not in run_check(unguarded).stderr  # nothing to walk around
