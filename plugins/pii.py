@@ -17,7 +17,17 @@ from pydantic import Field, field_validator
 from plugins._pii.config import DetectorConfig
 from plugins._pii.restore import PlaceholderMap, Span, StreamRestorer
 from proxy import ApiRequest, ApiResponse, Exchange, PluginRegistry, PolicyViolation, StashKey, hookimpl
-from proxy.textview import StreamKey, TextRef, chunk_texts, request_texts, response_texts
+from proxy.textview import (
+    StreamKey,
+    TextRef,
+    append_text,
+    chunk_ends,
+    chunk_texts,
+    delta_chunk,
+    key_matches,
+    request_texts,
+    response_texts,
+)
 
 if TYPE_CHECKING:
     from plugins._pii.detect import Finding
@@ -53,7 +63,7 @@ class _State:
     json_content: bool  # JSON mode: restored values in the answer's content are JSON-escaped
     counts: dict[str, int]
     restorers: dict[StreamKey, StreamRestorer] = field(default_factory=dict)
-    template: dict[str, Any] = field(default_factory=dict)  # id/object/created/model of the last chunk
+    last: dict[StreamKey, dict[str, Any]] = field(default_factory=dict)  # the last chunk that extended each text
 
 
 STATE = StashKey[_State]()
@@ -145,38 +155,42 @@ class Pii:
             ref.set(state.mapping.restore(ref.text, json_escape=ref.json or state.json_content))
 
     @hookimpl
-    async def on_chunk(self, exchange: Exchange, chunk: dict[str, Any]) -> dict[str, Any] | None:
+    async def on_chunk(self, exchange: Exchange, chunk: dict[str, Any]) -> dict[str, Any] | list[dict[str, Any]] | None:
         state = exchange.stash.get(STATE)
         if state is None or not len(state.mapping):
             return chunk
-        for name in ("id", "object", "created", "model"):
-            if name in chunk:
-                state.template[name] = chunk[name]
-        for ref in chunk_texts(exchange.request.endpoint, chunk):
-            ref.set(self._restorer(state, ref).feed(ref.text))
-        choices = chunk.get("choices")
-        if isinstance(choices, list) and state.restorers:
-            for choice in choices:
-                if isinstance(choice, dict) and choice.get("finish_reason") and isinstance(choice.get("index"), int):
-                    for key, restorer in state.restorers.items():
-                        if key[0] == choice["index"] and restorer.pending:
-                            _append(choice, key, restorer.flush(), exchange.request.endpoint)
-        return chunk
+        endpoint = exchange.request.endpoint
+        for ref in chunk_texts(endpoint, chunk):
+            if ref.stream_key is None:  # a whole text (a *.done event, the completed response)
+                ref.set(state.mapping.restore(ref.text, json_escape=ref.json or state.json_content))
+            else:
+                state.last[ref.stream_key] = chunk
+                ref.set(self._restorer(state, ref).feed(ref.text))
+        if not state.restorers:
+            return chunk
+        ends = chunk_ends(endpoint, chunk)
+        if not ends:
+            return chunk
+        before: list[dict[str, Any]] = []  # held text released ahead of the event that ends it
+        for key, restorer in state.restorers.items():
+            if restorer.pending and key_matches(key, ends):
+                text = restorer.flush()
+                if not append_text(endpoint, chunk, key, text):
+                    before.append(delta_chunk(endpoint, key, text, state.last.get(key, chunk)))
+        return [*before, chunk] if before else chunk
 
     @hookimpl
     async def on_stream_end(self, exchange: Exchange) -> list[dict[str, Any]] | None:
         state = exchange.stash.get(STATE)
         if state is None:
             return None
-        by_choice: dict[int, dict[str, Any]] = {}
         endpoint = exchange.request.endpoint
-        for key, restorer in state.restorers.items():
-            if restorer.pending:
-                choice = by_choice.setdefault(key[0], _empty_choice(key[0], endpoint))
-                _append(choice, key, restorer.flush(), endpoint)
-        if not by_choice:
-            return None
-        return [{**state.template, "choices": list(by_choice.values())}]
+        out = [
+            delta_chunk(endpoint, key, restorer.flush(), state.last.get(key, {}))
+            for key, restorer in state.restorers.items()
+            if restorer.pending
+        ]
+        return out or None
 
     @staticmethod
     def _restorer(state: _State, ref: TextRef) -> StreamRestorer:
@@ -204,38 +218,11 @@ class Pii:
 
 
 def _json_mode(request: ApiRequest) -> bool:
+    """Whether the answer's text is JSON (chat ``response_format``, Responses ``text.format``)."""
     fmt = request.body.get("response_format")
+    if fmt is None and isinstance(text := request.body.get("text"), dict):
+        fmt = text.get("format")
     return isinstance(fmt, dict) and fmt.get("type") in ("json_object", "json_schema")
-
-
-def _empty_choice(index: int, endpoint: str) -> dict[str, Any]:
-    if endpoint == "completions":
-        return {"index": index, "text": "", "finish_reason": None}
-    return {"index": index, "delta": {}, "finish_reason": None}
-
-
-def _append(choice: dict[str, Any], key: StreamKey, text: str, endpoint: str) -> None:
-    """Add released text to a chunk's choice, after whatever piece of the same text it already carries."""
-    if not text:
-        return
-    _, kind, tool_index = key
-    if endpoint == "completions":
-        choice["text"] = (choice.get("text") or "") + text
-        return
-    delta = choice.setdefault("delta", {})
-    if kind in ("content", "refusal"):
-        delta[kind] = (delta.get(kind) or "") + text
-    elif kind == "function_arguments":
-        call = delta.setdefault("function_call", {})
-        call["arguments"] = (call.get("arguments") or "") + text
-    else:
-        calls = delta.setdefault("tool_calls", [])
-        entry = next((c for c in calls if isinstance(c, dict) and c.get("index") == tool_index), None)
-        if entry is None:
-            entry = {"index": tool_index, "function": {"arguments": ""}}
-            calls.append(entry)
-        function = entry.setdefault("function", {})
-        function["arguments"] = (function.get("arguments") or "") + text
 
 
 @hookimpl

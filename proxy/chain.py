@@ -180,9 +180,15 @@ class Chain:
 
 
 class _StreamRun:
-    """One stream's pass through the chunk hooks: which steps see which chunk, and the end hooks, once."""
+    """One stream's pass through the chunk hooks: which steps see which chunk, and the end hooks, once.
 
-    __slots__ = ("ended", "ends", "exchange", "hooks")
+    Re-encoding keeps the stream's framing: when its events are named (``event: <type>`` lines, as the
+    Responses and Messages APIs send them) each chunk is named by its ``type`` again, and chunks that
+    carry a ``sequence_number`` are renumbered in the order they go out, so the numbers stay contiguous
+    when a plugin adds or drops events.
+    """
+
+    __slots__ = ("ended", "ends", "exchange", "hooks", "named", "sequence")
 
     def __init__(
         self,
@@ -194,6 +200,8 @@ class _StreamRun:
         self.hooks = hooks
         self.ends = ends
         self.ended = False
+        self.named = False
+        self.sequence = 0
 
     async def block(self, block: bytes, out: list[bytes]) -> None:
         for event in sse.split_events(block):
@@ -203,19 +211,39 @@ class _StreamRun:
                     await self.end(out)
                 out.append(event)
                 continue
-            encoded = await self.chunk(chunk, None)
-            if encoded is not None:
-                out.append(encoded)
+            if event.startswith(b"event:"):
+                self.named = True
+            await self.chunk(chunk, None, out)
 
-    async def chunk(self, chunk: dict[str, Any] | None, below: int | None) -> bytes | None:
-        """Run ``chunk`` through the chunk hooks (of steps before ``below``, when given), innermost first."""
-        for index, hook in self.hooks:
+    async def chunk(self, chunk: dict[str, Any], below: int | None, out: list[bytes], start: int = 0) -> None:
+        """Run ``chunk`` through the chunk hooks (of steps before ``below``, when given), innermost first.
+
+        A hook may return a list of chunks: each goes on through the hooks after it, in order.
+        """
+        hooks = self.hooks
+        for position in range(start, len(hooks)):
+            index, hook = hooks[position]
             if below is not None and index >= below:
                 continue
-            chunk = await hook(self.exchange, chunk)
-            if chunk is None:
-                return None
-        return None if chunk is None else sse.encode_data(chunk)
+            result = await hook(self.exchange, chunk)
+            if result is None:
+                return
+            if isinstance(result, list):
+                for item in result:
+                    await self.chunk(item, below, out, position + 1)
+                return
+            chunk = result
+        out.append(self.encode(chunk))
+
+    def encode(self, chunk: dict[str, Any]) -> bytes:
+        if "sequence_number" in chunk:
+            chunk["sequence_number"] = self.sequence
+            self.sequence += 1
+        data = sse.encode_data(chunk)
+        kind = chunk.get("type")
+        if self.named and isinstance(kind, str):
+            return b"event: " + kind.encode() + b"\n" + data
+        return data
 
     async def end(self, out: list[bytes]) -> None:
         if self.ended:
@@ -224,9 +252,7 @@ class _StreamRun:
         for index, hook in self.ends:
             extra = await hook(self.exchange)
             for chunk in extra or ():
-                encoded = await self.chunk(chunk, index)
-                if encoded is not None:
-                    out.append(encoded)
+                await self.chunk(chunk, index, out)
 
 
 def compile_chain(name: str, plugins: Sequence[tuple[str, Any]], *, tracer: Tracer | None = None) -> Chain:

@@ -61,7 +61,7 @@ class ApiRequest:
     and they are sent upstream.
     """
 
-    endpoint: str  # "chat", "completions", "embeddings"
+    endpoint: str  # "chat", "completions", "embeddings", "responses", "messages"
     path: str  # upstream path below the backend's base URL, e.g. "/chat/completions"
     body: dict[str, Any]
     headers: dict[str, str] = field(default_factory=dict)
@@ -114,10 +114,11 @@ class Usage:
 
     @classmethod
     def from_openai(cls, usage: object) -> Usage | None:
+        """From a ``usage`` object in chat names, or in Responses / Anthropic names (input/output tokens)."""
         if not isinstance(usage, dict):
             return None
-        prompt = usage.get("prompt_tokens") or 0
-        completion = usage.get("completion_tokens") or 0
+        prompt = usage.get("prompt_tokens") or usage.get("input_tokens") or 0
+        completion = usage.get("completion_tokens") or usage.get("output_tokens") or 0
         total = usage.get("total_tokens") or (prompt + completion)
         if not all(isinstance(n, int) for n in (prompt, completion, total)):
             return None

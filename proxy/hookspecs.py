@@ -165,11 +165,18 @@ async def on_chunk(exchange: Exchange, chunk: dict[str, Any]) -> dict[str, Any] 
     ``on_stream_end``) and has not called ``exchange.skip_stream_hooks(self)`` in its ``on_response``
     to say it has nothing to do on this request's stream.
     May mutate: ``chunk`` in place, this plugin's own stash keys (e.g. a carry-over buffer).
-    Returns: the chunk to pass on (the same or a new dict), or None to drop it; later (outer)
-    steps do not see a dropped chunk.
+    Returns: the chunk to pass on (the same or a new dict), None to drop it (later, outer steps do
+    not see a dropped chunk), or a list of chunks to send in its place, in order (each then passes
+    the outer steps' ``on_chunk``): how a plugin that held text back releases it before the event
+    that ends that text (``proxy.textview.chunk_ends`` / ``delta_chunk``). The chain re-encodes chunks in
+    the stream's own framing (``event:`` names kept) and renumbers ``sequence_number`` fields, so
+    adding or dropping events keeps a Responses stream's numbering contiguous.
 
     :param exchange: the request in flight.
-    :param chunk: one ``chat.completion.chunk`` (or ``text_completion``) object.
+    :param chunk: one parsed event: a ``chat.completion.chunk`` or ``text_completion`` object, a
+        Responses stream event (``response.output_text.delta`` …) or an Anthropic Messages event
+        (``content_block_delta`` …), per ``exchange.request.endpoint``. Read and replace its texts
+        through ``proxy.textview``, never by walking the shape.
     """
 
 
