@@ -104,7 +104,12 @@ def _messages(body: dict[str, Any], backend: str) -> list[dict[str, Any]]:
 def _item(item: dict[str, Any], param: str, messages: list[dict[str, Any]], backend: str) -> None:
     kind = item.get("type", "message")
     if kind == "message":
-        messages.append(_message(item, param, backend))
+        message = _message(item, param, backend)
+        last = messages[-1] if messages else None
+        if message["role"] == "system" and last is not None and last["role"] == "system" and _both_text(last, message):
+            last["content"] += "\n\n" + message["content"]  # many templates allow one system message only
+        else:
+            messages.append(message)
     elif kind == "function_call":
         call = {
             "id": item.get("call_id"),
@@ -154,6 +159,10 @@ def _part(part: dict[str, Any], param: str, backend: str) -> dict[str, Any]:
     if kind == "input_file":
         raise unsupported(f"{param}.type", "An 'input_file' content part", backend)
     raise unsupported(f"{param}.type", f"A content part of type {kind!r}", backend)
+
+
+def _both_text(first: dict[str, Any], second: dict[str, Any]) -> bool:
+    return isinstance(first["content"], str) and isinstance(second["content"], str)
 
 
 def _joined(parts: list[dict[str, Any]]) -> str:

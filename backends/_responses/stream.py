@@ -47,6 +47,7 @@ class ChatToResponsesStream:
         self._message: dict[str, Any] | None = None  # the open message item
         self._part: dict[str, Any] | None = None  # the open content part of the open message
         self._calls: dict[int, dict[str, Any]] = {}  # chat tool-call index → its open function_call item
+        self._alias: dict[int, int] = {}  # a reused chat index → the key of its newest call
         self._finish_reason: str | None = None
         self._usage: dict[str, Any] | None = None
 
@@ -59,6 +60,8 @@ class ChatToResponsesStream:
         """One parsed chat.completion.chunk in; the Responses events it makes out (possibly none)."""
         if self._response is not None:
             return []
+        if isinstance(error := chunk.get("error"), dict) and not chunk.get("choices"):  # vLLM's mid-stream error
+            return self.fail(str(error.get("code") or "server_error"), str(error.get("message") or "upstream error"))
         events = self._start(chunk.get("model"))
         if isinstance(chunk.get("usage"), dict):
             self._usage = chunk["usage"]
@@ -151,14 +154,18 @@ class ChatToResponsesStream:
 
     def _call_delta(self, call: dict[str, Any]) -> list[dict[str, Any]]:
         index = call.get("index", 0)
+        key = self._alias.get(index, index)
         function = call.get("function") or {}
         events: list[dict[str, Any]] = []
-        item = self._calls.get(index)
+        item = self._calls.get(key)
+        if item is not None and call.get("id") and call["id"] != item["call_id"]:
+            key = self._alias[index] = max(self._calls) + 1  # a new call reusing an index (engines that send none)
+            item = None
         if item is None:
             events += self._close_reasoning() + self._close_message()
             call_id = call.get("id") or new_id("call")
             item = self._add(function_call_item(new_id("fc"), call_id, function.get("name") or "", "", "in_progress"))
-            self._calls[index] = item
+            self._calls[key] = item
             events.append(self._added(item))
         elif function.get("name") and not item["name"]:
             item["name"] = function["name"]
@@ -178,6 +185,7 @@ class ChatToResponsesStream:
             events.append(self._event("response.function_call_arguments.done", **where, arguments=item["arguments"]))
             events.append(self._done(item))
         self._calls.clear()
+        self._alias.clear()
         return events
 
     def _close_reasoning(self) -> list[dict[str, Any]]:

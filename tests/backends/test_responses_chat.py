@@ -29,6 +29,9 @@ CHAT_WEATHER = {
 }
 
 
+USER_HI = {"role": "user", "content": "hi"}
+
+
 def request(**fields: Any) -> dict[str, Any]:
     return {"model": "local-llama", "input": "hello", **fields}
 
@@ -55,11 +58,19 @@ def test_message_items_with_and_without_type_and_every_role() -> None:
         ]
     )
     assert to_chat(body, backend="local")["messages"] == [
-        {"role": "system", "content": "Answer in French."},  # developer: chat-only templates often lack it
-        {"role": "system", "content": "Be kind."},
+        # developer → system (chat-only templates often lack it); consecutive system messages become one
+        {"role": "system", "content": "Answer in French.\n\nBe kind."},
         {"role": "user", "content": "Bonjour"},
         {"role": "assistant", "content": "Salut"},
         {"role": "assistant", "content": "Non."},
+    ]
+
+
+def test_instructions_and_a_leading_developer_message_are_one_system_message() -> None:
+    body = request(instructions="Be brief.", input=[{"role": "developer", "content": "No emoji."}, USER_HI])
+    assert to_chat(body, backend="local")["messages"] == [
+        {"role": "system", "content": "Be brief.\n\nNo emoji."},
+        {"role": "user", "content": "hi"},
     ]
 
 
@@ -510,3 +521,31 @@ def test_encode_event_frames_one_sse_event() -> None:
     raw = encode_event(event)
     assert raw.startswith(b"event: response.output_text.delta\ndata: ") and raw.endswith(b"\n\n")
     assert orjson.loads(raw.split(b"data: ", 1)[1]) == event
+
+
+def test_calls_that_reuse_one_index_stay_separate_items() -> None:
+    """Some engines send every tool call at index 0, each complete in one delta: a new id means a new call."""
+    req = request(tools=[WEATHER])
+    chunks = [
+        chunk({"role": "assistant", "tool_calls": [_call(0, "call_a", "get_weather", '{"city":"Paris"}')]}),
+        chunk({"tool_calls": [_call(0, "call_b", "get_weather", '{"city":')]}),
+        chunk({"tool_calls": [_call(0, arguments='"Oslo"}')]}),
+        chunk({}, "tool_calls"),
+    ]
+    _, events = run(chunks, req)
+    final = check_stream(events, req)
+    assert [(item.call_id, item.arguments) for item in final.output] == [
+        ("call_a", '{"city":"Paris"}'),
+        ("call_b", '{"city":"Oslo"}'),
+    ]
+
+
+def test_an_error_chunk_mid_stream_fails_the_response() -> None:
+    stream = ChatToResponsesStream(request(), response_id="resp_e", created_at=1)
+    events = stream.feed(chunk({"role": "assistant", "content": "Hel"}))
+    events += stream.feed({"error": {"message": "CUDA out of memory", "code": 500}})
+    parsed = [EVENTS.validate_python(e) for e in events]
+    assert parsed[-1].type == "response.failed"
+    assert parsed[-1].response.error is not None
+    assert (parsed[-1].response.error.code, parsed[-1].response.error.message) == ("server_error", "CUDA out of memory")
+    assert parsed[-1].response.output[0].status == "incomplete"  # what had streamed so far is kept
