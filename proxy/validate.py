@@ -8,6 +8,7 @@ Hand-written checks, not a schema library: this runs on every request.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -213,3 +214,166 @@ def embeddings(body: dict[str, Any]) -> None:
         raise InvalidRequest("Missing required parameter: 'input'.", param="input", code="missing_required_parameter")
     _prompt_like(body["input"], "input")
     _params(body, _EMBEDDINGS)
+
+
+# ---------------------------------------------------------------- POST /v1/responses
+
+_RESPONSES: dict[str, _Check] = {
+    "instructions": _string,
+    "max_output_tokens": _integer(16),  # api.openai.com refuses fewer than 16
+    "max_tool_calls": _integer(1),
+    "temperature": _number(0, 2),
+    "top_p": _number(0, 1),
+    "top_logprobs": _integer(0, 20),
+    "stream": _boolean,
+    "store": _boolean,
+    "background": _boolean,
+    "parallel_tool_calls": _boolean,
+    "previous_response_id": _string,
+    "user": _string,
+    "safety_identifier": _string,
+    "prompt_cache_key": _string,
+    "reasoning": _object,
+    "stream_options": _object,
+    "truncation": _choice("auto", "disabled"),
+}
+_INPUT_ROLES = ("user", "assistant", "system", "developer")
+_TEXT_FORMATS = ("text", "json_schema", "json_object")
+_SCHEMA_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def responses(body: dict[str, Any]) -> None:
+    """Check a ``POST /v1/responses`` body as api.openai.com would, naming the offending param."""
+    _model(body)
+    if body.get("input") is None and not any(body.get(k) is not None for k in ("previous_response_id", "prompt")):
+        raise InvalidRequest("Missing required parameter: 'input'.", param="input", code="missing_required_parameter")
+    if body.get("input") is not None:
+        _input(body["input"])
+    _params(body, _RESPONSES)
+    if body.get("stream_options") is not None and body.get("stream") is not True:
+        _fail("stream_options", "only allowed when 'stream' is true")
+    if body.get("tools") is not None:
+        _response_tools(body["tools"])
+    if body.get("tool_choice") is not None:
+        _response_tool_choice(body["tool_choice"])
+    if body.get("text") is not None:
+        _text_config(body["text"])
+    if body.get("metadata") is not None:
+        _metadata(body["metadata"])
+    if body.get("include") is not None and (
+        not isinstance(body["include"], list) or not all(isinstance(v, str) for v in body["include"])
+    ):
+        _fail("include", "expected an array of strings")
+
+
+def _input(value: Any) -> None:
+    if isinstance(value, str):
+        return
+    if not isinstance(value, list):
+        _fail("input", f"expected a string or an array of input items, got {_kind(value)}")
+    for i, item in enumerate(value):
+        _input_item(item, f"input[{i}]")
+
+
+def _input_item(item: Any, param: str) -> None:
+    if not isinstance(item, dict):
+        _fail(param, f"expected an input item object, got {_kind(item)}")
+    kind = item.get("type")
+    if kind is not None and not isinstance(kind, str):
+        _fail(f"{param}.type", f"expected a string, got {_kind(kind)}")
+    if kind is None and "role" not in item:
+        _fail(f"{param}.type", "is required for input items that are not messages")
+    if kind in (None, "message"):
+        _input_message(item, param)
+    elif kind == "function_call":
+        for name in ("call_id", "name", "arguments"):
+            _required_string(item, name, param)
+    elif kind == "function_call_output":
+        _required_string(item, "call_id", param)
+        output = item.get("output")
+        if not isinstance(output, str | list):
+            _fail(f"{param}.output", f"expected a string or an array of content parts, got {_kind(output)}")
+    elif kind == "item_reference":
+        _required_string(item, "id", param)
+
+
+def _input_message(item: dict[str, Any], param: str) -> None:
+    role = item.get("role")
+    if role not in _INPUT_ROLES:
+        _fail(f"{param}.role", f"must be one of {', '.join(_INPUT_ROLES)}, got {role!r}")
+    content = item.get("content")
+    if isinstance(content, list):
+        for j, part in enumerate(content):
+            if not isinstance(part, dict) or not isinstance(part.get("type"), str):
+                _fail(f"{param}.content[{j}]", "expected a content part object with a 'type'")
+    elif not isinstance(content, str):
+        _fail(f"{param}.content", f"expected a string or an array of content parts, got {_kind(content)}")
+
+
+def _required_string(item: dict[str, Any], name: str, param: str) -> None:
+    if not isinstance(item.get(name), str):
+        _fail(f"{param}.{name}", f"expected a string, got {_kind(item.get(name))}")
+
+
+def _response_tools(tools: Any) -> None:
+    if not isinstance(tools, list):
+        _fail("tools", f"expected an array, got {_kind(tools)}")
+    for i, tool in enumerate(tools):
+        if not isinstance(tool, dict):
+            _fail(f"tools[{i}]", f"expected a tool object, got {_kind(tool)}")
+        if not isinstance(tool.get("type"), str):
+            _fail(f"tools[{i}].type", "is required")
+        if tool["type"] == "function":
+            if not isinstance(tool.get("name"), str) or not tool["name"]:
+                _fail(f"tools[{i}].name", "is required for function tools")
+            if tool.get("parameters") is not None and not isinstance(tool["parameters"], dict):
+                _fail(f"tools[{i}].parameters", f"expected an object, got {_kind(tool['parameters'])}")
+
+
+def _response_tool_choice(choice: Any) -> None:
+    if isinstance(choice, str):
+        _choice("none", "auto", "required")(choice, "tool_choice")
+        return
+    if not isinstance(choice, dict) or not isinstance(choice.get("type"), str):
+        _fail("tool_choice", "expected 'none', 'auto', 'required' or an object with a 'type'")
+    if choice["type"] == "function" and not isinstance(choice.get("name"), str):
+        _fail("tool_choice.name", "is required when 'tool_choice.type' is 'function'")
+
+
+def _text_config(text: Any) -> None:
+    _object(text, "text")
+    fmt = text.get("format")
+    if fmt is None:
+        return
+    _object(fmt, "text.format")
+    _choice(*_TEXT_FORMATS)(fmt.get("type"), "text.format.type")
+    if fmt["type"] == "json_schema":
+        name = fmt.get("name")
+        if not isinstance(name, str) or not name:
+            raise InvalidRequest(
+                "Missing required parameter: 'text.format.name'.",
+                param="text.format.name",
+                code="missing_required_parameter",
+            )
+        if not _SCHEMA_NAME.fullmatch(name):
+            _fail("text.format.name", "must be 1 to 64 letters, digits, underscores or dashes")
+        if fmt.get("schema") is None:
+            raise InvalidRequest(
+                "Missing required parameter: 'text.format.schema'.",
+                param="text.format.schema",
+                code="missing_required_parameter",
+            )
+        _object(fmt["schema"], "text.format.schema")
+
+
+def _metadata(metadata: Any) -> None:
+    _object(metadata, "metadata")
+    if len(metadata) > 16:
+        _fail("metadata", f"at most 16 keys, got {len(metadata)}")
+    for key, value in metadata.items():
+        if len(key) > 64:
+            _fail("metadata", f"keys are at most 64 characters, got {len(key)}")
+        if not isinstance(value, str):
+            _fail(f"metadata.{key}", f"expected a string, got {_kind(value)}")
+        if len(value) > 512:
+            _fail(f"metadata.{key}", f"values are at most 512 characters, got {len(value)}")

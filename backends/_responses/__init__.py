@@ -1,0 +1,1 @@
+"""Pieces of the Responses API ↔ chat completions translation; the public face is ``backends.responses_chat``."""
