@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from proxy.exchange import ApiResponse, Exchange
+    from proxy.exchange import ApiRequest, ApiResponse, Exchange
 
 # RFC 9110 §7.6.1 hop-by-hop headers, plus those the client library recomputes.
 HOP_BY_HOP = frozenset(
@@ -66,8 +66,8 @@ class Backend(Protocol):
 
     async def close(self) -> None: ...
 
-    async def send(self, exchange: Exchange) -> ApiResponse:
-        """Send ``exchange.request`` to ``exchange.route``'s model; raise ``UpstreamError`` on failure."""
+    async def send(self, exchange: Exchange, request: ApiRequest | None = None) -> ApiResponse:
+        """Send ``request`` (default ``exchange.request``) to ``exchange.route``'s model; ``UpstreamError`` on failure."""
         ...
 
     async def forward(

@@ -18,7 +18,7 @@ from yarl import URL
 
 from backends.base import RawResponse, request_headers, response_headers
 from proxy.errors import UpstreamError, UpstreamStatus, UpstreamTimeout
-from proxy.exchange import ApiResponse, Attempt, Exchange
+from proxy.exchange import ApiRequest, ApiResponse, Attempt, Exchange
 
 if TYPE_CHECKING:
     from proxy.policy import BackendConfig
@@ -110,8 +110,9 @@ class OpenAIBackend:
             url = self._urls[path] = URL(self.base_url + path)
         return url
 
-    async def send(self, exchange: Exchange) -> ApiResponse:
-        request = exchange.request
+    async def send(self, exchange: Exchange, request: ApiRequest | None = None) -> ApiResponse:
+        """Send ``request`` (default: ``exchange.request``) to the route's model; an adapter passes its translation."""
+        request = request or exchange.request
         body = request.body
         data = request.raw
         upstream_model = exchange.route.upstream_model
