@@ -493,3 +493,10 @@ def test_stream_failure_is_raised_by_the_sdk_as_the_typed_error() -> None:
 
 def test_encode_event_is_named_sse() -> None:
     assert encode_event({"type": "message_stop"}) == b'event: message_stop\ndata: {"type":"message_stop"}\n\n'
+
+
+def test_streamed_stop_sequence_named_by_vllm() -> None:
+    request = base(stream=True, stop_sequences=["END"])
+    events = run_stream([chunk({"content": "a"}), chunk(finish="stop", stop_reason="END"), usage_chunk()], request)
+    delta = next(e for e in events if e["type"] == "message_delta")
+    assert delta["delta"] == {"stop_reason": "stop_sequence", "stop_sequence": "END"}
