@@ -1,0 +1,1 @@
+"""The pieces of the Messages ↔ chat translation; import them from ``backends.messages_chat``."""
