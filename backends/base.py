@@ -67,7 +67,7 @@ class Backend(Protocol):
     async def close(self) -> None: ...
 
     async def send(self, exchange: Exchange, request: ApiRequest | None = None) -> ApiResponse:
-        """Send ``request`` (default ``exchange.request``) to ``exchange.route``'s model; ``UpstreamError`` on failure."""
+        """Send ``request`` (default ``exchange.request``) to the route's model; ``UpstreamError`` on failure."""
         ...
 
     async def forward(

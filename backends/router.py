@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from opentelemetry import trace
 
+from backends import adapters
 from proxy.errors import ChaperoneError
 
 if TYPE_CHECKING:
@@ -14,15 +15,31 @@ if TYPE_CHECKING:
 
     from backends.base import Backend
     from proxy.chain import Terminal
+    from proxy.conversations import Conversations
     from proxy.exchange import ApiResponse, Exchange
 
 
-def make_terminal(backends: Mapping[str, Backend], tracer: Tracer | None) -> Terminal:
-    """The innermost step of every chain: one upstream attempt (traced when tracing is on)."""
+def make_terminal(
+    backends: Mapping[str, Backend], tracer: Tracer | None, conversations: Conversations | None = None
+) -> Terminal:
+    """The innermost step of every chain: one upstream attempt (traced when tracing is on).
+
+    Responses and Messages requests go through their adapter (``backends.adapters``), which forwards
+    or translates them per backend and keeps stored responses in ``conversations``.
+    """
+
+    async def attempt(backend: Backend, ex: Exchange) -> ApiResponse:
+        endpoint = ex.request.endpoint
+        if endpoint == "responses":
+            return await adapters.send_responses(backend, ex, conversations)
+        if endpoint == "messages":
+            return await adapters.send_messages(backend, ex)
+        return await backend.send(ex)
+
     if tracer is None:
 
         async def send(ex: Exchange) -> ApiResponse:
-            return await backends[ex.route.backend].send(ex)
+            return await attempt(backends[ex.route.backend], ex)
 
         return send
 
@@ -33,7 +50,7 @@ def make_terminal(backends: Mapping[str, Backend], tracer: Tracer | None) -> Ter
             f"upstream {backend.name}", kind=trace.SpanKind.CLIENT, attributes=attrs
         ) as span:
             try:
-                response = await backend.send(ex)
+                response = await attempt(backend, ex)
             except ChaperoneError as exc:
                 span.set_attribute("error.type", exc.code or type(exc).__name__)
                 span.set_attribute("http.response.status_code", exc.http_status)

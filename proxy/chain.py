@@ -60,6 +60,7 @@ class Chain:
         "name",
         "steps",
     )
+
     def __init__(
         self, name: str, steps: Sequence[Step], hooks: dict[str, list[tuple[int, Callable[..., Any]]]]
     ) -> None:

@@ -11,15 +11,17 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from aiohttp import web
 from opentelemetry import trace
 
+from backends import adapters
 from backends.base import request_headers
-from proxy import sse, validate
+from proxy import messages_api, sse, validate
 from proxy.errors import (
     ChaperoneError,
     InvalidRequest,
@@ -42,16 +44,46 @@ async def post_only(request: web.Request) -> web.StreamResponse:
     raise MethodNotAllowed(f"{request.method} is not allowed on {request.path}; use POST")
 
 
+@dataclass(frozen=True, slots=True)
+class Api:
+    """One chain-run endpoint: its shape checks, and how its callers and errors look.
+
+    ``authorization`` reads the credential from the headers (Anthropic clients send ``x-api-key``);
+    ``stream_error`` writes a failure after a stream started, in the API's own event shape.
+    """
+
+    endpoint: str
+    path: str
+    check: Callable[[dict[str, Any]], None]
+    authorization: Callable[[Mapping[str, str]], str | None] = lambda headers: headers.get("Authorization")
+    stream_error: Callable[[ChaperoneError], bytes] = lambda exc: b"data: " + exc.body_bytes() + b"\n\n"
+
+
+CHAT = Api("chat", "/chat/completions", validate.chat)
+COMPLETIONS = Api("completions", "/completions", validate.completions)
+EMBEDDINGS = Api("embeddings", "/embeddings", validate.embeddings)
+RESPONSES = Api("responses", "/responses", validate.responses)
+MESSAGES = Api("messages", "/messages", messages_api.validate, messages_api.api_key_header, messages_api.error_event)
+
+
 async def chat_completions(request: web.Request) -> web.StreamResponse:
-    return await _serve(request, "chat", "/chat/completions", validate.chat)
+    return await _serve(request, CHAT)
 
 
 async def completions(request: web.Request) -> web.StreamResponse:
-    return await _serve(request, "completions", "/completions", validate.completions)
+    return await _serve(request, COMPLETIONS)
 
 
 async def embeddings(request: web.Request) -> web.StreamResponse:
-    return await _serve(request, "embeddings", "/embeddings", validate.embeddings)
+    return await _serve(request, EMBEDDINGS)
+
+
+async def responses(request: web.Request) -> web.StreamResponse:
+    return await _serve(request, RESPONSES)
+
+
+async def messages(request: web.Request) -> web.StreamResponse:
+    return await _serve(request, MESSAGES)
 
 
 # ---- the API path ------------------------------------------------------------------------
@@ -84,17 +116,15 @@ def _parse_object(raw: bytes) -> dict[str, Any]:
     return body
 
 
-async def _serve(
-    request: web.Request, endpoint: str, path: str, check: Callable[[dict[str, Any]], None]
-) -> web.StreamResponse:
+async def _serve(request: web.Request, api: Api) -> web.StreamResponse:
     runtime = request.app[RUNTIME]
     active = runtime.acquire()
     try:
         policy = active.policy
-        caller = await active.authenticate(request.headers.get("Authorization"))
+        caller = await active.authenticate(api.authorization(request.headers))
         raw = await _read_body(request, policy.limits.max_body_bytes)
         body = _parse_object(raw)
-        check(body)
+        api.check(body)
         route = policy.route_for(body["model"])
         caller.check_model(body["model"])
         exchange = Exchange(
@@ -102,11 +132,13 @@ async def _serve(
             policy=policy,
             chain=caller.chain,
             route=route,
-            request=ApiRequest(endpoint, path, body, request_headers(request.headers), raw),
+            request=ApiRequest(api.endpoint, api.path, body, _upstream_headers(api, request), raw),
             caller=caller,
             deadline=time.monotonic() + policy.backends[route.backend].timeout_s,
             subcaller=active.subcaller,
         )
+        if api is RESPONSES:
+            await _expand(exchange, active)
         tracer = runtime.tracer
         if tracer is None:
             return await _run(request, exchange, active)
@@ -193,7 +225,7 @@ async def _write_stream(
         except ChaperoneError as exc:
             exchange.error = exc
             log.warning("stream failed after it started (request_id=%s): %s", exchange.request_id, exc.message)
-            await out.write(b"data: " + exc.body_bytes() + b"\n\n")
+            await out.write(_stream_error(exchange, exc))
         except asyncio.CancelledError:
             if runtime.stopping:  # the shutdown grace period ran out: say so, do not just cut
                 stop = ShuttingDown("The gateway is shutting down; this stream was cut short. Retry the request.")
@@ -209,6 +241,37 @@ async def _write_stream(
             await _aclose(parsed)
         await _aclose(upstream)
     return out
+
+
+def _stream_error(exchange: Exchange, exc: ChaperoneError) -> bytes:
+    return (MESSAGES if exchange.request.endpoint == "messages" else CHAT).stream_error(exc)
+
+
+def _upstream_headers(api: Api, request: web.Request) -> dict[str, str]:
+    headers = request_headers(request.headers)
+    if api is MESSAGES:  # the Anthropic credential is the gateway's, never the upstream's
+        headers.pop("x-api-key", None)
+    return headers
+
+
+async def _expand(exchange: Exchange, active: Active) -> None:
+    """Put the stored context of ``previous_response_id`` into the request before the chain sees it.
+
+    An id this caller never stored here goes, unchanged, to a backend that keeps its own responses
+    (OpenAI); to a chat-only backend it is a 400.
+    """
+    conversations = active.conversations
+    if conversations is None or "previous_response_id" not in exchange.request.body:
+        return
+    try:
+        expanded = await conversations.expand(exchange.caller, exchange.request.body)
+    except InvalidRequest:
+        if exchange.policy.backends[exchange.route.backend].speaks_responses:
+            return
+        raise
+    if expanded is not None:
+        exchange.stash[adapters.EXPANDED] = expanded.own_from
+        exchange.request.raw = None  # the body changed: serialise it again upstream
 
 
 async def _aclose(iterator: AsyncIterator[bytes]) -> None:
@@ -231,6 +294,8 @@ def _note_result(exchange: Exchange, body: dict[str, Any] | None) -> None:
     """Record usage, model and finish reasons from a response body or the final stream chunk."""
     if body is None:
         return
+    if isinstance(body.get("response"), dict):  # a Responses stream's last event carries the response
+        body = body["response"]
     exchange.usage = Usage.from_openai(body.get("usage")) or exchange.usage
     model = body.get("model")
     if isinstance(model, str):

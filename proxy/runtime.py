@@ -21,6 +21,7 @@ from aiohttp import web
 from backends.base import Backend
 from backends.openai import OpenAIBackend
 from backends.router import make_terminal
+from proxy.conversations import Conversations
 from proxy.keys import KeyRing
 from proxy.policy import Caller, Policy, PolicyError, compile_policy_text
 from proxy.store import Clock, Store, StoreConfig, StoreUnavailable, open_store
@@ -58,6 +59,7 @@ class Active:
     retired: bool = False
     closed: asyncio.Event = field(default_factory=asyncio.Event)
     subcaller: Subcaller | None = None
+    conversations: Conversations | None = None  # stored Responses API answers, in this policy's store
 
     async def authenticate(self, authorization: str | None) -> Caller:
         """The caller for an ``Authorization`` header: static keys, virtual keys or open mode (401 if none)."""
@@ -274,8 +276,10 @@ class Runtime:
             await self._release_store(policy.store)
             raise
         keyring = KeyRing(policy, store, clock=self.clock)
-        terminal = make_terminal(backends, self.tracer)
+        conversations = Conversations(store, policy.responses)
+        terminal = make_terminal(backends, self.tracer, conversations)
         active = Active(policy, backends, store, digest, terminal, self.tracer is not None, keyring)
+        active.conversations = conversations
         active.subcaller = Subcaller(terminal)
         return active
 

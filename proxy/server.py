@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
-from proxy import admin, handlers
+from proxy import admin, api_routes, handlers, messages_api
 from proxy.errors import ChaperoneError, MethodNotAllowed, NotFound
 from proxy.handlers import REQUEST_ID
 from proxy.registry import PluginRegistry, build_registry
@@ -30,38 +30,44 @@ _ID_COUNTER = itertools.count(1)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def error_response(exc: ChaperoneError, request_id: str) -> web.Response:
+def error_response(exc: ChaperoneError, request_id: str, path: str = "") -> web.Response:
+    """The error as JSON: OpenAI's shape, or Anthropic's on the Messages paths (whose clients parse that)."""
     headers = exc.headers()
     headers["x-request-id"] = request_id
-    return web.Response(status=exc.http_status, body=exc.body_bytes(), content_type="application/json", headers=headers)
+    if path.startswith("/v1/messages"):
+        body = messages_api.error_body(exc, request_id=request_id)
+    else:
+        body = exc.body_bytes()
+    return web.Response(status=exc.http_status, body=body, content_type="application/json", headers=headers)
 
 
 @web.middleware
 async def request_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Give every response an ``x-request-id`` and every error the OpenAI shape; nothing else."""
+    """Give every response an ``x-request-id`` and every error the OpenAI shape (Anthropic's on /v1/messages)."""
     client_id = request.headers.get("x-request-id")
     request_id = client_id if client_id and _CLIENT_ID.match(client_id) else f"{_ID_PREFIX}{next(_ID_COUNTER):010x}"
     request[REQUEST_ID] = request_id
+    path = request.path
     try:
         response = await handler(request)
     except ChaperoneError as exc:
-        return error_response(exc, request_id)
+        return error_response(exc, request_id, path)
     except web.HTTPNotFound:
         return error_response(
-            NotFound(f"Unknown request URL: {request.method} {request.path}", code="unknown_url"), request_id
+            NotFound(f"Unknown request URL: {request.method} {request.path}", code="unknown_url"), request_id, path
         )
     except web.HTTPMethodNotAllowed:
-        return error_response(MethodNotAllowed(f"{request.method} is not allowed on {request.path}"), request_id)
+        return error_response(MethodNotAllowed(f"{request.method} is not allowed on {request.path}"), request_id, path)
     except web.HTTPException as exc:
         error = ChaperoneError(exc.reason or "HTTP error", code=None)
-        response = error_response(error, request_id)
+        response = error_response(error, request_id, path)
         response.set_status(exc.status)
         return response
     except (asyncio.CancelledError, ConnectionResetError):
         raise
     except Exception:
         log.exception("unhandled error (request_id=%s)", request_id)
-        return error_response(ChaperoneError(f"internal error (request_id={request_id})"), request_id)
+        return error_response(ChaperoneError(f"internal error (request_id={request_id})"), request_id, request.path)
     if not response.prepared:
         response.headers["x-request-id"] = request_id
     return response
@@ -95,10 +101,16 @@ def create_app(settings: Settings, *, registry: PluginRegistry | None = None) ->
         ("/v1/chat/completions", handlers.chat_completions),
         ("/v1/completions", handlers.completions),
         ("/v1/embeddings", handlers.embeddings),
+        ("/v1/responses", handlers.responses),
+        ("/v1/messages", handlers.messages),
+        ("/v1/messages/count_tokens", api_routes.count_tokens),
     ):
         resource = app.router.add_resource(path)
         resource.add_route("POST", handler)
         resource.add_route("*", handlers.post_only)
+    app.router.add_get("/v1/responses/{id}", api_routes.get_response)
+    app.router.add_delete("/v1/responses/{id}", api_routes.delete_response)
+    app.router.add_get("/v1/responses/{id}/input_items", api_routes.list_input_items)
     app.router.add_get("/v1/models", handlers.list_models)
     app.router.add_get("/v1/models/{model:.+}", handlers.get_model)
     app.router.add_route("*", "/v1/{tail:.*}", handlers.passthrough)

@@ -1,0 +1,170 @@
+"""API adapters at the backend: the Responses API and Anthropic Messages on backends that speak only chat.
+
+The chain sees every request and answer in the shape the client used (``exchange.request.endpoint``
+``responses`` or ``messages``); here, innermost, a request is sent as it is to a backend that speaks
+that API natively, or translated to chat completions (``backends.responses_chat``,
+``backends.messages_chat``) and its answer — whole or streamed, event by event — translated back.
+
+Stored responses (``proxy.conversations``) are written here too, so what is kept is the answer as the
+model gave it, before any response hook (``pii`` restoring originals) ran; a streamed answer is kept
+when its ``response.completed`` event passes, before the client receives that event.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any, Protocol
+
+from backends import messages_chat, responses_chat
+from proxy import sse
+from proxy.errors import ChaperoneError
+from proxy.exchange import ApiRequest, ApiResponse, Exchange, StashKey
+
+if TYPE_CHECKING:
+    from backends.base import Backend
+    from proxy.conversations import Conversations
+
+log = logging.getLogger(__name__)
+
+EXPANDED = StashKey[int]()
+"""Set by the server when ``previous_response_id`` was expanded: where the request's own input starts."""
+
+
+class Translator(Protocol):
+    def feed(self, chunk: dict[str, Any]) -> list[dict[str, Any]]: ...
+
+    def finish(self) -> list[dict[str, Any]]: ...
+
+
+def _chat_request(exchange: Exchange, body: dict[str, Any]) -> ApiRequest:
+    return ApiRequest("chat", "/chat/completions", body, exchange.request.headers)
+
+
+async def send_responses(backend: Backend, exchange: Exchange, conversations: Conversations | None) -> ApiResponse:
+    """One Responses API attempt on ``backend``: forwarded, or translated to chat; stored when asked."""
+    body = exchange.request.body
+    store = conversations is not None and body.get("store", True) is not False
+    if _speaks_responses(backend):
+        request = exchange.request
+        if EXPANDED in exchange.stash:  # the context is in ``input`` now; the upstream never saw that id
+            request = ApiRequest("responses", "/responses", dict(body), request.headers)
+            request.body.pop("previous_response_id", None)
+        response = await backend.send(exchange, request)
+        if response.stream is None:
+            if store and conversations is not None:
+                await _save(conversations, exchange, response.json())
+            return response
+        if store and conversations is not None:
+            response.stream = _storing(response.stream, conversations, exchange)
+        return response
+    chat = responses_chat.to_chat(body, backend=backend.name)
+    response_id = responses_chat.new_id("resp")
+    created = int(time.time())
+    answer = await backend.send(exchange, _chat_request(exchange, chat))
+    if answer.stream is None:
+        result = responses_chat.from_chat(answer.json(), body, response_id=response_id, created_at=created)
+        result["completed_at"] = int(time.time())
+        if store and conversations is not None:
+            await _save(conversations, exchange, result)
+        return ApiResponse(answer.status, body=result, headers=answer.headers)
+    translator = responses_chat.ChatToResponsesStream(body, response_id=response_id, created_at=created)
+    stream = _translated(answer.stream, translator, responses_chat.encode_event)
+    if store and conversations is not None:
+        stream = _storing(stream, conversations, exchange)
+    return ApiResponse(answer.status, stream=stream, headers=answer.headers)
+
+
+async def send_messages(backend: Backend, exchange: Exchange) -> ApiResponse:
+    """One Anthropic Messages attempt on ``backend``, translated to chat and back."""
+    body = exchange.request.body
+    chat = messages_chat.to_chat(body)
+    message_id = responses_chat.new_id("msg")
+    answer = await backend.send(exchange, _chat_request(exchange, chat))
+    if answer.stream is None:
+        result = messages_chat.from_chat(answer.json(), body, message_id=message_id)
+        return ApiResponse(answer.status, body=result, headers=answer.headers)
+    translator = messages_chat.ChatToMessagesStream(body, message_id=message_id)
+    return ApiResponse(
+        answer.status, stream=_translated(answer.stream, translator, messages_chat.encode_event), headers=answer.headers
+    )
+
+
+def _speaks_responses(backend: Backend) -> bool:
+    config = getattr(backend, "config", None)
+    return bool(getattr(config, "speaks_responses", False))
+
+
+async def _translated(
+    upstream: AsyncIterator[bytes], translator: Translator, encode: Callable[[dict[str, Any]], bytes]
+) -> AsyncIterator[bytes]:
+    """Chat SSE in, the other API's events out: one block per upstream read, as the chain expects."""
+    cutter = sse.EventCutter()
+    try:
+        async for data in upstream:
+            block = cutter.feed(data)
+            if block:
+                out = _feed(translator, block, encode)
+                if out:
+                    yield out
+        rest = cutter.rest()
+        tail = (_feed(translator, rest, encode) if rest else b"") + b"".join(encode(e) for e in translator.finish())
+        if tail:
+            yield tail
+    finally:
+        aclose = getattr(upstream, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+def _feed(translator: Translator, block: bytes, encode: Callable[[dict[str, Any]], bytes]) -> bytes:
+    events: list[bytes] = []
+    for event in sse.split_events(block):
+        chunk = sse.decode_data(event)
+        if chunk is not None:
+            events.extend(encode(e) for e in translator.feed(chunk))
+    return b"".join(events)
+
+
+async def _storing(
+    stream: AsyncIterator[bytes], conversations: Conversations, exchange: Exchange
+) -> AsyncIterator[bytes]:
+    """Pass a Responses stream through; keep its final response before its ``response.completed`` goes out."""
+    cutter = sse.EventCutter()
+    try:
+        async for data in stream:
+            block = cutter.feed(data)
+            if b'"response.completed"' in block or b'"response.incomplete"' in block:
+                for event in sse.split_events(block):
+                    chunk = sse.decode_data(event)
+                    if chunk and chunk.get("type") in ("response.completed", "response.incomplete"):
+                        response = chunk.get("response")
+                        if isinstance(response, dict):
+                            await _save(conversations, exchange, response)
+            if block:
+                yield block
+        rest = cutter.rest()
+        if rest:
+            yield rest
+    finally:
+        aclose = getattr(stream, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+async def _save(conversations: Conversations, exchange: Exchange, response: dict[str, Any]) -> None:
+    """Keep a response; a store failure is logged and the answer still reaches the client."""
+    if response.get("status") not in ("completed", "incomplete"):
+        return
+    try:
+        kept = await conversations.save(
+            exchange.caller, response, exchange.request.body.get("input"), exchange.stash.get(EXPANDED) or 0
+        )
+    except ChaperoneError:
+        raise
+    except Exception:
+        log.exception("could not store response %s (request_id=%s)", response.get("id"), exchange.request_id)
+        return
+    if not kept:
+        log.warning("response %s too large to store (request_id=%s)", response.get("id"), exchange.request_id)
