@@ -214,7 +214,8 @@ async def test_the_upstream_key_never_reaches_clients_or_logs(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     canary = "sk-upstream-canary-7f3a9c"
-    policy = simple_policy(mock_upstream.url, extra=ADMIN_SECTION + 'passthrough: {allow: ["POST /moderations"]}\n').replace(
+    extra = ADMIN_SECTION + 'passthrough: {allow: ["POST /moderations"]}\n'
+    policy = simple_policy(mock_upstream.url, extra=extra).replace(
         f'url: "{mock_upstream.url}"', f'url: "{mock_upstream.url}", api_key: "{canary}"'
     )
     proxy = await start_proxy(write_policy(policy))

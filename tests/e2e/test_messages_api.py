@@ -121,7 +121,7 @@ async def test_errors_are_the_sdks_typed_exceptions_in_anthropics_shape(
         with pytest.raises(anthropic.BadRequestError) as invalid:
             await good.messages.create(model="mock-gpt", max_tokens=10, messages=[])
         assert "messages" in invalid.value.message
-        with pytest.raises(anthropic.BadRequestError, match="tools.0.type"):
+        with pytest.raises(anthropic.BadRequestError, match=r"tools\.0\.type"):
             await good.messages.create(
                 model="mock-gpt", max_tokens=10, messages=HELLO,
                 tools=[{"type": "web_search_20250305", "name": "web_search"}],  # type: ignore[list-item]
