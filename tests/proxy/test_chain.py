@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import textwrap
@@ -571,6 +572,59 @@ async def test_an_impl_may_take_fewer_arguments_than_its_spec() -> None:
     await policy.default_chain.complete(exchange)
     assert seen == ["request", "chunk 1", "chunk 2", "complete"]
     assert sse_data(out) == [{"n": 1, "lean": True}, {"n": 2, "lean": True}, "[DONE]"]
+
+
+async def test_a_chunk_hook_may_send_several_events_and_the_stream_keeps_its_framing() -> None:
+    """A list from on_chunk becomes several events, each through the outer steps; names and numbering stay right."""
+    seen: list[str] = []
+
+    class Split:  # inner step: sends a copy of each delta before it
+        name = "split"
+        Config = RecConfig
+
+        def __init__(self, config: RecConfig) -> None:
+            pass
+
+        @hookimpl
+        async def on_chunk(self, chunk: dict[str, Any]) -> dict[str, Any] | list[dict[str, Any]]:
+            if chunk["type"].endswith(".delta"):
+                return [{**chunk, "delta": chunk["delta"] + "!"}, chunk]
+            return chunk
+
+    class Outer:
+        name = "outer"
+        Config = RecConfig
+
+        def __init__(self, config: RecConfig) -> None:
+            pass
+
+        @hookimpl
+        async def on_chunk(self, chunk: dict[str, Any]) -> dict[str, Any] | None:
+            seen.append(chunk.get("delta", chunk["type"]))
+            return None if chunk.get("delta") == "b" else chunk  # drops one event: numbering closes the gap
+
+    registry = build_registry(entry_points=False)
+    registry(Split)
+    registry(Outer)
+    policy = compile_chain_policy("[{outer: {label: o}}, {split: {label: s}}]", registry)
+    exchange = make_exchange(policy)
+    await policy.default_chain.run(exchange, StubBackend())
+
+    def event(kind: str, n: int, **extra: Any) -> bytes:
+        payload = json.dumps({"type": kind, "sequence_number": n, **extra})
+        return f"event: {kind}\ndata: {payload}\n\n".encode()
+
+    async def upstream() -> AsyncIterator[bytes]:
+        yield event("response.created", 0) + event("response.output_text.delta", 1, delta="a")
+        yield event("response.output_text.delta", 2, delta="b") + event("response.completed", 3)
+
+    out = b"".join([piece async for piece in policy.default_chain.process_stream(exchange, upstream())])
+    assert seen == ["response.created", "a!", "a", "b!", "b", "response.completed"]
+    events = [e for e in out.split(b"\n\n") if e]
+    assert all(e.startswith(b"event: response.") for e in events)  # the named framing is kept
+    data = sse_data(out)
+    assert [d.get("delta", d["type"]) for d in data] == ["response.created", "a!", "a", "b!", "response.completed"]
+    assert [d["sequence_number"] for d in data] == [0, 1, 2, 3, 4]
 
 
 # ---- third-party plugins ------------------------------------------------------------------------------
