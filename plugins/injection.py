@@ -36,7 +36,7 @@ from proxy import (
     StashKey,
     hookimpl,
 )
-from proxy.textview import TextRef, request_texts
+from proxy.textview import TextRef, add_instruction, request_texts
 
 log = logging.getLogger(__name__)
 
@@ -317,9 +317,8 @@ def _sanitize(exchange: Exchange, refs: list[TextRef]) -> None:
             wrapped = True
         if text != ref.text:
             ref.set(text)
-    messages = exchange.request.body.get("messages")
-    if wrapped and exchange.request.endpoint == "chat" and isinstance(messages, list):
-        messages.insert(0, {"role": "system", "content": SYSTEM_NOTE.format(id=tag)})
+    if wrapped:
+        add_instruction(exchange.request, SYSTEM_NOTE.format(id=tag))
 
 
 _VERDICT_SCHEMA = {

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from proxy import ApiResponse, Exchange, InvalidRequest, PluginRegistry, hookimpl
@@ -64,6 +66,12 @@ class ParamsConfig(BaseModel):
         return forbid
 
 
+# The Responses API names the output limit differently; a policy written for chat applies there too.
+_NAMES: dict[str, dict[str, str]] = {
+    "responses": {"max_tokens": "max_output_tokens", "max_completion_tokens": "max_output_tokens"},
+}
+
+
 class Params:
     name = "params"
     Config = ParamsConfig
@@ -76,19 +84,24 @@ class Params:
     @hookimpl
     async def on_request(self, exchange: Exchange) -> ApiResponse | None:
         body = exchange.request.body
-        if self._forbid and (banned := sorted(self._forbid & body.keys())):
+        if self._forbid and (banned := sorted(self._forbid & _chat_names(body.keys(), exchange.request.endpoint))):
             raise InvalidRequest(
                 f"The parameter {banned[0]!r} is not allowed by this gateway's policy.",
                 param=banned[0],
                 code="param_forbidden",
             )
-        if exchange.request.endpoint == "embeddings":  # no sampling parameters there; OpenAI rejects unknown ones
+        endpoint = exchange.request.endpoint
+        if endpoint == "embeddings":  # no sampling parameters there; OpenAI rejects unknown ones
             return None
+        names = _NAMES.get(endpoint, {})
         for key, value in self.config.defaults.items():
+            key = names.get(key, key)
             if body.get(key) is None:
                 body[key] = value
-        body.update(self.config.override)
+        for key, value in self.config.override.items():
+            body[names.get(key, key)] = value
         for key, lo, hi, integer in self._clamp:
+            key = names.get(key, key)
             current = body.get(key)
             if isinstance(current, int | float) and not isinstance(current, bool):
                 if lo is not None and current < lo:
@@ -96,6 +109,15 @@ class Params:
                 elif hi is not None and current > hi:
                     body[key] = int(hi) if integer else hi
         return None
+
+
+def _chat_names(keys: Iterable[str], endpoint: str) -> set[str]:
+    """The request's parameter names as a chat-written policy knows them (``max_output_tokens`` → ``max_tokens``)."""
+    names = _NAMES.get(endpoint)
+    found = set(keys)
+    if names:
+        found |= {chat for chat, own in names.items() if own in found}
+    return found
 
 
 @hookimpl

@@ -13,6 +13,9 @@ Reading and replacing:
   is one piece of a growing text (a delta); a ref without one is a whole text (a ``*.done`` event, a
   completed response repeated in the stream's last event).
 
+Adding operator text: ``add_instruction(request, text)`` puts a system-level instruction before the
+request's own (a chat system message, the Responses ``instructions``, the Messages ``system``).
+
 Holding text back in a stream (a plugin that must see more of a text before it can pass it on):
   ``chunk_ends(endpoint, chunk)`` says which growing texts are complete once ``chunk`` arrives, as
   key prefixes (``()`` all, ``(i,)`` everything of choice/item/block ``i``, or a whole key); release
@@ -34,6 +37,7 @@ __all__ = [
     "TRUST_OF_ROLE",
     "StreamKey",
     "TextRef",
+    "add_instruction",
     "append_text",
     "chunk_ends",
     "chunk_texts",
@@ -102,3 +106,22 @@ def delta_chunk(endpoint: str, key: StreamKey, text: str, like: dict[str, Any]) 
     if endpoint == "messages":
         return messages.delta_chunk(key, text, like)
     return chat.delta_chunk(endpoint, key, text, like)
+
+
+def add_instruction(request: ApiRequest, text: str) -> bool:
+    """Put ``text`` first among the request's system-level instructions; False where the endpoint has none."""
+    body = request.body
+    if request.endpoint == "chat" and isinstance(body.get("messages"), list):
+        body["messages"].insert(0, {"role": "system", "content": text})
+    elif request.endpoint == "responses":
+        own = body.get("instructions")
+        body["instructions"] = f"{text}\n\n{own}" if isinstance(own, str) and own else text
+    elif request.endpoint == "messages":
+        own = body.get("system")
+        if isinstance(own, list):
+            own.insert(0, {"type": "text", "text": text})
+        else:
+            body["system"] = f"{text}\n\n{own}" if isinstance(own, str) and own else text
+    else:
+        return False
+    return True
