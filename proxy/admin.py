@@ -7,7 +7,7 @@ they ever carry is the one just created or rotated, once, under ``"key"``.
 
     GET    /chaperone/keys                    list               {"object": "list", "data": [key, …]}
     POST   /chaperone/keys                    create             201 {key…, "key": "sk-chp-…"}
-           body {"name", "chain"?, "models"?, "metadata"?, "expires"?: "30d" | ISO 8601}
+           body {"name", "chain"?, "models"?, "metadata"?, "passthrough"?: [rules], "expires"?: "30d" | ISO 8601}
     GET    /chaperone/keys/{id}               show
     POST   /chaperone/keys/{id}/rotate        new secret; body {"overlap_s"?} (default admin.rotation_overlap_s)
     POST   /chaperone/keys/{id}/revoke        revoke (also DELETE on it, or DELETE /chaperone/keys/{id})

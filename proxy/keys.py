@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from proxy.errors import Forbidden, ServiceUnavailable, Unauthorized
+from proxy.passthrough import Rules, parse_rule
 from proxy.policy import Caller, bearer
 from proxy.store import Clock, Store, StoreError, StoreUnavailable
 
@@ -97,6 +98,9 @@ class KeyRecord(_Frozen):
     chain: str | None = Field(description="Chain for this key's requests (the policy's default_chain if None).")
     models: tuple[str, ...] | None = Field(description="Models this key may use (all if None).")
     metadata: dict[str, str] = Field(description="Free-form labels: team, user, …")
+    passthrough: tuple[str, ...] | None = Field(
+        default=None, description="This key's own passthrough rules (the policy's passthrough.allow if None)."
+    )
     created: float = Field(description="Issue time (epoch seconds).")
     expires_at: float | None = Field(description="Refused from this time on (never if None).")
     revoked_at: float | None = Field(default=None, description="Refused from this time on, once revoked.")
@@ -127,6 +131,7 @@ class KeyRecord(_Frozen):
             "chain": self.chain,
             "models": list(self.models) if self.models is not None else None,
             "metadata": dict(self.metadata),
+            "passthrough": list(self.passthrough) if self.passthrough is not None else None,
             "created": int(self.created),
             "expires_at": _int_or_none(self.expires_at),
             "revoked_at": _int_or_none(self.revoked_at),
@@ -152,6 +157,9 @@ class KeySpec(_Frozen):
         default=None, min_length=1, description="Models of the active policy it may use (all if unset)."
     )
     metadata: dict[str, str] = Field(default_factory=dict, description="Labels such as team and user (max 20).")
+    passthrough: list[str] | None = Field(
+        default=None, description="Passthrough rules ('POST /audio/*', 'WS /realtime') replacing the policy's."
+    )
     expires: str | None = Field(default=None, description="'30d', '12h', '15m', '90s', '2w', or an ISO 8601 time.")
 
     @field_validator("metadata")
@@ -159,6 +167,13 @@ class KeySpec(_Frozen):
     def _small(cls, value: dict[str, str]) -> dict[str, str]:
         if len(value) > 20 or any(not 0 < len(k) <= 64 or len(v) > 256 for k, v in value.items()):
             raise ValueError("at most 20 entries, names of 1-64 and values of up to 256 characters")
+        return value
+
+    @field_validator("passthrough")
+    @classmethod
+    def _rules(cls, value: list[str] | None) -> list[str] | None:
+        for text in value or ():
+            parse_rule(text)
         return value
 
     def expires_at(self, now: float) -> float | None:
@@ -261,6 +276,7 @@ class KeyManager:
                 name=spec.name,
                 chain=spec.chain,
                 models=tuple(spec.models) if spec.models is not None else None,
+                passthrough=tuple(spec.passthrough) if spec.passthrough is not None else None,
                 metadata=spec.metadata,
                 created=now,
                 expires_at=expires_at,
@@ -385,7 +401,10 @@ class KeyRing:
                 code="key_chain_missing",
             )
         models = frozenset(record.models) if record.models is not None else None
-        return Caller(record.name, chain, models, key_id=record.id, metadata=record.metadata)
+        rules = None
+        if record.passthrough is not None:
+            rules = Rules.compile(record.passthrough, f"the passthrough list of virtual key {record.id}")
+        return Caller(record.name, chain, models, key_id=record.id, metadata=record.metadata, passthrough=rules)
 
     async def _record(self, key_id: str) -> KeyRecord | None:
         hit = self._cache.get(key_id)

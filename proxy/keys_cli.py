@@ -66,6 +66,10 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:  # type: ignor
     create.add_argument("--team", help="metadata: team")
     create.add_argument("--user", help="metadata: user")
     create.add_argument("--meta", action="append", default=[], metavar="K=V", help="more metadata (repeatable)")
+    create.add_argument(
+        "--passthrough", action="append", metavar="RULE",
+        help="a passthrough rule such as 'POST /audio/*' or 'WS /realtime' (repeatable; replaces the policy's)",
+    )  # fmt: skip
     create.add_argument("--expires", help="30d, 12h, … or an ISO 8601 time (default: never)")
     create.set_defaults(func=_run(_create))
 
@@ -160,7 +164,10 @@ async def _create(args: argparse.Namespace, policy: Policy, manager: KeyManager)
         metadata[name] = value
     models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models is not None else None
     try:
-        spec = KeySpec(name=args.name, chain=args.chain, models=models, metadata=metadata, expires=args.expires)
+        spec = KeySpec(
+            name=args.name, chain=args.chain, models=models, metadata=metadata, expires=args.expires,
+            passthrough=args.passthrough,
+        )  # fmt: skip
     except ValueError as exc:  # pydantic's ValidationError is a ValueError too
         raise CliError(_first_line(exc)) from None
     try:

@@ -122,7 +122,7 @@ class Rules:
             return
         shown = "WebSocket /v1" + path if method == "WS" else f"{method} /v1{path}"
         raise Forbidden(
-            f"{shown} is not forwarded: no rule in this policy's {self.setting} allows it, and forwarding it "
+            f"{shown} is not forwarded: no rule of {self.setting} allows it, and forwarding it "
             f"would let its content reach the backend without passing the chain's guards. To forward it, add "
             f"'{method} {path}' to {self.setting}.",
             code="passthrough_refused",

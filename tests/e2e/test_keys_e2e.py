@@ -232,3 +232,20 @@ async def test_the_upstream_key_never_reaches_clients_or_logs(
     assert {k.lower(): v for k, v in sent.items()}["authorization"] == f"Bearer {canary}"  # it does go upstream …
     assert all(canary not in text for text in seen)  # … and never back to the client
     assert canary not in caplog.text
+
+
+async def test_a_virtual_keys_passthrough_rules_replace_the_policys(
+    start_proxy: ProxyFactory, mock_upstream: MockUpstream, write_policy: Callable[[str], Path]
+) -> None:
+    proxy = await start_proxy(write_policy(simple_policy(mock_upstream.url, extra=ADMIN_SECTION)))
+    status, bad = await admin(proxy, "POST", "keys", body={"name": "x", "passthrough": ["FETCH /x"]})
+    assert status == 400 and "unknown method" in bad["error"]["message"]
+    _, moderator = await admin(proxy, "POST", "keys", body={"name": "mod", "passthrough": ["POST /moderations"]})
+    _, plain = await admin(proxy, "POST", "keys", body={"name": "plain"})
+    assert moderator["passthrough"] == ["POST /moderations"] and plain["passthrough"] is None
+    async with proxy.client(moderator["key"]) as allowed, proxy.client(plain["key"]) as refused:
+        assert (await allowed.moderations.create(input="hello")).results
+        with pytest.raises(openai.PermissionDeniedError, match="passthrough.allow"):
+            await refused.moderations.create(input="hello")
+        with pytest.raises(openai.PermissionDeniedError, match=f"virtual key {moderator['id']}"):
+            await allowed.files.list()  # its own list replaces the policy's GET default
