@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
-from proxy import admin, handlers
+from proxy import admin, handlers, realtime
 from proxy.errors import ChaperoneError, MethodNotAllowed, NotFound
 from proxy.handlers import REQUEST_ID
 from proxy.registry import PluginRegistry, build_registry
@@ -80,6 +80,7 @@ def create_app(settings: Settings, *, registry: PluginRegistry | None = None) ->
         clock=settings.clock,
     )
     app[RUNTIME] = runtime
+    app[realtime.STATS] = realtime.RealtimeStats()
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         await runtime.start()
@@ -101,6 +102,7 @@ def create_app(settings: Settings, *, registry: PluginRegistry | None = None) ->
         resource.add_route("*", handlers.post_only)
     app.router.add_get("/v1/models", handlers.list_models)
     app.router.add_get("/v1/models/{model:.+}", handlers.get_model)
+    app.router.add_get("/v1/realtime", realtime.realtime, allow_head=False)  # before the pass-through catch-all
     app.router.add_route("*", "/v1/{tail:.*}", handlers.passthrough)
     app.router.add_get("/healthz", handlers.healthz)
     app.router.add_get("/readyz", handlers.readyz)
