@@ -3,8 +3,8 @@
 The chain's guards read HTTP bodies, not WebSocket sessions, so a session is refused unless the
 caller's passthrough rules say ``WS /realtime``. Whatever can be refused is refused before the
 upgrade, as the usual JSON error: a bad key (401), no rule or a model the key may not use (403),
-an unknown model (404), an upstream that does not take the upgrade (502, 504 on a timeout).
-After the upgrade, frames pass both ways as they come, and the end of a session is a close code:
+no ``?model=`` (400), an unknown model (404), an upstream that does not take the upgrade (502; 504
+on a timeout). After the upgrade, frames pass both ways as they come, and the end of a session is a close code:
 
     the client or upstream closes with a code     the other side gets the same code and reason
     a frame over ``realtime.max_frame_bytes``      both sides 1009 (message too big)
@@ -183,6 +183,7 @@ async def _open(request: web.Request, active: Active, offered: tuple[str, ...], 
         timeout=_CLOSE_S,
     )
     client.too_big = _too_big("client", config).encode()
+    client.headers["x-request-id"] = request_id
     return _Session(request_id, caller.name, model, client, upstream, config)
 
 
@@ -261,6 +262,9 @@ def _reason(text: str) -> bytes:
 class _Session:
     """One relayed session: two pumps, the idle watch, and the close of both sides."""
 
+    runtime: Runtime  # set by serve, with the process's counters
+    stats: RealtimeStats
+
     def __init__(
         self,
         request_id: str,
@@ -277,8 +281,6 @@ class _Session:
         self.upstream = upstream
         self.config = config
         self.frames = [0, 0]  # up, down
-        self.stats = RealtimeStats()  # the process's counters and its runtime: given to serve
-        self.runtime: Runtime | None = None
         self.last = 0.0  # loop time of the last frame either way
 
     async def serve(self, request: web.Request, runtime: Runtime, stats: RealtimeStats) -> web.StreamResponse:
@@ -309,7 +311,7 @@ class _Session:
         try:
             end = await self._watch(pumps)
         except asyncio.CancelledError:  # the shutdown grace period ran out, or aiohttp saw the client go
-            end = _first_end(pumps) or (_SHUTDOWN if self.runtime and self.runtime.stopping else _CLIENT_GONE)
+            end = _first_end(pumps) or (_SHUTDOWN if self.runtime.stopping else _CLIENT_GONE)
             await _shielded(self._finish(end, pumps, started))
             raise
         except Exception:
@@ -384,7 +386,7 @@ class _Session:
         stats.active -= 1
         stats.closed[end.client_code] += 1
         log.info(
-            "realtime session ended (request_id=%s key=%s model=%s duration=%.1fs close=%d by=%s frames=%d/%d)",
+            "realtime session ended (request_id=%s key=%s model=%s duration=%.3fs close=%d by=%s frames=%d/%d)",
             self.request_id, self.key_name or "-", self.model, time.monotonic() - started,
             end.client_code, end.by, self.frames[0], self.frames[1],
         )  # fmt: skip

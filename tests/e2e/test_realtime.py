@@ -229,6 +229,34 @@ async def test_an_unreachable_upstream_is_a_502_before_the_upgrade(
     assert status == 502 and body["error"]["code"] == "upstream_unreachable"
 
 
+async def test_an_upstream_that_never_answers_the_upgrade_is_a_504(
+    start_proxy: ProxyFactory, write_policy: Callable[[str], Path]
+) -> None:
+    release = asyncio.Event()
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await release.wait()  # reads nothing, answers nothing
+        writer.close()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    policy = f"""
+    backends:
+      mute: {{url: "http://127.0.0.1:{port}/v1", connect_timeout_s: 0.2}}
+    models:
+      "*": {{backend: mute}}
+    {WS_RULE}
+    """
+    try:
+        proxy = await start_proxy(write_policy(policy))
+        status, body = await refusal(ws_url(proxy), UPGRADE)
+        assert status == 504 and body["error"]["code"] == "upstream_timeout"
+    finally:
+        release.set()
+        server.close()
+        await server.wait_closed()
+
+
 async def test_an_upstream_refusing_the_upgrade_is_a_502(
     start_proxy: ProxyFactory, mock_upstream: MockUpstream, write_policy: Callable[[str], Path]
 ) -> None:
@@ -252,7 +280,7 @@ async def test_an_oversized_client_frame_closes_both_sides_with_1009(
         await ws.send_bytes(b"a" * 2049)
         msg = await receive(ws)
         assert msg.type is WSMsgType.CLOSE and msg.data == 1009
-        assert "the client sent a frame over realtime.max_frame_bytes (2048 bytes)" in msg.extra
+        assert "the client sent a frame over realtime.max_frame_bytes (2048 bytes)" in (msg.extra or "")
     (record,) = await mock_upstream.wait_for(lambda log: any(r["body"] for r in log if r["path"] == "/v1/realtime"))
     assert record["body"]["close_code"] == 1009 and "max_frame_bytes" in record["body"]["close_reason"]
     await settled(open_proxy)
@@ -266,7 +294,7 @@ async def test_an_oversized_upstream_frame_closes_the_client_with_1009(open_prox
         await ws.send_str(json.dumps({"type": "mock.big", "bytes": 5000}))
         msg = await receive(ws)
         assert msg.type is WSMsgType.CLOSE and msg.data == 1009
-        assert "the upstream sent a frame over realtime.max_frame_bytes" in msg.extra
+        assert "the upstream sent a frame over realtime.max_frame_bytes" in (msg.extra or "")
     await settled(open_proxy)
 
 
@@ -300,6 +328,22 @@ async def test_an_upstream_that_drops_the_connection_closes_the_client_with_1011
     await settled(open_proxy)
 
 
+async def test_a_client_that_drops_the_connection_closes_the_upstream_with_1001(
+    open_proxy: RunningProxy, mock_upstream: MockUpstream
+) -> None:
+    host, port = open_proxy.url.removeprefix("http://").removesuffix("/v1").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    lines = ["GET /v1/realtime?model=mock-gpt HTTP/1.1", f"Host: {host}:{port}"]
+    writer.write(("\r\n".join(lines + [f"{k}: {v}" for k, v in UPGRADE.items()]) + "\r\n\r\n").encode())
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    assert head.startswith(b"HTTP/1.1 101") and b"x-request-id:" in head.lower()
+    await asyncio.wait_for(reader.readexactly(2), 5)  # the first frame (session.created) is on its way
+    writer.transport.abort()  # no close frame, no FIN handshake
+    (record,) = await mock_upstream.wait_for(lambda log: any(r["body"] for r in log if r["path"] == "/v1/realtime"))
+    assert (record["body"]["close_code"], record["body"]["close_reason"]) == (1001, "the client went away")
+    await settled(open_proxy)
+
+
 async def test_an_idle_session_is_closed(
     start_proxy: ProxyFactory, mock_upstream: MockUpstream, write_policy: Callable[[str], Path]
 ) -> None:
@@ -309,7 +353,7 @@ async def test_an_idle_session_is_closed(
         await session_created(ws)
         msg = await receive(ws)
         assert msg.type is WSMsgType.CLOSE and msg.data == 1000
-        assert "idle" in msg.extra and "realtime.idle_timeout_s" in msg.extra
+        assert "idle for 0.2 s (realtime.idle_timeout_s)" == msg.extra
     (record,) = await mock_upstream.wait_for(lambda log: any(r["body"] for r in log if r["path"] == "/v1/realtime"))
     assert record["body"]["close_code"] == 1000
     await settled(proxy)
@@ -329,7 +373,7 @@ async def test_a_shutdown_closes_open_sessions_with_1001(
                 proc.send_signal(signal.SIGTERM)
                 msg = await asyncio.wait_for(ws.receive(), 10)
                 assert msg.type is WSMsgType.CLOSE and msg.data == 1001
-                assert "shutting down" in msg.extra
+                assert "shutting down" in (msg.extra or "")
         assert await asyncio.wait_for(proc.wait(), 20) == 0
         assert proc.stdout is not None
         output = (await proc.stdout.read()).decode()
