@@ -23,6 +23,7 @@ from proxy.chain import Chain, compile_chain
 from proxy.conversations import ResponsesConfig
 from proxy.errors import Forbidden, ModelNotFound, Unauthorized
 from proxy.passthrough import DEFAULT_ALLOW, PassthroughConfig, Rules, parse_rule
+from proxy.realtime import RealtimeConfig
 from proxy.store import StoreConfig
 
 if TYPE_CHECKING:
@@ -243,6 +244,10 @@ class PolicyFile(_Strict):
     responses: ResponsesConfig = Field(
         default_factory=ResponsesConfig, description="Responses API: stored responses and previous_response_id."
     )
+    realtime: RealtimeConfig = Field(
+        default_factory=RealtimeConfig,
+        description="Realtime API WebSocket sessions (GET /v1/realtime, allowed by a 'WS /realtime' rule): limits.",
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -294,6 +299,7 @@ class Policy:
     admin: AdminConfig | None = None
     passthrough: Rules = field(default_factory=lambda: Rules.compile(DEFAULT_ALLOW, "passthrough.allow"))
     responses: ResponsesConfig = field(default_factory=ResponsesConfig)
+    realtime: RealtimeConfig = field(default_factory=RealtimeConfig)
 
     @property
     def open(self) -> bool:
@@ -470,6 +476,7 @@ def compile_policy(
         admin=spec.admin,
         passthrough=Rules.compile(spec.passthrough.allow, "passthrough.allow"),
         responses=spec.responses,
+        realtime=spec.realtime,
     )
 
 

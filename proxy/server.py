@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
-from proxy import admin, api_routes, handlers, messages_api
+from proxy import admin, api_routes, handlers, messages_api, realtime
 from proxy.errors import ChaperoneError, MethodNotAllowed, NotFound
 from proxy.handlers import REQUEST_ID
 from proxy.registry import PluginRegistry, build_registry
@@ -86,6 +86,7 @@ def create_app(settings: Settings, *, registry: PluginRegistry | None = None) ->
         clock=settings.clock,
     )
     app[RUNTIME] = runtime
+    app[realtime.STATS] = realtime.RealtimeStats()
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         await runtime.start()
@@ -113,6 +114,7 @@ def create_app(settings: Settings, *, registry: PluginRegistry | None = None) ->
     app.router.add_get("/v1/responses/{id}/input_items", api_routes.list_input_items)
     app.router.add_get("/v1/models", handlers.list_models)
     app.router.add_get("/v1/models/{model:.+}", handlers.get_model)
+    app.router.add_get("/v1/realtime", realtime.realtime, allow_head=False)  # before the pass-through catch-all
     app.router.add_route("*", "/v1/{tail:.*}", handlers.passthrough)
     app.router.add_get("/healthz", handlers.healthz)
     app.router.add_get("/readyz", handlers.readyz)

@@ -15,6 +15,7 @@ from .embeddings import embeddings, moderations
 from .errors import MockError
 from .faults import FaultSpec, parse_fault
 from .legacy import completions
+from .realtime import add_realtime
 from .state import STATE, MockState, record_of, start_record
 
 MODEL_CREATED = 1_700_000_000
@@ -38,6 +39,7 @@ def create_app(config: MockConfig | None = None) -> web.Application:
     app.router.add_post("/v1/moderations", moderations)
     app.router.add_get("/v1/models", list_models)
     app.router.add_get("/v1/models/{model:.+}", get_model)
+    add_realtime(app)
     app.router.add_get("/_mock/requests", list_requests)
     app.router.add_delete("/_mock/requests", clear_requests)
     app.router.add_get("/_mock/health", health)
