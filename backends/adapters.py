@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from backends import messages_chat, responses_chat
 from proxy import sse
-from proxy.errors import ChaperoneError
 from proxy.exchange import ApiRequest, ApiResponse, Exchange, StashKey
 
 if TYPE_CHECKING:
@@ -154,17 +153,15 @@ async def _storing(
 
 
 async def _save(conversations: Conversations, exchange: Exchange, response: dict[str, Any]) -> None:
-    """Keep a response; a store failure is logged and the answer still reaches the client."""
+    """Start keeping a response (in the background: the answer does not wait for the store).
+
+    A store failure is logged and the answer still reaches the client; a response too large to keep
+    is logged and not stored.
+    """
     if response.get("status") not in ("completed", "incomplete"):
         return
-    try:
-        kept = await conversations.save(
-            exchange.caller, response, exchange.request.body.get("input"), exchange.stash.get(EXPANDED) or 0
-        )
-    except ChaperoneError:
-        raise
-    except Exception:
-        log.exception("could not store response %s (request_id=%s)", response.get("id"), exchange.request_id)
-        return
-    if not kept:
-        log.warning("response %s too large to store (request_id=%s)", response.get("id"), exchange.request_id)
+    task = conversations.keep(
+        exchange.caller, response, exchange.request.body.get("input"), exchange.stash.get(EXPANDED) or 0
+    )
+    if task is None:
+        log.warning("response %s not stored: too large (request_id=%s)", response.get("id"), exchange.request_id)

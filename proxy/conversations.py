@@ -15,7 +15,9 @@ own input, before the chain runs, so guards and budgets see everything the model
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import logging
 import secrets
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -30,6 +32,8 @@ if TYPE_CHECKING:
     from proxy.store import Store
 
 __all__ = ["Conversations", "Expanded", "ResponsesConfig", "input_items", "owner_of"]
+
+log = logging.getLogger(__name__)
 
 _PREFIXES = {"message": "msg", "function_call": "fc", "function_call_output": "fco", "reasoning": "rs"}
 
@@ -96,18 +100,29 @@ class Expanded:
 
 
 class Conversations:
-    """Stored responses of one policy's store; every method takes the caller, and only sees its owner's."""
+    """Stored responses of one policy's store; every method takes the caller, and only sees its owner's.
+
+    ``keep`` writes in the background, so the answer is not held up by the store (a diskcache write
+    costs about a millisecond); a read of a response whose write is still running waits for it, so a
+    client that continues at once on the same process always finds it. ``drain`` waits for every
+    write (the runtime calls it before a retired policy lets its store go).
+    """
 
     def __init__(self, store: Store, config: ResponsesConfig) -> None:
         self.store = store
         self.config = config
+        self._pending: dict[str, asyncio.Task[bool]] = {}
 
     @staticmethod
     def _key(caller: Caller, response_id: str) -> str:
         return f"responses:{owner_of(caller)}:{response_id}"
 
     async def _record(self, caller: Caller, response_id: str) -> dict[str, Any] | None:
-        raw = await self.store.get(self._key(caller, response_id))
+        key = self._key(caller, response_id)
+        pending = self._pending.get(key)
+        if pending is not None:
+            await asyncio.wait([pending])
+        raw = await self.store.get(key)
         return orjson.loads(raw) if raw else None
 
     async def expand(self, caller: Caller, body: dict[str, Any]) -> Expanded | None:
@@ -131,17 +146,41 @@ class Conversations:
 
     async def save(self, caller: Caller, response: dict[str, Any], sent: Any, own_from: int) -> bool:
         """Keep ``response`` with the input the model saw (``sent``); False when it is too large to keep."""
+        task = self.keep(caller, response, sent, own_from)
+        return await task if task is not None else False
+
+    def keep(self, caller: Caller, response: dict[str, Any], sent: Any, own_from: int) -> asyncio.Task[bool] | None:
+        """Start keeping ``response`` in the background; None when it has no id or is too large to keep.
+
+        The record is serialised now, so later edits of ``response`` (the chain restoring PII in the
+        client's copy) never reach the store.
+        """
         response_id = response.get("id")
         if not isinstance(response_id, str):
-            return False
+            return None
         items = input_items(sent)
         ids = [_item_id(item) for item in items[own_from:]]  # stable, so input_items pages with 'after'
-        record = {"response": response, "context": items, "own_from": own_from, "ids": ids}
-        data = orjson.dumps(record)
+        data = orjson.dumps({"response": response, "context": items, "own_from": own_from, "ids": ids})
         if len(data) > self.config.max_stored_bytes:
+            return None
+        key = self._key(caller, response_id)
+        task = asyncio.ensure_future(self._write(key, data))
+        self._pending[key] = task
+        task.add_done_callback(lambda _: self._pending.pop(key, None) if self._pending.get(key) is task else None)
+        return task
+
+    async def _write(self, key: str, data: bytes) -> bool:
+        try:
+            await self.store.set(key, data, ttl_s=self.config.store_ttl_s)
+        except Exception:
+            log.exception("could not store response %s", key.rsplit(":", 1)[-1])
             return False
-        await self.store.set(self._key(caller, response_id), data, ttl_s=self.config.store_ttl_s)
         return True
+
+    async def drain(self) -> None:
+        """Wait until every background write has finished."""
+        while self._pending:
+            await asyncio.wait(list(self._pending.values()))
 
     async def get(self, caller: Caller, response_id: str) -> dict[str, Any]:
         record = await self._record(caller, response_id)

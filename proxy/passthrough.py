@@ -23,7 +23,17 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from proxy.errors import Forbidden
 
-__all__ = ["DEFAULT_ALLOW", "PROMPT_CARRYING", "PassthroughConfig", "Rules", "parse_rule", "risky_rules"]
+__all__ = [
+    "DEFAULT_ALLOW",
+    "PROMPT_CARRYING",
+    "PassthroughConfig",
+    "RealtimeConfig",
+    "Rules",
+    "parse_rule",
+    "risky_rules",
+]
+
+MIB = 1024 * 1024
 
 DEFAULT_ALLOW = ("GET /*", "HEAD /*")
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "WS", "*"})
@@ -100,6 +110,23 @@ class PassthroughConfig(BaseModel):
         for text in value:
             parse_rule(text)
         return value
+
+
+class RealtimeConfig(BaseModel):
+    """The ``realtime:`` section of a policy: limits on the WebSocket sessions ``WS /realtime`` lets through."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_frame_bytes: int = Field(
+        default=4 * MIB,
+        ge=1024,
+        le=64 * MIB,
+        description="Largest WebSocket message either side may send; a larger one closes both sides with 1009. "
+        "Default 4 MiB, like limits.max_body_bytes: a minute of 24 kHz PCM16 audio in one base64 append, or an image.",
+    )
+    idle_timeout_s: float = Field(
+        default=300.0, gt=0, description="A session with no frame either way for this long is closed (1000)."
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,8 +22,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from proxy.chain import Chain, compile_chain
 from proxy.conversations import ResponsesConfig
 from proxy.errors import Forbidden, ModelNotFound, Unauthorized
-from proxy.passthrough import DEFAULT_ALLOW, PassthroughConfig, Rules, parse_rule
-from proxy.realtime import RealtimeConfig
+from proxy.passthrough import DEFAULT_ALLOW, PassthroughConfig, RealtimeConfig, Rules, parse_rule
 from proxy.store import StoreConfig
 
 if TYPE_CHECKING:

@@ -29,11 +29,13 @@ from typing import TYPE_CHECKING, Any, Literal
 import aiohttp
 from aiohttp import WSCloseCode, WSMsgType, web
 from multidict import MultiDict
-from pydantic import BaseModel, ConfigDict, Field
 from yarl import URL
 
 from backends.openai import OpenAIBackend, map_errors
 from proxy.errors import ChaperoneError, InvalidRequest, UpstreamError
+from proxy.handlers import REQUEST_ID
+from proxy.passthrough import RealtimeConfig
+from proxy.runtime import RUNTIME
 
 if TYPE_CHECKING:
     from proxy.policy import Caller
@@ -43,29 +45,11 @@ __all__ = ["STATS", "RealtimeConfig", "RealtimeStats", "realtime", "upstream_url
 
 log = logging.getLogger(__name__)
 
-MIB = 1024 * 1024
 INSECURE_KEY_PROTOCOL = "openai-insecure-api-key."
 _CLOSE_S = 2.0  # longest wait for the other side's close frame; the close frame itself is sent at once
 _REASON_BYTES = 123  # RFC 6455: a close frame's payload is at most 125 bytes, two of them the code
 # Codes that may not appear in a close frame (RFC 6455 §7.4): "no code", "abnormal", "TLS failure".
 _UNSENDABLE = frozenset({1004, 1005, 1006, 1015})
-
-
-class RealtimeConfig(BaseModel):
-    """The ``realtime:`` section of a policy."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    max_frame_bytes: int = Field(
-        default=4 * MIB,
-        ge=1024,
-        le=64 * MIB,
-        description="Largest WebSocket message either side may send; a larger one closes both sides with 1009. "
-        "Default 4 MiB, like limits.max_body_bytes: a minute of 24 kHz PCM16 audio in one base64 append, or an image.",
-    )
-    idle_timeout_s: float = Field(
-        default=300.0, gt=0, description="A session with no frame either way for this long is closed (1000)."
-    )
 
 
 @dataclass(slots=True)
@@ -123,8 +107,6 @@ Socket = web.WebSocketResponse[Literal[False]] | aiohttp.ClientWebSocketResponse
 async def realtime(request: web.Request) -> web.StreamResponse:
     """``GET /v1/realtime``: check the caller, open the upstream socket, then upgrade and relay."""
     # Imported here: proxy.policy imports RealtimeConfig from this module, and these import proxy.policy.
-    from proxy.handlers import REQUEST_ID
-    from proxy.runtime import RUNTIME
 
     runtime = request.app[RUNTIME]
     stats = request.app[STATS]

@@ -293,6 +293,8 @@ class Runtime:
 
     async def _close(self, active: Active) -> None:
         active.closed.set()
+        if active.conversations is not None:
+            await active.conversations.drain()  # stored responses still being written need the store
         for chain in reversed(list(active.policy.chains.values())):
             await chain.shutdown()
         for backend in active.backends.values():

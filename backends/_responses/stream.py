@@ -9,8 +9,9 @@ the one ``from_chat`` would build from the equivalent whole answer.
 
 from __future__ import annotations
 
-import copy
 from typing import Any
+
+import orjson
 
 from backends._responses.response import (
     convert_logprobs,
@@ -28,6 +29,11 @@ from backends._responses.response import (
 # ResponseError.code accepts only OpenAI's own codes; anything else is reported as a server_error.
 _ERROR_CODES = frozenset({"server_error", "rate_limit_exceeded", "invalid_prompt"})
 _INCOMPLETE_REASONS = frozenset({"length", "content_filter"})
+
+
+def _copy(value: Any) -> Any:
+    """A deep copy of JSON data (events must not share dicts that are still growing); ~5x faster than deepcopy."""
+    return orjson.loads(orjson.dumps(value))
 
 
 class ChatToResponsesStream:
@@ -82,7 +88,7 @@ class ChatToResponsesStream:
         finish(response, self._finish_reason, self._usage)
         self._response = response
         kind = "response.incomplete" if response["status"] == "incomplete" else "response.completed"
-        return [*events, self._event(kind, response=copy.deepcopy(response))]
+        return [*events, self._event(kind, response=_copy(response))]
 
     def fail(self, code: str, message: str) -> list[dict[str, Any]]:
         """The upstream broke mid-stream: ``response.failed`` with ``response.error``; open items end incomplete."""
@@ -97,7 +103,7 @@ class ChatToResponsesStream:
         finish(response, None, self._usage)
         response["status"] = "failed"
         self._response = response
-        return [*events, self._event("response.failed", response=copy.deepcopy(response))]
+        return [*events, self._event("response.failed", response=_copy(response))]
 
     # ------------------------------------------------------------ one choice delta
 
@@ -232,7 +238,7 @@ class ChatToResponsesStream:
 
     def _final(self, status: str) -> dict[str, Any]:
         response = self._snapshot(status)
-        response["output"] = copy.deepcopy(self._output)
+        response["output"] = _copy(self._output)
         return response
 
     def _add(self, item: dict[str, Any]) -> dict[str, Any]:
@@ -244,14 +250,14 @@ class ChatToResponsesStream:
         return {"item_id": item["id"], "output_index": self._index[item["id"]]}
 
     def _added(self, item: dict[str, Any]) -> dict[str, Any]:
-        return self._event("response.output_item.added", output_index=self._index[item["id"]], item=copy.deepcopy(item))
+        return self._event("response.output_item.added", output_index=self._index[item["id"]], item=_copy(item))
 
     def _done(self, item: dict[str, Any]) -> dict[str, Any]:
         item["status"] = "incomplete" if self._finish_reason in _INCOMPLETE_REASONS else "completed"
-        return self._event("response.output_item.done", output_index=self._index[item["id"]], item=copy.deepcopy(item))
+        return self._event("response.output_item.done", output_index=self._index[item["id"]], item=_copy(item))
 
     def _part_event(self, kind: str, item: dict[str, Any], content_index: int, part: dict[str, Any]) -> dict[str, Any]:
-        return self._event(kind, **self._where(item), content_index=content_index, part=copy.deepcopy(part))
+        return self._event(kind, **self._where(item), content_index=content_index, part=_copy(part))
 
     def _event(self, kind: str, **fields: Any) -> dict[str, Any]:
         event = {"type": kind, "sequence_number": self._sequence, **fields}
