@@ -230,7 +230,7 @@ async def _write_stream(
             if runtime.stopping:  # the shutdown grace period ran out: say so, do not just cut
                 stop = ShuttingDown("The gateway is shutting down; this stream was cut short. Retry the request.")
                 with contextlib.suppress(Exception):
-                    await asyncio.wait_for(out.write(b"data: " + stop.body_bytes() + b"\n\n"), 1.0)
+                    await asyncio.wait_for(out.write(_stream_error(exchange, stop)), 1.0)
             raise
         if observed:
             _note_result(exchange, sse.find_usage(prev + last))
@@ -304,6 +304,15 @@ def _note_result(exchange: Exchange, body: dict[str, Any] | None) -> None:
     if isinstance(choices, list):
         reasons = [str(c["finish_reason"]) for c in choices if isinstance(c, dict) and c.get("finish_reason")]
         exchange.finish_reasons = reasons or exchange.finish_reasons
+    elif isinstance(reason := _stop_reason(body), str):
+        exchange.finish_reasons = [reason]  # Anthropic Messages (the message, or a stream's message_delta)
+    elif body.get("object") == "response" and isinstance(body.get("status"), str):
+        exchange.finish_reasons = [body["status"]]
+
+
+def _stop_reason(body: dict[str, Any]) -> object:
+    delta = body.get("delta")
+    return body.get("stop_reason") or (delta.get("stop_reason") if isinstance(delta, dict) else None)
 
 
 def _dumps(obj: object) -> bytes:

@@ -157,7 +157,7 @@ async def on_response(exchange: Exchange) -> None:
 
 
 @hookspec
-async def on_chunk(exchange: Exchange, chunk: dict[str, Any]) -> dict[str, Any] | None:
+async def on_chunk(exchange: Exchange, chunk: dict[str, Any]) -> dict[str, Any] | list[dict[str, Any]] | None:
     """Inspect or edit one parsed chunk of a streamed response.
 
     Runs: for every ``data:`` event of a stream (``[DONE]`` excluded), in reverse policy order.

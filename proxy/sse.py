@@ -96,15 +96,20 @@ def encode_data(obj: dict[str, Any]) -> bytes:
     return b"data: " + orjson.dumps(obj) + b"\n\n"
 
 
+def _nested_usage(chunk: dict[str, Any]) -> bool:
+    response = chunk.get("response")  # a Responses stream's last event carries the whole response
+    return isinstance(response, dict) and isinstance(response.get("usage"), dict)
+
+
 def find_usage(tail: bytes) -> dict[str, Any] | None:
-    """The last chunk carrying a ``usage`` object in the tail of a stream (OpenAI sends it last)."""
+    """The last chunk carrying a ``usage`` object (or a response that has one) in the tail of a stream."""
     at = tail.rfind(b'"usage":')
     while at >= 0:
         start = tail.rfind(b"data:", 0, at)
         end = tail.find(b"\n\n", at)
         if start >= 0:
             chunk = decode_data(tail[start : len(tail) if end < 0 else end + 2])
-            if chunk and isinstance(chunk.get("usage"), dict):
+            if chunk and (isinstance(chunk.get("usage"), dict) or _nested_usage(chunk)):
                 return chunk
         at = tail.rfind(b'"usage":', 0, at)
     return None

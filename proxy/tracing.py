@@ -20,12 +20,20 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_OPERATION = {"chat": "chat", "completions": "text_completion", "embeddings": "embeddings"}
+# The Responses API and Anthropic Messages are chat in the GenAI conventions' terms.
+_OPERATION = {
+    "chat": "chat",
+    "completions": "text_completion",
+    "embeddings": "embeddings",
+    "responses": "chat",
+    "messages": "chat",
+}
 _REQUEST_ATTRS = {
     "temperature": "gen_ai.request.temperature",
     "top_p": "gen_ai.request.top_p",
     "max_tokens": "gen_ai.request.max_tokens",
     "max_completion_tokens": "gen_ai.request.max_tokens",
+    "max_output_tokens": "gen_ai.request.max_tokens",
     "frequency_penalty": "gen_ai.request.frequency_penalty",
     "presence_penalty": "gen_ai.request.presence_penalty",
     "seed": "gen_ai.request.seed",

@@ -17,6 +17,9 @@ import anthropic
 import openai
 import pytest
 from aiohttp import web
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from tests.conftest import MockUpstream, ProxyFactory, RunningProxy, simple_policy, start_site
 
@@ -156,3 +159,28 @@ async def test_a_native_responses_backend_gets_the_request_as_is_and_the_gateway
         assert [item.get("role") for item in second["input"]] == ["user", "assistant", "user"]
     finally:
         await runner.cleanup()
+
+
+async def test_traces_carry_usage_and_outcome_for_every_api(
+    start_proxy: ProxyFactory, mock_upstream: MockUpstream, write_policy: Callable[[str], Path]
+) -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    proxy = await start_proxy(write_policy(simple_policy(mock_upstream.url)), tracer_provider=provider)
+    async with proxy.client() as oai:
+        async with oai.responses.stream(model="mock-gpt", input="hello there") as stream:
+            await stream.get_final_response()
+    base = proxy.url.removesuffix("/v1")
+    async with anthropic.AsyncAnthropic(base_url=base, api_key="k", max_retries=0) as claude:
+        hi: Any = [{"role": "user", "content": "hi"}]
+        async with claude.messages.stream(model="mock-gpt", max_tokens=50, messages=hi) as replies:
+            await replies.get_final_message()
+    servers = [span for span in exporter.get_finished_spans() if span.name.startswith("chat mock-gpt")]
+    assert len(servers) == 2
+    for span in servers:
+        attrs = span.attributes or {}
+        assert attrs["gen_ai.operation.name"] == "chat"
+        assert int(attrs["gen_ai.usage.output_tokens"]) > 0  # type: ignore[arg-type]
+    reasons = [tuple(span.attributes["gen_ai.response.finish_reasons"]) for span in servers]  # type: ignore[index,arg-type]
+    assert reasons == [("completed",), ("end_turn",)]

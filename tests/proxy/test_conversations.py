@@ -105,3 +105,17 @@ async def test_input_items_page_with_after(store: Store) -> None:
     assert [i["content"][0]["text"] for i in second["data"]] == ["m2", "m3"]
     newest = await conversations.input_items(alice, "resp_1", limit=1)
     assert newest["data"][0]["content"][0]["text"] == "m4"
+
+
+async def test_a_read_waits_for_a_write_still_running_and_drain_finishes_them(store: Store) -> None:
+    conversations = Conversations(store, ResponsesConfig())
+    alice = caller("alice")
+    body = response("resp_1", "hello")
+    task = conversations.keep(alice, body, "x", 0)
+    assert task is not None and not task.done()
+    body["output"][0]["content"][0]["text"] = "restored original"  # the chain edits the client's copy afterwards
+    got = await conversations.get(alice, "resp_1")  # not yet written when asked: the read waits
+    assert got["output"][0]["content"][0]["text"] == "hello"
+    conversations.keep(alice, response("resp_2", "later"), "y", 0)
+    await conversations.drain()
+    assert await store.get("responses:key:alice:resp_2") is not None
