@@ -5,8 +5,8 @@ same prompt as a chat completion, a Responses request and an Anthropic Messages 
 streamed, at a fixed concurrency, in interleaved rounds. The Responses and Messages requests are
 translated to chat completions and back (the mock speaks only chat), so the difference is the
 translation: request, answer, and every stream event, plus storing the response (Responses, with
-``store`` as the API defaults; ``responses-nostore`` sends ``store: false``). Reported: Chaperone's CPU per request (from ``/proc``) and the client's
-p50 latency, as ratios to chat in the same mode.
+``store`` as the API defaults; ``responses-nostore`` sends ``store: false``). Reported: Chaperone's
+CPU per request (from ``/proc``) and the client's p50 latency, as ratios to chat in the same mode.
 
     python benchmarks/api_overhead.py [--requests 400] [--rounds 3] [--concurrency 8]
 """
@@ -77,7 +77,7 @@ async def measure(args: argparse.Namespace, fleet: Fleet) -> dict[tuple[str, boo
 
 
 def report(results: dict[tuple[str, bool], list[tuple[float, float]]]) -> str:
-    lines = ["| mode | API | CPU µs/req | × chat | p50 ms | × chat |", "|---|---|---:|---:|---:|---:|"]
+    lines = ["| mode | API | CPU µs/req | x chat | p50 ms | x chat |", "|---|---|---:|---:|---:|---:|"]
     for stream in (False, True):
         chat_cpu = statistics.median(c for c, _ in results[("chat", stream)])
         chat_p50 = statistics.median(p for _, p in results[("chat", stream)])

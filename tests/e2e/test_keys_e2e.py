@@ -245,7 +245,7 @@ async def test_a_virtual_keys_passthrough_rules_replace_the_policys(
     assert moderator["passthrough"] == ["POST /moderations"] and plain["passthrough"] is None
     async with proxy.client(moderator["key"]) as allowed, proxy.client(plain["key"]) as refused:
         assert (await allowed.moderations.create(input="hello")).results
-        with pytest.raises(openai.PermissionDeniedError, match="passthrough.allow"):
+        with pytest.raises(openai.PermissionDeniedError, match=r"passthrough\.allow"):
             await refused.moderations.create(input="hello")
         with pytest.raises(openai.PermissionDeniedError, match=f"virtual key {moderator['id']}"):
             await allowed.files.list()  # its own list replaces the policy's GET default

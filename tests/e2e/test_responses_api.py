@@ -7,10 +7,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import openai
 import pytest
 
-from tests.conftest import MockUpstream, ProxyFactory, serve_process, simple_policy
+from tests.conftest import MockUpstream, ProxyFactory, RunningProxy, serve_process, simple_policy
 
 pytestmark = pytest.mark.asyncio
 
@@ -212,3 +213,26 @@ async def test_previous_response_id_works_across_replicas_on_one_redis(
         "Which number?",
         "Thanks",
     ]
+
+
+async def test_a_stream_that_breaks_mid_way_raises_in_the_sdk_and_is_not_stored(client: openai.AsyncOpenAI) -> None:
+    created: list[str] = []
+    with pytest.raises(openai.APIError, match="closed the connection"):
+        async with client.responses.stream(model="mock-gpt", input="A long story [[mock:drop_after=3]]") as stream:
+            async for event in stream:
+                if event.type == "response.created":
+                    created.append(event.response.id)
+    assert created
+    with pytest.raises(openai.NotFoundError):
+        await client.responses.retrieve(created[0])
+
+
+async def test_malformed_bodies_get_openai_errors_and_messages_paths_anthropic_ones(proxy: RunningProxy) -> None:
+    async with aiohttp.ClientSession() as session:
+        async with session.post(proxy.url + "/responses", data=b"{not json") as r:
+            assert r.status == 400 and (await r.json())["error"]["code"] == "invalid_json"
+        async with session.post(proxy.url + "/messages", data=b"[1, 2]", headers={"x-api-key": "k"}) as r:
+            body = await r.json()
+            assert r.status == 400 and body["type"] == "error" and body["error"]["type"] == "invalid_request_error"
+        async with session.get(proxy.url + "/responses/resp_missing/input_items?limit=0") as r:
+            assert r.status == 400 and (await r.json())["error"]["param"] == "limit"
