@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from proxy.errors import Forbidden, ServiceUnavailable, Unauthorized
-from proxy.passthrough import Rules, parse_rule
+from proxy.passthrough import Rules, RuleText
 from proxy.policy import Caller, bearer
 from proxy.store import Clock, Store, StoreError, StoreUnavailable
 
@@ -157,7 +157,7 @@ class KeySpec(_Frozen):
         default=None, min_length=1, description="Models of the active policy it may use (all if unset)."
     )
     metadata: dict[str, str] = Field(default_factory=dict, description="Labels such as team and user (max 20).")
-    passthrough: list[str] | None = Field(
+    passthrough: list[RuleText] | None = Field(
         default=None, description="Passthrough rules ('POST /audio/*', 'WS /realtime') replacing the policy's."
     )
     expires: str | None = Field(default=None, description="'30d', '12h', '15m', '90s', '2w', or an ISO 8601 time.")
@@ -167,13 +167,6 @@ class KeySpec(_Frozen):
     def _small(cls, value: dict[str, str]) -> dict[str, str]:
         if len(value) > 20 or any(not 0 < len(k) <= 64 or len(v) > 256 for k, v in value.items()):
             raise ValueError("at most 20 entries, names of 1-64 and values of up to 256 characters")
-        return value
-
-    @field_validator("passthrough")
-    @classmethod
-    def _rules(cls, value: list[str] | None) -> list[str] | None:
-        for text in value or ():
-            parse_rule(text)
         return value
 
     def expires_at(self, now: float) -> float | None:

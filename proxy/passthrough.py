@@ -18,8 +18,9 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from proxy.errors import Forbidden
 
@@ -28,6 +29,7 @@ __all__ = [
     "PROMPT_CARRYING",
     "PassthroughConfig",
     "RealtimeConfig",
+    "RuleText",
     "Rules",
     "parse_rule",
     "risky_rules",
@@ -95,21 +97,23 @@ def parse_rule(text: str) -> Rule:
     return Rule(method, path, text.strip())
 
 
+def _checked(text: str) -> str:
+    parse_rule(text)
+    return text
+
+
+RuleText = Annotated[str, AfterValidator(_checked)]
+"""A rule in a policy or key field, checked where it is given (the error names its index)."""
+
+
 class PassthroughConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    allow: list[str] = Field(
+    allow: list[RuleText] = Field(
         default_factory=lambda: list(DEFAULT_ALLOW),
         description="Rules 'METHOD /path-glob' (path below /v1; 'WS /realtime' for the Realtime WebSocket) "
         "of paths forwarded unchanged; default GET and HEAD only.",
     )
-
-    @field_validator("allow")
-    @classmethod
-    def _rules(cls, value: list[str]) -> list[str]:
-        for text in value:
-            parse_rule(text)
-        return value
 
 
 class RealtimeConfig(BaseModel):

@@ -22,7 +22,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from proxy.chain import Chain, compile_chain
 from proxy.conversations import ResponsesConfig
 from proxy.errors import Forbidden, ModelNotFound, Unauthorized
-from proxy.passthrough import DEFAULT_ALLOW, PassthroughConfig, RealtimeConfig, Rules, parse_rule
+from proxy.passthrough import DEFAULT_ALLOW, PassthroughConfig, RealtimeConfig, Rules, RuleText
 from proxy.store import StoreConfig
 
 if TYPE_CHECKING:
@@ -168,16 +168,9 @@ class KeyConfig(_Strict):
     key: str = Field(min_length=1, description="The key itself, or 'sha256:<hex>' of it.")
     chain: str | None = Field(default=None, description="Chain for this key's requests (default_chain if unset).")
     models: list[str] | None = Field(default=None, description="Models this key may use (all if unset).")
-    passthrough: list[str] | None = Field(
+    passthrough: list[RuleText] | None = Field(
         default=None, description="This key's own passthrough rules, replacing passthrough.allow (see there)."
     )
-
-    @field_validator("passthrough")
-    @classmethod
-    def _rules(cls, value: list[str] | None) -> list[str] | None:
-        for text in value or ():
-            parse_rule(text)
-        return value
 
     @field_validator("key")
     @classmethod
