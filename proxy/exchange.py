@@ -106,23 +106,42 @@ class ApiResponse:
 
 @dataclass(slots=True)
 class Usage:
-    """Token counts as the upstream reported them (OpenAI ``usage`` names)."""
+    """Token counts as the upstream reported them, in OpenAI's chat names.
+
+    ``prompt_tokens`` includes ``cached_tokens`` (prompt tokens served from the upstream's prompt cache,
+    billed at the cached rate); ``completion_tokens`` includes ``reasoning_tokens``.
+    """
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
     total_tokens: int = 0
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
 
     @classmethod
     def from_openai(cls, usage: object) -> Usage | None:
         """From a ``usage`` object in chat names, or in Responses / Anthropic names (input/output tokens)."""
         if not isinstance(usage, dict):
             return None
-        prompt = usage.get("prompt_tokens") or usage.get("input_tokens") or 0
+        anthropic_cached = usage.get("cache_read_input_tokens") or 0
+        anthropic_written = usage.get("cache_creation_input_tokens") or 0
+        if "prompt_tokens" in usage:
+            prompt = usage.get("prompt_tokens") or 0
+        else:  # Anthropic counts cache reads and writes apart from input_tokens; OpenAI's Responses does not
+            prompt = (usage.get("input_tokens") or 0) + _int(anthropic_cached) + _int(anthropic_written)
         completion = usage.get("completion_tokens") or usage.get("output_tokens") or 0
         total = usage.get("total_tokens") or (prompt + completion)
         if not all(isinstance(n, int) for n in (prompt, completion, total)):
             return None
-        return cls(prompt, completion, total)
+        in_details = usage.get("prompt_tokens_details") or usage.get("input_tokens_details")
+        out_details = usage.get("completion_tokens_details") or usage.get("output_tokens_details")
+        cached = _int(in_details.get("cached_tokens")) if isinstance(in_details, dict) else _int(anthropic_cached)
+        reasoning = _int(out_details.get("reasoning_tokens")) if isinstance(out_details, dict) else 0
+        return cls(prompt, completion, total, min(cached, prompt), min(reasoning, completion))
+
+
+def _int(value: object) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
 @dataclass(slots=True)
@@ -164,6 +183,8 @@ class Exchange:
     subcaller: Subcaller | None = None  # set by the server; plugins call ``subcall``
     subcalls: list[SubcallRecord] = field(default_factory=list)  # sub-calls made for this request, with usage
     stream_idle: frozenset[int] = frozenset()  # ids of plugins with nothing to do on this request's stream
+    cost_usd: float | None = None  # what the request cost, once known (set by the ``cost`` plugin or ``budget``)
+    verdicts: dict[str, str] = field(default_factory=dict)  # plugin name → short outcome ("hit", "rejected")
 
     def remaining_s(self) -> float:
         """Seconds left before this request's deadline (may be negative)."""

@@ -23,6 +23,7 @@ from proxy.chain import Chain, compile_chain
 from proxy.conversations import ResponsesConfig
 from proxy.errors import Forbidden, ModelNotFound, Unauthorized
 from proxy.passthrough import DEFAULT_ALLOW, PassthroughConfig, RealtimeConfig, Rules, RuleText
+from proxy.pricing import Price, PriceConfig
 from proxy.store import StoreConfig
 
 if TYPE_CHECKING:
@@ -236,6 +237,9 @@ class PolicyFile(_Strict):
     responses: ResponsesConfig = Field(
         default_factory=ResponsesConfig, description="Responses API: stored responses and previous_response_id."
     )
+    prices: dict[str, PriceConfig] = Field(
+        default_factory=dict, description="USD per 1M tokens per model, over the built-in table (proxy/pricing.py)."
+    )
     realtime: RealtimeConfig = Field(
         default_factory=RealtimeConfig,
         description="Realtime API WebSocket sessions (GET /v1/realtime, allowed by a 'WS /realtime' rule): limits.",
@@ -291,6 +295,7 @@ class Policy:
     admin: AdminConfig | None = None
     passthrough: Rules = field(default_factory=lambda: Rules.compile(DEFAULT_ALLOW, "passthrough.allow"))
     responses: ResponsesConfig = field(default_factory=ResponsesConfig)
+    prices: Mapping[str, Price] = field(default_factory=dict)  # the policy's own entries; see proxy.pricing
     realtime: RealtimeConfig = field(default_factory=RealtimeConfig)
 
     @property
