@@ -14,6 +14,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from proxy import gctune
 from proxy.policy import Policy, PolicyError, load_policy
 from proxy.registry import PluginRegistry, build_registry, extra_modules_from_env
 from proxy.settings import DEFAULT_POLICY, Settings
@@ -116,6 +117,7 @@ async def _run(app: web.Application, settings: Settings) -> None:
         await site.start()
         host, port = runner.addresses[0][:2]
         print(_banner(app, f"http://{host}:{port}/v1", settings), flush=True)
+        gctune.tune()  # after startup, so what it allocated is never scanned again
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
