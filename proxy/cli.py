@@ -121,6 +121,10 @@ def _serve_one(settings: Settings, registry: PluginRegistry, ready_fd: int | Non
 
 def _serve_workers(args: argparse.Namespace, settings: Settings, policy: Policy) -> int:
     """The ``--workers N`` parent: reserve the port, run N workers on it (SO_REUSEPORT), supervise them."""
+    if not sys.platform.startswith("linux"):
+        print("chaperone: --workers needs Linux (SO_REUSEPORT balancing, PR_SET_PDEATHSIG); run one process "
+              "per port behind a load balancer instead", file=sys.stderr)  # fmt: skip
+        return 2
     try:
         placeholder, port = reserve_port(settings.host, settings.port)
     except OSError as exc:

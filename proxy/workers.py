@@ -146,6 +146,8 @@ def _mark_dead(pid: int, directory: Path) -> None:
 class _Slot:
     index: int
     proc: asyncio.subprocess.Process | None = None
+    ready: bool = False  # listening, with its signal handlers in place
+    reload_pending: bool = False  # a SIGHUP came while it was starting
     restarts: int = 0
 
 
@@ -200,7 +202,9 @@ class Supervisor:
     def forward(self, sig: signal.Signals) -> None:
         """Send ``sig`` to every running worker."""
         for slot in self.slots:
-            if slot.proc is not None and slot.proc.returncode is None:
+            if sig == signal.SIGHUP and not slot.ready:
+                slot.reload_pending = True  # SIGHUP would kill it before its handler is set: send it once ready
+            elif slot.proc is not None and slot.proc.returncode is None:
                 with contextlib.suppress(ProcessLookupError):
                     slot.proc.send_signal(sig)
         if sig == signal.SIGHUP:
@@ -225,12 +229,17 @@ class Supervisor:
             PARENT_ENV: str(os.getpid()),
             METRICS_ENV: str(self.metrics),
         }
+        slot.ready = False
         try:
             # its own process group: a terminal's Ctrl-C reaches the parent only, which stops the workers in order
             slot.proc = await asyncio.create_subprocess_exec(*self.argv, env=env, pass_fds=(write_fd,), process_group=0)
         finally:
             os.close(write_fd)
         if await _wait_ready(read_fd):
+            slot.ready = True
+            if slot.reload_pending:
+                slot.reload_pending = False
+                slot.proc.send_signal(signal.SIGHUP)
             return None
         code = await slot.proc.wait()
         self._reap(slot)
@@ -245,6 +254,7 @@ class Supervisor:
             assert proc is not None
             since = loop.time()
             code = await proc.wait()
+            slot.ready = False
             self._reap(slot)
             if self._stop.is_set():
                 return
@@ -260,7 +270,7 @@ class Supervisor:
             failed = await self._spawn(slot)
             slot.restarts += 1
             if failed is None and slot.proc is not None:
-                log.info("worker %d restarted (pid %d)", slot.index, slot.proc.pid)
+                log.info("worker %d restarted (restart %d): pid %d", slot.index, slot.restarts, slot.proc.pid)
 
     def _reap(self, slot: _Slot) -> None:
         if slot.proc is not None and self.metrics is not None:

@@ -80,11 +80,11 @@ def _alive(pid: int) -> bool:
         return False
 
 
-async def test_two_workers_serve_the_sdk_and_share_one_store_counter(
+async def test_two_workers_serve_the_sdk_share_one_store_counter_and_stop_when_the_parent_is_killed(
     tmp_path: Path, mock_upstream: MockUpstream, write_policy: Callable[[str], Path]
 ) -> None:
     policy = write_policy(simple_policy(mock_upstream.url, chain="[{counted: {limit: 10}}]"))
-    async with _serve(tmp_path / "home", policy, CHAPERONE_PLUGINS="tests.workers_plugins") as (_, url, _pids):
+    async with _serve(tmp_path / "home", policy, CHAPERONE_PLUGINS="tests.workers_plugins") as (proc, url, pids):
 
         async def ask() -> tuple[str, str]:
             async with openai.AsyncOpenAI(base_url=url, api_key="x", max_retries=0) as c:  # a new connection
@@ -99,6 +99,13 @@ async def test_two_workers_serve_the_sdk_and_share_one_store_counter(
                 return raw.headers["x-request-id"][:PREFIX], "answered"
 
         results = await asyncio.gather(*(ask() for _ in range(30)))
+        proc.kill()  # no chance to stop its workers: they must notice and exit by themselves
+        await proc.wait()
+
+        async def orphans_gone() -> bool:
+            return not any(_alive(pid) for pid in pids)
+
+        await _until(orphans_gone)
     assert sorted(outcome for _, outcome in results).count("answered") == 10  # one counter for both workers
     assert len({prefix for prefix, _ in results}) == 2  # both workers answered
 
@@ -124,7 +131,7 @@ async def test_sighup_reloads_every_worker_and_a_killed_worker_is_restarted(
         killed = pids[0]
         with contextlib.suppress(ProcessLookupError):
             os.kill(killed, signal.SIGKILL)
-        line = await _read_until(proc, "worker 0 restarted")
+        line = await _read_until(proc, "worker 0 restarted (restart 1)")
         new_pid = int(line.rsplit("pid", 1)[1].strip(" )\n"))
         assert new_pid != killed and _alive(new_pid) and not _alive(killed)
         seen: set[str] = set()
@@ -167,20 +174,6 @@ async def test_sigterm_drains_streams_on_every_worker_and_exits_zero(
     assert not (home / "run" / f"metrics-{proc.pid}").exists()
     if len({prefix for prefix, _ in streams}) < 2:
         pytest.skip("every stream happened to land on one worker")
-
-
-async def test_workers_stop_when_the_parent_is_killed(
-    tmp_path: Path, mock_upstream: MockUpstream, write_policy: Callable[[str], Path]
-) -> None:
-    policy = write_policy(simple_policy(mock_upstream.url))
-    async with _serve(tmp_path / "home", policy) as (proc, _url, pids):
-        proc.kill()
-        await proc.wait()
-
-        async def orphans_gone() -> bool:
-            return not any(_alive(pid) for pid in pids)
-
-        await _until(orphans_gone)
 
 
 def test_metrics_dir_is_fresh_and_stale_ones_are_removed(tmp_path: Path) -> None:
