@@ -191,11 +191,12 @@ class Supervisor:
                 loop.remove_signal_handler(sig)
             shutil.rmtree(self.metrics, ignore_errors=True)
 
-    def stop(self, sig: signal.Signals = signal.SIGTERM) -> None:
+    def stop(self, sig: signal.Signals | None = None) -> None:
         """Stop supervising and send SIGTERM to every worker, which drains and exits."""
         if self._stop.is_set():
             return
-        log.info("%s: stopping %d workers (they drain in-flight requests)", sig.name, self.count)
+        if sig is not None:
+            log.info("%s: stopping %d workers (they drain in-flight requests)", sig.name, self.count)
         self._stop.set()
         self.forward(signal.SIGTERM)  # a worker still importing just exits; SIGINT would print a traceback
 
@@ -212,11 +213,13 @@ class Supervisor:
 
     async def _start_all(self) -> int:
         results = await asyncio.gather(*(self._spawn(slot) for slot in self.slots))
-        failed = [code for code in results if code is not None]
+        failed = [(slot.index, code) for slot, code in zip(self.slots, results, strict=True) if code is not None]
         if not failed or self._stop.is_set():  # all listen, or told to stop while starting
             return 0
+        index, code = failed[0]
+        print(f"chaperone: not started: worker {index} exited before it listened ({_describe(code)})", file=sys.stderr)
         self.stop()
-        return next((code for code in failed if code), 1)
+        return code
 
     async def _spawn(self, slot: _Slot) -> int | None:
         """Start the worker of ``slot`` and wait until it listens; its exit status if it died first."""
@@ -243,7 +246,7 @@ class Supervisor:
             return None
         code = await slot.proc.wait()
         self._reap(slot)
-        return code or 1
+        return code if code > 0 else 1  # killed by a signal (negative) counts as a failure too
 
     async def _supervise(self, slot: _Slot) -> None:
         """Wait for the worker to exit; restart it (bounded backoff) unless the parent is stopping."""

@@ -2,7 +2,9 @@
 
 Load it with ``CHAPERONE_PLUGINS=tests.workers_plugins``. ``counted: {limit: N}`` admits the first N
 requests (an atomic ``store.incr``) and refuses the rest with 429 ``budget_exceeded``: with several
-workers on one diskcache store, exactly N requests get through in total.
+workers on one diskcache store, exactly N requests get through in total. ``failing: {}`` compiles
+(so ``chaperone check`` and the ``--workers`` parent accept it) but raises in ``on_startup``, so every
+worker fails to start.
 """
 
 from __future__ import annotations
@@ -39,6 +41,23 @@ class Counted:
             raise BudgetExceeded(f"over the test limit of {self.config.limit} requests")
 
 
+class FailingConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Failing:
+    name = "failing"
+    Config = FailingConfig
+
+    def __init__(self, config: FailingConfig) -> None:
+        self.config = config
+
+    @hookimpl
+    async def on_startup(self, resources: Resources) -> None:
+        raise RuntimeError("test plugin: cannot start")
+
+
 @hookimpl
 def register_plugins(register: PluginRegistry) -> None:
     register(Counted)
+    register(Failing)

@@ -201,6 +201,23 @@ async def test_a_port_taken_by_another_program_fails_before_any_worker_starts(tm
     assert f"cannot listen on 127.0.0.1:{port}" in out.decode()
 
 
+async def test_workers_that_cannot_start_stop_the_parent_with_an_error(
+    tmp_path: Path, mock_upstream: MockUpstream, write_policy: Callable[[str], Path]
+) -> None:
+    policy = write_policy(simple_policy(mock_upstream.url, chain="[{failing: {}}]"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CHAPERONE_")}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "proxy.cli", "serve", "--workers", "2", "--port", "0", "--policy", str(policy),
+        env={**env, "CHAPERONE_HOME": str(tmp_path), "CHAPERONE_PLUGINS": "tests.workers_plugins"},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    out = (await asyncio.wait_for(proc.communicate(), 30))[0].decode()
+    assert proc.returncode == 1
+    assert "test plugin: cannot start" in out and "exited before it listened" in out
+    assert "chaperone listening" not in out
+    assert not list((tmp_path / "run").iterdir())  # the metrics directory is gone too
+
+
 def test_bad_workers_settings_are_refused(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("CHAPERONE_WORKERS", "0")
     assert cli.main(["serve"]) == 2
