@@ -18,16 +18,18 @@ from proxy import gctune
 from proxy.policy import Policy, PolicyError, load_policy
 from proxy.registry import PluginRegistry, build_registry, extra_modules_from_env
 from proxy.settings import DEFAULT_POLICY, Settings
+from proxy.workers import WORKER_ENV, Supervisor, announce_ready, die_with_parent, reserve_port, worker_ready_fd
 
 log = logging.getLogger("chaperone")
 
 SERVE_EXAMPLES = """examples:
   chaperone serve                                  # policies/default.yaml on 127.0.0.1:8080
   chaperone serve --policy my.yaml --port 9000
+  chaperone serve --workers 4                      # 4 processes on one port; SIGHUP reloads all, SIGTERM drains all
   OPENAI_BASE_URL=http://127.0.0.1:8080/v1 python app.py   # point an app at it
 
 environment: CHAPERONE_POLICY, CHAPERONE_HOST, CHAPERONE_PORT, CHAPERONE_HOME (state, default ~/.chaperone),
-CHAPERONE_RELOAD_INTERVAL_S, CHAPERONE_SHUTDOWN_TIMEOUT_S, CHAPERONE_PLUGINS (extra plugin modules),
+CHAPERONE_RELOAD_INTERVAL_S, CHAPERONE_SHUTDOWN_TIMEOUT_S, CHAPERONE_WORKERS, CHAPERONE_PLUGINS (extra plugin modules),
 OTEL_TRACES_EXPORTER=console|otlp"""
 
 CHECK_EXAMPLES = """examples:
@@ -62,7 +64,6 @@ def _env_settings() -> Settings | None:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from proxy.server import create_app
     from proxy.tracing import provider_from_env
 
     base = _env_settings()
@@ -76,6 +77,7 @@ def _serve(args: argparse.Namespace) -> int:
         reload_interval_s=base.reload_interval_s,
         shutdown_timeout_s=base.shutdown_timeout_s,
         tracer_provider=provider_from_env(),
+        workers=args.workers if args.workers is not None else base.workers,
     )
     try:
         settings.home.mkdir(parents=True, exist_ok=True)
@@ -86,15 +88,27 @@ def _serve(args: argparse.Namespace) -> int:
     if registry is None:
         return 2
     try:  # fail before binding the port, with the same messages as `chaperone check`
-        load_policy(settings.policy_path, registry)
+        policy = load_policy(settings.policy_path, registry)
     except PolicyError as exc:
         print(exc.report(), file=sys.stderr)
         print("chaperone: not started: the policy has errors", file=sys.stderr)
         return 2
+    ready_fd = worker_ready_fd()
+    if ready_fd is None and settings.workers > 1:
+        return _serve_workers(args, settings, policy)
+    if ready_fd is not None:
+        die_with_parent()
+    return _serve_one(settings, registry, ready_fd)
+
+
+def _serve_one(settings: Settings, registry: PluginRegistry, ready_fd: int | None) -> int:
+    """One serving process: the whole server, or one worker of a ``--workers`` parent (``ready_fd`` set)."""
+    from proxy.server import create_app
+
     app = create_app(settings, registry=registry)
     loop = _new_loop()
     try:
-        loop.run_until_complete(_run(app, settings))
+        loop.run_until_complete(_run(app, settings, ready_fd))
     except PolicyError as exc:  # the file changed between the check above and the start
         print(exc.report(), file=sys.stderr)
         return 2
@@ -106,17 +120,55 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _run(app: web.Application, settings: Settings) -> None:
-    """Serve until SIGTERM/SIGINT, then stop accepting and let in-flight requests finish (bounded)."""
+def _serve_workers(args: argparse.Namespace, settings: Settings, policy: Policy) -> int:
+    """The ``--workers N`` parent: reserve the port, run N workers on it (SO_REUSEPORT), supervise them."""
+    if not sys.platform.startswith("linux"):
+        print("chaperone: --workers needs Linux (SO_REUSEPORT balancing, PR_SET_PDEATHSIG); run one process "
+              "per port behind a load balancer instead", file=sys.stderr)  # fmt: skip
+        return 2
+    try:
+        placeholder, port = reserve_port(settings.host, settings.port)
+    except OSError as exc:
+        print(f"chaperone: cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    host = placeholder.getsockname()[0]
+    argv = [
+        sys.executable, "-m", "proxy.cli", *(["--verbose"] if args.verbose else []), "serve",
+        "--policy", str(settings.policy_path), "--host", settings.host, "--port", str(port), "--workers", "1",
+    ]  # fmt: skip
+    supervisor = Supervisor(argv, settings.workers, settings.home, settings.shutdown_timeout_s)
+
+    def banner(pids: list[int]) -> str:
+        url = f"http://{host}:{port}/v1"
+        used = {route.backend for route in policy.routes.values()}
+        lines = _banner_lines(policy, used, {}, url, settings)
+        lines.append(f"  workers: {len(pids)} processes on one port (SO_REUSEPORT), pids " + ", ".join(map(str, pids)))
+        return "\n".join(lines)
+
+    try:
+        return asyncio.run(supervisor.run(banner))
+    finally:
+        placeholder.close()
+
+
+async def _run(app: web.Application, settings: Settings, ready_fd: int | None = None) -> None:
+    """Serve until SIGTERM/SIGINT, then stop accepting and let in-flight requests finish (bounded).
+
+    As a worker (``ready_fd`` set) the socket shares its port with the other workers and, once it
+    listens, the worker tells its parent (which prints the banner) instead of printing one.
+    """
     runner = web.AppRunner(
         app, handler_cancellation=True, access_log=None, shutdown_timeout=settings.shutdown_timeout_s
     )
     await runner.setup()
     try:
-        site = web.TCPSite(runner, settings.host, settings.port, backlog=2048)
+        site = web.TCPSite(runner, settings.host, settings.port, backlog=2048, reuse_port=ready_fd is not None)
         await site.start()
-        host, port = runner.addresses[0][:2]
-        print(_banner(app, f"http://{host}:{port}/v1", settings), flush=True)
+        if ready_fd is not None:
+            announce_ready(ready_fd)
+        else:
+            host, port = runner.addresses[0][:2]
+            print(_banner(app, f"http://{host}:{port}/v1", settings), flush=True)
         gctune.tune()  # after startup, so what it allocated is never scanned again
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -134,14 +186,18 @@ def _banner(app: web.Application, url: str, settings: Settings) -> str:
     runtime = app[RUNTIME]
     active = runtime.current
     assert active is not None
-    policy = active.policy
+    return "\n".join(_banner_lines(active.policy, set(active.backends), runtime.builtin_urls(), url, settings))
+
+
+def _banner_lines(policy: Policy, used: set[str], builtin: dict[str, str], url: str, settings: Settings) -> list[str]:
+    """What the start-up banner says; ``builtin`` is empty when each worker runs its own bundled backends."""
     lines = [f"chaperone listening on {url}", f"  policy: {policy.source}"]
-    builtin = runtime.builtin_urls()
     for name, backend in policy.backends.items():
-        if name not in active.backends:
+        if name not in used:
             continue
         if backend.builtin == "mock":
-            lines.append(f"  backend {name}: the bundled MOCK backend at {builtin['mock']} (a test double, not an LLM)")
+            where = f"at {builtin['mock']}" if "mock" in builtin else "(one per worker, each on its own loopback port)"
+            lines.append(f"  backend {name}: the bundled MOCK backend {where} (a test double, not an LLM)")
         else:
             lines.append(f"  backend {name}: {backend.url}")
     lines.append("  models: " + ", ".join(f"{m} → {r.backend}" for m, r in policy.routes.items()))
@@ -153,7 +209,7 @@ def _banner(app: web.Application, url: str, settings: Settings) -> str:
         virtual = " + virtual keys (admin API at /chaperone/keys)" if policy.admin is not None else ""
         lines.append(f"  keys: {len(policy.keys or {})} configured{virtual}")
     lines.append(f"  state: {settings.home}")
-    return "\n".join(lines)
+    return lines
 
 
 def _new_loop() -> asyncio.AbstractEventLoop:
@@ -291,6 +347,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--policy", help=f"policy file (default: $CHAPERONE_POLICY or {DEFAULT_POLICY.name})")
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default 8080)")
+    serve.add_argument(
+        "--workers", type=_positive_int, metavar="N",
+        help="worker processes sharing the port, to use N cores (default 1, or $CHAPERONE_WORKERS)",
+    )  # fmt: skip
     serve.set_defaults(func=_serve)
 
     check = sub.add_parser("check", help="validate policy files", epilog=CHECK_EXAMPLES, formatter_class=_Raw)
@@ -323,7 +383,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     level = (
         logging.DEBUG if args.verbose else getattr(logging, os.environ.get("CHAPERONE_LOG_LEVEL", "INFO").upper(), 20)
     )
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    worker = os.environ.get(WORKER_ENV)
+    tag = f"worker {worker} " if worker else ""
+    logging.basicConfig(level=level, format=f"%(asctime)s %(levelname)s {tag}%(name)s: %(message)s")
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     logging.getLogger("presidio-analyzer").setLevel(logging.WARNING)  # chatty at INFO, and per match at DEBUG
     code: int = args.func(args)

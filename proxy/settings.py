@@ -28,6 +28,11 @@ class Settings:
     shutdown_timeout_s: float = 30.0
     tracer_provider: TracerProvider | None = None
     clock: Callable[[], float] = time.time  # wall time for the store and virtual keys; tests inject a fake
+    workers: int = 1  # serving processes on the port (`serve --workers N`); 1 = this process serves
+
+    def __post_init__(self) -> None:
+        if self.workers < 1:
+            raise ValueError(f"CHAPERONE_WORKERS must be at least 1, got {self.workers}")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -41,6 +46,7 @@ class Settings:
             home=Path(env.get("CHAPERONE_HOME") or defaults.home).expanduser(),
             reload_interval_s=float(env.get("CHAPERONE_RELOAD_INTERVAL_S") or defaults.reload_interval_s),
             shutdown_timeout_s=float(env.get("CHAPERONE_SHUTDOWN_TIMEOUT_S") or defaults.shutdown_timeout_s),
+            workers=int(env.get("CHAPERONE_WORKERS") or defaults.workers),
         )
 
 
