@@ -473,6 +473,7 @@ def compile_policy(
         admin=spec.admin,
         passthrough=Rules.compile(spec.passthrough.allow, "passthrough.allow"),
         responses=spec.responses,
+        prices={name: entry.price() for name, entry in spec.prices.items()},
         realtime=spec.realtime,
     )
 
