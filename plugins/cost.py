@@ -20,7 +20,6 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 from opentelemetry import metrics
@@ -30,7 +29,7 @@ from plugins._cost import account
 from plugins._cost.account import StreamTally
 from plugins._cost.sinks import LineSinks, MeterSink
 from proxy import ApiResponse, ChaperoneError, Exchange, PluginRegistry, StashKey, Usage, hookimpl
-from proxy.pricing import ask_stream_usage, cost_usd, price_of, take_stream_usage
+from proxy.pricing import ask_stream_usage, cost_usd, take_stream_usage
 from proxy.runtime import Resources
 from proxy.usage import NANO, OPEN_KEY, Ledger, day_of
 
@@ -79,6 +78,14 @@ class Cost:
         self._meter = MeterSink(meter_provider) if config.otel else None
         self._lines: LineSinks | None = None
         self.ledger: Ledger | None = None
+        self._book = account.PriceBook()
+        self._days: tuple[int, str] = (-1, "")
+
+    def _day(self, now: float) -> str:
+        index = int(now // 86400)
+        if index != self._days[0]:
+            self._days = (index, day_of(now))
+        return self._days[1]
 
     @hookimpl
     async def on_startup(self, resources: Resources) -> None:
@@ -116,7 +123,9 @@ class Cost:
 
     @hookimpl
     async def on_chunk(self, exchange: Exchange, chunk: dict[str, Any]) -> dict[str, Any] | None:
-        tally = exchange.stash.setdefault(TALLY, StreamTally())
+        tally = exchange.stash.get(TALLY)
+        if tally is None:
+            tally = exchange.stash[TALLY] = StreamTally()
         endpoint = exchange.request.endpoint
         tally.see(endpoint, chunk)
         if endpoint not in _SEEN_USAGE_ENDPOINTS:
@@ -144,7 +153,7 @@ class Cost:
     # ---- accounting --------------------------------------------------------------------------------
 
     def _cost_before_sending(self, exchange: Exchange, response: ApiResponse) -> float | None:
-        sub_cost, _, _ = account.subcall_cost(exchange)
+        sub_cost = account.subcall_cost(self._book, exchange)[0] if exchange.subcalls else 0.0
         if exchange.verdicts.get("cache") == "hit":
             return sub_cost
         if response.body is not None:
@@ -156,7 +165,7 @@ class Cost:
         if usage is None:
             return None
         names = account.price_names(exchange, model if isinstance(model, str) else None)
-        found = price_of(names, exchange.policy.prices)
+        found = self._book.find(names, exchange.policy.prices)
         return None if found is None else sub_cost + cost_usd(found[1], usage)
 
     async def _usage(self, exchange: Exchange) -> tuple[Usage, bool, bool]:
@@ -194,19 +203,22 @@ class Cost:
         hit = exchange.verdicts.get("cache") == "hit"
         tally = exchange.stash.get(TALLY)
         answered_by = exchange.response_model or (tally.model if tally is not None else None)
-        own_cost, priced_as = account.priced(exchange, usage, answered_by)
-        sub_cost, sub_usage, sub_priced = account.subcall_cost(exchange)
+        own_cost, priced_as = account.priced(self._book, exchange, usage, answered_by)
+        sub_cost, sub_priced = 0.0, True
+        billed = Usage() if hit else usage
+        if exchange.subcalls:
+            sub_cost, sub_usage, sub_priced = account.subcall_cost(self._book, exchange)
+            billed = dataclasses.replace(billed)
+            account.add(billed, sub_usage)
         saved = own_cost if hit else None
-        billed = Usage() if hit else dataclasses.replace(usage)
-        account.add(billed, sub_usage)
         if hit:
             own_cost, priced_as = 0.0, priced_as or "cache"
         total = None if own_cost is None and not exchange.subcalls else (own_cost or 0.0) + sub_cost
         now = self.clock()
         attempts = exchange.attempts
         return {
-            "time": datetime.fromtimestamp(now, UTC).isoformat(timespec="milliseconds"),
-            "day": day_of(now),
+            "time": now,  # epoch seconds; the JSON-lines sink writes it as ISO 8601
+            "day": self._day(now),
             "request_id": exchange.request_id,
             "key": exchange.caller.name or OPEN_KEY,
             "key_id": exchange.caller.key_id,

@@ -9,6 +9,7 @@ the record ``estimated``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,7 +17,7 @@ import orjson
 
 from proxy import tokens
 from proxy.exchange import Exchange, Usage
-from proxy.pricing import cost_usd, price_of
+from proxy.pricing import Price, cost_usd, price_of
 from proxy.textview import chunk_texts, request_texts, response_texts
 
 
@@ -33,6 +34,10 @@ class StreamTally:
     def see(self, endpoint: str, chunk: dict[str, Any]) -> None:
         if self.model is None:
             self.model = _chunk_model(chunk)
+        if endpoint in ("chat", "completions"):
+            if chunk.get("choices"):  # not the usage-only chunk
+                self.texts.extend(ref.text for ref in chunk_texts(endpoint, chunk))
+            return
         for ref in chunk_texts(endpoint, chunk):
             if ref.stream_key is not None:  # a delta; *.done events and final responses repeat the text
                 self.texts.append(ref.text)
@@ -112,15 +117,39 @@ def price_names(exchange: Exchange, answered_by: str | None) -> tuple[str | None
     return (answered_by, exchange.route.upstream_model, exchange.request.model)
 
 
-def priced(exchange: Exchange, usage: Usage, answered_by: str | None) -> tuple[float | None, str | None]:
+class PriceBook:
+    """``price_of`` remembered per tuple of names, for one policy's ``prices`` (forgotten when they change)."""
+
+    __slots__ = ("_memo", "_prices")
+
+    def __init__(self) -> None:
+        self._prices: Mapping[str, Price] | None = None
+        self._memo: dict[tuple[str | None, ...], tuple[str, Price] | None] = {}
+
+    def find(self, names: tuple[str | None, ...], prices: Mapping[str, Price]) -> tuple[str, Price] | None:
+        if prices is not self._prices:
+            self._prices, self._memo = prices, {}
+        try:
+            return self._memo[names]
+        except KeyError:
+            pass
+        if len(self._memo) >= 4096:  # client-chosen names: keep the memo bounded
+            self._memo.clear()
+        found = self._memo[names] = price_of(names, prices)
+        return found
+
+
+def priced(
+    book: PriceBook, exchange: Exchange, usage: Usage, answered_by: str | None
+) -> tuple[float | None, str | None]:
     """The cost of ``usage`` for this request's model, and the price entry used (None, None: unpriced)."""
-    found = price_of(price_names(exchange, answered_by), exchange.policy.prices)
+    found = book.find(price_names(exchange, answered_by), exchange.policy.prices)
     if found is None:
         return None, None
     return cost_usd(found[1], usage), found[0]
 
 
-def subcall_cost(exchange: Exchange) -> tuple[float, Usage, bool]:
+def subcall_cost(book: PriceBook, exchange: Exchange) -> tuple[float, Usage, bool]:
     """Sub-calls' cost and summed usage; False when one of them used a model without a price."""
     total = 0.0
     summed = Usage()
@@ -130,7 +159,7 @@ def subcall_cost(exchange: Exchange) -> tuple[float, Usage, bool]:
             continue
         add(summed, record.usage)
         route = exchange.policy.routes.get(record.model)
-        found = price_of((route.upstream_model if route else None, record.model), exchange.policy.prices)
+        found = book.find((route.upstream_model if route else None, record.model), exchange.policy.prices)
         if found is None:
             complete = False
         else:

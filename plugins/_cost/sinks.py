@@ -1,7 +1,8 @@
 """Where cost records go: a rotating JSON-lines file, stdout, and OpenTelemetry metrics.
 
 The file and stdout are written by a ``logging.handlers.QueueListener`` thread, never on the event
-loop: a record is one ``queue.put`` for the request. The file rotates by size (``max_bytes``) and
+loop: a record is one ``queue.put`` of its dict; encoding and writing happen in the thread. The file
+rotates by size (``max_bytes``) and
 keeps ``keep`` old files (``usage.jsonl.1`` … ``.N``), as ``RotatingFileHandler`` does. Rotation is
 per process: with ``chaperone serve --workers N`` put ``{pid}`` in the path so each worker owns its file.
 
@@ -17,6 +18,7 @@ import logging.handlers
 import os
 import queue
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +38,17 @@ class _Line(logging.Formatter):
         return str(record.msg)
 
 
+class _Listener(logging.handlers.QueueListener):
+    """Takes record dicts off the queue and turns them into lines in its own thread, not on the event loop."""
+
+    def prepare(self, record: Any) -> logging.LogRecord:
+        when = record.get("time")
+        if isinstance(when, int | float):
+            record = {**record, "time": datetime.fromtimestamp(when, UTC).isoformat(timespec="milliseconds")}
+        line = orjson.dumps(record).decode()
+        return logging.LogRecord("chaperone.cost", logging.INFO, "", 0, line, None, None)
+
+
 class LineSinks:
     """JSON lines to a rotating file and/or stdout, written by one background thread."""
 
@@ -52,17 +65,16 @@ class LineSinks:
         for handler in handlers:
             handler.setFormatter(_Line())
         self.path = path
-        self._queue: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._handlers = handlers
-        self._listener = logging.handlers.QueueListener(self._queue, *handlers) if handlers else None
+        self._listener = _Listener(self._queue, *handlers) if handlers else None
         if self._listener is not None:
             self._listener.start()
 
     def write(self, record: dict[str, Any]) -> None:
-        if self._listener is None:
-            return
-        line = orjson.dumps(record).decode()
-        self._queue.put(logging.LogRecord("chaperone.cost", logging.INFO, "", 0, line, None, None))
+        """Queue ``record`` (a dict the caller no longer changes); the thread writes it as one JSON line."""
+        if self._listener is not None:
+            self._queue.put(record)
 
     def close(self) -> None:
         """Write what is queued, stop the thread, close the file."""

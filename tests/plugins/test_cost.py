@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import anthropic
 import openai
 import pytest
 from aiohttp import web
@@ -264,3 +265,35 @@ def test_bad_config_is_refused_naming_its_yaml_path(chain: str, path: str, cost_
 def test_policy_prices_reach_the_compiled_policy(cost_registry: PluginRegistry) -> None:
     policy = compile_chain_policy("[cost]", cost_registry, extra="prices:\n  local-llama: {input: 1, output: 2}\n")
     assert "local-llama" in policy.prices
+
+
+# ---- the Responses and Messages APIs (their streams carry usage in their last events) -----------------------
+
+
+async def test_responses_and_messages_streams_are_priced_from_their_final_events(
+    costed: RunningProxy, tmp_path: Path
+) -> None:
+    async with costed.client() as client:
+        stream = await client.responses.create(model="gpt-4o-mini", input="tell me about invoices", stream=True)
+        events = [event async for event in stream]
+    completed = events[-1]
+    assert completed.type == "response.completed" and completed.response.usage is not None
+    async with anthropic.AsyncAnthropic(
+        base_url=costed.url.removesuffix("/v1"), api_key="sk-test", max_retries=0
+    ) as claude:
+        async with claude.messages.stream(model="claude-3-5-haiku", max_tokens=100, messages=MESSAGES) as messages:
+            final = await messages.get_final_message()
+    first, second = await records(tmp_path / "home", 2)
+    usage = completed.response.usage
+    assert (first["endpoint"], first["prompt_tokens"], first["completion_tokens"], first["estimated"]) == (
+        "responses", usage.input_tokens, usage.output_tokens, False,
+    )  # fmt: skip
+    assert first["cost_usd"] == pytest.approx(expected_cost(usage.input_tokens, usage.output_tokens))
+    assert second["endpoint"] == "messages" and second["estimated"] is False
+    assert (second["prompt_tokens"], second["completion_tokens"]) == (
+        final.usage.input_tokens,
+        final.usage.output_tokens,
+    )
+    assert second["cost_usd"] == pytest.approx(
+        expected_cost(final.usage.input_tokens, final.usage.output_tokens, (0.80, 4.00))
+    )
