@@ -156,6 +156,8 @@ class Cost:
         sub_cost = account.subcall_cost(self._book, exchange)[0] if exchange.subcalls else 0.0
         if exchange.verdicts.get("cache") == "hit":
             return sub_cost
+        if response.source != "upstream":  # another step answered: no model ran (on_complete counts 0 too)
+            return None
         if response.body is not None:
             usage = Usage.from_openai(response.body.get("usage"))
             model = response.body.get("model")

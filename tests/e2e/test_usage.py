@@ -18,7 +18,7 @@ from proxy import usage_cli
 from proxy.registry import DEFAULT_PLUGINS, PluginRegistry, build_registry
 from proxy.runtime import RUNTIME
 from proxy.server import request_middleware
-from proxy.store import Store, open_store
+from proxy.store import Store, StoreError, open_store
 from proxy.store.config import StoreConfig
 from proxy.usage import Ledger, add_routes, summarize
 from tests.conftest import MockUpstream, ProxyFactory, RunningProxy, simple_policy, start_site
@@ -225,3 +225,31 @@ async def test_the_cli_prints_a_table_and_json(
     assert [(r["key"], r["requests"]) for r in summary["data"]] == [("app2", 1)]
     assert await asyncio.to_thread(run_cli, "--policy", policy, "--from", "2026-13-01") == 2
     assert "--from: 'from' must be a date as YYYY-MM-DD" in capsys.readouterr().err
+
+
+async def test_counters_wait_in_memory_until_a_flush_and_survive_a_store_error(store: Store) -> None:
+    class Flaky:
+        """The store, except that the first ``incr`` fails as an unreachable Redis would."""
+
+        def __init__(self) -> None:
+            self.failed = False
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(store, name)
+
+        async def incr(self, key: str, amount: float = 1, *, window_s: float | None = None) -> float:
+            if not self.failed:
+                self.failed = True
+                raise StoreError("redis is down")
+            return await store.incr(key, amount, window_s=window_s)
+
+    ledger = Ledger(Flaky(), flush_s=3600)
+    ledger.start()
+    ledger.add(D1.isoformat(), "app1", "gpt-4o", row(3, 30))
+    assert (await summarize(store, D1, D1))["totals"]["requests"] == 0  # not written before a flush
+    with pytest.raises(StoreError):
+        await ledger.flush()
+    ledger.add(D1.isoformat(), "app1", "gpt-4o", row(1, 10))
+    await ledger.stop()  # shutdown writes what is pending, the failed part included, once
+    totals = (await summarize(store, D1, D1))["totals"]
+    assert (totals["requests"], totals["cost_usd"], totals["prompt_tokens"]) == (4, 40 / 1e9, 20)
