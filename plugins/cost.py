@@ -93,7 +93,9 @@ class Cost:
         if config.jsonl is not None or config.stdout:
             path = resources.home / config.jsonl.path if config.jsonl is not None else None
             jsonl = config.jsonl or JsonlConfig()
-            self._lines = LineSinks(path, max_bytes=jsonl.max_bytes, keep=jsonl.keep, stdout=config.stdout)
+            self._lines = await asyncio.to_thread(  # mkdir and open: not on the event loop
+                LineSinks, path, max_bytes=jsonl.max_bytes, keep=jsonl.keep, stdout=config.stdout
+            )
         if config.aggregate:
             self.ledger = Ledger(resources.store, flush_s=config.flush_s)
             self.ledger.start()
