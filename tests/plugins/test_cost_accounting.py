@@ -14,6 +14,7 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from pydantic import BaseModel, ConfigDict
 
+from plugins._cost.account import model_in_raw, usage_in_raw
 from plugins._cost.sinks import LineSinks
 from plugins.cost import Cost, CostConfig
 from proxy import ApiResponse, Exchange, PluginRegistry, hookimpl
@@ -240,3 +241,31 @@ def test_pid_in_the_path_gives_each_worker_its_own_file(tmp_path: Path) -> None:
     sinks.close()
     (only,) = tmp_path.iterdir()
     assert only.name == f"cost-{os.getpid()}.jsonl" and json.loads(only.read_text()) == {"a": 1}
+
+
+# ---- reading usage and model from an answer's bytes without parsing it -------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "usage", "model"),
+    [
+        (
+            json.dumps({**CHAT_OK, "model": "gpt-4o-2024-08-06", "usage": USAGE}).encode(),
+            Usage(1000, 100, 1100),
+            "gpt-4o-2024-08-06",
+        ),
+        (
+            b'{"model": "o3", "choices": [{"message": {"content": "the \\"usage\\": {} key"}}],'
+            b' "usage": {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7, "prompt_tokens_details": {"cached_tokens": 3},'
+            b' "completion_tokens_details": {"reasoning_tokens": 1}}}',
+            Usage(5, 2, 7, 3, 1),
+            "o3",
+        ),
+        (b'{"model":"m","usage":null,"x":{"prompt_tokens":9}}', None, "m"),
+        (b'{"object":"list","data":[]}', None, None),
+    ],
+    ids=["chat", "details-and-a-decoy-in-text", "null-usage", "none"],
+)
+def test_usage_and_model_are_read_from_the_raw_answer(raw: bytes, usage: Usage | None, model: str | None) -> None:
+    assert usage_in_raw(raw) == usage
+    assert model_in_raw(raw) == model
