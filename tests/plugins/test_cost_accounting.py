@@ -256,7 +256,8 @@ def test_pid_in_the_path_gives_each_worker_its_own_file(tmp_path: Path) -> None:
         ),
         (
             b'{"model": "o3", "choices": [{"message": {"content": "the \\"usage\\": {} key"}}],'
-            b' "usage": {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7, "prompt_tokens_details": {"cached_tokens": 3},'
+            b' "usage": {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7,'
+            b' "prompt_tokens_details": {"cached_tokens": 3},'
             b' "completion_tokens_details": {"reasoning_tokens": 1}}}',
             Usage(5, 2, 7, 3, 1),
             "o3",
