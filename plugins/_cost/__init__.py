@@ -1,0 +1,1 @@
+"""Pieces of the ``cost`` plugin: accounting and sinks."""

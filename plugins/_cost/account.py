@@ -1,0 +1,185 @@
+"""One request's accounting: which usage to trust, counting tokens when the upstream gave none, the price.
+
+Usage comes from the upstream whenever it reported one (whole answers: the body's ``usage``; streams:
+the usage chunk, a Responses ``response.completed`` event, Anthropic ``message_start`` +
+``message_delta``). Otherwise, and for streams cut short (client gone, upstream broke), the proxy counts
+with ``proxy.tokens``: the prompt the upstream was sent plus the text deltas that went out, and labels
+the record ``estimated``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from proxy import tokens
+from proxy.exchange import Exchange, Usage
+from proxy.pricing import Price, cost_usd, price_of
+from proxy.textview import chunk_texts, request_texts, response_texts
+
+
+@dataclass(slots=True)
+class StreamTally:
+    """What a stream showed the cost plugin: the text deltas that passed, and the usage it reported."""
+
+    texts: list[str] = field(default_factory=list)
+    usage: Usage | None = None
+    raw_usage: dict[str, Any] | None = None  # Anthropic: message_start's usage, updated by message_delta
+    final: bool = False  # the usage came from the stream's last word (not only Anthropic's message_start)
+    model: str | None = None  # the model the upstream named in its first chunk
+
+    def see(self, endpoint: str, chunk: dict[str, Any]) -> None:
+        if self.model is None:
+            self.model = _chunk_model(chunk)
+        if endpoint in ("chat", "completions"):
+            if chunk.get("choices"):  # not the usage-only chunk
+                self.texts.extend(ref.text for ref in chunk_texts(endpoint, chunk))
+            return
+        for ref in chunk_texts(endpoint, chunk):
+            if ref.stream_key is not None:  # a delta; *.done events and final responses repeat the text
+                self.texts.append(ref.text)
+        if endpoint == "responses":
+            response = chunk.get("response")
+            if isinstance(response, dict) and isinstance(response.get("usage"), dict):
+                self.usage = Usage.from_openai(response["usage"]) or self.usage
+                self.final = self.usage is not None
+        elif endpoint == "messages":
+            message = chunk.get("message")
+            found = message.get("usage") if isinstance(message, dict) else chunk.get("usage")
+            if isinstance(found, dict):
+                self.raw_usage = {**(self.raw_usage or {}), **{k: v for k, v in found.items() if v is not None}}
+                self.usage = Usage.from_openai(self.raw_usage) or self.usage
+                self.final = self.final or chunk.get("type") == "message_delta"
+
+
+def _chunk_model(chunk: dict[str, Any]) -> str | None:
+    holder = chunk.get("message") or chunk.get("response") or chunk  # Messages' message_start, Responses' created
+    model = holder.get("model") if isinstance(holder, dict) else None
+    return model if isinstance(model, str) else None
+
+
+def usage_in_raw(raw: bytes) -> Usage | None:
+    """The top-level ``usage`` of a JSON answer without parsing the whole body (it comes last in every API)."""
+    at = raw.rfind(b'"usage":')
+    if at < 0:
+        return None
+    start = at + 8
+    while start < len(raw) and raw[start] in b" \t\r\n":
+        start += 1
+    if start >= len(raw) or raw[start] != 0x7B:  # null, or not an object
+        return None
+    end = start
+    while (end := raw.find(b"}", end + 1)) >= 0:
+        piece = raw[start : end + 1]
+        if piece.count(b"{") == piece.count(b"}"):  # usage holds numbers and flat detail objects only
+            try:
+                return Usage.from_openai(orjson.loads(piece))
+            except ValueError:
+                return None
+    return None
+
+
+def answer_body(exchange: Exchange) -> dict[str, Any] | None:
+    response = exchange.response
+    if response is None or response.stream is not None:
+        return None
+    if response.body is not None:
+        return response.body
+    try:
+        parsed = orjson.loads(response.raw or b"{}")
+    except ValueError:
+        return None
+    return parsed if isinstance(parsed, dict) else None
+
+
+def count_usage(exchange: Exchange, completion_texts: list[str]) -> Usage:
+    """Tokens counted by the proxy: the request as sent upstream, and ``completion_texts``. Blocking (tiktoken)."""
+    request = exchange.request
+    model = exchange.route.upstream_model or request.model
+    if request.endpoint == "chat":
+        prompt = tokens.count_chat({**request.body, "model": model})
+    else:
+        prompt = sum(tokens.count(ref.text, model) for ref in request_texts(request))
+    completion = tokens.count("".join(completion_texts), model) if completion_texts else 0
+    return Usage(prompt, completion, prompt + completion)
+
+
+def answer_texts(exchange: Exchange) -> list[str]:
+    body = answer_body(exchange)
+    return [ref.text for ref in response_texts(exchange.request.endpoint, body)] if body else []
+
+
+def price_names(exchange: Exchange, answered_by: str | None) -> tuple[str | None, ...]:
+    """Names to price a request by, most specific first: the upstream's, the route's, the client's."""
+    return (answered_by, exchange.route.upstream_model, exchange.request.model)
+
+
+class PriceBook:
+    """``price_of`` remembered per tuple of names, for one policy's ``prices`` (forgotten when they change)."""
+
+    __slots__ = ("_memo", "_prices")
+
+    def __init__(self) -> None:
+        self._prices: Mapping[str, Price] | None = None
+        self._memo: dict[tuple[str | None, ...], tuple[str, Price] | None] = {}
+
+    def find(self, names: tuple[str | None, ...], prices: Mapping[str, Price]) -> tuple[str, Price] | None:
+        if prices is not self._prices:
+            self._prices, self._memo = prices, {}
+        try:
+            return self._memo[names]
+        except KeyError:
+            pass
+        if len(self._memo) >= 4096:  # client-chosen names: keep the memo bounded
+            self._memo.clear()
+        found = self._memo[names] = price_of(names, prices)
+        return found
+
+
+def priced(
+    book: PriceBook, exchange: Exchange, usage: Usage, answered_by: str | None
+) -> tuple[float | None, str | None]:
+    """The cost of ``usage`` for this request's model, and the price entry used (None, None: unpriced)."""
+    found = book.find(price_names(exchange, answered_by), exchange.policy.prices)
+    if found is None:
+        return None, None
+    return cost_usd(found[1], usage), found[0]
+
+
+def subcall_cost(book: PriceBook, exchange: Exchange) -> tuple[float, Usage, bool]:
+    """Sub-calls' cost and summed usage; False when one of them used a model without a price."""
+    total = 0.0
+    summed = Usage()
+    complete = True
+    for record in exchange.subcalls:
+        if record.usage is None:
+            continue
+        add(summed, record.usage)
+        route = exchange.policy.routes.get(record.model)
+        found = book.find((route.upstream_model if route else None, record.model), exchange.policy.prices)
+        if found is None:
+            complete = False
+        else:
+            total += cost_usd(found[1], record.usage)
+    return total, summed, complete
+
+
+def add(into: Usage, usage: Usage) -> None:
+    into.prompt_tokens += usage.prompt_tokens
+    into.completion_tokens += usage.completion_tokens
+    into.total_tokens += usage.total_tokens
+    into.cached_tokens += usage.cached_tokens
+    into.reasoning_tokens += usage.reasoning_tokens
+
+
+def model_in_raw(raw: bytes) -> str | None:
+    """The first ``model`` string of a JSON answer (the top-level one: it comes before the output)."""
+    at = raw.find(b'"model":')
+    if at < 0:
+        return None
+    start = raw.find(b'"', at + 8, at + 12)
+    end = raw.find(b'"', start + 1, start + 256) if start >= 0 else -1
+    return raw[start + 1 : end].decode("utf-8", "replace") if end > start else None

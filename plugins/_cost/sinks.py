@@ -1,0 +1,113 @@
+"""Where cost records go: a rotating JSON-lines file, stdout, and OpenTelemetry metrics.
+
+The file and stdout are written by a ``logging.handlers.QueueListener`` thread, never on the event
+loop: a record is one ``queue.put`` of its dict; encoding and writing happen in the thread. The file
+rotates by size (``max_bytes``) and
+keeps ``keep`` old files (``usage.jsonl.1`` … ``.N``), as ``RotatingFileHandler`` does. Rotation is
+per process: with ``chaperone serve --workers N`` put ``{pid}`` in the path so each worker owns its file.
+
+OpenTelemetry: counters ``chaperone.cost`` (USD) and ``chaperone.tokens`` (``{token}``, by
+``gen_ai.token.type``), and a histogram ``chaperone.request.cost`` (USD per request), on the meter
+provider given, else the global one (a no-op until the application configures one).
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+import os
+import queue
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+from opentelemetry import metrics
+
+_TOKEN_TYPES = (
+    ("input", "prompt_tokens"),
+    ("cached_input", "cached_tokens"),
+    ("output", "completion_tokens"),
+    ("reasoning", "reasoning_tokens"),
+)
+
+
+class _Line(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return str(record.msg)
+
+
+class _Listener(logging.handlers.QueueListener):
+    """Takes record dicts off the queue and turns them into lines in its own thread, not on the event loop."""
+
+    def prepare(self, record: Any) -> logging.LogRecord:
+        when = record.get("time")
+        if isinstance(when, int | float):
+            record = {**record, "time": datetime.fromtimestamp(when, UTC).isoformat(timespec="milliseconds")}
+        line = orjson.dumps(record).decode()
+        return logging.LogRecord("chaperone.cost", logging.INFO, "", 0, line, None, None)
+
+
+class LineSinks:
+    """JSON lines to a rotating file and/or stdout, written by one background thread."""
+
+    def __init__(self, path: Path | None, *, max_bytes: int, keep: int, stdout: bool) -> None:
+        handlers: list[logging.Handler] = []
+        if path is not None:
+            path = Path(str(path).replace("{pid}", str(os.getpid())))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            handlers.append(
+                logging.handlers.RotatingFileHandler(path, maxBytes=max_bytes, backupCount=keep, encoding="utf-8")
+            )
+        if stdout:
+            handlers.append(logging.StreamHandler(sys.stdout))
+        for handler in handlers:
+            handler.setFormatter(_Line())
+        self.path = path
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._handlers = handlers
+        self._listener = _Listener(self._queue, *handlers) if handlers else None
+        if self._listener is not None:
+            self._listener.start()
+
+    def write(self, record: dict[str, Any]) -> None:
+        """Queue ``record`` (a dict the caller no longer changes); the thread writes it as one JSON line."""
+        if self._listener is not None:
+            self._queue.put(record)
+
+    def close(self) -> None:
+        """Write what is queued, stop the thread, close the file."""
+        if self._listener is not None:
+            self._listener.stop()
+            self._listener = None
+        for handler in self._handlers:
+            handler.close()
+
+
+class MeterSink:
+    """Cost and tokens as OpenTelemetry metrics (no-op without a configured meter provider)."""
+
+    def __init__(self, provider: metrics.MeterProvider | None = None) -> None:
+        meter = (provider or metrics.get_meter_provider()).get_meter("chaperone.cost")
+        self._cost = meter.create_counter("chaperone.cost", unit="USD", description="Money spent on upstream calls.")
+        self._tokens = meter.create_counter("chaperone.tokens", unit="{token}", description="Tokens by type.")
+        self._per_request = meter.create_histogram(
+            "chaperone.request.cost", unit="USD", description="What one request cost."
+        )
+
+    def write(self, record: dict[str, Any]) -> None:
+        attributes = {
+            "gen_ai.request.model": record["model"],
+            "gen_ai.response.model": record["upstream_model"] or record["model"],
+            "chaperone.key": record["key"],
+            "chaperone.backend": record["backend"],
+            "chaperone.estimated": record["estimated"],
+        }
+        cost = record["cost_usd"]
+        if cost is not None:
+            self._cost.add(cost, attributes)
+            self._per_request.record(cost, attributes)
+        for kind, name in _TOKEN_TYPES:
+            if record[name]:
+                self._tokens.add(record[name], {**attributes, "gen_ai.token.type": kind})
