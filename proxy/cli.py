@@ -364,6 +364,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_cli(sub)
     register_keys_cli(sub)
+    from proxy.usage_cli import register_cli as register_usage_cli
+
+    register_usage_cli(sub)
 
     bench = sub.add_parser("bench", help="run the benchmark harness (see benchmarks/README.md)", add_help=False)
     bench.add_argument("rest", nargs=argparse.REMAINDER)

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
-from proxy import admin, api_routes, handlers, messages_api, realtime
+from proxy import admin, api_routes, handlers, messages_api, realtime, usage
 from proxy.errors import ChaperoneError, MethodNotAllowed, NotFound
 from proxy.handlers import REQUEST_ID
 from proxy.registry import PluginRegistry, build_registry
@@ -118,5 +118,6 @@ def create_app(settings: Settings, *, registry: PluginRegistry | None = None) ->
     app.router.add_route("*", "/v1/{tail:.*}", handlers.passthrough)
     app.router.add_get("/healthz", handlers.healthz)
     app.router.add_get("/readyz", handlers.readyz)
+    usage.add_routes(app)  # before the admin catch-all
     admin.add_routes(app)
     return app

@@ -261,7 +261,6 @@ def test_bad_config_is_refused_naming_its_yaml_path(chain: str, path: str, cost_
     assert any(error.startswith(path) for error in info.value.errors), info.value.errors
 
 
-@pytest.mark.xfail(strict=True, reason="proxy/policy.py does not yet compile the prices: section into Policy.prices")
 def test_policy_prices_reach_the_compiled_policy(cost_registry: PluginRegistry) -> None:
     policy = compile_chain_policy("[cost]", cost_registry, extra="prices:\n  local-llama: {input: 1, output: 2}\n")
     assert "local-llama" in policy.prices
