@@ -1,0 +1,111 @@
+"""Making a chat conversation fit a token limit: which turns to drop, and the summary sub-call.
+
+Messages are grouped into *units* that are kept or dropped whole: an assistant message with
+``tool_calls`` and the ``tool`` results answering it form one unit, so a tool call is never split from
+its result. System and developer messages, and everything from the last user message on, are pinned.
+``truncate`` drops the oldest units first; ``middle_out`` drops the unit nearest the middle of the
+droppable ones first (keeping the conversation's opening and its latest turns).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import tiktoken
+
+from proxy import tokens
+
+_PINNED_ROLES = frozenset({"system", "developer"})
+SUMMARY_PROMPT = (
+    "Summarize the conversation below for an assistant who will continue it. Keep facts, names, numbers, "
+    "decisions and open questions; write plain prose, no preamble."
+)
+
+
+@dataclass(slots=True)
+class Unit:
+    start: int  # index of the first message
+    stop: int  # one past the last
+    tokens: int
+    pinned: bool
+
+
+def units(enc: tiktoken.Encoding, messages: list[Any]) -> list[Unit]:
+    """The conversation as keep-or-drop units, each with its tokens (overhead included)."""
+    last_user = max((i for i, m in enumerate(messages) if isinstance(m, dict) and m.get("role") == "user"), default=-1)
+    out: list[Unit] = []
+    i = 0
+    while i < len(messages):
+        message = messages[i]
+        j = i + 1
+        if isinstance(message, dict) and message.get("role") == "assistant" and message.get("tool_calls"):
+            while j < len(messages) and isinstance(messages[j], dict) and messages[j].get("role") == "tool":
+                j += 1
+        size = sum(tokens.message_tokens(enc, m) for m in messages[i:j] if isinstance(m, dict))
+        role = message.get("role") if isinstance(message, dict) else None
+        out.append(Unit(i, j, size, role in _PINNED_ROLES or i >= last_user >= 0 or last_user < 0))
+        i = j
+    return out
+
+
+def choose_drops(parts: list[Unit], excess: int, middle_out: bool) -> list[Unit] | None:
+    """Units to drop so that at least ``excess`` tokens go, or None when the pinned ones alone are too big."""
+    droppable = [u for u in parts if not u.pinned]
+    if middle_out:
+        mid = (len(droppable) - 1) / 2
+        order = sorted(range(len(droppable)), key=lambda k: abs(k - mid))
+        droppable = [droppable[k] for k in order]
+    dropped: list[Unit] = []
+    freed = 0
+    for unit in droppable:
+        if freed >= excess:
+            break
+        dropped.append(unit)
+        freed += unit.tokens
+    return dropped if freed >= excess else None
+
+
+def without(messages: list[Any], dropped: list[Unit]) -> list[Any]:
+    gone = {i for u in dropped for i in range(u.start, u.stop)}
+    return [m for i, m in enumerate(messages) if i not in gone]
+
+
+def transcript(messages: list[Any]) -> str:
+    """Plain text of messages for the summarizer: ``role: content`` lines, tool calls as JSON."""
+    lines = []
+    for m in messages:
+        if not isinstance(m, dict):
+            continue
+        content = m.get("content")
+        if isinstance(content, list):
+            content = " ".join(p.get("text", "") for p in content if isinstance(p, dict))
+        text = content if isinstance(content, str) else ""
+        if m.get("tool_calls"):
+            text += " [tool calls: " + str(m["tool_calls"]) + "]"
+        lines.append(f"{m.get('role', '?')}: {text}")
+    return "\n".join(lines)
+
+
+def summary_request(messages: list[Any], max_tokens: int) -> dict[str, Any]:
+    return {
+        "messages": [
+            {"role": "system", "content": SUMMARY_PROMPT},
+            {"role": "user", "content": transcript(messages)},
+        ],
+        "max_tokens": max_tokens,
+        "temperature": 0,
+    }
+
+
+def summary_text(answer: dict[str, Any]) -> str | None:
+    choices = answer.get("choices")
+    if isinstance(choices, list) and choices and isinstance(choices[0], dict):
+        content = (choices[0].get("message") or {}).get("content")
+        if isinstance(content, str) and content.strip():
+            return content.strip()
+    return None
+
+
+def summary_message(text: str) -> dict[str, Any]:
+    return {"role": "system", "content": f"Summary of the earlier conversation: {text}"}

@@ -1,0 +1,234 @@
+"""Token budgets, context fitting and rate limits: count the input, make it fit, meter it per key and model.
+
+On each request: count its input tokens (``proxy.tokens``: exact for OpenAI models, an o200k estimate
+otherwise), fit it into the model's context window (clamp the output limit, or reject / truncate /
+middle_out / summarize / fall back, per ``on_overflow``), then admit it against the key's and the model's
+rate limits (rpm, tpm: sliding window) and budgets (tokens, USD per minute / day / month), reserving the
+estimated tokens and cost up front; ``on_complete`` settles them to the actual usage. Every answer carries
+``x-ratelimit-*`` headers (when rpm/tpm apply) and ``x-chaperone-budget`` (what was done). Counters live
+in the store (``ratelimit:…``, ``budget:…``), so they hold across workers and replicas.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+
+from plugins._budget import meters
+from plugins._budget.config import BudgetConfig
+from plugins._budget.fit import Fit, Fitter
+from plugins._budget.meters import Meter, Taken
+from proxy import ApiResponse, Exchange, PluginRegistry, StashKey, Usage, hookimpl
+from proxy.errors import BudgetExceeded, RequestRejected, ServiceUnavailable
+from proxy.limits import KeyLimits
+from proxy.pricing import cost_usd, price_for
+from proxy.runtime import Resources
+from proxy.store import Store, StoreError
+
+log = logging.getLogger(__name__)
+
+_SLIDING = (("rpm", "requests"), ("tpm", "tokens"))
+_FIXED = tuple((f"{what}_per_{span}", what, span) for what in ("tokens", "usd") for span in ("minute", "day", "month"))
+_USAGE_ENDPOINTS = frozenset({"chat", "completions"})
+
+
+class RateLimited(RequestRejected):
+    """429 ``rate_limit_exceeded``: over rpm or tpm; ``Retry-After`` says when to try again."""
+
+    status = 429
+    type = "requests"
+    code = "rate_limit_exceeded"
+    retryable = True
+
+
+@dataclass(slots=True)
+class State:
+    fit: Fit | None = None
+    taken: list[Taken] = field(default_factory=list)
+    est_tokens: int = 0
+    est_usd: float = 0.0
+    injected_usage: bool = False
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+STATE: StashKey[State] = StashKey()
+
+
+class Budget:
+    name = "budget"
+    Config = BudgetConfig
+
+    def __init__(self, config: BudgetConfig) -> None:
+        self.config = config
+        self.fitter = Fitter(config)
+        self.store: Store | None = None
+
+    @hookimpl
+    async def on_startup(self, resources: Resources) -> None:
+        self.store = resources.store
+
+    @hookimpl
+    async def on_request(self, exchange: Exchange) -> ApiResponse | None:
+        state = exchange.stash.setdefault(STATE, State())
+        try:
+            state.fit = fit = await self.fitter.fit(exchange)
+        except RequestRejected:
+            exchange.verdicts[self.name] = "rejected:context"
+            raise
+        self._ask_for_usage(exchange, state)
+        out = fit.max_output if fit.max_output is not None else self.config.output_estimate
+        state.est_tokens = fit.tokens + out
+        price = price_for(exchange.route.upstream_model or exchange.request.model, exchange.policy.prices)
+        state.est_usd = cost_usd(price, Usage(fit.tokens, out, fit.tokens + out)) if price else 0.0
+        await self._admit(exchange, state)
+        exchange.verdicts[self.name] = fit.verdict
+        estimate = "" if fit.exact else " (estimate)"
+        state.headers["x-chaperone-budget"] = f"{fit.verdict}; input_tokens={fit.tokens}{estimate}{fit.note}"
+        return None
+
+    def _ask_for_usage(self, exchange: Exchange, state: State) -> None:
+        """Have a stream end with a usage chunk (the ``cost`` plugin may already have asked: then leave it)."""
+        body = exchange.request.body
+        if not (exchange.request.stream and exchange.request.endpoint in _USAGE_ENDPOINTS):
+            return
+        options = body.get("stream_options")
+        if isinstance(options, dict) and options.get("include_usage") is True:
+            return
+        body["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
+        state.injected_usage = True
+
+    def _meters(self, exchange: Exchange, state: State) -> list[tuple[Meter, float]]:
+        caller = exchange.caller
+        who = caller.key_id or caller.name or "open"
+        own = getattr(caller, "limits", None)
+        key_limits = own.over(self.config.per_key) if isinstance(own, KeyLimits) else self.config.per_key
+        route = exchange.route.name
+        scopes = [(f"key:{who}", key_limits), (f"model:{route}", self.config.per_model.get(route))]
+        amounts = {"requests": 1.0, "tokens": float(state.est_tokens), "usd": state.est_usd}
+        out: list[tuple[Meter, float]] = []
+        for scope, limits in scopes:
+            if limits is None:
+                continue
+            for label, what in _SLIDING:
+                if (limit := getattr(limits, label)) is not None:
+                    out.append((Meter(f"ratelimit:{scope}:{label}", "sliding", limit, what, label), amounts[what]))
+            for label, what, span in _FIXED:
+                if (limit := getattr(limits, label)) is not None:
+                    out.append((Meter(f"budget:{scope}:{label}", span, limit, what, label), amounts[what]))
+        return out
+
+    async def _admit(self, exchange: Exchange, state: State) -> None:
+        wanted = self._meters(exchange, state)
+        if not wanted or self.store is None:
+            return
+        store, now = self.store, time.time()
+        try:
+            taken = list(await asyncio.gather(*(meters.take(store, m, amount, now) for m, amount in wanted)))
+        except StoreError as exc:
+            if self.config.fail_open:
+                log.warning("budget store unavailable, admitting (request_id=%s): %s", exchange.request_id, exc)
+                return
+            raise ServiceUnavailable("The budget store is unavailable; retry shortly.") from None
+        state.headers.update(_rate_headers(taken, now))
+        over = [t for t in taken if t.level > t.meter.limit + 1e-9]
+        if not over:
+            state.taken = taken
+            return
+        await asyncio.gather(*(meters.adjust(store, t, -t.amount, now) for t in taken), return_exceptions=True)
+        raise self._refusal(exchange, state, over[0], now)
+
+    def _refusal(self, exchange: Exchange, state: State, t: Taken, now: float) -> Exception:
+        m = t.meter
+        headers = dict(state.headers)
+        retry = max(1, math.ceil(meters.reset_s(m, now)))
+        headers["retry-after"] = str(retry)
+        scope = m.name.split(":")[1]
+        if m.kind == "sliding":
+            exchange.verdicts[self.name] = f"rejected:{m.label}"
+            return RateLimited(
+                f"Rate limit reached for {scope} on {m.what} per minute: limit {m.limit:g}, this request needs "
+                f"{t.amount:g}. Please try again in {retry}s.",
+                headers=headers,
+            )
+        exchange.verdicts[self.name] = "rejected:budget"
+        return BudgetExceeded(
+            f"Budget {m.label} of {scope} is used up: limit {m.limit:g} {m.what}, this request would bring "
+            f"it to {t.level:.6g}. It resets in {retry}s.",
+            headers=headers,
+        )
+
+    @hookimpl
+    async def on_response(self, exchange: Exchange) -> None:
+        state = exchange.stash.get(STATE)
+        if state is None or exchange.response is None:
+            return
+        exchange.response.headers.update(state.headers)
+        if exchange.response.stream is not None and not state.injected_usage:
+            exchange.skip_stream_hooks(self)
+
+    @hookimpl
+    async def on_chunk(self, exchange: Exchange, chunk: dict[str, object]) -> dict[str, object] | None:
+        state = exchange.stash.get(STATE)
+        usage = chunk.get("usage")
+        if state is None or not state.injected_usage or not isinstance(usage, dict):
+            return chunk
+        exchange.usage = Usage.from_openai(usage) or exchange.usage
+        if not chunk.get("choices"):
+            return None  # the usage chunk the client did not ask for
+        del chunk["usage"]
+        return chunk
+
+    @hookimpl
+    async def on_complete(self, exchange: Exchange) -> None:
+        state = exchange.stash.get(STATE)
+        if state is None or not state.taken or self.store is None:
+            return
+        tokens, usd = self._actual(exchange, state)
+        if tokens is None:
+            return  # usage unknown (a cut stream): the reservation stands
+        actual = {"requests": 0.0, "tokens": float(tokens), "usd": usd}
+        now = time.time()
+        deltas = [(t, actual[t.meter.what] - t.amount) for t in state.taken if t.meter.what != "requests"]
+        await asyncio.gather(*(meters.adjust(self.store, t, d, now) for t, d in deltas))
+
+    def _actual(self, exchange: Exchange, state: State) -> tuple[int | None, float]:
+        """Tokens and USD the request used, sub-calls included; None tokens when unknown."""
+        usage = exchange.usage
+        if usage is None and exchange.error is not None and not exchange.attempts:
+            usage = Usage()  # refused before any upstream call: nothing was used
+        if usage is None:
+            return None, state.est_usd
+        tokens = usage.total_tokens or usage.prompt_tokens + usage.completion_tokens
+        usd = exchange.cost_usd
+        if usd is None:
+            model = exchange.response_model or exchange.route.upstream_model or exchange.request.model
+            price = price_for(model, exchange.policy.prices)
+            usd = cost_usd(price, usage) if price else 0.0
+        for sub in exchange.subcalls:
+            if sub.usage is not None:
+                tokens += sub.usage.total_tokens
+                sub_price = price_for(sub.model, exchange.policy.prices)
+                usd += cost_usd(sub_price, sub.usage) if sub_price and exchange.cost_usd is None else 0.0
+        return tokens, usd
+
+
+def _rate_headers(taken: list[Taken], now: float) -> dict[str, str]:
+    """OpenAI's ``x-ratelimit-*`` headers for the tightest sliding meter of each kind (requests, tokens)."""
+    headers: dict[str, str] = {}
+    for what, suffix in (("requests", "requests"), ("tokens", "tokens")):
+        mine = [t for t in taken if t.meter.kind == "sliding" and t.meter.what == what]
+        if not mine:
+            continue
+        tight = min(mine, key=lambda t: t.meter.limit - t.level)
+        headers[f"x-ratelimit-limit-{suffix}"] = str(int(tight.meter.limit))
+        headers[f"x-ratelimit-remaining-{suffix}"] = str(max(0, math.floor(tight.meter.limit - tight.level)))
+        headers[f"x-ratelimit-reset-{suffix}"] = f"{math.ceil(meters.reset_s(tight.meter, now))}s"
+    return headers
+
+
+@hookimpl
+def register_plugins(register: PluginRegistry) -> None:
+    register(Budget)
