@@ -21,7 +21,7 @@ from plugins._budget import meters
 from plugins._budget.config import BudgetConfig
 from plugins._budget.fit import Fit, Fitter
 from plugins._budget.meters import Meter, Taken
-from proxy import ApiResponse, Exchange, PluginRegistry, StashKey, Usage, hookimpl
+from proxy import ApiResponse, Exchange, PluginRegistry, StashKey, Usage, hookimpl, tokens
 from proxy.errors import BudgetExceeded, RequestRejected, ServiceUnavailable
 from proxy.limits import KeyLimits
 from proxy.pricing import cost_usd, price_for
@@ -69,6 +69,8 @@ class Budget:
     @hookimpl
     async def on_startup(self, resources: Resources) -> None:
         self.store = resources.store
+        for name in ("o200k_base", "cl100k_base"):  # ~0.3-0.7 s each on first use: never on the event loop
+            await asyncio.to_thread(tokens.get_encoding, name)
 
     @hookimpl
     async def on_request(self, exchange: Exchange) -> ApiResponse | None:
