@@ -188,10 +188,10 @@ class Budget:
         state = exchange.stash.get(STATE)
         if state is None or not state.taken or self.store is None:
             return
-        tokens, usd = self._actual(exchange, state)
-        if tokens is None:
+        used, usd = self._actual(exchange, state)
+        if used is None:
             return  # usage unknown (a cut stream): the reservation stands
-        actual = {"requests": 0.0, "tokens": float(tokens), "usd": usd}
+        actual = {"requests": 0.0, "tokens": float(used), "usd": usd}
         now = time.time()
         deltas = [(t, actual[t.meter.what] - t.amount) for t in state.taken if t.meter.what != "requests"]
         await asyncio.gather(*(meters.adjust(self.store, t, d, now) for t, d in deltas))
@@ -203,7 +203,7 @@ class Budget:
             usage = Usage()  # refused before any upstream call: nothing was used
         if usage is None:
             return None, state.est_usd
-        tokens = usage.total_tokens or usage.prompt_tokens + usage.completion_tokens
+        used = usage.total_tokens or usage.prompt_tokens + usage.completion_tokens
         usd = exchange.cost_usd
         if usd is None:
             model = exchange.response_model or exchange.route.upstream_model or exchange.request.model
@@ -211,10 +211,10 @@ class Budget:
             usd = cost_usd(price, usage) if price else 0.0
         for sub in exchange.subcalls:
             if sub.usage is not None:
-                tokens += sub.usage.total_tokens
+                used += sub.usage.total_tokens
                 sub_price = price_for(sub.model, exchange.policy.prices)
                 usd += cost_usd(sub_price, sub.usage) if sub_price and exchange.cost_usd is None else 0.0
-        return tokens, usd
+        return used, usd
 
 
 def _rate_headers(taken: list[Taken], now: float) -> dict[str, str]:

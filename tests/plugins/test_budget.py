@@ -24,7 +24,7 @@ def registry() -> PluginRegistry:
     return build_registry(entry_points=False, modules=MODULES)
 
 
-def conversation(turns: int, *, with_tool: bool = False) -> list[dict[str, Any]]:
+def conversation(turns: int, *, with_tool: bool = False) -> list[Any]:
     """A system prompt, ``turns`` user/assistant pairs of ~40 tokens each, and a last user question."""
     messages: list[dict[str, Any]] = [{"role": "system", "content": "You are terse."}]
     for i in range(turns):
@@ -82,7 +82,7 @@ async def test_reject_names_the_counts(
     proxy = await start(start_proxy, mock_upstream, write_policy, "{context_windows: {mock-gpt: 300}}")
     async with proxy.client() as client:
         with pytest.raises(openai.BadRequestError) as info:
-            await client.chat.completions.create(model="mock-gpt", messages=conversation(8))  # type: ignore[arg-type]
+            await client.chat.completions.create(model="mock-gpt", messages=conversation(8))
     assert info.value.code == "context_length_exceeded"
     assert "maximum context length is 300 tokens" in info.value.message
     assert "resulted in" in info.value.message
@@ -96,7 +96,7 @@ async def test_truncate_drops_oldest_turns_keeps_system_last_user_and_tool_pairs
     proxy = await start(start_proxy, mock_upstream, write_policy, budget)
     messages = conversation(8, with_tool=True)
     async with proxy.client() as client:
-        raw = await client.chat.completions.with_raw_response.create(model="mock-gpt", messages=messages)  # type: ignore[arg-type]
+        raw = await client.chat.completions.with_raw_response.create(model="mock-gpt", messages=messages)
     assert raw.headers["x-chaperone-budget"].startswith("truncated; input_tokens=")
     sent = (await upstream_chats(mock_upstream))[0]["messages"]
     assert len(sent) < len(messages)
@@ -107,7 +107,8 @@ async def test_truncate_drops_oldest_turns_keeps_system_last_user_and_tool_pairs
             assert sent[i - 1].get("tool_calls")
         if m.get("tool_calls"):
             assert sent[i + 1]["role"] == "tool"
-    assert raw.parse().usage is not None and raw.parse().usage.prompt_tokens < 400
+    usage = raw.parse().usage
+    assert usage is not None and usage.prompt_tokens < 400
 
 
 async def test_middle_out_keeps_the_opening_and_the_latest_turns(
@@ -117,7 +118,7 @@ async def test_middle_out_keeps_the_opening_and_the_latest_turns(
     proxy = await start(start_proxy, mock_upstream, write_policy, budget)
     messages = conversation(8)
     async with proxy.client() as client:
-        raw = await client.chat.completions.with_raw_response.create(model="mock-gpt", messages=messages)  # type: ignore[arg-type]
+        raw = await client.chat.completions.with_raw_response.create(model="mock-gpt", messages=messages)
     assert raw.headers["x-chaperone-budget"].startswith("middle_out;")
     sent = (await upstream_chats(mock_upstream))[0]["messages"]
     assert sent[:3] == messages[:3]  # system and the first exchange
@@ -135,7 +136,7 @@ async def test_summarize_replaces_old_turns_with_a_summary_from_the_cheap_route(
     proxy = await start_proxy(write_policy(policy))
     messages = conversation(8)
     async with proxy.client() as client:
-        raw = await client.chat.completions.with_raw_response.create(model="mock-gpt", messages=messages)  # type: ignore[arg-type]
+        raw = await client.chat.completions.with_raw_response.create(model="mock-gpt", messages=messages)
     assert raw.headers["x-chaperone-budget"].startswith("summarized;")
     summary_call, main = await upstream_chats(mock_upstream)
     assert summary_call["model"] == "cheap" and summary_call["messages"][0]["content"] == SUMMARY_PROMPT
@@ -157,8 +158,9 @@ async def test_fallback_routes_to_the_first_model_whose_window_fits(
     )
     proxy = await start_proxy(write_policy(policy))
     async with proxy.client() as client:
-        raw = await client.chat.completions.with_raw_response.create(model="small", messages=conversation(4))  # type: ignore[arg-type]
-    assert raw.headers["x-chaperone-budget"].startswith("fallback;") and "model=big" in raw.headers["x-chaperone-budget"]
+        raw = await client.chat.completions.with_raw_response.create(model="small", messages=conversation(4))
+    header = raw.headers["x-chaperone-budget"]
+    assert header.startswith("fallback;") and "model=big" in header
     assert [b["model"] for b in await upstream_chats(mock_upstream)] == ["big"]
 
 
@@ -169,7 +171,9 @@ async def test_max_tokens_is_clamped_so_input_and_output_fit(
     messages = conversation(2)
     async with proxy.client() as client:
         raw = await client.chat.completions.with_raw_response.create(
-            model="mock-gpt", messages=messages, max_completion_tokens=5000  # type: ignore[arg-type]
+            model="mock-gpt",
+            messages=messages,
+            max_completion_tokens=5000,
         )
     sent = (await upstream_chats(mock_upstream))[0]
     header = raw.headers["x-chaperone-budget"]

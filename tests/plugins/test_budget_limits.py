@@ -48,7 +48,9 @@ async def burst(proxy: RunningProxy, key: str, n: int, **kwargs: Any) -> list[An
 
 
 async def counter(proxy: RunningProxy, key: str, window_s: float | None = 86400) -> float:
-    return await proxy.runtime.current.store.counter(key, window_s=window_s)
+    active = proxy.runtime.current
+    assert active is not None
+    return await active.store.counter(key, window_s=window_s)
 
 
 async def test_rpm_per_key_override_admits_exactly_the_limit_and_answers_429_with_headers(
