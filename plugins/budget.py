@@ -65,6 +65,7 @@ class Budget:
         self.config = config
         self.fitter = Fitter(config)
         self.store: Store | None = None
+        self.previous = meters.Previous()
 
     @hookimpl
     async def on_startup(self, resources: Resources) -> None:
@@ -77,8 +78,9 @@ class Budget:
         state = exchange.stash.setdefault(STATE, State())
         try:
             state.fit = fit = await self.fitter.fit(exchange)
-        except RequestRejected:
+        except RequestRejected as exc:
             exchange.verdicts[self.name] = "rejected:context"
+            exc.extra_headers["x-chaperone-budget"] = "rejected:context"
             raise
         self._ask_for_usage(exchange, state)
         out = fit.max_output if fit.max_output is not None else self.config.output_estimate
@@ -128,7 +130,9 @@ class Budget:
             return
         store, now = self.store, time.time()
         try:
-            taken = list(await asyncio.gather(*(meters.take(store, m, amount, now) for m, amount in wanted)))
+            taken = list(
+                await asyncio.gather(*(meters.take(store, m, amount, now, self.previous) for m, amount in wanted))
+            )
         except StoreError as exc:
             if self.config.fail_open:
                 log.warning("budget store unavailable, admitting (request_id=%s): %s", exchange.request_id, exc)
@@ -149,13 +153,13 @@ class Budget:
         headers["retry-after"] = str(retry)
         scope = m.name.split(":")[1]
         if m.kind == "sliding":
-            exchange.verdicts[self.name] = f"rejected:{m.label}"
+            exchange.verdicts[self.name] = headers["x-chaperone-budget"] = f"rejected:{m.label}"
             return RateLimited(
                 f"Rate limit reached for {scope} on {m.what} per minute: limit {m.limit:g}, this request needs "
                 f"{t.amount:g}. Please try again in {retry}s.",
                 headers=headers,
             )
-        exchange.verdicts[self.name] = "rejected:budget"
+        exchange.verdicts[self.name] = headers["x-chaperone-budget"] = "rejected:budget"
         return BudgetExceeded(
             f"Budget {m.label} of {scope} is used up: limit {m.limit:g} {m.what}, this request would bring "
             f"it to {t.level:.6g}. It resets in {retry}s.",

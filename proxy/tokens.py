@@ -111,9 +111,24 @@ def count(text: str, model: str) -> int:
     return len(encoding_for(model)[0].encode_ordinary(text))
 
 
+_SHORT = 24
+_short_counts: dict[tuple[str, str], int] = {}
+
+
+def _short(enc: tiktoken.Encoding, text: str) -> int:
+    """Tokens of a short string (roles, names, ids), memoised: they repeat on every message."""
+    key = (enc.name, text)
+    n = _short_counts.get(key)
+    if n is None:
+        if len(_short_counts) > 4096:
+            _short_counts.clear()
+        n = _short_counts[key] = len(enc.encode_ordinary(text))
+    return n
+
+
 def _content_tokens(enc: tiktoken.Encoding, content: Any) -> int:
     if isinstance(content, str):
-        return len(enc.encode_ordinary(content))
+        return _short(enc, content) if len(content) <= _SHORT else len(enc.encode_ordinary(content))
     if isinstance(content, list):
         total = 0
         for part in content:

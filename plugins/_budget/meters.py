@@ -19,6 +19,7 @@ Budgets: UTC minute and day are the store's windows; a calendar month is a count
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from dataclasses import dataclass
@@ -65,17 +66,46 @@ def _month(now: float) -> str:
     return time.strftime("%Y-%m", time.gmtime(now))
 
 
-async def take(store: Store, meter: Meter, amount: float, now: float) -> Taken:
+class Previous:
+    """A per-process cache of finished windows' counts, re-read from the store after ``ttl_s``.
+
+    A finished window only changes by late settlements, so reading it once a second instead of on every
+    request saves one store round trip per sliding meter; the weighted count may lag those by ``ttl_s``.
+    """
+
+    def __init__(self, ttl_s: float = 1.0, size: int = 10_000) -> None:
+        self.ttl_s = ttl_s
+        self.size = size
+        self._seen: dict[str, tuple[float, float]] = {}
+
+    async def read(self, store: Store, key: str, now: float) -> float:
+        hit = self._seen.get(key)
+        if hit is not None and now - hit[1] < self.ttl_s:
+            return hit[0]
+        value = await store.counter(key)
+        if len(self._seen) >= self.size:
+            self._seen.clear()
+        self._seen[key] = (value, now)
+        return value
+
+
+async def take(store: Store, meter: Meter, amount: float, now: float, previous: Previous | None = None) -> Taken:
     """Add ``amount`` to ``meter`` atomically; the new level (weighted for a sliding meter)."""
     if meter.kind == "sliding":
         i = math.floor(now / MINUTE)
         m = _span(i)
         key = f"{meter.name}:{i}"
-        current = await store.incr(key, amount, window_s=m * MINUTE)
         prev_key = window_slot(f"{meter.name}:{i - 1}", _span(i - 1) * MINUTE, (i - 1) * MINUTE)[0]
-        previous = await store.counter(prev_key)
+        if previous is None:
+            current, before = await asyncio.gather(
+                store.incr(key, amount, window_s=m * MINUTE), store.counter(prev_key)
+            )
+        else:
+            current, before = await asyncio.gather(
+                store.incr(key, amount, window_s=m * MINUTE), previous.read(store, prev_key, now)
+            )
         weight = 1.0 - (now - i * MINUTE) / MINUTE
-        return Taken(meter, key, m * MINUTE, i, amount, previous * weight + current)
+        return Taken(meter, key, m * MINUTE, i, amount, before * weight + current)
     if meter.kind == "month":
         key = f"{meter.name}:{_month(now)}"
         return Taken(meter, key, None, -1, amount, await store.incr(key, amount))

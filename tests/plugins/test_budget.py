@@ -84,6 +84,7 @@ async def test_reject_names_the_counts(
         with pytest.raises(openai.BadRequestError) as info:
             await client.chat.completions.create(model="mock-gpt", messages=conversation(8))
     assert info.value.code == "context_length_exceeded"
+    assert info.value.response.headers["x-chaperone-budget"] == "rejected:context"
     assert "maximum context length is 300 tokens" in info.value.message
     assert "resulted in" in info.value.message
     assert await upstream_chats(mock_upstream) == []

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import openai
 import pytest
 
@@ -69,6 +70,7 @@ async def test_rpm_per_key_override_admits_exactly_the_limit_and_answers_429_wit
         assert exc.code == "rate_limit_exceeded"
         assert 1 <= int(exc.response.headers["retry-after"]) <= 60
         assert exc.response.headers["x-ratelimit-remaining-requests"] == "0"
+        assert exc.response.headers["x-chaperone-budget"] == "rejected:rpm"
     results_b = await burst(proxy, "sk-b", 6, model="mock-gpt")
     assert sum(not isinstance(r, Exception) for r in results_b) == 5  # key b: per_key's rpm, its own counter
 
@@ -137,3 +139,23 @@ async def test_stream_settles_to_actual_usage_with_and_without_the_client_asking
             break
         await asyncio.sleep(0.01)
     assert spent == expected  # the reservation (9 + 500) was settled to the actual usage
+
+
+async def test_a_virtual_keys_own_limits_apply(
+    start_proxy: ProxyFactory, mock_upstream: MockUpstream, write_policy: Callable[[str], Path]
+) -> None:
+    admin = "admin-key-0123456789"
+    extra = f"admin: {{key: {admin}}}\n"
+    policy = simple_policy(mock_upstream.url, "[{budget: {per_key: {rpm: 100}}}]", extra)
+    proxy = await start_proxy(write_policy(policy))
+    base = proxy.url.removesuffix("/v1")
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {admin}"}) as session:
+        body = {"name": "bot", "limits": {"rpm": 2}}
+        async with session.post(f"{base}/chaperone/keys", json=body) as r:
+            assert r.status == 201, await r.text()
+            created = await r.json()
+        assert created["limits"] == {"rpm": 2}
+        async with session.post(f"{base}/chaperone/keys", json={"name": "bad", "limits": {"rpm": -1}}) as r:
+            assert r.status == 400 and "limits.rpm" in (await r.json())["error"]["param"]
+    results = await burst(proxy, created["key"], 4, model="mock-gpt")
+    assert sum(not isinstance(r, Exception) for r in results) == 2
