@@ -228,21 +228,27 @@ def count_request_sync(endpoint: str, body: dict[str, Any]) -> TokenCount:
     Chat follows OpenAI's accounting (``count_chat``); completions count the prompt, embeddings the
     input (pre-tokenized input counts its ids); Responses count instructions and input items as chat
     messages; Messages go through their chat translation (``proxy.messages_api.count_tokens``).
+    ``exact`` holds only for an OpenAI model on chat (without tools), completions and embeddings, where
+    OpenAI's own accounting is known; tools, Responses and Messages are estimates.
     """
     model = body.get("model")
     enc, exact = encoding_for(model if isinstance(model, str) else "")
     if endpoint == "chat":
-        return TokenCount(count_chat(body), exact)
+        return TokenCount(count_chat(body), exact and not body.get("tools"))
     if endpoint == "completions":
         return TokenCount(_texts_tokens(enc, body.get("prompt")), exact)
     if endpoint == "embeddings":
         return TokenCount(_texts_tokens(enc, body.get("input")), exact)
     if endpoint == "responses":
-        return TokenCount(_responses_tokens(enc, body), exact)
+        return TokenCount(_responses_tokens(enc, body), False)
     if endpoint == "messages":
         from proxy import messages_api  # imports this module: resolved lazily
+        from proxy.errors import ChaperoneError
 
-        return TokenCount(messages_api.count_tokens(body), False)
+        try:
+            return TokenCount(messages_api.count_tokens(body), False)
+        except ChaperoneError:  # blocks the chat translation refuses (documents, server tools): a rougher estimate
+            pass
     return TokenCount(len(enc.encode_ordinary(orjson.dumps(body).decode())), False)
 
 

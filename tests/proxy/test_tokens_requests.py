@@ -79,7 +79,7 @@ def test_completions_embeddings_and_responses() -> None:
         {"model": "gpt-4o", "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": text}]}
     )
     body = {"model": "gpt-4o", "instructions": "Be brief.", "input": text}
-    assert count("responses", body) == tokens.TokenCount(as_chat, True)
+    assert count("responses", body) == tokens.TokenCount(as_chat, False)  # no published accounting: an estimate
     items = {"model": "gpt-4o", "input": [{"type": "message", "role": "user", "content": text}]}
     assert count("responses", items).tokens == 3 + 3 + 1 + len(o200k.encode(text))
 
@@ -88,6 +88,13 @@ def test_messages_use_the_messages_api_rules_and_are_an_estimate() -> None:
     body = {"model": "claude-sonnet-4-5", "max_tokens": 10, "system": "Be brief.", "messages": [
         {"role": "user", "content": "hello"}]}  # fmt: skip
     assert tokens.count_request_sync("messages", body) == tokens.TokenCount(messages_api.count_tokens(body), False)
+
+
+def test_messages_the_chat_translation_refuses_still_get_an_estimate() -> None:
+    body = {"model": "claude-sonnet-4-5", "max_tokens": 10, "messages": [{"role": "user", "content": [
+        {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "a long file"}}]}]}  # fmt: skip
+    counted = tokens.count_request_sync("messages", body)
+    assert counted.tokens > 5 and not counted.exact
 
 
 def test_other_models_are_labelled_an_estimate() -> None:
