@@ -91,8 +91,8 @@ def test_messages_use_the_messages_api_rules_and_are_an_estimate() -> None:
 
 
 def test_messages_the_chat_translation_refuses_still_get_an_estimate() -> None:
-    body = {"model": "claude-sonnet-4-5", "max_tokens": 10, "messages": [{"role": "user", "content": [
-        {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "a long file"}}]}]}  # fmt: skip
+    document = {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "a long file"}}
+    body = {"model": "claude-sonnet-4-5", "max_tokens": 10, "messages": [{"role": "user", "content": [document]}]}
     counted = tokens.count_request_sync("messages", body)
     assert counted.tokens > 5 and not counted.exact
 
