@@ -203,8 +203,8 @@ class Budget:
     def _actual(self, exchange: Exchange, state: State) -> tuple[int | None, float]:
         """Tokens and USD the request used, sub-calls included; None tokens when unknown."""
         usage = exchange.usage
-        if usage is None and exchange.error is not None and not exchange.attempts:
-            usage = Usage()  # refused before any upstream call: nothing was used
+        if not exchange.attempts:
+            usage = Usage()  # no upstream call (refused, or answered early, e.g. from the cache): nothing used
         if usage is None:
             return None, state.est_usd
         used = usage.total_tokens or usage.prompt_tokens + usage.completion_tokens
@@ -219,6 +219,16 @@ class Budget:
                 sub_price = price_for(sub.model, exchange.policy.prices)
                 usd += cost_usd(sub_price, sub.usage) if sub_price and exchange.cost_usd is None else 0.0
         return used, usd
+
+
+def injected_usage(exchange: Exchange) -> bool:
+    """Whether ``budget`` (not the client) set ``stream_options.include_usage`` on this request.
+
+    For the ``cost`` plugin: when True, the client did not ask for the usage chunk, and ``budget`` removes
+    it from the stream (after ``cost``'s ``on_chunk`` saw it, when ``cost`` comes later in the chain).
+    """
+    state = exchange.stash.get(STATE)
+    return state is not None and state.injected_usage
 
 
 def _rate_headers(taken: list[Taken], now: float) -> dict[str, str]:

@@ -159,3 +159,20 @@ async def test_a_virtual_keys_own_limits_apply(
             assert r.status == 400 and "limits.rpm" in (await r.json())["error"]["param"]
     results = await burst(proxy, created["key"], 4, model="mock-gpt")
     assert sum(not isinstance(r, Exception) for r in results) == 2
+
+
+async def test_a_request_refused_later_in_the_chain_gives_its_tokens_back(
+    start_proxy: ProxyFactory, mock_upstream: MockUpstream, write_policy: Callable[[str], Path]
+) -> None:
+    chain = "[{budget: {per_key: {tokens_per_day: 150}}}, {params: {forbid: [temperature]}}]"
+    proxy = await start_proxy(write_policy(simple_policy(mock_upstream.url, chain, KEYS)))
+    results = await burst(proxy, "sk-b", 1, model="mock-gpt", max_tokens=100, temperature=0.5)
+    assert isinstance(results[0], openai.BadRequestError)
+    for _ in range(200):
+        spent = await counter(proxy, "budget:key:b:tokens_per_day")
+        if spent == 0:
+            break
+        await asyncio.sleep(0.01)
+    assert spent == 0  # reserved 9 + 100, refunded: nothing reached the upstream
+    admitted = await burst(proxy, "sk-b", 1, model="mock-gpt", max_tokens=100)
+    assert not isinstance(admitted[0], Exception)  # 109 more fit in 150 only because the first was refunded
