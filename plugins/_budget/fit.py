@@ -50,28 +50,30 @@ class Fitter:
         self.config = config
         self._windows = {k.lower(): v for k, v in config.context_windows.items()}
 
-    def limit_for(self, model: str) -> int | None:
-        """Input + output tokens the model may take (its window, capped by ``max_input_tokens``)."""
-        window = window_for(model, self._windows, self.config.default_window)
-        cap = self.config.max_input_tokens
-        if cap is not None:
-            return cap + self.config.output_reserve if window is None else min(window, cap + self.config.output_reserve)
-        return window
+    def window(self, model: str) -> int | None:
+        """The model's context window (input + output), or None when unknown."""
+        return window_for(model, self._windows, self.config.default_window)
+
+    def room(self, window: int | None, fit: Fit) -> int | None:
+        """Input tokens allowed: the window minus the answer's room, capped by ``max_input_tokens``."""
+        limits = (None if window is None else window - self._needed(fit), self.config.max_input_tokens)
+        given = [n for n in limits if n is not None]
+        return min(given) if given else None
 
     async def fit(self, exchange: Exchange) -> Fit:
         request = exchange.request
         counted = await tokens.count_request(request.endpoint, request.body)
         field, asked = output_limit(request.endpoint, request.body)
         fit = Fit(counted.tokens, counted.exact, asked, embeddings=request.endpoint == "embeddings")
-        model = exchange.route.upstream_model or request.model
-        limit = self.limit_for(model)
-        if limit is None:
+        window = self.window(exchange.route.upstream_model or request.model)
+        room = self.room(window, fit)
+        if room is None:
             return fit
-        if fit.tokens + self._needed(fit) > limit:
-            await self._overflow(exchange, fit, limit)
-            limit = self.limit_for(exchange.route.upstream_model or exchange.request.model) or limit
-        if field is not None and asked is not None and fit.tokens + asked > limit:
-            fit.max_output = max(1, limit - fit.tokens)
+        if fit.tokens > room:
+            await self._overflow(exchange, fit, window, room)
+            window = self.window(exchange.route.upstream_model or exchange.request.model)
+        if window is not None and field is not None and asked is not None and fit.tokens + asked > window:
+            fit.max_output = max(1, window - fit.tokens)
             request.body[field] = fit.max_output
             fit.note += f"; clamped {field}={fit.max_output}"
         return fit
@@ -84,23 +86,25 @@ class Fitter:
             return self.config.output_reserve
         return min(fit.max_output, self.config.min_output_tokens)  # the limit itself is clamped to fit
 
-    async def _overflow(self, exchange: Exchange, fit: Fit, limit: int) -> None:
+    async def _overflow(self, exchange: Exchange, fit: Fit, window: int | None, room: int) -> None:
         strategy = self.config.on_overflow
         chat = exchange.request.endpoint == "chat"
         if strategy == "fallback":
             if self._fall_back(exchange, fit):
                 return
         elif chat and strategy != "reject":
-            room = limit - self._needed(fit)
             if strategy == "summarize" and await self._summarize(exchange, fit, room):
                 return
             if self._drop(exchange, fit, room, middle_out=strategy == "middle_out"):
                 return
         fit.verdict = "rejected:context"
+        if window is not None and window - self._needed(fit) <= room:
+            what = f"This model's maximum context length is {window} tokens"
+        else:
+            what = f"This gateway allows at most {room} input tokens per request"
         raise InvalidRequest(
-            f"This model's maximum context length is {limit} tokens. However, your messages resulted in "
-            f"{fit.tokens} tokens, and {self._needed(fit)} more are needed for the answer. "
-            "Please reduce the length of the messages.",
+            f"{what}. However, your messages resulted in {fit.tokens} tokens, and {self._needed(fit)} more "
+            "are needed for the answer. Please reduce the length of the messages.",
             param="messages",
             code="context_length_exceeded",
         )
@@ -157,8 +161,8 @@ class Fitter:
             route = routes.get(name)
             if route is None:
                 continue
-            limit = self.limit_for(route.upstream_model or name)
-            if limit is not None and fit.tokens + self._needed(fit) <= limit:
+            room = self.room(self.window(route.upstream_model or name), fit)
+            if room is not None and fit.tokens <= room:
                 exchange.route = route
                 exchange.request.body["model"] = name
                 fit.verdict = "fallback"

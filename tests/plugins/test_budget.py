@@ -193,3 +193,16 @@ async def test_an_openai_model_is_counted_exactly(
         )
     assert raw.headers["x-chaperone-budget"] == "ok; input_tokens=9"  # 3 + (user, hello there) + 3
     assert "x-ratelimit-limit-requests" not in raw.headers  # no rpm configured
+
+
+async def test_max_input_tokens_caps_every_model(
+    start_proxy: ProxyFactory, mock_upstream: MockUpstream, write_policy: Callable[[str], Path]
+) -> None:
+    proxy = await start(start_proxy, mock_upstream, write_policy, "{max_input_tokens: 100}")
+    async with proxy.client() as client:
+        await client.chat.completions.create(model="gpt-4o", messages=conversation(0), max_tokens=10_000)
+        with pytest.raises(openai.BadRequestError) as info:
+            await client.chat.completions.create(model="gpt-4o", messages=conversation(2), max_tokens=10)
+    assert info.value.code == "context_length_exceeded"
+    assert "at most 100 input tokens" in info.value.message
+    assert [b.get("max_tokens") for b in await upstream_chats(mock_upstream)] == [10_000]  # 128k window: no clamp
