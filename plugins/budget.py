@@ -16,12 +16,13 @@ import logging
 import math
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from plugins._budget import meters
 from plugins._budget.config import BudgetConfig
-from plugins._budget.fit import Fit, Fitter
+from plugins._budget.fit import Fit, Fitter, output_limit
 from plugins._budget.meters import Meter, Taken
-from proxy import ApiResponse, Exchange, PluginRegistry, StashKey, Usage, hookimpl, tokens
+from proxy import ApiRequest, ApiResponse, Exchange, PluginRegistry, StashKey, Usage, hookimpl, tokens
 from proxy.errors import BudgetExceeded, RequestRejected, ServiceUnavailable
 from proxy.limits import KeyLimits
 from proxy.pricing import cost_usd, price_for
@@ -165,6 +166,15 @@ class Budget:
             f"it to {t.level:.6g}. It resets in {retry}s.",
             headers=headers,
         )
+
+    async def scan(self, request: ApiRequest) -> dict[str, Any] | None:
+        """For ``chaperone scan``: the input tokens, the model's window, and what on_overflow would do."""
+        counted = await tokens.count_request(request.endpoint, request.body)
+        fit = Fit(counted.tokens, counted.exact, output_limit(request.endpoint, request.body)[1])
+        room = self.fitter.room(self.fitter.window(request.model), fit)
+        fits = room is None or fit.tokens <= room
+        action = "allow" if fits else ("block" if self.config.on_overflow == "reject" else self.config.on_overflow)
+        return {"action": action, "tokens": counted.tokens, "exact": counted.exact, "input_room": room}
 
     @hookimpl
     async def on_response(self, exchange: Exchange) -> None:

@@ -62,7 +62,10 @@ class BudgetConfig(BaseModel):
     def _summarizer(self) -> BudgetConfig:
         if self.on_overflow == "summarize" and not self.summarize_model:
             raise ValueError("on_overflow: summarize needs summarize_model (a model of the policy)")
-        for name, size in self.context_windows.items():
-            if size < 1:
-                raise ValueError(f"context_windows.{name}: must be at least 1 token, got {size}")
+        for name, size in [*self.context_windows.items(), ("default_window", self.default_window)]:
+            if size is not None and size <= self.output_reserve:
+                where = name if name == "default_window" else f"context_windows.{name}"
+                raise ValueError(
+                    f"{where}: {size} tokens leave no room for input after output_reserve ({self.output_reserve})"
+                )
         return self

@@ -10,6 +10,7 @@ import openai
 import pytest
 
 from plugins._budget.fitting import SUMMARY_PROMPT
+from proxy.exchange import ApiRequest
 from proxy.policy import PolicyError
 from proxy.registry import DEFAULT_PLUGINS, PluginRegistry, build_registry
 from tests.chain_helpers import compile_chain_policy
@@ -60,7 +61,7 @@ async def upstream_chats(mock_upstream: MockUpstream) -> list[dict[str, Any]]:
         ("{on_overflow: summarize}", "chains.default[0].budget", "needs summarize_model"),
         ("{per_key: {rpm: 0}}", "chains.default[0].budget.per_key.rpm", "greater than or equal to 1"),
         ("{per_model: {m: {usd_per_day: -1}}}", "chains.default[0].budget.per_model.m.usd_per_day", "greater than 0"),
-        ("{context_windows: {m: 0}}", "chains.default[0].budget", "at least 1 token"),
+        ("{context_windows: {m: 1000}}", "chains.default[0].budget", "context_windows.m: 1000 tokens leave no room"),
     ],
 )
 def test_config_errors_name_the_yaml_path(budget: str, path: str, words: str, registry: PluginRegistry) -> None:
@@ -79,7 +80,9 @@ def test_key_limits_are_validated_at_load(registry: PluginRegistry) -> None:
 async def test_reject_names_the_counts(
     start_proxy: ProxyFactory, mock_upstream: MockUpstream, write_policy: Callable[[str], Path]
 ) -> None:
-    proxy = await start(start_proxy, mock_upstream, write_policy, "{context_windows: {mock-gpt: 300}}")
+    proxy = await start(
+        start_proxy, mock_upstream, write_policy, "{context_windows: {mock-gpt: 300}, output_reserve: 50}"
+    )
     async with proxy.client() as client:
         with pytest.raises(openai.BadRequestError) as info:
             await client.chat.completions.create(model="mock-gpt", messages=conversation(8))
@@ -151,7 +154,7 @@ async def test_summarize_replaces_old_turns_with_a_summary_from_the_cheap_route(
 async def test_fallback_routes_to_the_first_model_whose_window_fits(
     start_proxy: ProxyFactory, mock_upstream: MockUpstream, write_policy: Callable[[str], Path]
 ) -> None:
-    budget = "{on_overflow: fallback, context_windows: {small: 200, medium: 300, big: 100000}}"
+    budget = "{on_overflow: fallback, context_windows: {small: 200, medium: 300, big: 100000}, output_reserve: 100}"
     policy = simple_policy(mock_upstream.url, f"[{{budget: {budget}}}]").replace(
         '  "*": {backend: mock}\n',
         '  "*": {backend: mock}\n  small: {backend: mock, fallback: [medium, big]}\n'
@@ -168,7 +171,9 @@ async def test_fallback_routes_to_the_first_model_whose_window_fits(
 async def test_max_tokens_is_clamped_so_input_and_output_fit(
     start_proxy: ProxyFactory, mock_upstream: MockUpstream, write_policy: Callable[[str], Path]
 ) -> None:
-    proxy = await start(start_proxy, mock_upstream, write_policy, "{context_windows: {mock-gpt: 1000}}")
+    proxy = await start(
+        start_proxy, mock_upstream, write_policy, "{context_windows: {mock-gpt: 1000}, output_reserve: 100}"
+    )
     messages = conversation(2)
     async with proxy.client() as client:
         raw = await client.chat.completions.with_raw_response.create(
@@ -206,3 +211,14 @@ async def test_max_input_tokens_caps_every_model(
     assert info.value.code == "context_length_exceeded"
     assert "at most 100 input tokens" in info.value.message
     assert [b.get("max_tokens") for b in await upstream_chats(mock_upstream)] == [10_000]  # 128k window: no clamp
+
+
+async def test_scan_reports_tokens_and_what_would_happen(registry: PluginRegistry) -> None:
+    budget = "{on_overflow: truncate, context_windows: {m: 300}, output_reserve: 50}"
+    policy = compile_chain_policy(f"[{{budget: {budget}}}]", registry)
+    plugin = policy.default_chain.steps[0].plugin
+    small = ApiRequest("chat", "/chat/completions", {"model": "m", "messages": [{"role": "user", "content": "hi"}]})
+    big = ApiRequest("chat", "/chat/completions", {"model": "m", "messages": conversation(8)})
+    assert await plugin.scan(small) == {"action": "allow", "tokens": 8, "exact": False, "input_room": 250}
+    report = await plugin.scan(big)
+    assert report["action"] == "truncate" and report["tokens"] > 250
