@@ -22,6 +22,7 @@ from plugins._budget import meters
 from plugins._budget.config import BudgetConfig
 from plugins._budget.fit import Fit, Fitter, output_limit
 from plugins._budget.meters import Meter, Taken
+from plugins._budget.settle import Settler
 from proxy import ApiRequest, ApiResponse, Exchange, PluginRegistry, StashKey, Usage, hookimpl, tokens
 from proxy.errors import BudgetExceeded, RequestRejected, ServiceUnavailable
 from proxy.limits import KeyLimits
@@ -67,12 +68,19 @@ class Budget:
         self.fitter = Fitter(config)
         self.store: Store | None = None
         self.previous = meters.Previous()
+        self.settler: Settler | None = None
 
     @hookimpl
     async def on_startup(self, resources: Resources) -> None:
         self.store = resources.store
+        self.settler = Settler(resources.store)
         for name in ("o200k_base", "cl100k_base"):  # ~0.3-0.7 s each on first use: never on the event loop
             await asyncio.to_thread(tokens.get_encoding, name)
+
+    @hookimpl
+    async def on_shutdown(self) -> None:
+        if self.settler is not None:
+            await self.settler.close()
 
     @hookimpl
     async def on_request(self, exchange: Exchange) -> ApiResponse | None:
@@ -200,15 +208,15 @@ class Budget:
     @hookimpl
     async def on_complete(self, exchange: Exchange) -> None:
         state = exchange.stash.get(STATE)
-        if state is None or not state.taken or self.store is None:
+        if state is None or not state.taken or self.settler is None:
             return
         used, usd = self._actual(exchange, state)
         if used is None:
             return  # usage unknown (a cut stream): the reservation stands
         actual = {"requests": 0.0, "tokens": float(used), "usd": usd}
-        now = time.time()
-        deltas = [(t, actual[t.meter.what] - t.amount) for t in state.taken if t.meter.what != "requests"]
-        await asyncio.gather(*(meters.adjust(self.store, t, d, now) for t, d in deltas))
+        for t in state.taken:
+            if t.meter.what != "requests":
+                self.settler.add(t, actual[t.meter.what] - t.amount)
 
     def _actual(self, exchange: Exchange, state: State) -> tuple[int | None, float]:
         """Tokens and USD the request used, sub-calls included; None tokens when unknown."""
