@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 _SLIDING = (("rpm", "requests"), ("tpm", "tokens"))
 _FIXED = tuple((f"{what}_per_{span}", what, span) for what in ("tokens", "usd") for span in ("minute", "day", "month"))
 _USAGE_ENDPOINTS = frozenset({"chat", "completions"})
+_CACHE_SIZE = 10_000  # distinct per-key limit sets remembered (one per virtual key with its own limits)
 
 
 class RateLimited(RequestRejected):
@@ -69,6 +70,8 @@ class Budget:
         self.store: Store | None = None
         self.previous = meters.Previous()
         self.settler: Settler | None = None
+        self._plans: dict[KeyLimits, tuple[tuple[str, str, str, float], ...]] = {}
+        self._merged: dict[KeyLimits, KeyLimits] = {}
 
     @hookimpl
     async def on_startup(self, resources: Resources) -> None:
@@ -113,24 +116,40 @@ class Budget:
         body["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
         state.injected_usage = True
 
+    def _plan(self, limits: KeyLimits) -> tuple[tuple[str, str, str, float], ...]:
+        """(label, what, kind, limit) of every limit set, worked out once per distinct ``KeyLimits``."""
+        plan = self._plans.get(limits)
+        if plan is None:
+            if len(self._plans) > _CACHE_SIZE:
+                self._plans.clear()
+            sliding = [(label, what, "sliding", getattr(limits, label)) for label, what in _SLIDING]
+            fixed = [(label, what, span, getattr(limits, label)) for label, what, span in _FIXED]
+            plan = self._plans[limits] = tuple(item for item in (*sliding, *fixed) if item[3] is not None)
+        return plan
+
+    def _key_limits(self, own: KeyLimits | None) -> KeyLimits:
+        if own is None:
+            return self.config.per_key
+        merged = self._merged.get(own)
+        if merged is None:
+            if len(self._merged) > _CACHE_SIZE:
+                self._merged.clear()
+            merged = self._merged[own] = own.over(self.config.per_key)
+        return merged
+
     def _meters(self, exchange: Exchange, state: State) -> list[tuple[Meter, float]]:
         caller = exchange.caller
         who = caller.key_id or caller.name or "open"
-        own = getattr(caller, "limits", None)
-        key_limits = own.over(self.config.per_key) if isinstance(own, KeyLimits) else self.config.per_key
         route = exchange.route.name
-        scopes = [(f"key:{who}", key_limits), (f"model:{route}", self.config.per_model.get(route))]
+        scopes = [(f"key:{who}", self._key_limits(caller.limits)), (f"model:{route}", self.config.per_model.get(route))]
         amounts = {"requests": 1.0, "tokens": float(state.est_tokens), "usd": state.est_usd}
         out: list[tuple[Meter, float]] = []
         for scope, limits in scopes:
             if limits is None:
                 continue
-            for label, what in _SLIDING:
-                if (limit := getattr(limits, label)) is not None:
-                    out.append((Meter(f"ratelimit:{scope}:{label}", "sliding", limit, what, label), amounts[what]))
-            for label, what, span in _FIXED:
-                if (limit := getattr(limits, label)) is not None:
-                    out.append((Meter(f"budget:{scope}:{label}", span, limit, what, label), amounts[what]))
+            for label, what, kind, limit in self._plan(limits):
+                family = "ratelimit" if kind == "sliding" else "budget"
+                out.append((Meter(f"{family}:{scope}:{label}", kind, limit, what, label), amounts[what]))
         return out
 
     async def _admit(self, exchange: Exchange, state: State) -> None:
