@@ -16,7 +16,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from plugins._budget import meters
 from plugins._budget.config import BudgetConfig
@@ -27,8 +27,10 @@ from proxy import ApiRequest, ApiResponse, Exchange, PluginRegistry, StashKey, U
 from proxy.errors import BudgetExceeded, RequestRejected, ServiceUnavailable
 from proxy.limits import KeyLimits
 from proxy.pricing import cost_usd, price_for
-from proxy.runtime import Resources
 from proxy.store import Store, StoreError
+
+if TYPE_CHECKING:
+    from proxy.runtime import Resources
 
 log = logging.getLogger(__name__)
 
