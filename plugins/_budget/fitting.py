@@ -2,7 +2,9 @@
 
 Messages are grouped into *units* that are kept or dropped whole: an assistant message with
 ``tool_calls`` and the ``tool`` results answering it form one unit, so a tool call is never split from
-its result. System and developer messages, and everything from the last user message on, are pinned.
+its result. System and developer messages, the last user message and the latest unit (the turn in
+progress: the last user message, or the latest tool call and its results in an agent loop) are pinned;
+older tool rounds after the last user message may go, so a long agent loop can be cut too.
 ``truncate`` drops the oldest units first; ``middle_out`` drops the unit nearest the middle of the
 droppable ones first (keeping the conversation's opening and its latest turns).
 """
@@ -44,8 +46,10 @@ def units(enc: tiktoken.Encoding, messages: list[Any]) -> list[Unit]:
                 j += 1
         size = sum(tokens.message_tokens(enc, m) for m in messages[i:j] if isinstance(m, dict))
         role = message.get("role") if isinstance(message, dict) else None
-        out.append(Unit(i, j, size, role in _PINNED_ROLES or i >= last_user >= 0 or last_user < 0))
+        out.append(Unit(i, j, size, role in _PINNED_ROLES or i == last_user or last_user < 0))
         i = j
+    if out:
+        out[-1].pinned = True
     return out
 
 

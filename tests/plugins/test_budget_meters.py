@@ -1,15 +1,17 @@
-"""The budget plugin's store meters on the real stores, with a fake clock: sliding weights, settling, months."""
+"""The budget plugin's pieces on their own: store meters (real stores, fake clock), the window table, fitting units."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from plugins._budget import meters
+from plugins._budget import fitting, meters
 from plugins._budget.meters import MINUTE, Meter
 from plugins._budget.windows import window_for
+from proxy import tokens
 from proxy.store import Store, StoreConfig, open_store
 
 T0 = 60.0 * 29_000_000  # a minute boundary (2025-02-19 21:20 UTC)
@@ -103,3 +105,35 @@ def test_context_window_table(model: str, window: int | None) -> None:
 def test_policy_windows_override_the_table() -> None:
     assert window_for("gpt-4o-2024-08-06", {"gpt-4o": 64_000}) == 64_000
     assert window_for("my-model", {}, default=8_192) == 8_192
+
+
+def agent_loop(rounds: int) -> list[Any]:
+    """One user request, then ``rounds`` tool calls with their results, as a coding agent sends them."""
+    messages: list[Any] = [{"role": "system", "content": "You are an agent."}, {"role": "user", "content": "Fix it."}]
+    for i in range(rounds):
+        call = {"id": f"c{i}", "type": "function", "function": {"name": "read", "arguments": f'{{"n": {i}}}'}}
+        messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
+        messages.append({"role": "tool", "tool_call_id": f"c{i}", "content": "line " * 50})
+    return messages
+
+
+@pytest.mark.parametrize("middle_out", [False, True])
+def test_an_agent_loop_loses_whole_old_tool_rounds(middle_out: bool) -> None:
+    enc = tokens.get_encoding("o200k_base")
+    messages = agent_loop(6)
+    parts = fitting.units(enc, messages)
+    assert [(u.stop - u.start, u.pinned) for u in parts] == [(1, True), (1, True)] + [(2, False)] * 5 + [(2, True)]
+    dropped = fitting.choose_drops(parts, 2 * parts[2].tokens, middle_out)
+    assert dropped is not None and len(dropped) == 2
+    kept = fitting.without(messages, dropped)
+    assert kept[:2] == messages[:2] and kept[-2:] == messages[-2:]
+    calls = [m["tool_calls"][0]["id"] for m in kept if m.get("tool_calls")]
+    results = [m["tool_call_id"] for m in kept if m["role"] == "tool"]
+    assert calls == results  # every kept call still has its result, in order
+    assert calls == (["c0", "c3", "c4", "c5"] if middle_out else ["c2", "c3", "c4", "c5"])  # middle: c2, then c1
+
+
+def test_nothing_can_go_when_only_pinned_turns_are_left() -> None:
+    enc = tokens.get_encoding("o200k_base")
+    parts = fitting.units(enc, [{"role": "system", "content": "s"}, {"role": "user", "content": "u " * 100}])
+    assert fitting.choose_drops(parts, 10, False) is None
