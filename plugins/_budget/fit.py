@@ -23,6 +23,10 @@ OUTPUT_FIELDS: dict[str, tuple[str, ...]] = {
 }
 
 
+# Endpoints whose conversation can be cut, and where it lives.
+_CONVERSATIONS = {"chat": "messages", "responses": "input"}
+
+
 @dataclass(slots=True)
 class Fit:
     """The outcome: input tokens (after fitting), whether exact, the output limit, what was done."""
@@ -88,12 +92,12 @@ class Fitter:
 
     async def _overflow(self, exchange: Exchange, fit: Fit, window: int | None, room: int) -> None:
         strategy = self.config.on_overflow
-        chat = exchange.request.endpoint == "chat"
+        endpoint = exchange.request.endpoint
         if strategy == "fallback":
             if self._fall_back(exchange, fit):
                 return
-        elif chat and strategy != "reject":
-            if strategy == "summarize" and await self._summarize(exchange, fit, room):
+        elif endpoint in _CONVERSATIONS and strategy != "reject":
+            if strategy == "summarize" and endpoint == "chat" and await self._summarize(exchange, fit, room):
                 return
             if self._drop(exchange, fit, room, middle_out=strategy == "middle_out"):
                 return
@@ -110,15 +114,22 @@ class Fitter:
         )
 
     def _drop(self, exchange: Exchange, fit: Fit, room: int, *, middle_out: bool) -> bool:
-        body = exchange.request.body
-        enc = tokens.encoding_for(exchange.request.model)[0]
-        messages = body.get("messages") or []
+        request = exchange.request
+        body = request.body
+        enc = tokens.encoding_for(request.model)[0]
+        where = _CONVERSATIONS[request.endpoint]
+        messages = body.get(where)
+        if not isinstance(messages, list):
+            return False
         parts = fitting.units(enc, messages)
         dropped = fitting.choose_drops(parts, fit.tokens - room, middle_out)
         if dropped is None:
             return False
-        body["messages"] = fitting.without(messages, dropped)
-        fit.tokens -= sum(u.tokens for u in dropped)
+        body[where] = fitting.without(messages, dropped)
+        if request.endpoint == "chat":
+            fit.tokens -= sum(u.tokens for u in dropped)
+        else:  # unit sizes follow chat's rules: count the result again
+            fit.tokens = tokens.count_request_sync(request.endpoint, body).tokens
         count = sum(u.stop - u.start for u in dropped)
         fit.verdict = "middle_out" if middle_out else "truncated"
         fit.note += f"; dropped {count} messages"

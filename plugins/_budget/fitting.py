@@ -19,6 +19,9 @@ import tiktoken
 from proxy import tokens
 
 _PINNED_ROLES = frozenset({"system", "developer"})
+# Responses items that start a tool round (reasoning precedes the call it led to), and those that belong to it.
+_CALL_ITEMS = frozenset({"function_call", "reasoning", "custom_tool_call"})
+_CALL_PARTS = frozenset({"function_call", "function_call_output", "custom_tool_call", "custom_tool_call_output"})
 SUMMARY_PROMPT = (
     "Summarize the conversation below for an assistant who will continue it. Keep facts, names, numbers, "
     "decisions and open questions; write plain prose, no preamble."
@@ -33,16 +36,33 @@ class Unit:
     pinned: bool
 
 
+def _opens_call(item: Any) -> bool:
+    """A chat assistant message with tool calls, or a Responses ``function_call`` / ``reasoning`` item."""
+    if not isinstance(item, dict):
+        return False
+    return bool(item.get("role") == "assistant" and item.get("tool_calls")) or item.get("type") in _CALL_ITEMS
+
+
+def _answers_call(item: Any) -> bool:
+    """A chat ``tool`` message, or a Responses call item or its output (they stay with the call)."""
+    return isinstance(item, dict) and (item.get("role") == "tool" or item.get("type") in _CALL_PARTS)
+
+
 def units(enc: tiktoken.Encoding, messages: list[Any]) -> list[Unit]:
-    """The conversation as keep-or-drop units, each with its tokens (overhead included)."""
+    """The conversation (chat messages or Responses input items) as keep-or-drop units, with their tokens."""
     last_user = max((i for i, m in enumerate(messages) if isinstance(m, dict) and m.get("role") == "user"), default=-1)
     out: list[Unit] = []
     i = 0
     while i < len(messages):
         message = messages[i]
         j = i + 1
-        if isinstance(message, dict) and message.get("role") == "assistant" and message.get("tool_calls"):
-            while j < len(messages) and isinstance(messages[j], dict) and messages[j].get("role") == "tool":
+        if _opens_call(message):
+            answered = False  # a call after an answer starts the next round (parallel calls stay together)
+            while j < len(messages) and _answers_call(messages[j]):
+                opens = _opens_call(messages[j])
+                if opens and answered:
+                    break
+                answered = answered or not opens
                 j += 1
         size = sum(tokens.message_tokens(enc, m) for m in messages[i:j] if isinstance(m, dict))
         role = message.get("role") if isinstance(message, dict) else None

@@ -222,3 +222,23 @@ async def test_scan_reports_tokens_and_what_would_happen(registry: PluginRegistr
     assert await plugin.scan(small) == {"action": "allow", "tokens": 8, "exact": False, "input_room": 250}
     report = await plugin.scan(big)
     assert report["action"] == "truncate" and report["tokens"] > 250
+
+
+async def test_truncate_cuts_a_responses_input_keeping_call_and_output_together(
+    start_proxy: ProxyFactory, mock_upstream: MockUpstream, write_policy: Callable[[str], Path]
+) -> None:
+    budget = "{on_overflow: truncate, context_windows: {mock-gpt: 400}, output_reserve: 50}"
+    proxy = await start(start_proxy, mock_upstream, write_policy, budget)
+    items: list[Any] = [{"role": "user", "content": "Read the files."}]
+    for i in range(6):
+        items.append({"type": "function_call", "call_id": f"c{i}", "name": "read", "arguments": f'{{"n": {i}}}'})
+        items.append({"type": "function_call_output", "call_id": f"c{i}", "output": "line " * 40})
+    async with proxy.client() as client:
+        raw = await client.responses.with_raw_response.create(model="mock-gpt", input=items, instructions="Be brief.")
+    assert raw.headers["x-chaperone-budget"].startswith("truncated;")
+    log = [r["body"] for r in await mock_upstream.requests()]
+    sent = log[-1]["messages"]  # the chat backend received the Responses request as chat
+    calls = [c["id"] for m in sent if m.get("tool_calls") for c in m["tool_calls"]]
+    results = [m["tool_call_id"] for m in sent if m["role"] == "tool"]
+    assert calls == results and calls[-1] == "c5" and "c0" not in calls
+    assert [m["content"] for m in sent if m["role"] == "user"] == ["Read the files."]
