@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from proxy.errors import Forbidden, ServiceUnavailable, Unauthorized
+from proxy.limits import KeyLimits
 from proxy.passthrough import Rules, RuleText
 from proxy.policy import Caller, bearer
 from proxy.store import Clock, Store, StoreError, StoreUnavailable
@@ -101,6 +102,9 @@ class KeyRecord(_Frozen):
     passthrough: tuple[str, ...] | None = Field(
         default=None, description="This key's own passthrough rules (the policy's passthrough.allow if None)."
     )
+    limits: KeyLimits | None = Field(
+        default=None, description="This key's rate limits and budgets (the budget plugin's per_key if None)."
+    )
     created: float = Field(description="Issue time (epoch seconds).")
     expires_at: float | None = Field(description="Refused from this time on (never if None).")
     revoked_at: float | None = Field(default=None, description="Refused from this time on, once revoked.")
@@ -132,6 +136,7 @@ class KeyRecord(_Frozen):
             "models": list(self.models) if self.models is not None else None,
             "metadata": dict(self.metadata),
             "passthrough": list(self.passthrough) if self.passthrough is not None else None,
+            "limits": self.limits.model_dump(exclude_none=True) if self.limits is not None else None,
             "created": int(self.created),
             "expires_at": _int_or_none(self.expires_at),
             "revoked_at": _int_or_none(self.revoked_at),
@@ -159,6 +164,9 @@ class KeySpec(_Frozen):
     metadata: dict[str, str] = Field(default_factory=dict, description="Labels such as team and user (max 20).")
     passthrough: list[RuleText] | None = Field(
         default=None, description="Passthrough rules ('POST /audio/*', 'WS /realtime') replacing the policy's."
+    )
+    limits: KeyLimits | None = Field(
+        default=None, description="Rate limits and budgets (rpm, tpm, tokens_per_day, usd_per_month, …)."
     )
     expires: str | None = Field(default=None, description="'30d', '12h', '15m', '90s', '2w', or an ISO 8601 time.")
 
@@ -270,6 +278,7 @@ class KeyManager:
                 chain=spec.chain,
                 models=tuple(spec.models) if spec.models is not None else None,
                 passthrough=tuple(spec.passthrough) if spec.passthrough is not None else None,
+                limits=spec.limits,
                 metadata=spec.metadata,
                 created=now,
                 expires_at=expires_at,
@@ -397,7 +406,10 @@ class KeyRing:
         rules = None
         if record.passthrough is not None:
             rules = Rules.compile(record.passthrough, f"the passthrough list of virtual key {record.id}")
-        return Caller(record.name, chain, models, key_id=record.id, metadata=record.metadata, passthrough=rules)
+        return Caller(
+            record.name, chain, models,
+            key_id=record.id, metadata=record.metadata, passthrough=rules, limits=record.limits,
+        )  # fmt: skip
 
     async def _record(self, key_id: str) -> KeyRecord | None:
         hit = self._cache.get(key_id)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from proxy.keys import KeyBusy, KeyManager, KeyNotFound, KeySpec, KeyStateError, grant_problem, parse_duration
+from proxy.limits import KeyLimits
 from proxy.policy import Policy, PolicyError, load_policy
 from proxy.registry import build_registry, extra_modules_from_env
 from proxy.settings import DEFAULT_POLICY, Settings
@@ -69,6 +70,10 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:  # type: ignor
     create.add_argument(
         "--passthrough", action="append", metavar="RULE",
         help="a passthrough rule such as 'POST /audio/*' or 'WS /realtime' (repeatable; replaces the policy's)",
+    )  # fmt: skip
+    create.add_argument(
+        "--limit", action="append", default=[], metavar="K=V",
+        help="a rate limit or budget: rpm=60, tpm=100000, tokens_per_day=…, usd_per_month=20 (repeatable)",
     )  # fmt: skip
     create.add_argument("--expires", help="30d, 12h, … or an ISO 8601 time (default: never)")
     create.set_defaults(func=_run(_create))
@@ -163,10 +168,16 @@ async def _create(args: argparse.Namespace, policy: Policy, manager: KeyManager)
             raise CliError(f"--meta takes NAME=VALUE, got {pair!r}")
         metadata[name] = value
     models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models is not None else None
+    limits: dict[str, Any] = {}
+    for pair in args.limit:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise CliError(f"--limit takes NAME=VALUE, got {pair!r}")
+        limits[name] = value
     try:
         spec = KeySpec(
             name=args.name, chain=args.chain, models=models, metadata=metadata, expires=args.expires,
-            passthrough=args.passthrough,
+            passthrough=args.passthrough, limits=KeyLimits.model_validate(limits) if limits else None,
         )  # fmt: skip
     except ValueError as exc:  # pydantic's ValidationError is a ValueError too
         raise CliError(_first_line(exc)) from None

@@ -22,6 +22,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from proxy.chain import Chain, compile_chain
 from proxy.conversations import ResponsesConfig
 from proxy.errors import Forbidden, ModelNotFound, Unauthorized
+from proxy.limits import KeyLimits
 from proxy.passthrough import DEFAULT_ALLOW, PassthroughConfig, RealtimeConfig, Rules, RuleText
 from proxy.pricing import Price, PriceConfig
 from proxy.store import StoreConfig
@@ -172,6 +173,9 @@ class KeyConfig(_Strict):
     passthrough: list[RuleText] | None = Field(
         default=None, description="This key's own passthrough rules, replacing passthrough.allow (see there)."
     )
+    limits: KeyLimits | None = Field(
+        default=None, description="This key's rate limits and budgets, over the budget plugin's per_key ones."
+    )
 
     @field_validator("key")
     @classmethod
@@ -272,13 +276,15 @@ class Caller:
     key_id: str | None = None  # a virtual key's id (None for static keys and open mode)
     metadata: Mapping[str, str] = field(default_factory=dict)  # a virtual key's team, user, …
     passthrough: Rules | None = None  # the key's own passthrough rules (the policy's when None)
+    limits: KeyLimits | None = None  # the key's own rate limits and budgets (the budget plugin reads them)
 
     def check_model(self, model: str) -> None:
         if self.models is not None and model not in self.models:
             raise Forbidden(f"key {self.name!r} may not use model {model!r}", param="model")
 
 
-KeyEntry = tuple[str, Chain, frozenset[str] | None, Rules | None]  # a static key: name, chain, models, passthrough
+# A static key: name, chain, models, passthrough, limits.
+KeyEntry = tuple[str, Chain, frozenset[str] | None, Rules | None, KeyLimits | None]
 
 
 @dataclass(frozen=True)
@@ -323,8 +329,8 @@ class Policy:
         entry = self.keys.get(hashlib.sha256(token.encode()).digest()) if self.keys is not None else None
         if entry is None:
             raise Unauthorized("Incorrect API key provided.")
-        name, chain, models, passthrough = entry
-        return Caller(name, chain, models, passthrough=passthrough)
+        name, chain, models, passthrough, limits = entry
+        return Caller(name, chain, models, passthrough=passthrough, limits=limits)
 
     def passthrough_for(self, caller: Caller) -> Rules:
         """The passthrough rules that apply to ``caller``: its key's own, else the policy's."""
@@ -547,5 +553,5 @@ def _compile_keys(spec: PolicyFile, chains: Mapping[str, Chain], errors: list[st
         if chain_name in chains:
             models = frozenset(entry.models) if entry.models is not None else None
             rules = None if entry.passthrough is None else Rules.compile(entry.passthrough, f"keys[{i}].passthrough")
-            keys[digest] = (entry.name, chains[chain_name], models, rules)
+            keys[digest] = (entry.name, chains[chain_name], models, rules, entry.limits)
     return keys

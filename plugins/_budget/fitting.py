@@ -1,0 +1,135 @@
+"""Making a chat conversation fit a token limit: which turns to drop, and the summary sub-call.
+
+Messages are grouped into *units* that are kept or dropped whole: an assistant message with
+``tool_calls`` and the ``tool`` results answering it form one unit, so a tool call is never split from
+its result. System and developer messages, the last user message and the latest unit (the turn in
+progress: the last user message, or the latest tool call and its results in an agent loop) are pinned;
+older tool rounds after the last user message may go, so a long agent loop can be cut too.
+``truncate`` drops the oldest units first; ``middle_out`` drops the unit nearest the middle of the
+droppable ones first (keeping the conversation's opening and its latest turns).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import tiktoken
+
+from proxy import tokens
+
+_PINNED_ROLES = frozenset({"system", "developer"})
+# Responses items that start a tool round (reasoning precedes the call it led to), and those that belong to it.
+_CALL_ITEMS = frozenset({"function_call", "reasoning", "custom_tool_call"})
+_CALL_PARTS = frozenset({"function_call", "function_call_output", "custom_tool_call", "custom_tool_call_output"})
+SUMMARY_PROMPT = (
+    "Summarize the conversation below for an assistant who will continue it. Keep facts, names, numbers, "
+    "decisions and open questions; write plain prose, no preamble."
+)
+
+
+@dataclass(slots=True)
+class Unit:
+    start: int  # index of the first message
+    stop: int  # one past the last
+    tokens: int
+    pinned: bool
+
+
+def _opens_call(item: Any) -> bool:
+    """A chat assistant message with tool calls, or a Responses ``function_call`` / ``reasoning`` item."""
+    if not isinstance(item, dict):
+        return False
+    return bool(item.get("role") == "assistant" and item.get("tool_calls")) or item.get("type") in _CALL_ITEMS
+
+
+def _answers_call(item: Any) -> bool:
+    """A chat ``tool`` message, or a Responses call item or its output (they stay with the call)."""
+    return isinstance(item, dict) and (item.get("role") == "tool" or item.get("type") in _CALL_PARTS)
+
+
+def units(enc: tiktoken.Encoding, messages: list[Any]) -> list[Unit]:
+    """The conversation (chat messages or Responses input items) as keep-or-drop units, with their tokens."""
+    last_user = max((i for i, m in enumerate(messages) if isinstance(m, dict) and m.get("role") == "user"), default=-1)
+    out: list[Unit] = []
+    i = 0
+    while i < len(messages):
+        message = messages[i]
+        j = i + 1
+        if _opens_call(message):
+            answered = False  # a call after an answer starts the next round (parallel calls stay together)
+            while j < len(messages) and _answers_call(messages[j]):
+                opens = _opens_call(messages[j])
+                if opens and answered:
+                    break
+                answered = answered or not opens
+                j += 1
+        size = sum(tokens.message_tokens(enc, m) for m in messages[i:j] if isinstance(m, dict))
+        role = message.get("role") if isinstance(message, dict) else None
+        out.append(Unit(i, j, size, role in _PINNED_ROLES or i == last_user or last_user < 0))
+        i = j
+    if out:
+        out[-1].pinned = True
+    return out
+
+
+def choose_drops(parts: list[Unit], excess: int, middle_out: bool) -> list[Unit] | None:
+    """Units to drop so that at least ``excess`` tokens go, or None when the pinned ones alone are too big."""
+    droppable = [u for u in parts if not u.pinned]
+    if middle_out:
+        mid = (len(droppable) - 1) / 2
+        order = sorted(range(len(droppable)), key=lambda k: abs(k - mid))
+        droppable = [droppable[k] for k in order]
+    dropped: list[Unit] = []
+    freed = 0
+    for unit in droppable:
+        if freed >= excess:
+            break
+        dropped.append(unit)
+        freed += unit.tokens
+    return dropped if freed >= excess else None
+
+
+def without(messages: list[Any], dropped: list[Unit]) -> list[Any]:
+    gone = {i for u in dropped for i in range(u.start, u.stop)}
+    return [m for i, m in enumerate(messages) if i not in gone]
+
+
+def transcript(messages: list[Any]) -> str:
+    """Plain text of messages for the summarizer: ``role: content`` lines, tool calls as JSON."""
+    lines = []
+    for m in messages:
+        if not isinstance(m, dict):
+            continue
+        content = m.get("content")
+        if isinstance(content, list):
+            content = " ".join(p.get("text", "") for p in content if isinstance(p, dict))
+        text = content if isinstance(content, str) else ""
+        if m.get("tool_calls"):
+            text += " [tool calls: " + str(m["tool_calls"]) + "]"
+        lines.append(f"{m.get('role', '?')}: {text}")
+    return "\n".join(lines)
+
+
+def summary_request(messages: list[Any], max_tokens: int) -> dict[str, Any]:
+    return {
+        "messages": [
+            {"role": "system", "content": SUMMARY_PROMPT},
+            {"role": "user", "content": transcript(messages)},
+        ],
+        "max_tokens": max_tokens,
+        "temperature": 0,
+    }
+
+
+def summary_text(answer: dict[str, Any]) -> str | None:
+    choices = answer.get("choices")
+    if isinstance(choices, list) and choices and isinstance(choices[0], dict):
+        content = (choices[0].get("message") or {}).get("content")
+        if isinstance(content, str) and content.strip():
+            return content.strip()
+    return None
+
+
+def summary_message(text: str) -> dict[str, Any]:
+    return {"role": "system", "content": f"Summary of the earlier conversation: {text}"}

@@ -1,0 +1,289 @@
+"""Token budgets, context fitting and rate limits: count the input, make it fit, meter it per key and model.
+
+On each request: count its input tokens (``proxy.tokens``: exact for OpenAI models, an o200k estimate
+otherwise), fit it into the model's context window (clamp the output limit, or reject / truncate /
+middle_out / summarize / fall back, per ``on_overflow``), then admit it against the key's and the model's
+rate limits (rpm, tpm: sliding window) and budgets (tokens, USD per minute / day / month), reserving the
+estimated tokens and cost up front; ``on_complete`` settles them to the actual usage. Every answer carries
+``x-ratelimit-*`` headers (when rpm/tpm apply) and ``x-chaperone-budget`` (what was done). Counters live
+in the store (``ratelimit:…``, ``budget:…``), so they hold across workers and replicas.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from plugins._budget import meters
+from plugins._budget.config import BudgetConfig
+from plugins._budget.fit import Fit, Fitter, output_limit
+from plugins._budget.meters import Meter, Taken
+from plugins._budget.settle import Settler
+from proxy import ApiRequest, ApiResponse, Exchange, PluginRegistry, StashKey, Usage, hookimpl, tokens
+from proxy.errors import BudgetExceeded, RequestRejected, ServiceUnavailable
+from proxy.limits import KeyLimits
+from proxy.pricing import cost_usd, price_for
+from proxy.store import Store, StoreError
+
+if TYPE_CHECKING:
+    from proxy.runtime import Resources
+
+log = logging.getLogger(__name__)
+
+_SLIDING = (("rpm", "requests"), ("tpm", "tokens"))
+_FIXED = tuple((f"{what}_per_{span}", what, span) for what in ("tokens", "usd") for span in ("minute", "day", "month"))
+_USAGE_ENDPOINTS = frozenset({"chat", "completions"})
+_CACHE_SIZE = 10_000  # distinct per-key limit sets remembered (one per virtual key with its own limits)
+
+
+class RateLimited(RequestRejected):
+    """429 ``rate_limit_exceeded``: over rpm or tpm; ``Retry-After`` says when to try again."""
+
+    status = 429
+    type = "requests"
+    code = "rate_limit_exceeded"
+    retryable = True
+
+
+@dataclass(slots=True)
+class State:
+    fit: Fit | None = None
+    taken: list[Taken] = field(default_factory=list)
+    est_tokens: int = 0
+    est_usd: float = 0.0
+    injected_usage: bool = False
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+STATE: StashKey[State] = StashKey()
+
+
+class Budget:
+    name = "budget"
+    Config = BudgetConfig
+
+    def __init__(self, config: BudgetConfig) -> None:
+        self.config = config
+        self.fitter = Fitter(config)
+        self.store: Store | None = None
+        self.previous = meters.Previous()
+        self.settler: Settler | None = None
+        self._plans: dict[KeyLimits, tuple[tuple[str, str, str, float], ...]] = {}
+        self._merged: dict[KeyLimits, KeyLimits] = {}
+
+    @hookimpl
+    async def on_startup(self, resources: Resources) -> None:
+        self.store = resources.store
+        self.settler = Settler(resources.store)
+        for name in ("o200k_base", "cl100k_base"):  # ~0.3-0.7 s each on first use: never on the event loop
+            await asyncio.to_thread(tokens.get_encoding, name)
+
+    @hookimpl
+    async def on_shutdown(self) -> None:
+        if self.settler is not None:
+            await self.settler.close()
+
+    @hookimpl
+    async def on_request(self, exchange: Exchange) -> ApiResponse | None:
+        state = exchange.stash.setdefault(STATE, State())
+        try:
+            state.fit = fit = await self.fitter.fit(exchange)
+        except RequestRejected as exc:
+            exchange.verdicts[self.name] = "rejected:context"
+            exc.extra_headers["x-chaperone-budget"] = "rejected:context"
+            raise
+        self._ask_for_usage(exchange, state)
+        out = fit.max_output if fit.max_output is not None else self.config.output_estimate
+        state.est_tokens = fit.tokens + out
+        price = price_for(exchange.route.upstream_model or exchange.request.model, exchange.policy.prices)
+        state.est_usd = cost_usd(price, Usage(fit.tokens, out, fit.tokens + out)) if price else 0.0
+        await self._admit(exchange, state)
+        exchange.verdicts[self.name] = fit.verdict
+        estimate = "" if fit.exact else " (estimate)"
+        state.headers["x-chaperone-budget"] = f"{fit.verdict}; input_tokens={fit.tokens}{estimate}{fit.note}"
+        return None
+
+    def _ask_for_usage(self, exchange: Exchange, state: State) -> None:
+        """Have a stream end with a usage chunk (the ``cost`` plugin may already have asked: then leave it)."""
+        body = exchange.request.body
+        if not (exchange.request.stream and exchange.request.endpoint in _USAGE_ENDPOINTS):
+            return
+        options = body.get("stream_options")
+        if isinstance(options, dict) and options.get("include_usage") is True:
+            return
+        body["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
+        state.injected_usage = True
+
+    def _plan(self, limits: KeyLimits) -> tuple[tuple[str, str, str, float], ...]:
+        """(label, what, kind, limit) of every limit set, worked out once per distinct ``KeyLimits``."""
+        plan = self._plans.get(limits)
+        if plan is None:
+            if len(self._plans) > _CACHE_SIZE:
+                self._plans.clear()
+            sliding = [(label, what, "sliding", getattr(limits, label)) for label, what in _SLIDING]
+            fixed = [(label, what, span, getattr(limits, label)) for label, what, span in _FIXED]
+            plan = self._plans[limits] = tuple(item for item in (*sliding, *fixed) if item[3] is not None)
+        return plan
+
+    def _key_limits(self, own: KeyLimits | None) -> KeyLimits:
+        if own is None:
+            return self.config.per_key
+        merged = self._merged.get(own)
+        if merged is None:
+            if len(self._merged) > _CACHE_SIZE:
+                self._merged.clear()
+            merged = self._merged[own] = own.over(self.config.per_key)
+        return merged
+
+    def _meters(self, exchange: Exchange, state: State) -> list[tuple[Meter, float]]:
+        caller = exchange.caller
+        who = caller.key_id or caller.name or "open"
+        route = exchange.route.name
+        scopes = [(f"key:{who}", self._key_limits(caller.limits)), (f"model:{route}", self.config.per_model.get(route))]
+        amounts = {"requests": 1.0, "tokens": float(state.est_tokens), "usd": state.est_usd}
+        out: list[tuple[Meter, float]] = []
+        for scope, limits in scopes:
+            if limits is None:
+                continue
+            for label, what, kind, limit in self._plan(limits):
+                family = "ratelimit" if kind == "sliding" else "budget"
+                out.append((Meter(f"{family}:{scope}:{label}", kind, limit, what, label), amounts[what]))
+        return out
+
+    async def _admit(self, exchange: Exchange, state: State) -> None:
+        wanted = self._meters(exchange, state)
+        if not wanted or self.store is None:
+            return
+        store, now = self.store, time.time()
+        try:
+            taken = list(
+                await asyncio.gather(*(meters.take(store, m, amount, now, self.previous) for m, amount in wanted))
+            )
+        except StoreError as exc:
+            if self.config.fail_open:
+                log.warning("budget store unavailable, admitting (request_id=%s): %s", exchange.request_id, exc)
+                return
+            raise ServiceUnavailable("The budget store is unavailable; retry shortly.") from None
+        state.headers.update(_rate_headers(taken, now))
+        over = [t for t in taken if t.level > t.meter.limit + 1e-9]
+        if not over:
+            state.taken = taken
+            return
+        await asyncio.gather(*(meters.adjust(store, t, -t.amount, now) for t in taken), return_exceptions=True)
+        raise self._refusal(exchange, state, over[0], now)
+
+    def _refusal(self, exchange: Exchange, state: State, t: Taken, now: float) -> Exception:
+        m = t.meter
+        headers = dict(state.headers)
+        retry = max(1, math.ceil(meters.reset_s(m, now)))
+        headers["retry-after"] = str(retry)
+        scope = m.name.split(":")[1]
+        if m.kind == "sliding":
+            exchange.verdicts[self.name] = headers["x-chaperone-budget"] = f"rejected:{m.label}"
+            return RateLimited(
+                f"Rate limit reached for {scope} on {m.what} per minute: limit {m.limit:g}, this request needs "
+                f"{t.amount:g}. Please try again in {retry}s.",
+                headers=headers,
+            )
+        exchange.verdicts[self.name] = headers["x-chaperone-budget"] = "rejected:budget"
+        return BudgetExceeded(
+            f"Budget {m.label} of {scope} is used up: limit {m.limit:g} {m.what}, this request would bring "
+            f"it to {t.level:.6g}. It resets in {retry}s.",
+            headers=headers,
+        )
+
+    async def scan(self, request: ApiRequest) -> dict[str, Any] | None:
+        """For ``chaperone scan``: the input tokens, the model's window, and what on_overflow would do."""
+        counted = await tokens.count_request(request.endpoint, request.body)
+        fit = Fit(counted.tokens, counted.exact, output_limit(request.endpoint, request.body)[1])
+        room = self.fitter.room(self.fitter.window(request.model), fit)
+        fits = room is None or fit.tokens <= room
+        action = "allow" if fits else ("block" if self.config.on_overflow == "reject" else self.config.on_overflow)
+        return {"action": action, "tokens": counted.tokens, "exact": counted.exact, "input_room": room}
+
+    @hookimpl
+    async def on_response(self, exchange: Exchange) -> None:
+        state = exchange.stash.get(STATE)
+        if state is None or exchange.response is None:
+            return
+        exchange.response.headers.update(state.headers)
+        if exchange.response.stream is not None and not state.injected_usage:
+            exchange.skip_stream_hooks(self)
+
+    @hookimpl
+    async def on_chunk(self, exchange: Exchange, chunk: dict[str, object]) -> dict[str, object] | None:
+        state = exchange.stash.get(STATE)
+        usage = chunk.get("usage")
+        if state is None or not state.injected_usage or not isinstance(usage, dict):
+            return chunk
+        exchange.usage = Usage.from_openai(usage) or exchange.usage
+        if not chunk.get("choices"):
+            return None  # the usage chunk the client did not ask for
+        del chunk["usage"]
+        return chunk
+
+    @hookimpl
+    async def on_complete(self, exchange: Exchange) -> None:
+        state = exchange.stash.get(STATE)
+        if state is None or not state.taken or self.settler is None:
+            return
+        used, usd = self._actual(exchange, state)
+        if used is None:
+            return  # usage unknown (a cut stream): the reservation stands
+        actual = {"requests": 0.0, "tokens": float(used), "usd": usd}
+        for t in state.taken:
+            if t.meter.what != "requests":
+                self.settler.add(t, actual[t.meter.what] - t.amount)
+
+    def _actual(self, exchange: Exchange, state: State) -> tuple[int | None, float]:
+        """Tokens and USD the request used, sub-calls included; None tokens when unknown."""
+        usage = exchange.usage
+        if not exchange.attempts:
+            usage = Usage()  # no upstream call (refused, or answered early, e.g. from the cache): nothing used
+        if usage is None:
+            return None, state.est_usd
+        used = usage.total_tokens or usage.prompt_tokens + usage.completion_tokens
+        usd = exchange.cost_usd
+        if usd is None:
+            model = exchange.response_model or exchange.route.upstream_model or exchange.request.model
+            price = price_for(model, exchange.policy.prices)
+            usd = cost_usd(price, usage) if price else 0.0
+        for sub in exchange.subcalls:
+            if sub.usage is not None:
+                used += sub.usage.total_tokens
+                sub_price = price_for(sub.model, exchange.policy.prices)
+                usd += cost_usd(sub_price, sub.usage) if sub_price and exchange.cost_usd is None else 0.0
+        return used, usd
+
+
+def injected_usage(exchange: Exchange) -> bool:
+    """Whether ``budget`` (not the client) set ``stream_options.include_usage`` on this request.
+
+    For the ``cost`` plugin: when True, the client did not ask for the usage chunk, and ``budget`` removes
+    it from the stream (after ``cost``'s ``on_chunk`` saw it, when ``cost`` comes later in the chain).
+    """
+    state = exchange.stash.get(STATE)
+    return state is not None and state.injected_usage
+
+
+def _rate_headers(taken: list[Taken], now: float) -> dict[str, str]:
+    """OpenAI's ``x-ratelimit-*`` headers for the tightest sliding meter of each kind (requests, tokens)."""
+    headers: dict[str, str] = {}
+    for what, suffix in (("requests", "requests"), ("tokens", "tokens")):
+        mine = [t for t in taken if t.meter.kind == "sliding" and t.meter.what == what]
+        if not mine:
+            continue
+        tight = min(mine, key=lambda t: t.meter.limit - t.level)
+        headers[f"x-ratelimit-limit-{suffix}"] = str(int(tight.meter.limit))
+        headers[f"x-ratelimit-remaining-{suffix}"] = str(max(0, math.floor(tight.meter.limit - tight.level)))
+        headers[f"x-ratelimit-reset-{suffix}"] = f"{math.ceil(meters.reset_s(tight.meter, now))}s"
+    return headers
+
+
+@hookimpl
+def register_plugins(register: PluginRegistry) -> None:
+    register(Budget)
