@@ -11,6 +11,7 @@ from pydantic import BaseModel
 from proxy import hookspecs
 
 DEFAULT_PLUGINS: tuple[str, ...] = (
+    "plugins.budget",
     "plugins.cost",
     "plugins.headers",
     "plugins.injection",
