@@ -1,0 +1,163 @@
+"""The semantic index: wordllama embeddings and one in-memory numpy matrix per partition.
+
+Search is two-stage so it stays under 2 ms with 100k entries in a partition on one core: a coarse
+pass over the first 64 dimensions of every row (float32, 25 MB at 100k; wordllama's embeddings are
+Matryoshka-trained, so a prefix is a usable embedding), then the best few dozen are re-scored on the
+full 256 dimensions (float16 rows, 51 MB at 100k). Rows are kept in insertion order; dropped rows are
+zeroed and compacted away once they are a quarter of the matrix, and the oldest go first when the
+partition reaches its entry cap. A lock guards each matrix: searches run in a worker thread.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from plugins._cache.guards import Features, features
+
+DIM = 256
+COARSE = 64
+_WORD_CACHE = 50_000
+
+Vector = npt.NDArray[np.float32]
+
+
+class Embedder:
+    """wordllama (weights inside its wheel, no download) with a bounded cache of single-word vectors."""
+
+    def __init__(self) -> None:
+        self._model: Any = None
+        self._words: OrderedDict[str, Vector] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def load(self) -> None:
+        """Load the model (about 0.2 s; call it from a thread)."""
+        import wordllama  # type: ignore[import-untyped]
+
+        self._model = wordllama.WordLlama.load(
+            dim=DIM, cache_dir=Path(wordllama.__file__).parent, disable_download=True
+        )
+
+    def embed(self, text: str) -> Vector:
+        """The raw (not normalised) 256-d embedding of ``text``."""
+        return np.asarray(self._model.embed([text], norm=False)[0], dtype=np.float32)
+
+    def word_similarity(self, a: list[str], b: list[str]) -> float:
+        """The lowest, over the words of both lists, of the best cosine to a word of the other list."""
+        va, vb = self._word_vectors(a), self._word_vectors(b)
+        sims = va @ vb.T
+        return float(min(sims.max(axis=1).min(), sims.max(axis=0).min()))
+
+    def _word_vectors(self, words: list[str]) -> Vector:
+        with self._lock:
+            missing = [w for w in words if w not in self._words]
+        if missing:
+            vectors = self._model.embed(missing, norm=True)
+            with self._lock:
+                for word, vector in zip(missing, vectors, strict=True):
+                    self._words[word] = np.asarray(vector, dtype=np.float32)
+                while len(self._words) > _WORD_CACHE:
+                    self._words.popitem(last=False)
+        with self._lock:
+            return np.stack([self._words[w] for w in words])
+
+
+def split(vector: Vector) -> tuple[Vector, Vector]:
+    """The normalised coarse prefix and the normalised full vector."""
+    coarse = vector[:COARSE]
+    return coarse / (np.linalg.norm(coarse) or 1.0), vector / (np.linalg.norm(vector) or 1.0)
+
+
+@dataclass(slots=True)
+class Candidate:
+    similarity: float
+    key: str
+    text: str
+    features: Features
+
+
+@dataclass
+class Partition:
+    """The rows of one partition: vectors, the exact key each answers with, and the prompt text."""
+
+    cap: int
+    coarse: Vector = field(default_factory=lambda: np.zeros((16, COARSE), np.float32))
+    fine: npt.NDArray[np.float16] = field(default_factory=lambda: np.zeros((16, DIM), np.float16))
+    keys: list[str | None] = field(default_factory=list)
+    texts: list[str] = field(default_factory=list)
+    feats: list[Features | None] = field(default_factory=list)
+    dead: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __len__(self) -> int:
+        return len(self.keys) - self.dead
+
+    def add(self, vector: Vector, key: str, text: str) -> None:
+        coarse, fine = split(vector)
+        with self.lock:
+            if len(self.keys) - self.dead >= self.cap:
+                self._compact(drop_oldest=max(1, self.cap // 10))
+            n = len(self.keys)
+            if n == len(self.coarse):
+                self.coarse = np.concatenate([self.coarse, np.zeros_like(self.coarse)])
+                self.fine = np.concatenate([self.fine, np.zeros_like(self.fine)])
+            self.coarse[n] = coarse
+            self.fine[n] = fine
+            self.keys.append(key)
+            self.texts.append(text)
+            self.feats.append(None)
+
+    def drop(self, key: str) -> None:
+        with self.lock:
+            for i, k in enumerate(self.keys):
+                if k == key:
+                    self.keys[i] = None
+                    self.coarse[i] = 0
+                    self.dead += 1
+            if self.dead * 4 > len(self.keys):
+                self._compact(drop_oldest=0)
+
+    def search(self, vector: Vector, threshold: float, k: int) -> list[Candidate]:
+        """Up to ``k`` live rows with full cosine ≥ ``threshold``, best first."""
+        coarse, fine = split(vector)
+        with self.lock:
+            n = len(self.keys)
+            if n == 0:
+                return []
+            scores = self.coarse[:n] @ coarse
+            m = min(n, 4 * k + 32)
+            top = np.argpartition(scores, n - m)[n - m :] if m < n else np.arange(n)
+            full = self.fine[top].astype(np.float32) @ fine
+            order = np.argsort(-full)
+            out: list[Candidate] = []
+            for j in order[:k]:
+                sim, i = float(full[j]), int(top[j])
+                key = self.keys[i]
+                if sim < threshold:
+                    break
+                if key is None:
+                    continue
+                feats = self.feats[i]
+                if feats is None:
+                    feats = self.feats[i] = features(self.texts[i])
+                out.append(Candidate(sim, key, self.texts[i], feats))
+            return out
+
+    def _compact(self, drop_oldest: int) -> None:
+        live = [i for i, key in enumerate(self.keys) if key is not None][drop_oldest:]
+        size = max(16, 1 << max(len(live), 1).bit_length())
+        coarse = np.zeros((size, COARSE), np.float32)
+        fine = np.zeros((size, DIM), np.float16)
+        coarse[: len(live)] = self.coarse[live]
+        fine[: len(live)] = self.fine[live]
+        self.coarse, self.fine = coarse, fine
+        self.keys = [self.keys[i] for i in live]
+        self.texts = [self.texts[i] for i in live]
+        self.feats = [self.feats[i] for i in live]
+        self.dead = 0
