@@ -112,13 +112,13 @@ class Cache:
         return temperature_of(request, self.config.missing_temperature) > self.config.max_temperature
 
     async def _lookup(self, exchange: Exchange, state: _State) -> tuple[Entry, float] | None:
+        """The exact entry, else (semantic mode) the nearest unvetoed one; both looked up at once."""
         assert self.shared is not None
-        entry = await self.shared.get(state.keys.exact)
-        if entry is not None:
-            return entry, 1.0
+        shared = self.shared
         if self.embedder is None or state.keys.query is None:
-            return None
-        index = await self.shared.index(state.keys.partition)
+            entry = await shared.get(state.keys.exact)
+            return None if entry is None else (entry, 1.0)
+        index = await shared.index(state.keys.partition)
         query, embedder, config = state.keys.query, self.embedder, self.config
 
         def search() -> tuple[Vector, list[tuple[str, float]]]:
@@ -133,12 +133,14 @@ class Cache:
                     hits.append((cand.key, cand.similarity))
             return vector, hits
 
-        state.vector, hits = await asyncio.to_thread(search)
+        entry, (state.vector, hits) = await asyncio.gather(shared.get(state.keys.exact), asyncio.to_thread(search))
+        if entry is not None:
+            return entry, 1.0
         for key, similarity in hits:
-            entry = await self.shared.get(key)
+            entry = await shared.get(key)
             if entry is not None:
                 return entry, similarity
-            self.shared.forget(state.keys.partition, key)
+            shared.forget(state.keys.partition, key)
         return None
 
     async def _coalesce(self, exchange: Exchange, state: _State) -> ApiResponse | None:
