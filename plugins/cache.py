@@ -10,8 +10,14 @@ Not cached (``bypass``): temperatures above ``max_temperature`` (a missing one c
 ``missing_temperature``, 1.0 by default, as the APIs assume), streamed Responses / Messages requests,
 Responses requests that ask the upstream to store them (``store`` not false) or run in the background.
 Not stored: non-200 answers, errors, answers cut short (``length``, ``max_tokens``, ``content_filter``,
-an unfinished stream), tool calls when ``cache_tool_calls`` is off, and anything a request sends
-``x-chaperone-cache: no-store`` for. ``no-cache`` skips the lookup, ``refresh`` skips it and overwrites.
+an unfinished stream), tool calls when ``cache_tool_calls`` is off, answers answered by another plugin.
+
+Request header ``x-chaperone-cache`` (removed before the upstream sees it): ``no-cache`` leaves the
+cache out of this request (``bypass``: no lookup, no store, no coalescing), ``no-store`` may be
+answered from the cache but its own answer is not kept, ``refresh`` skips the lookup and replaces the
+stored answer with the fresh one. Identical concurrent misses (same exact key) in one process wait for
+the first one's answer (streamed waiters get it replayed once it is whole); across processes and
+replicas they are not coalesced (each calls upstream; the store then holds one of the answers).
 """
 
 from __future__ import annotations
@@ -67,6 +73,7 @@ class Cache:
         self.embedder = Embedder() if self.semantic else None
         self.shared: Shared | None = None
         self.inflight: dict[str, asyncio.Future[bytes | None]] = {}
+        self.stored = 0  # answers this instance has stored (diagnostics; tests wait on it)
 
     @hookimpl
     async def on_startup(self, resources: Resources) -> None:
@@ -78,7 +85,7 @@ class Cache:
     @hookimpl
     async def on_request(self, exchange: Exchange) -> ApiResponse | None:
         control = exchange.request.headers.pop(HEADER, "").strip().lower()
-        if self.shared is None or self._bypass(exchange):
+        if self.shared is None or control == "no-cache" or self._bypass(exchange):
             exchange.verdicts[self.name] = "bypass"
             return None
         tenant = tenant_of(exchange.caller, self.config.share_across_keys)
@@ -86,7 +93,7 @@ class Cache:
         state = _State(keys, store=control != "no-store")
         exchange.stash[STATE] = state
         exchange.verdicts[self.name] = "miss"
-        if control not in ("no-cache", "refresh"):
+        if control != "refresh":
             found = await self._lookup(exchange, state)
             if found is not None:
                 if not self.config.shadow:
@@ -94,7 +101,7 @@ class Cache:
                 state.verdict, state.similarity = "shadow-hit", found[1]
                 exchange.verdicts[self.name] = "shadow-hit"
                 log.info("cache shadow-hit similarity=%.4f request_id=%s", found[1], exchange.request_id)
-        if self.config.coalesce and not self.config.shadow and state.store:
+        if self.config.coalesce and not self.config.shadow and state.store and control != "refresh":
             return await self._coalesce(exchange, state)
         return None
 
@@ -262,6 +269,7 @@ class Cache:
         if query is not None and vector is None and self.embedder is not None:
             vector = await asyncio.to_thread(self.embedder.embed, query)
         await self.shared.put(state.keys.partition, state.keys.exact, body, query, vector if query else None)
+        self.stored += 1
 
 
 @hookimpl

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-DEFAULT_THRESHOLD = 0.70
+DEFAULT_THRESHOLD = 0.75
 """Cosine similarity (wordllama 256-d) a semantic hit needs; tuned on ``benchmarks/data/cache_pairs.jsonl``."""
 
 

@@ -106,6 +106,7 @@ class Partition:
     keys: list[str | None] = field(default_factory=list)
     texts: list[str] = field(default_factory=list)
     feats: list[Features | None] = field(default_factory=list)
+    where: dict[str, list[int]] = field(default_factory=dict)  # key -> its rows
     dead: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
     centroids: Vector | None = None
@@ -130,14 +131,15 @@ class Partition:
             self.fine[n] = fine
             if self.centroids is not None:
                 self.recent[int(np.argmax(self.centroids @ coarse))].append(n)
+            self.where.setdefault(key, []).append(n)
             self.keys.append(key)
             self.texts.append(text)
             self.feats.append(None)
 
     def drop(self, key: str) -> None:
         with self.lock:
-            for i, k in enumerate(self.keys):
-                if k == key:
+            for i in self.where.pop(key, ()):
+                if self.keys[i] == key:
                     self.keys[i] = None
                     self.coarse[i] = 0
                     self.dead += 1
@@ -224,6 +226,10 @@ class Partition:
         fine[: len(live)] = self.fine[live]
         self.coarse, self.fine = coarse, fine
         self.keys = [self.keys[i] for i in live]
+        self.where = {}
+        for row, key in enumerate(self.keys):
+            if key is not None:
+                self.where.setdefault(key, []).append(row)
         self.texts = [self.texts[i] for i in live]
         self.feats = [self.feats[i] for i in live]
         self.dead = 0

@@ -40,6 +40,16 @@ async def raw_chat(client: openai.AsyncOpenAI, body: dict[str, Any], **headers: 
     return completion.choices[0].message.content or "", dict(response.headers)
 
 
+async def stored(proxy: RunningProxy, count: int) -> None:
+    """Wait until the cache has stored ``count`` answers (stores run after the answer was sent)."""
+    plugin = proxy.runtime.in_force().policy.chains["default"].steps[0].plugin
+    for _ in range(500):
+        if plugin.stored >= count:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"only {plugin.stored} answers stored, expected {count}")
+
+
 async def start(
     start_proxy: ProxyFactory, write_policy: Callable[[str], Path], mock: MockUpstream, config: str,
     store: str = "", keys: str = KEYS,
@@ -62,7 +72,7 @@ async def test_exact_hit_and_partition_by_key(
     proxy = await start(start_proxy, write_policy, mock_upstream, "{mode: exact}", store_extra)
     async with proxy.client("sk-alice") as alice, proxy.client("sk-bob") as bob:
         first, h1 = await raw_chat(alice, ask("What is the capital of France?"))
-        await mock_upstream.wait_for(lambda log: len(log) == 1)
+        await stored(proxy, 1)
         again, h2 = await raw_chat(alice, ask("What is the capital of France?"))
         assert (h1["x-chaperone-cache"], h2["x-chaperone-cache"]) == ("miss", "hit")
         assert again == first
@@ -81,13 +91,12 @@ async def test_semantic_hit_isolation_and_vetoes(
     proxy = await start(start_proxy, write_policy, mock_upstream, "{mode: semantic}")
     tools = [{"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}]
     async with proxy.client("sk-alice") as alice, proxy.client("sk-bob") as bob:
-        stored, _ = await raw_chat(alice, ask("How do I enable 2FA on my account?"))
+        kept, _ = await raw_chat(alice, ask("How do I enable 2FA on my account?"))
         await raw_chat(alice, ask("How do I boil an egg for 6 minutes?"))
         await raw_chat(alice, ask("What is the capital of France?"))
-        await asyncio.sleep(0)  # stores run after the answer is sent (on_complete); wait for them
-        await mock_upstream.wait_for(lambda log: len(log) == 3)
+        await stored(proxy, 3)
         text, hit = await raw_chat(alice, ask("How can I enable 2FA for my account?"))
-        assert hit["x-chaperone-cache"] == "hit" and text == stored
+        assert hit["x-chaperone-cache"] == "hit" and text == kept
         assert 0.7 < float(hit["x-chaperone-cache-similarity"]) < 1.0
         misses = [
             (alice, ask("How do I disable 2FA on my account?")),  # negation
@@ -108,16 +117,13 @@ async def test_shadow_mode_serves_nothing_from_cache(
     proxy = await start(start_proxy, write_policy, mock_upstream, "{mode: semantic, shadow: true}")
     async with proxy.client("sk-alice") as alice:
         await raw_chat(alice, ask("How do I reset my password?"))
-        await mock_upstream.wait_for(lambda log: len(log) == 1)
-        for _ in range(3):  # the store of the first one is under way: retry until shadow-hit
-            _, headers = await raw_chat(alice, ask("What are the steps to reset my password?"))
-            if headers["x-chaperone-cache"] == "shadow-hit":
-                break
+        await stored(proxy, 1)
+        _, headers = await raw_chat(alice, ask("What are the steps to reset my password?"))
         assert headers["x-chaperone-cache"] == "shadow-hit"
         assert float(headers["x-chaperone-cache-similarity"]) >= 0.7
         _, exact = await raw_chat(alice, ask("How do I reset my password?"))
         assert exact["x-chaperone-cache"] == "shadow-hit"
-    assert await chat_calls(mock_upstream) >= 3  # every request reached the upstream
+    assert await chat_calls(mock_upstream) == 3  # every request reached the upstream
 
 
 async def test_streamed_hit_replays_a_valid_stream(
@@ -129,14 +135,10 @@ async def test_streamed_hit_replays_a_valid_stream(
         first = await alice.chat.completions.create(**body, stream=True, stream_options={"include_usage": True})
         parts = [c async for c in first]
         original = "".join(c.choices[0].delta.content or "" for c in parts if c.choices)
-        await mock_upstream.wait_for(lambda log: len(log) == 1)
-        for _ in range(20):  # the stream is stored once it ended (on_complete, after the last byte)
-            response = await alice.chat.completions.with_raw_response.create(
-                **body, stream=True, stream_options={"include_usage": True}
-            )
-            if response.headers["x-chaperone-cache"] == "hit":
-                break
-            [c async for c in response.parse()]
+        await stored(proxy, 1)  # the stream is stored once it ended (on_complete, after the last byte)
+        response = await alice.chat.completions.with_raw_response.create(
+            **body, stream=True, stream_options={"include_usage": True}
+        )
         assert response.headers["x-chaperone-cache"] == "hit"
         chunks = [c async for c in response.parse()]
         assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == original
@@ -168,15 +170,16 @@ async def test_header_controls_and_bypass(
     async with proxy.client("sk-alice") as alice:
         _, h = await raw_chat(alice, body, **{"x-chaperone-cache": "no-store"})
         assert h["x-chaperone-cache"] == "miss"
-        _, h = await raw_chat(alice, body)
+        long, h = await raw_chat(alice, body)
         assert h["x-chaperone-cache"] == "miss"  # the no-store answer was not kept; this one is
-        await mock_upstream.wait_for(lambda log: len(log) == 2)
+        await stored(proxy, 1)
         _, h = await raw_chat(alice, body, **{"x-chaperone-cache": "no-cache"})
-        assert h["x-chaperone-cache"] == "miss"
-        _, h = await raw_chat(alice, body, **{"x-chaperone-cache": "refresh"})
-        assert h["x-chaperone-cache"] == "miss"
-        _, h = await raw_chat(alice, body)
-        assert h["x-chaperone-cache"] == "hit"
+        assert h["x-chaperone-cache"] == "bypass"
+        short, h = await raw_chat(alice, body, **{"x-chaperone-cache": "refresh", "x-mock-tokens": "2"})
+        assert h["x-chaperone-cache"] == "miss" and short != long
+        await stored(proxy, 2)
+        again, h = await raw_chat(alice, body, **{"x-chaperone-cache": "no-store"})
+        assert h["x-chaperone-cache"] == "hit" and again == short  # refresh replaced the stored answer
         hot = {**body, "temperature": 0.9}
         _, h = await raw_chat(alice, hot)
         assert h["x-chaperone-cache"] == "bypass"
@@ -186,3 +189,18 @@ async def test_header_controls_and_bypass(
     log = await mock_upstream.requests()
     assert all("x-chaperone-cache" not in {k.lower() for k in r.get("headers", {})} for r in log)
     assert await chat_calls(mock_upstream) == 6
+
+
+async def test_cut_and_failed_answers_are_not_stored(
+    start_proxy: ProxyFactory, write_policy: Callable[[str], Path], mock_upstream: MockUpstream
+) -> None:
+    proxy = await start(start_proxy, write_policy, mock_upstream, "{mode: exact}")
+    async with proxy.client("sk-alice") as alice:
+        cut = ask("Describe the water cycle.", max_tokens=3)
+        assert (await alice.chat.completions.create(**cut)).choices[0].finish_reason == "length"
+        with pytest.raises(openai.InternalServerError):
+            await raw_chat(alice, ask("What causes earthquakes?"), **{"x-mock-fault": "status=500"})
+        for body in (cut, ask("What causes earthquakes?")):
+            _, h = await raw_chat(alice, body)
+            assert h["x-chaperone-cache"] == "miss", body
+    assert await chat_calls(mock_upstream) == 4
