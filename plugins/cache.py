@@ -90,6 +90,8 @@ class Cache:
             return None
         tenant = tenant_of(exchange.caller, self.config.share_across_keys)
         keys = (semantic_keys if self.semantic else exact_keys)(exchange.request, tenant)
+        if keys.query is not None and len(keys.query) > self.config.max_query_chars:
+            keys = Keys(keys.exact, keys.partition, None)
         state = _State(keys, store=control != "no-store")
         exchange.stash[STATE] = state
         exchange.verdicts[self.name] = "miss"

@@ -47,6 +47,11 @@ class CacheConfig(BaseModel):
     sync_interval_s: float = Field(
         default=1.0, ge=0, description="How often a replica reads entries other replicas added to a partition."
     )
+    max_query_chars: int = Field(
+        default=2000,
+        ge=1,
+        description="Longer last user turns are cached exactly only (a small edit in a long text barely moves it).",
+    )
     candidates: int = Field(
         default=8, ge=1, le=64, description="Nearest entries above the threshold checked against the vetoes."
     )

@@ -5,8 +5,10 @@ Embeddings place "enable 2FA" next to "disable 2FA", "capital of France" next to
 still refused when the two prompts differ in:
 
 - numbers (digits, decimals, number words, ordinals: "3 tips" vs "5 tips", "first" vs "second");
-- polarity: negators (not, never, without, no, n't ...) or either side of an opposite pair
-  (enable/disable, turn on/off, add/remove, increase/decrease, before/after, min/max ...);
+- polarity: negators (not, never, without, no, n't ...; and the common ones of German, French,
+  Spanish, Italian, Portuguese and Dutch), either side of an opposite pair (enable/disable, turn
+  on/off, add/remove, increase/decrease, before/after, min/max ...), or a word that is the other
+  prompt's word with a negating prefix (un-, dis-, de-, in-, im-, non-, anti-: lock/unlock, like/dislike);
 - specific tokens: capitalised or all-caps words, identifiers (snake_case, dotted names, paths,
   e-mail addresses, tokens mixing letters and digits) and quoted strings: each one in one prompt must
   appear, in any case, among the words of the other;
@@ -26,7 +28,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
-_WORD = re.compile(r"[A-Za-z][A-Za-z0-9_'.@/-]*[A-Za-z0-9]|[A-Za-z]|\d[\w.,%/:-]*", re.UNICODE)
+_WORD = re.compile(r"[^\W\d_][\w'.@/-]*\w|[^\W\d_]|\d[\w.,%/:-]*")
 _NUMBER = re.compile(r"(?<![A-Za-z0-9])\d+(?:[.,]\d+)*(?![A-Za-z])")
 _QUOTED = re.compile(r"[\"“'`]([^\"”'`]{2,60})[\"”'`]")
 _SENTENCE_START = re.compile(r"(?:^|[.!?:;]\s+|\n)\W*([A-Za-z][\w'\u2019]*)")
@@ -42,12 +44,20 @@ NUMBER_WORDS = {
 
 NEGATORS = frozenset(
     {"not", "no", "never", "without", "none", "nobody", "nothing", "neither", "nor", "cannot", "except",
-     "excluding", "unless", "lack", "lacking", "non", "avoid"}
+     "excluding", "unless", "lack", "lacking", "non", "avoid",
+     "nicht", "kein", "keine", "keinen", "ohne", "nie", "niemals",  # de
+     "ne", "pas", "sans", "jamais", "aucun", "aucune",  # fr
+     "sin", "nunca", "ningún", "ninguna", "tampoco",  # es
+     "senza", "mai", "nessun", "nessuna",  # it
+     "não", "sem", "nenhum", "nenhuma",  # pt
+     "niet", "geen", "zonder", "nooit"}  # nl
 )  # fmt: skip
 
 _OPPOSITES: tuple[tuple[str, str, str], ...] = (
-    ("toggle", "enable enabled enabling activate activated turn_on switch_on on unmute unblock allow",
-     "disable disabled disabling deactivate deactivated turn_off switch_off off mute block deny"),
+    ("toggle", "enable enabled enabling activate activated turn_on switch_on on unmute unblock allow "
+     "aktivieren einschalten activer activar attivare ativar inschakelen",
+     "disable disabled disabling deactivate deactivated turn_off switch_off off mute block deny "
+     "deaktivieren ausschalten désactiver desactivar disattivare desativar uitschakelen"),
     ("install", "install installing installed setup set_up", "uninstall uninstalling uninstalled remove_app"),
     ("add", "add adding added insert include including grant", "remove removing removed delete exclude revoke"),
     ("lock", "lock locked encrypt encrypted encryption", "unlock unlocked decrypt decrypted decryption"),
@@ -66,6 +76,15 @@ _OPPOSITES: tuple[tuple[str, str, str], ...] = (
     ("trade", "buy buying purchase", "sell selling"),
     ("temp", "heat heating hot warm", "cool cooling cold"),
     ("flation", "inflation", "deflation"),
+    ("code", "encode encoding encoded", "decode decoding decoded"),
+    ("case", "uppercase upper capitalize", "lowercase lower"),
+    ("side", "left", "right"),
+    ("ns", "north northern", "south southern"),
+    ("ew", "east eastern", "west western"),
+    ("outcome", "win winning pass passing success succeed approve approved",
+     "lose losing fail failing failure deny denied"),
+    ("io", "input inbound ingress", "output outbound egress"),
+    ("sync", "synchronous sync blocking", "asynchronous async non-blocking"),
 )  # fmt: skip
 OPPOSITES: dict[str, tuple[str, int]] = {
     word: (group, sign)
@@ -173,7 +192,7 @@ def veto(new: Features, cached: Features) -> str | None:
         return "number"
     if new.negated != cached.negated:
         return "negation"
-    if _opposed(new.polarity, cached.polarity):
+    if _opposed(new.polarity, cached.polarity) or _prefixed(new.words, cached.words):
         return "polarity"
     if not (_covered(new.specific, cached) and _covered(cached.specific, new)):
         return "entity"
@@ -186,6 +205,16 @@ def _opposed(a: frozenset[tuple[str, int]], b: frozenset[tuple[str, int]]) -> bo
     """Both prompts use a pair of opposites, with different sides (one-sided use is left to similarity)."""
     groups = {g for g, _ in a} & {g for g, _ in b}
     return any({s for g2, s in a if g2 == g} != {s for g2, s in b if g2 == g} for g in groups)
+
+
+_PREFIXES = ("un", "dis", "de", "in", "im", "non", "anti", "non-", "anti-")
+
+
+def _prefixed(a: frozenset[str], b: frozenset[str]) -> bool:
+    """One prompt has a word the other has with a negating prefix (both directions)."""
+    return any(p + w in b for w in a if len(w) > 3 for p in _PREFIXES) or any(
+        p + w in a for w in b if len(w) > 3 for p in _PREFIXES
+    )
 
 
 def _covered(terms: frozenset[str], other: Features) -> bool:
