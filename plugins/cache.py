@@ -6,6 +6,10 @@ converge, ``replay.py`` for streams. Outcomes go to ``exchange.verdicts["cache"]
 ``shadow-hit``, ``bypass``) and to the ``x-chaperone-cache`` response header; a hit carries the cached
 ``usage`` unchanged (the cost plugin charges nothing when the verdict is ``hit``).
 
+Place it where a hit should stop the chain: plugins before it still run on a hit (a ``budget`` before
+it counts hits against rate limits; ``pii`` before it means keys are over masked text), plugins after it
+(and the upstream) do not. What is stored is the answer as the steps after it left it.
+
 Not cached (``bypass``): temperatures above ``max_temperature`` (a missing one counts as
 ``missing_temperature``, 1.0 by default, as the APIs assume), streamed Responses / Messages requests,
 Responses requests that ask the upstream to store them (``store`` not false) or run in the background.

@@ -153,13 +153,27 @@ async def test_coalesces_identical_concurrent_requests(
     start_proxy: ProxyFactory, write_policy: Callable[[str], Path], mock_upstream: MockUpstream
 ) -> None:
     proxy = await start(start_proxy, write_policy, mock_upstream, "{mode: exact}")
-    body = ask("Tell me a joke about cats.", extra_body={})
+    body = ask("Tell me a joke about cats.")
+    fault = {"x-mock-fault": "latency_ms=200"}
+
+    async def streamed(client: openai.AsyncOpenAI) -> tuple[str, dict[str, str]]:
+        response = await client.chat.completions.with_raw_response.create(**body, stream=True, extra_headers=fault)
+        text = "".join([c.choices[0].delta.content or "" async for c in response.parse() if c.choices])
+        return text, dict(response.headers)
+
     async with proxy.client("sk-alice") as alice:
-        fault = {"x-mock-fault": "latency_ms=200"}
         results = await asyncio.gather(*(raw_chat(alice, body, **fault) for _ in range(10)))
-    assert len({text for text, _ in results}) == 1
-    assert sorted(h["x-chaperone-cache"] for _, h in results) == ["hit"] * 9 + ["miss"]
-    assert await chat_calls(mock_upstream) == 1
+        assert len({text for text, _ in results}) == 1
+        assert sorted(h["x-chaperone-cache"] for _, h in results) == ["hit"] * 9 + ["miss"]
+        assert await chat_calls(mock_upstream) == 1
+        other = ask("Tell me a joke about dogs.")  # streamed and whole requests wait for one another
+        body = other
+        mixed = await asyncio.gather(
+            *(streamed(alice) for _ in range(5)), *(raw_chat(alice, other, **fault) for _ in range(5))
+        )
+    assert len({text for text, _ in mixed}) == 1
+    assert sorted(h["x-chaperone-cache"] for _, h in mixed) == ["hit"] * 9 + ["miss"]
+    assert await chat_calls(mock_upstream) == 2
 
 
 async def test_header_controls_and_bypass(
