@@ -157,19 +157,31 @@ class Cache:
         return None
 
     async def _coalesce(self, exchange: Exchange, state: _State) -> ApiResponse | None:
+        """Wait for an identical request in flight here (a future) or in another process (a store lock)."""
+        assert self.shared is not None
         key = state.keys.exact
         waiting = self.inflight.get(key)
+        timeout = max(0.0, min(self.config.coalesce_wait_s, exchange.remaining_s()))
         if waiting is None:
             state.leader = self.inflight[key] = asyncio.get_running_loop().create_future()
-            return None
-        timeout = max(0.0, min(self.config.coalesce_wait_s, exchange.remaining_s()))
+            if not self.config.coalesce_across_processes or await self.shared.lock(key, timeout):
+                return None
+            state.leader.set_result(None)  # another process leads: followers here poll with this one
+            state.leader = None
+            del self.inflight[key]
+            entry = await self.shared.wait(key, timeout)
+            return None if entry is None else self._hit(exchange, entry, 1.0)
         try:
             body = await asyncio.wait_for(asyncio.shield(waiting), timeout)
         except TimeoutError:
             body = None
-        if body is None:  # the first request failed or was not storable: call upstream ourselves
-            return None
-        return self._hit(exchange, Entry(body, time.time(), 0), 1.0)
+        if body is not None:
+            return self._hit(exchange, Entry(body, time.time(), 0), 1.0)
+        if self.config.coalesce_across_processes:  # the one we waited for followed another process
+            entry = await self.shared.wait(key, max(0.0, exchange.remaining_s()))
+            if entry is not None:
+                return self._hit(exchange, entry, 1.0)
+        return None  # the first request failed or was not storable: call upstream ourselves
 
     def _hit(self, exchange: Exchange, entry: Entry, similarity: float) -> ApiResponse:
         exchange.verdicts[self.name] = "hit"
@@ -230,6 +242,8 @@ class Cache:
                     state.leader.set_result(body)
                 if self.inflight.get(state.keys.exact) is state.leader:
                     del self.inflight[state.keys.exact]
+                if self.config.coalesce_across_processes and self.shared is not None:
+                    await self.shared.unlock(state.keys.exact)
 
     def _storable(self, exchange: Exchange, state: _State) -> bytes | None:
         if exchange.error is not None or not state.store:

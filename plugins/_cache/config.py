@@ -39,7 +39,11 @@ class CacheConfig(BaseModel):
     )
     cache_tool_calls: bool = Field(default=True, description="Store answers that are tool calls.")
     coalesce: bool = Field(
-        default=True, description="Identical concurrent misses wait for the first one's upstream call (per process)."
+        default=True, description="Identical concurrent misses wait for the first one's upstream call."
+    )
+    coalesce_across_processes: bool = Field(
+        default=True,
+        description="Also coalesce with workers and replicas sharing the store (a lock in the store; followers poll).",
     )
     coalesce_wait_s: float = Field(
         default=60.0, gt=0, description="How long a coalesced request waits for the first one before calling itself."

@@ -5,6 +5,7 @@ Store keys (all under ``cache:``):
 - ``cache:e:<exact key>``: one answer (JSON: the body, when it was stored, its log sequence number),
   with the policy's TTL.
 - ``cache:n:<partition>``: the partition's sequence counter, incremented once per stored answer.
+- ``cache:c:<exact key>``: the coalescing lock of a request in flight (``add``; deleted when it ends).
 - ``cache:l:<partition>:<n>``: log row ``n``: the exact key, and in semantic mode the last user turn and
   its embedding (float16), with the same TTL.
 
@@ -107,6 +108,31 @@ class Shared:
         old = await self.get(key)
         if old is not None and old.seq == seq:
             await self.store.delete("cache:e:" + key)
+
+    async def lock(self, key: str, ttl_s: float) -> bool:
+        """Take the coalescing lock of an exact key (True: this request calls upstream for everyone)."""
+        try:
+            return await self.store.add("cache:c:" + key, b"1", ttl_s=max(ttl_s, 0.1))
+        except StoreError:
+            return True
+
+    async def unlock(self, key: str) -> None:
+        await self.store.delete("cache:c:" + key)
+
+    async def wait(self, key: str, timeout_s: float) -> Entry | None:
+        """Poll for the answer another process is fetching; None once its lock is gone without one, or late."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + timeout_s
+        pause = 0.01
+        while loop.time() < end:
+            await asyncio.sleep(pause)
+            entry = await self.get(key)
+            if entry is not None:
+                return entry
+            if await self.store.get("cache:c:" + key) is None:
+                return await self.get(key)
+            pause = min(pause * 2, 0.1)
+        return None
 
     def forget(self, partition: str, key: str) -> None:
         """Drop a row whose answer is gone."""

@@ -176,6 +176,21 @@ async def test_coalesces_identical_concurrent_requests(
     assert await chat_calls(mock_upstream) == 2
 
 
+async def test_coalesces_across_replicas_on_redis(
+    start_proxy: ProxyFactory, write_policy: Callable[[str], Path], mock_upstream: MockUpstream, clean_redis_url: str
+) -> None:
+    store = f"store: {{backend: redis, url: '{clean_redis_url}'}}\n"
+    one = await start(start_proxy, write_policy, mock_upstream, "{mode: exact}", store)
+    two = await start(start_proxy, write_policy, mock_upstream, "{mode: exact}", store)
+    body = ask("Name a prime number.")
+    fault = {"x-mock-fault": "latency_ms=300"}
+    async with one.client("sk-alice") as a, two.client("sk-alice") as b:
+        results = await asyncio.gather(*(raw_chat(c, body, **fault) for c in (a, b) * 5))
+    assert len({text for text, _ in results}) == 1
+    assert sorted(h["x-chaperone-cache"] for _, h in results) == ["hit"] * 9 + ["miss"]
+    assert await chat_calls(mock_upstream) == 1
+
+
 async def test_header_controls_and_bypass(
     start_proxy: ProxyFactory, write_policy: Callable[[str], Path], mock_upstream: MockUpstream
 ) -> None:
