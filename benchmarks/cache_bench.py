@@ -7,6 +7,7 @@
 2. Added latency of a semantic lookup with 100k entries in one partition: the plugin's ``on_request``
    on a miss (exact get on diskcache, embedding, two-stage search, vetoes; one thread hop), p50/p99.
 3. A hit through the proxy vs the mock upstream at 50 ms: p50 of each over HTTP on loopback (aiohttp).
+4. What exact mode costs per request (all four hooks, diskcache, in-process): CPU and wall µs, miss and hit.
 
     python benchmarks/cache_bench.py [--entries 100000] [--iterations 300]
 """
@@ -170,6 +171,58 @@ async def hit_vs_upstream(iterations: int) -> dict[str, Any]:
     return {"upstream_ms_p50": round(up, 2), "hit_ms_p50": round(hit, 3), "speedup": round(up / hit, 1)}
 
 
+async def exact_cost(iterations: int, max_entries: int | None = 100_000) -> dict[str, Any]:
+    """CPU µs per request the plugin adds in exact mode (all hooks, diskcache), on a miss and on a hit."""
+    from plugins._cache.config import CacheConfig
+    from plugins.cache import Cache
+    from proxy.exchange import ApiResponse
+    from proxy.registry import build_registry
+    from proxy.runtime import Resources
+    from proxy.store import StoreConfig, open_store
+    from tests.chain_helpers import CHAT_OK, compile_chain_policy, make_exchange
+
+    home = Path(tempfile.mkdtemp(prefix="cache-bench-"))
+    store = open_store(StoreConfig(), home, clock=time.time)
+    registry = build_registry(entry_points=False, extra=("plugins.cache",))
+    policy = compile_chain_policy("[{cache: {mode: exact}}]", registry)
+    plugin = Cache(CacheConfig(mode="exact", max_entries=max_entries))
+    await plugin.on_startup(Resources(store=store, home=home))
+    answer = json.dumps(CHAT_OK).encode()
+
+    async def one(text: str) -> None:
+        body = {"model": "m", "temperature": 0, "messages": [{"role": "user", "content": text}]}
+        exchange = make_exchange(policy, body)
+        hit = await plugin.on_request(exchange)
+        exchange.response = hit or ApiResponse(200, raw=answer)
+        await plugin.on_response(exchange)
+        await plugin.on_complete(exchange)
+
+    out: dict[str, Any] = {}
+    for label, texts in (("miss", [f"question {i}" for i in range(iterations)]), ("hit", ["question 0"] * iterations)):
+        wall, cpu = time.perf_counter(), time.process_time()
+        for text in texts:
+            await one(text)
+        out[f"{label}_cpu_us"] = round((time.process_time() - cpu) / iterations * 1e6, 1)
+        out[f"{label}_wall_us"] = round((time.perf_counter() - wall) / iterations * 1e6, 1)
+    await store.close()
+    return out
+
+
+async def store_op_cost(n: int = 1000) -> dict[str, float]:
+    """CPU µs of one diskcache operation as the plugin awaits it (for reading the figures above)."""
+    from proxy.store import StoreConfig, open_store
+
+    store = open_store(StoreConfig(), Path(tempfile.mkdtemp(prefix="cache-bench-")), clock=time.time)
+    out = {}
+    for name, op in (("get", lambda i: store.get(f"x{i}")), ("set", lambda i: store.set(f"y{i}", b"v" * 500))):
+        cpu = time.process_time()
+        for i in range(n):
+            await op(i)
+        out[name] = round((time.process_time() - cpu) / n * 1e6, 1)
+    await store.close()
+    return out
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--entries", type=int, default=100_000)
@@ -181,6 +234,9 @@ async def main() -> None:
         "quality": quality(embedder),
         "lookup": await lookup_latency(embedder, args.entries, args.iterations),
         "hit_vs_upstream": await hit_vs_upstream(args.iterations),
+        "exact_mode_cost": await exact_cost(max(args.iterations, 1000)),
+        "exact_mode_cost_ttl_only": await exact_cost(max(args.iterations, 1000), max_entries=None),
+        "store_op_cpu_us": await store_op_cost(),
     }
     print(json.dumps(report, indent=2))
 

@@ -23,8 +23,11 @@ class CacheConfig(BaseModel):
         default=DEFAULT_THRESHOLD, ge=0.0, le=1.0, description="Cosine similarity a semantic hit needs."
     )
     ttl_s: float = Field(default=3600.0, gt=0, description="How long a stored answer stays valid, in seconds.")
-    max_entries: int = Field(
-        default=100_000, ge=1, description="Entries kept per partition; the oldest are evicted beyond this."
+    max_entries: int | None = Field(
+        default=100_000,
+        ge=1,
+        description="Entries kept per partition; the oldest are evicted beyond this. null: TTL only (in exact "
+        "mode a miss then costs one store write instead of three).",
     )
     max_temperature: float = Field(
         default=0.3, ge=0.0, description="Requests with a higher temperature are not cached (bypass)."
@@ -42,8 +45,9 @@ class CacheConfig(BaseModel):
         default=True, description="Identical concurrent misses wait for the first one's upstream call."
     )
     coalesce_across_processes: bool = Field(
-        default=True,
-        description="Also coalesce with workers and replicas sharing the store (a lock in the store; followers poll).",
+        default=False,
+        description="Also coalesce with workers and replicas sharing the store (a lock in the store; followers "
+        "poll). Two more store writes per miss.",
     )
     coalesce_wait_s: float = Field(
         default=60.0, gt=0, description="How long a coalesced request waits for the first one before calling itself."

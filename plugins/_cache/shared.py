@@ -36,6 +36,8 @@ from proxy.store import Store, StoreError
 
 log = logging.getLogger(__name__)
 
+SEMANTIC_CAP = 1_000_000
+"""Rows kept in memory per partition when the policy sets no entry cap."""
 MAX_PARTITIONS = 10_000
 """Partitions kept in memory per process (least recently used are forgotten, and re-read when needed)."""
 _BATCH = 256
@@ -61,10 +63,11 @@ class _Sync:
 class Shared:
     """The plugin's view of the store: entries, partition logs, and the per-process indexes."""
 
-    def __init__(self, store: Store, *, ttl_s: float, cap: int, sync_interval_s: float) -> None:
+    def __init__(self, store: Store, *, ttl_s: float, cap: int | None, sync_interval_s: float) -> None:
         self.store = store
         self.ttl_s = ttl_s
-        self.cap = cap
+        self.cap = cap or SEMANTIC_CAP
+        self.bounded = cap is not None
         self.sync_interval_s = sync_interval_s
         self.partitions: OrderedDict[str, tuple[Partition, _Sync]] = OrderedDict()
 
@@ -83,7 +86,14 @@ class Shared:
         return Entry(body, float(meta.get("c", 0)), int(meta.get("s", 0)))
 
     async def put(self, partition: str, key: str, body: bytes, text: str | None, vector: Vector | None) -> None:
-        """Store an answer (its JSON bytes), log it in its partition (with its embedding), evict past the cap."""
+        """Store an answer (its JSON bytes), log it in its partition (with its embedding), evict past the cap.
+
+        Without a cap, an answer with no embedding is only stored (nothing needs its log row).
+        """
+        if vector is None and not self.bounded:
+            entry = orjson.dumps({"c": time.time(), "s": 0}) + b"\x00" + body
+            await self.store.set("cache:e:" + key, entry, ttl_s=self.ttl_s)
+            return
         seq = int(await self.store.incr("cache:n:" + partition))
         entry = orjson.dumps({"c": time.time(), "s": seq}) + b"\x00" + body
         await self.store.set("cache:e:" + key, entry, ttl_s=self.ttl_s)
@@ -95,7 +105,7 @@ class Shared:
             index, sync = self._partition(partition)
             sync.own.add(seq)
             index.add(vector, key, text)
-        if seq > self.cap:
+        if self.bounded and seq > self.cap:
             await self._evict(partition, seq - self.cap)
 
     async def _evict(self, partition: str, seq: int) -> None:

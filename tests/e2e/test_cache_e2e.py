@@ -180,8 +180,9 @@ async def test_coalesces_across_replicas_on_redis(
     start_proxy: ProxyFactory, write_policy: Callable[[str], Path], mock_upstream: MockUpstream, clean_redis_url: str
 ) -> None:
     store = f"store: {{backend: redis, url: '{clean_redis_url}'}}\n"
-    one = await start(start_proxy, write_policy, mock_upstream, "{mode: exact}", store)
-    two = await start(start_proxy, write_policy, mock_upstream, "{mode: exact}", store)
+    config = "{mode: exact, coalesce_across_processes: true}"
+    one = await start(start_proxy, write_policy, mock_upstream, config, store)
+    two = await start(start_proxy, write_policy, mock_upstream, config, store)
     body = ask("Name a prime number.")
     fault = {"x-mock-fault": "latency_ms=300"}
     async with one.client("sk-alice") as a, two.client("sk-alice") as b:

@@ -216,3 +216,14 @@ async def test_entries_evict_past_the_cap_and_replicas_converge(
     finally:
         await one.close()
         await two.close()
+
+
+async def test_without_a_cap_an_exact_answer_is_one_write(tmp_path: Path) -> None:
+    store = open_store(StoreConfig(), tmp_path, clock=time.time)
+    try:
+        shared = Shared(store, ttl_s=60, cap=None, sync_interval_s=0)
+        await shared.put("p", "k", b'{"a": 1}', None, None)
+        assert (await shared.get("k")).body == b'{"a": 1}'  # type: ignore[union-attr]
+        assert await store.counter("cache:n:p") == 0
+    finally:
+        await store.close()
