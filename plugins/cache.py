@@ -40,7 +40,7 @@ from plugins._cache.guards import features, swapped_slot, veto
 from plugins._cache.index import Embedder, Vector
 from plugins._cache.keys import Keys, exact_keys, semantic_keys, temperature_of, tenant_of
 from plugins._cache.shared import Entry, Shared
-from proxy import ApiResponse, Exchange, PluginRegistry, StashKey, hookimpl
+from proxy import ApiResponse, Exchange, InvalidRequest, PluginRegistry, StashKey, hookimpl
 from proxy.runtime import Resources
 
 log = logging.getLogger(__name__)
@@ -89,6 +89,11 @@ class Cache:
     @hookimpl
     async def on_request(self, exchange: Exchange) -> ApiResponse | None:
         control = exchange.request.headers.pop(HEADER, "").strip().lower()
+        if control and control not in CONTROLS:
+            raise InvalidRequest(
+                f"header {HEADER} must be one of {', '.join(sorted(CONTROLS))}, not {control!r}",
+                param=HEADER, code="invalid_cache_control",
+            )  # fmt: skip
         if self.shared is None or control == "no-cache" or self._bypass(exchange):
             exchange.verdicts[self.name] = "bypass"
             return None

@@ -210,6 +210,8 @@ async def test_header_controls_and_bypass(
         await stored(proxy, 2)
         again, h = await raw_chat(alice, body, **{"x-chaperone-cache": "no-store"})
         assert h["x-chaperone-cache"] == "hit" and again == short  # refresh replaced the stored answer
+        with pytest.raises(openai.BadRequestError, match="no-cache, no-store, refresh"):
+            await raw_chat(alice, body, **{"x-chaperone-cache": "sometimes"})
         hot = {**body, "temperature": 0.9}
         _, h = await raw_chat(alice, hot)
         assert h["x-chaperone-cache"] == "bypass"
