@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 _WORD = re.compile(r"[^\W\d_][\w'.@/-]*\w|[^\W\d_]|\d[\w.,%/:-]*")
 _NUMBER = re.compile(r"(?<![A-Za-z0-9])\d+(?:[.,]\d+)*(?![A-Za-z])")
+_FLAG = re.compile(r"(?<![\w-])--?[A-Za-z][\w-]*")
 _QUOTED = re.compile(r"[\"“'`]([^\"”'`]{2,60})[\"”'`]")
 _SENTENCE_START = re.compile(r"(?:^|[.!?:;]\s+|\n)\W*([A-Za-z][\w'\u2019]*)")
 _DIRECTION = re.compile(r"\b(?:from\s+)?(\w[\w-]*)\s+(?:to|into|->|→)\s+(\w[\w-]*)", re.IGNORECASE)
@@ -44,7 +45,7 @@ NUMBER_WORDS = {
 
 NEGATORS = frozenset(
     {"not", "no", "never", "without", "none", "nobody", "nothing", "neither", "nor", "cannot", "except",
-     "excluding", "unless", "lack", "lacking", "non", "avoid",
+     "excluding", "unless", "lack", "lacking", "non",
      "nicht", "kein", "keine", "keinen", "ohne", "nie", "niemals",  # de
      "ne", "pas", "sans", "jamais", "aucun", "aucune",  # fr
      "sin", "nunca", "ningún", "ninguna", "tampoco",  # es
@@ -52,6 +53,9 @@ NEGATORS = frozenset(
      "não", "sem", "nenhum", "nenhuma",  # pt
      "niet", "geen", "zonder", "nooit"}  # nl
 )  # fmt: skip
+
+_NEGATING_STEMS = ("avoid", "exclud", "omit", "skip", "prevent", "forbid", "refus")
+"""Verbs that negate what follows, in any inflection (avoiding tolls, excluding weekends)."""
 
 _OPPOSITES: tuple[tuple[str, str, str], ...] = (
     ("toggle", "enable enabled enabling activate activated turn_on switch_on on unmute unblock allow "
@@ -132,11 +136,11 @@ def features(text: str) -> Features:
     for word in lowered:
         if word in NUMBER_WORDS:
             numbers.add(NUMBER_WORDS[word])
-        if word in NEGATORS or word.endswith("n't"):
+        if word in NEGATORS or word.endswith("n't") or word.startswith(_NEGATING_STEMS):
             negated = True
         if (hit := OPPOSITES.get(word)) is not None:
             polarity.add(hit)
-    words = frozenset(_stem(w) for w in lowered) | frozenset(lowered)
+    words = frozenset(_stem(w) for w in lowered) | frozenset(lowered) | {f.lower() for f in _FLAG.findall(text)}
     directions = tuple((_stem(a.lower()), _stem(b.lower())) for a, b in _DIRECTION.findall(text))
     specific = _specific(text, _WORD.findall(text))
     content = Counter(_stem(w) for w in lowered if w.isalpha() and w not in STOPWORDS)
@@ -148,6 +152,7 @@ def features(text: str) -> Features:
 def _specific(text: str, tokens: list[str]) -> frozenset[str]:
     starts = {_stem(m.group(1)) for m in _SENTENCE_START.finditer(text)}
     out = {q.strip().lower() for q in _QUOTED.findall(text)}
+    out |= {flag.lower() for flag in _FLAG.findall(text)}
     for token in tokens:
         bare = token.strip(".'")
         if len(bare) < 2:
@@ -173,7 +178,7 @@ def _stem(word: str) -> str:
 WordSimilarity = Callable[[list[str], list[str]], float]
 """Given two lists of words, the lowest over all words of the best cosine to a word of the other list."""
 
-SLOT_SIMILARITY = 0.4
+SLOT_SIMILARITY = 0.5
 """A replaced word needs at least this word-embedding cosine to one of its replacements (tuned on the pair set)."""
 
 
@@ -212,8 +217,8 @@ _PREFIXES = ("un", "dis", "de", "in", "im", "non", "anti", "non-", "anti-")
 
 def _prefixed(a: frozenset[str], b: frozenset[str]) -> bool:
     """One prompt has a word the other has with a negating prefix (both directions)."""
-    return any(p + w in b for w in a if len(w) > 3 for p in _PREFIXES) or any(
-        p + w in a for w in b if len(w) > 3 for p in _PREFIXES
+    return any(p + w in b for w in a if len(w) > 2 for p in _PREFIXES) or any(
+        p + w in a for w in b if len(w) > 2 for p in _PREFIXES
     )
 
 

@@ -110,6 +110,11 @@ def test_config_errors_name_the_field(registry: PluginRegistry) -> None:
         ("Convert 5 miles to kilometers", "Convert 5 kilometers to miles", "direction"),
         ("How can I switch off dark mode?", "How do I disable dark mode?", None),
         ("What's the capital of France?", "Which city is the capital of France?", None),
+        ("How do I unzip a folder?", "How do I zip a folder?", "polarity"),
+        ("What does --dry-run do in git push?", "What does --force do in git push?", "entity"),
+        ("Fastest route avoiding tolls", "Fastest route using tolls", "negation"),
+        ("Wie kann ich 2FA deaktivieren?", "Wie kann ich 2FA aktivieren?", "polarity"),
+        ("¿Cómo hago pan sin levadura?", "¿Cómo hago pan con levadura?", "negation"),
     ],
 )
 def test_vetoes(new: str, cached: str, reason: str | None) -> None:
