@@ -1,0 +1,113 @@
+"""Streams and whole answers: assemble a chat/completions stream into one answer, replay one as a stream.
+
+Only the ``chat`` and ``completions`` endpoints stream through the cache; a streamed Responses or
+Messages request bypasses it (their event grammar is rich enough that a replay would need its own
+module; their whole answers are cached).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+
+STREAMABLE = frozenset({"chat", "completions"})
+
+
+class Assembler:
+    """Rebuilds the whole answer from a chat or completions stream's chunks (fed in order)."""
+
+    def __init__(self, endpoint: str) -> None:
+        self.endpoint = endpoint
+        self.head: dict[str, Any] = {}
+        self.choices: dict[int, dict[str, Any]] = {}
+        self.usage: dict[str, Any] | None = None
+
+    def feed(self, chunk: dict[str, Any]) -> None:
+        if not self.head:
+            self.head = {k: chunk[k] for k in ("id", "created", "model", "system_fingerprint") if k in chunk}
+        if isinstance(chunk.get("usage"), dict):
+            self.usage = chunk["usage"]
+        for raw in chunk.get("choices") or ():
+            if isinstance(raw, dict):
+                self._choice(raw)
+
+    def _choice(self, raw: dict[str, Any]) -> None:
+        index = raw.get("index", 0)
+        choice = self.choices.setdefault(index, {"index": index, "text": [], "tools": {}, "finish_reason": None})
+        if raw.get("finish_reason"):
+            choice["finish_reason"] = raw["finish_reason"]
+        if self.endpoint == "completions":
+            choice["text"].append(str(raw.get("text") or ""))
+            return
+        delta = raw.get("delta") or {}
+        if delta.get("role"):
+            choice["role"] = delta["role"]
+        if delta.get("content"):
+            choice["text"].append(str(delta["content"]))
+        if delta.get("refusal"):
+            choice["refusal"] = choice.get("refusal", "") + str(delta["refusal"])
+        for call in delta.get("tool_calls") or ():
+            slot = choice["tools"].setdefault(call.get("index", 0), {"type": "function", "function": {"arguments": ""}})
+            if call.get("id"):
+                slot["id"] = call["id"]
+            function = call.get("function") or {}
+            if function.get("name"):
+                slot["function"]["name"] = function["name"]
+            slot["function"]["arguments"] += str(function.get("arguments") or "")
+
+    def result(self) -> dict[str, Any] | None:
+        """The whole answer, or None when some choice never finished (a cut or broken stream)."""
+        if not self.choices or any(c["finish_reason"] is None for c in self.choices.values()):
+            return None
+        choices = [self._whole(self.choices[i]) for i in sorted(self.choices)]
+        kind = "text_completion" if self.endpoint == "completions" else "chat.completion"
+        body: dict[str, Any] = {**self.head, "object": kind, "choices": choices}
+        if self.usage is not None:
+            body["usage"] = self.usage
+        return body
+
+    def _whole(self, c: dict[str, Any]) -> dict[str, Any]:
+        text = "".join(c["text"])
+        if self.endpoint == "completions":
+            return {"index": c["index"], "text": text, "logprobs": None, "finish_reason": c["finish_reason"]}
+        message: dict[str, Any] = {"role": c.get("role", "assistant"), "content": text or None}
+        if "refusal" in c:
+            message["refusal"] = c["refusal"]
+        if c["tools"]:
+            message["tool_calls"] = [c["tools"][i] for i in sorted(c["tools"])]
+        return {"index": c["index"], "message": message, "finish_reason": c["finish_reason"]}
+
+
+def chunks(endpoint: str, body: dict[str, Any], include_usage: bool) -> list[dict[str, Any]]:
+    """A whole chat or completions answer as the chunks of a stream (usage chunk when asked)."""
+    head: dict[str, Any] = {k: body[k] for k in ("id", "created", "model", "system_fingerprint") if k in body}
+    kind = "text_completion" if endpoint == "completions" else "chat.completion.chunk"
+    out: list[dict[str, Any]] = []
+    for choice in body.get("choices") or ():
+        index = choice.get("index", 0)
+        if endpoint == "completions":
+            out.append({**head, "object": kind, "choices": [{"index": index, "text": choice.get("text") or "",
+                        "logprobs": None, "finish_reason": None}]})  # fmt: skip
+        else:
+            message = choice.get("message") or {}
+            delta: dict[str, Any] = {"role": message.get("role", "assistant"), "content": message.get("content")}
+            if message.get("tool_calls"):
+                delta["tool_calls"] = [{"index": i, **call} for i, call in enumerate(message["tool_calls"])]
+            if message.get("refusal"):
+                delta["refusal"] = message["refusal"]
+            out.append({**head, "object": kind, "choices": [{"index": index, "delta": delta, "finish_reason": None}]})
+        empty: dict[str, Any] = {"text": ""} if endpoint == "completions" else {"delta": {}}
+        out.append({**head, "object": kind, "choices": [{"index": index, **empty,
+                    "finish_reason": choice.get("finish_reason") or "stop"}]})  # fmt: skip
+    if include_usage:
+        for chunk in out:
+            chunk["usage"] = None
+        out.append({**head, "object": kind, "choices": [], "usage": body.get("usage")})
+    return out
+
+
+async def sse(events: list[dict[str, Any]]) -> AsyncIterator[bytes]:
+    """The events as one SSE body ending in ``[DONE]``."""
+    yield b"".join(b"data: " + orjson.dumps(e) + b"\n\n" for e in events) + b"data: [DONE]\n\n"

@@ -1,0 +1,234 @@
+"""The cache plugin's pieces without a network: keys, vetoes, stream assembly and replay, the index, the store."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from plugins._cache import index as index_module
+from plugins._cache.guards import features, veto
+from plugins._cache.index import Embedder, Partition
+from plugins._cache.keys import exact_keys, semantic_keys, tenant_of
+from plugins._cache.replay import Assembler, chunks
+from plugins._cache.shared import Shared
+from proxy.exchange import ApiRequest
+from proxy.policy import PolicyError
+from proxy.registry import PluginRegistry, build_registry
+from proxy.store import StoreConfig, open_store
+from tests.chain_helpers import compile_chain_policy, make_exchange
+
+
+@pytest.fixture(scope="module")
+def embedder() -> Embedder:
+    model = Embedder()
+    model.load()
+    return model
+
+
+@pytest.fixture
+def registry() -> PluginRegistry:
+    return build_registry(entry_points=False, extra=("plugins.cache",))
+
+
+def chat(text: str, **extra: Any) -> ApiRequest:
+    body = {"model": "m", "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": text}]}
+    return ApiRequest("chat", "/chat/completions", {**body, **extra})
+
+
+# ---- keys -----------------------------------------------------------------------------------
+
+
+def test_exact_key_ignores_delivery_fields_and_api_defaults() -> None:
+    base = exact_keys(chat("Hi there"), "t").exact
+    same = [
+        chat("Hi there", stream=True, stream_options={"include_usage": True}, user="u1", metadata={"a": "b"}),
+        chat("  Hi there \n", temperature=1, n=1, top_p=1),
+        ApiRequest("chat", "/chat/completions", {"model": "m", "messages": [
+            {"role": "system", "content": [{"type": "text", "text": "Be brief."}]},
+            {"role": "user", "content": "Hi there"}]}),
+    ]  # fmt: skip
+    assert all(exact_keys(r, "t").exact == base for r in same)
+    different = [
+        chat("Hi there!"), chat("Hi there", temperature=0), chat("Hi there", seed=1), chat("Hi there", n=2),
+        chat("Hi there", response_format={"type": "json_object"}), chat("Hi there", logit_bias={"50256": -100}),
+        chat("Hi there", stop=["\n"]), chat("Hi there", some_new_field=True), chat("Hi there", model="m2"),
+    ]  # fmt: skip
+    keys = {exact_keys(r, "t").exact for r in different}
+    assert base not in keys and len(keys) == len(different)
+    assert exact_keys(chat("Hi there"), "other tenant").exact != base
+
+
+def test_semantic_partition_holds_everything_but_the_last_user_turn() -> None:
+    a = semantic_keys(chat("How do I enable 2FA?", temperature=0.01, max_tokens=100), "t")
+    b = semantic_keys(chat("How can I turn on 2FA?", temperature=0.04, max_tokens=120), "t")
+    assert a.partition == b.partition and a.exact != b.exact
+    assert (a.query, b.query) == ("How do I enable 2FA?", "How can I turn on 2FA?")
+    other_system = chat("How do I enable 2FA?")
+    other_system.body["messages"][0]["content"] = "Answer in French."
+    others = [other_system, chat("How do I enable 2FA?", tools=[{"type": "function", "function": {"name": "f"}}]),
+              chat("How do I enable 2FA?", temperature=0.5), chat("How do I enable 2FA?", seed=3)]  # fmt: skip
+    assert all(semantic_keys(r, "t").partition != a.partition for r in others)
+    assert semantic_keys(chat("How do I enable 2FA?"), "u").partition != a.partition
+
+
+def test_tenant_is_the_key_or_a_digest_of_the_credential(registry: PluginRegistry) -> None:
+    keys = "keys:\n  - {name: alice, key: sk-alice}\n"
+    policy = compile_chain_policy("[]", registry, keys)
+    assert tenant_of(make_exchange(policy, authorization="Bearer sk-alice").caller, False) == "n:alice"
+    assert tenant_of(make_exchange(policy, authorization="Bearer sk-alice").caller, True) == "*"
+    open_policy = compile_chain_policy("[]", registry)
+    one = tenant_of(make_exchange(open_policy, authorization="Bearer sk-1").caller, False)
+    two = tenant_of(make_exchange(open_policy, authorization="Bearer sk-2").caller, False)
+    assert one != two and "sk-1" not in one
+
+
+def test_config_errors_name_the_field(registry: PluginRegistry) -> None:
+    with pytest.raises(PolicyError, match="threshold"):
+        compile_chain_policy("[{cache: {threshold: 1.5}}]", registry)
+    with pytest.raises(PolicyError, match="colour"):
+        compile_chain_policy("[{cache: {colour: red}}]", registry)
+
+
+# ---- vetoes ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("new", "cached", "reason"),
+    [
+        ("How do I disable 2FA?", "How do I enable 2FA?", "polarity"),
+        ("How do I turn off dark mode?", "How do I turn on dark mode?", "polarity"),
+        ("Which foods don't contain gluten?", "Which foods contain gluten?", "negation"),
+        ("Bread recipe without yeast", "Bread recipe with yeast", "negation"),
+        ("Give me 5 tips for an interview", "Give me 3 tips for an interview", "number"),
+        ("Give me three tips for an interview", "Give me 3 tips for an interview", None),
+        ("What is the capital of Spain?", "What is the capital of France?", "entity"),
+        ("What does parse_config do?", "What does load_config do?", "entity"),
+        ("Convert 5 miles to kilometers", "Convert 5 kilometers to miles", "direction"),
+        ("How can I switch off dark mode?", "How do I disable dark mode?", None),
+        ("What's the capital of France?", "Which city is the capital of France?", None),
+        ("How do I unzip a folder?", "How do I zip a folder?", "polarity"),
+        ("What does --dry-run do in git push?", "What does --force do in git push?", "entity"),
+        ("Fastest route avoiding tolls", "Fastest route using tolls", "negation"),
+        ("Wie kann ich 2FA deaktivieren?", "Wie kann ich 2FA aktivieren?", "polarity"),
+        ("¿Cómo hago pan sin levadura?", "¿Cómo hago pan con levadura?", "negation"),
+    ],
+)
+def test_vetoes(new: str, cached: str, reason: str | None) -> None:
+    assert veto(features(new), features(cached)) == reason
+
+
+def test_word_similarity_is_bounded(embedder: Embedder) -> None:
+    assert embedder.word_similarity(["repair"], ["repair"]) > 0.99
+    assert embedder.word_similarity(["population"], ["area"]) < 0.4
+
+
+# ---- streams --------------------------------------------------------------------------------
+
+
+def test_assembled_stream_replays_as_the_same_chunks() -> None:
+    body = {"id": "c1", "created": 1, "model": "m", "object": "chat.completion",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello", "tool_calls": [
+                {"id": "t1", "type": "function", "function": {"name": "f", "arguments": "{\"a\": 1}"}}]},
+                "finish_reason": "tool_calls"}],
+            "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}}  # fmt: skip
+    events = chunks("chat", body, include_usage=True)
+    assert events[-1]["choices"] == [] and events[-1]["usage"]["total_tokens"] == 5
+    assembler = Assembler("chat")
+    for event in events:
+        assembler.feed(event)
+    assert assembler.result() == body
+    assert all("usage" not in e for e in chunks("chat", body, include_usage=False))
+
+
+def test_an_unfinished_stream_is_not_an_answer() -> None:
+    assembler = Assembler("completions")
+    assembler.feed({"id": "x", "choices": [{"index": 0, "text": "partial", "finish_reason": None}]})
+    assert assembler.result() is None
+    assembler.feed({"id": "x", "choices": [{"index": 0, "text": " end", "finish_reason": "stop"}]})
+    assert assembler.result()["choices"][0]["text"] == "partial end"  # type: ignore[index]
+
+
+# ---- index ----------------------------------------------------------------------------------
+
+
+def test_index_finds_the_nearest_and_forgets_dropped_rows(embedder: Embedder) -> None:
+    part = Partition(cap=100)
+    for i, text in enumerate(["How do I reset my password?", "Write a poem about the sea", "Tax rules in Ohio"]):
+        part.add(embedder.embed(text), f"k{i}", text)
+    found = part.search(embedder.embed("What are the steps to reset my password?"), 0.7, 4)
+    assert [c.key for c in found] == ["k0"]
+    part.drop("k0")
+    assert part.search(embedder.embed("What are the steps to reset my password?"), 0.7, 4) == []
+
+
+def test_index_keeps_at_most_cap_rows_oldest_out() -> None:
+    rng = np.random.default_rng(0)
+    part = Partition(cap=50)
+    vectors = rng.standard_normal((120, 256)).astype(np.float32)
+    for i, v in enumerate(vectors):
+        part.add(v, f"k{i}", "t")
+    assert len(part) <= 50
+    assert part.search(vectors[119], 0.99, 1)[0].key == "k119"
+    assert part.search(vectors[0], 0.99, 1) == []
+
+
+def test_clustered_search_agrees_with_a_full_scan(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(index_module, "IVF_MIN", 500)
+    rng = np.random.default_rng(1)
+    base = rng.standard_normal((2000, 256)).astype(np.float32)
+    part = Partition(cap=10_000)
+    for i, v in enumerate(base):
+        part.add(v, f"k{i}", "t")
+    for i in range(0, 2000, 97):
+        noisy = base[i] + 0.2 * rng.standard_normal(256).astype(np.float32)
+        assert part.search(noisy, 0.8, 1)[0].key == f"k{i}"
+    assert part.centroids is not None  # the clustered path was used
+    part.add(base[0], "late", "t")  # rows added after training are found too
+    assert {c.key for c in part.search(base[0], 0.99, 4)} == {"k0", "late"}
+
+
+# ---- the store ------------------------------------------------------------------------------
+
+
+@pytest.fixture(params=["diskcache", "redis"])
+def store_config(request: pytest.FixtureRequest) -> StoreConfig:
+    if request.param == "diskcache":
+        return StoreConfig()
+    return StoreConfig(backend="redis", url=request.getfixturevalue("clean_redis_url"))
+
+
+async def test_entries_evict_past_the_cap_and_replicas_converge(
+    store_config: StoreConfig, tmp_path: Path, embedder: Embedder
+) -> None:
+    one = open_store(store_config, tmp_path, clock=time.time)
+    two = open_store(store_config, tmp_path, clock=time.time)
+    try:
+        a = Shared(one, ttl_s=60, cap=3, sync_interval_s=0)
+        b = Shared(two, ttl_s=60, cap=3, sync_interval_s=0)
+        texts = ["reset my password", "poem about the sea", "tax rules in Ohio", "boil an egg"]
+        for i, text in enumerate(texts):
+            await a.put("p", f"k{i}", b'{"n": %d}' % i, text, embedder.embed(text))
+        assert await a.get("k0") is None  # the oldest went when the fourth came
+        assert (await b.get("k3")).body == b'{"n": 3}'  # type: ignore[union-attr]
+        seen = await b.index("p")  # the other replica reads the log
+        found = seen.search(embedder.embed("boil an egg"), 0.9, 1)
+        assert [c.key for c in found] == ["k3"]
+        assert len(seen) == 3
+    finally:
+        await one.close()
+        await two.close()
+
+
+async def test_without_a_cap_an_exact_answer_is_one_write(tmp_path: Path) -> None:
+    store = open_store(StoreConfig(), tmp_path, clock=time.time)
+    try:
+        shared = Shared(store, ttl_s=60, cap=None, sync_interval_s=0)
+        await shared.put("p", "k", b'{"a": 1}', None, None)
+        assert (await shared.get("k")).body == b'{"a": 1}'  # type: ignore[union-attr]
+        assert await store.counter("cache:n:p") == 0
+    finally:
+        await store.close()
