@@ -22,7 +22,7 @@ keys:
 
 @pytest.fixture
 def registry() -> PluginRegistry:
-    return build_registry(entry_points=False, extra=("plugins.cache",))
+    return build_registry(entry_points=False)
 
 
 def ask(text: str, system: str = "You are terse.", **extra: Any) -> dict[str, Any]:

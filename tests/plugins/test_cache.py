@@ -31,7 +31,7 @@ def embedder() -> Embedder:
 
 @pytest.fixture
 def registry() -> PluginRegistry:
-    return build_registry(entry_points=False, extra=("plugins.cache",))
+    return build_registry(entry_points=False)
 
 
 def chat(text: str, **extra: Any) -> ApiRequest:
