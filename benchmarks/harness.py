@@ -50,13 +50,17 @@ RESULTS = HERE / "results"
 
 
 def chat_body(stream: bool, tokens: int, chunk_delay_ms: float = 0.0) -> str:
-    """A pre-serialised chat request; the mock's magic string fixes the answer's length (and pacing)."""
+    """A pre-serialised chat request; the mock's magic string fixes the answer's length (and pacing).
+
+    ``{n}`` becomes the request's number in the load generator: every body differs, so a cache in
+    the chain (``chaperone-money``) measures misses, and every target gets the same work.
+    """
     magic = f"tokens={tokens}" + (f",chunk_delay_ms={chunk_delay_ms:g}" if chunk_delay_ms else "")
     body: dict[str, Any] = {
         "model": "bench-model",
         "messages": [
             {"role": "system", "content": "You are a benchmark."},
-            {"role": "user", "content": f"Say something short. [[mock:{magic}]]"},
+            {"role": "user", "content": f"Say something short, number {{n}}. [[mock:{magic}]]"},
         ],
         "max_tokens": 256,
     }

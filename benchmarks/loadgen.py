@@ -13,6 +13,7 @@ reads (s), error and incomplete-stream counts with a sample message, wall time a
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import re
 import sys
@@ -75,13 +76,16 @@ class Runner:
     async def run(self, job: Job) -> Result:
         result = Result()
         session = self.session(job.url)
-        body = job.body.encode()
+        template = job.body.encode()
+        head, marker, tail = template.partition(b"{n}")  # a request number makes every body unique
         left = [job.requests]
         one = _one_stream if job.stream else _one_plain
+        serial = itertools.count()
 
         async def loop() -> None:
             while left[0] > 0:
                 left[0] -= 1
+                body = head + str(next(serial)).encode() + tail if marker else template
                 try:
                     await one(session, job, body, result)
                 except Exception as exc:  # a failed request is counted, never fatal

@@ -44,6 +44,14 @@ NOOP8_CHAIN: list[str | dict[str, Any]] = [
     )
 ]
 
+# Issue 7's overhead target: counting + rpm/tpm, an exact cache (every request misses: the harness
+# numbers its bodies), then cost. cost goes first in a chain so it sees cache hits.
+MONEY_CHAIN: list[dict[str, Any]] = [
+    {"cost": {}},
+    {"budget": {"per_key": {"rpm": 100_000_000, "tpm": 1_000_000_000_000}}},
+    {"cache": {"mode": "exact", "max_temperature": 2.0, "missing_temperature": 0.0}},
+]
+
 
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -192,6 +200,7 @@ CHAPERONE_VARIANTS: dict[str, Callable[[], list[Any]]] = {
     "chaperone-default": default_chain,
     "chaperone-noop8": lambda: NOOP8_CHAIN,
     "chaperone-pii": lambda: [{"pii": {}}],
+    "chaperone-money": lambda: MONEY_CHAIN,
 }
 
 
