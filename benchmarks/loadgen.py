@@ -55,6 +55,7 @@ class Runner:
 
     def __init__(self) -> None:
         self._sessions: dict[str, aiohttp.ClientSession] = {}
+        self._serial = itertools.count()  # request numbers never repeat within a run, across jobs and targets
 
     def session(self, url: str) -> aiohttp.ClientSession:
         origin = url.split("/", 3)[2]
@@ -80,12 +81,11 @@ class Runner:
         head, marker, tail = template.partition(b"{n}")  # a request number makes every body unique
         left = [job.requests]
         one = _one_stream if job.stream else _one_plain
-        serial = itertools.count()
 
         async def loop() -> None:
             while left[0] > 0:
                 left[0] -= 1
-                body = head + str(next(serial)).encode() + tail if marker else template
+                body = head + str(next(self._serial)).encode() + tail if marker else template
                 try:
                     await one(session, job, body, result)
                 except Exception as exc:  # a failed request is counted, never fatal
