@@ -4,8 +4,12 @@ diskcache calls block, so they run on a small thread pool owned by the store, ne
 Read-modify-write operations (``add``, ``incr``) run inside ``Cache.transact()``, an SQLite
 ``BEGIN IMMEDIATE`` transaction, which makes them atomic across threads and processes.
 Within a process, writes also take a lock so the pool's threads queue on it instead of on SQLite's
-busy-wait. The cache never evicts (``eviction_policy="none"``): losing a budget counter to make room
-would silently reset it, so give cache entries a TTL.
+busy-wait, and they are batched: writes that arrive while one batch is being committed go together
+in the next, in one pool call and one transaction (each keeps its own result and error). A thread
+hop costs ~40 µs of CPU and a commit ~40 µs, so under concurrency this cuts the store's cost per
+write several times; alone, a write costs what it did. The cache never evicts
+(``eviction_policy="none"``): losing a budget counter to make room would silently reset it, so give
+cache entries a TTL.
 """
 
 import asyncio
@@ -51,8 +55,11 @@ class DiskStore:
         self._executor = ThreadPoolExecutor(max_workers=_WORKERS, thread_name_prefix="chaperone-store")
         self._cache: Any = None
         self._open_lock = threading.Lock()
-        self._write_lock = threading.Lock()
+        self._write_lock = threading.RLock()  # re-entered: a batch holds it around operations that take it
         self._closed = False
+        self._pending: list[tuple[Callable[..., Any], tuple[Any, ...], asyncio.Future[Any]]] = []
+        self._draining = False
+        self._drainer: asyncio.Task[None] | None = None
 
     def __repr__(self) -> str:
         return f"DiskStore({str(self._directory)!r}, prefix={self._prefix!r})"
@@ -63,30 +70,30 @@ class DiskStore:
     async def set(self, key: str, value: bytes, *, ttl_s: float | None = None) -> None:
         check_positive("ttl_s", ttl_s)
         packed = pack_value(value, expires_at(self._clock(), ttl_s))
-        await self._run(self._set, self._prefix + key, packed, ttl_s)
+        await self._write(self._set, self._prefix + key, packed, ttl_s)
 
     async def add(self, key: str, value: bytes, *, ttl_s: float | None = None) -> bool:
         check_positive("ttl_s", ttl_s)
         now = self._clock()
-        return await self._run(self._add, self._prefix + key, pack_value(value, expires_at(now, ttl_s)), ttl_s, now)
+        return await self._write(self._add, self._prefix + key, pack_value(value, expires_at(now, ttl_s)), ttl_s, now)
 
     async def delete(self, key: str) -> bool:
-        return await self._run(self._delete, self._prefix + key, self._clock())
+        return await self._write(self._delete, self._prefix + key, self._clock())
 
     async def incr(self, key: str, amount: float = 1, *, window_s: float | None = None) -> float:
         check_amount(amount)
         full_key, keep_s = self._counter_key(key, window_s)
-        return await self._run(self._incr, full_key, amount, keep_s)
+        return await self._write(self._incr, full_key, amount, keep_s)
 
     async def counter(self, key: str, *, window_s: float | None = None) -> float:
         full_key, _ = self._counter_key(key, window_s)
         return await self._run(self._counter, full_key)
 
     async def set_add(self, key: str, member: str) -> bool:
-        return await self._run(self._set_change, self._prefix + key, member, True)
+        return await self._write(self._set_change, self._prefix + key, member, True)
 
     async def set_remove(self, key: str, member: str) -> bool:
-        return await self._run(self._set_change, self._prefix + key, member, False)
+        return await self._write(self._set_change, self._prefix + key, member, False)
 
     async def set_members(self, key: str) -> frozenset[str]:
         return await self._run(self._set_members, self._prefix + key)
@@ -97,6 +104,8 @@ class DiskStore:
     async def close(self) -> None:
         if self._closed:
             return
+        if self._drainer is not None:  # writes already asked for are committed first
+            await asyncio.gather(self._drainer, return_exceptions=True)
         self._closed = True
         await asyncio.get_running_loop().run_in_executor(None, self._shutdown)
 
@@ -118,7 +127,59 @@ class DiskStore:
         except _BACKEND_ERRORS as exc:
             raise StoreUnavailable(f"diskcache store at {self._directory} is unavailable: {exc!r}") from exc
 
+    async def _write(self, fn: Callable[..., T], *args: Any) -> T:
+        """Queue a write for the next batch and wait for its own result."""
+        if self._closed:
+            raise StoreUnavailable(f"diskcache store at {self._directory} is closed")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._pending.append((fn, args, future))
+        if not self._draining:
+            self._draining = True
+            self._drainer = loop.create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while self._pending:
+                batch, self._pending = self._pending, []
+                try:
+                    results = await loop.run_in_executor(self._executor, self._apply, [(f, a) for f, a, _ in batch])
+                except _BACKEND_ERRORS as exc:
+                    error = StoreUnavailable(f"diskcache store at {self._directory} is unavailable: {exc!r}")
+                    results = [(False, error)] * len(batch)
+                except BaseException as exc:  # the loop is closing: no waiter is left hanging
+                    results = [(False, exc)] * len(batch)
+                for (_, _, future), (ok, value) in zip(batch, results, strict=True):
+                    if future.done():
+                        continue
+                    if ok:
+                        future.set_result(value)
+                    else:
+                        future.set_exception(value)
+        finally:
+            self._draining = False
+
     # -- pool side (blocking) ----------------------------------------------------------------------------
+
+    def _apply(self, batch: list[tuple[Callable[..., Any], tuple[Any, ...]]]) -> list[tuple[bool, Any]]:
+        """Run a batch of writes in one transaction; each gets its own result or exception."""
+        cache = self._open()
+        out: list[tuple[bool, Any]] = []
+        if len(batch) == 1:
+            fn, args = batch[0]
+            try:
+                return [(True, fn(*args))]
+            except StoreError as exc:
+                return [(False, exc)]
+        with self._write_lock, cache.transact():
+            for fn, args in batch:
+                try:
+                    out.append((True, fn(*args)))
+                except StoreError as exc:  # its own mistake (a key of another kind): the others go on
+                    out.append((False, exc))
+        return out
 
     def _open(self) -> Any:
         with self._open_lock:

@@ -401,3 +401,20 @@ def test_config_is_frozen_and_described() -> None:
     with pytest.raises(pydantic.ValidationError):
         config.prefix = "x"
     assert all(field.description for field in StoreConfig.model_fields.values())
+
+
+async def test_concurrent_writes_each_get_their_own_result_and_error(store: Store) -> None:
+    """Writes batched together (diskcache) still answer one by one: totals in order, a wrong kind fails alone."""
+    await store.set("a-value", b"v")
+    results = await asyncio.gather(
+        *(store.incr("n", 1) for _ in range(20)),
+        store.incr("a-value", 1),
+        store.add("once", b"1"),
+        store.add("once", b"2"),
+        return_exceptions=True,
+    )
+    totals = sorted(r for r in results[:20] if isinstance(r, float))
+    assert totals == [float(i) for i in range(1, 21)]  # atomic: every caller saw a distinct total
+    assert isinstance(results[20], StoreError)
+    assert sorted(results[21:]) == [False, True]  # exactly one add won
+    assert await store.counter("n") == 20 and await store.get("once") in (b"1", b"2")
