@@ -36,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from proxy.chain import HOOK_TIMES
 from proxy.errors import Forbidden, NotFound, Unauthorized
 from proxy.exchange import ApiResponse, Exchange, StashKey, Usage
+from proxy.metrics_otel import OtelMetrics, outcome, provider_from_env
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import MeterProvider
@@ -118,12 +119,6 @@ def note_usage(exchange: Exchange, response: ApiResponse) -> None:
     """Set ``exchange.usage`` from a whole answer (the cheap path when only metrics need it)."""
     usage = fast_usage(response.body.get("usage")) if response.body is not None else usage_from_raw(response.raw)
     exchange.usage = usage or exchange.usage
-
-
-def _outcome(status: int | None, error: str | None) -> str:
-    if error is not None:
-        return error
-    return "ok" if status is not None and status < 400 else f"http_{status}"
 
 
 class _Instruments:
@@ -230,7 +225,7 @@ class Metrics:
             multiprocess.MultiProcessCollector(self._exposed, path=multiprocess_dir)  # type: ignore[no-untyped-call]
         else:
             self._exposed = self.registry
-        self.otel = _Otel(meter_provider, self) if meter_provider is not None else None
+        self.otel = OtelMetrics(meter_provider, runtime) if meter_provider is not None else None
         self._children: dict[tuple[Any, ...], Any] = {}
         self._rows: dict[tuple[str, str, int, str], _Row] = {}
         self._attempts: dict[tuple[str, int | None, str | None], Callable[[float], None]] = {}
@@ -297,7 +292,7 @@ class Metrics:
             self.otel.record(exchange, status, code, now, stash.get(FIRST_EVENT))
 
     def _attempt_counter(self, backend: str, status: int | None, error: str | None) -> Callable[[float], None]:
-        adder = _adder(self._child(self.m.attempts, backend, _outcome(status, error)))
+        adder = _adder(self._child(self.m.attempts, backend, outcome(status, error)))
         self._attempts[(backend, status, error)] = adder
         return adder
 
@@ -449,10 +444,13 @@ class Recorder:
         status = error_status(exc)
         code = _error_code(exc)
         seconds = time.monotonic() - started
-        if self.metrics is not None:
-            self.metrics.refused(endpoint, status, code, seconds)
-        if self.access is not None:
-            self.access.refused(request_id, endpoint, status, code, seconds)
+        try:
+            if self.metrics is not None:
+                self.metrics.refused(endpoint, status, code, seconds)
+            if self.access is not None:
+                self.access.refused(request_id, endpoint, status, code, seconds)
+        except Exception:
+            log.exception("recording metrics failed (request_id=%s)", request_id)
 
 
 RECORDER = web.AppKey("recorder", Recorder)
@@ -477,83 +475,10 @@ def _error_code(exc: BaseException | None) -> str | None:
     return code if isinstance(code, str) else type(exc).__name__
 
 
-# ---- OpenTelemetry ---------------------------------------------------------------------------
+def worker_exited(pid: int, env: Mapping[str, str] | None = None) -> None:
+    """For the parent of ``serve --workers N``: drop a dead worker's live gauges (its counters stay summed)."""
+    directory = (os.environ if env is None else env).get("PROMETHEUS_MULTIPROC_DIR")
+    if directory:
+        from prometheus_client import multiprocess
 
-
-def provider_from_env(env: Mapping[str, str] | None = None) -> MeterProvider | None:
-    """A meter provider when OTEL_METRICS_EXPORTER=console|otlp, else None (the default: no cost)."""
-    env = os.environ if env is None else env
-    name = env.get("OTEL_METRICS_EXPORTER", "").strip().lower()
-    if name in ("", "none"):
-        return None
-    from opentelemetry.sdk.metrics import MeterProvider
-    from opentelemetry.sdk.metrics.export import ConsoleMetricExporter, MetricExporter, PeriodicExportingMetricReader
-    from opentelemetry.sdk.resources import Resource
-
-    exporter: MetricExporter
-    if name == "console":
-        exporter = ConsoleMetricExporter()
-    elif name == "otlp":
-        try:
-            from opentelemetry.exporter.otlp.proto.http.metric_exporter import (  # type: ignore[import-not-found]
-                OTLPMetricExporter,
-            )
-        except ImportError:
-            log.warning("OTEL_METRICS_EXPORTER=otlp needs 'pip install opentelemetry-exporter-otlp-proto-http'")
-            return None
-        exporter = OTLPMetricExporter()
-    else:
-        log.warning("unknown OTEL_METRICS_EXPORTER %r; OpenTelemetry metrics stay off", name)
-        return None
-    interval = float(env.get("OTEL_METRIC_EXPORT_INTERVAL") or 60000)
-    reader = PeriodicExportingMetricReader(exporter, export_interval_millis=interval)
-    resource = Resource.create({"service.name": env.get("OTEL_SERVICE_NAME", "chaperone")})
-    return MeterProvider(metric_readers=[reader], resource=resource)
-
-
-class _Otel:
-    """The same request metrics as OpenTelemetry instruments (GenAI names where the conventions have one)."""
-
-    def __init__(self, provider: MeterProvider, metrics: Metrics) -> None:
-        from opentelemetry.metrics import CallbackOptions, Observation
-
-        self.provider = provider
-        meter = provider.get_meter("chaperone")
-        self.latency = meter.create_histogram("chaperone.request.duration", unit="s", description="Request latency.")
-        self.ttft = meter.create_histogram("gen_ai.server.time_to_first_token", unit="s", description="Streams' TTFT.")
-        self.tokens = meter.create_counter("chaperone.tokens", unit="{token}", description="Tokens by type.")
-        self.cost = meter.create_counter("chaperone.cost", unit="USD", description="Spend.")
-        self.verdicts = meter.create_counter("chaperone.plugin.verdicts", description="Plugin outcomes.")
-        self.attempts = meter.create_counter("chaperone.upstream.attempts", description="Upstream calls.")
-        self.hooks = meter.create_histogram("chaperone.plugin.hook.duration", unit="s", description="Time in hooks.")
-
-        def inflight(options: CallbackOptions) -> list[Observation]:
-            current = metrics.runtime.current
-            return [Observation(current.inflight if current is not None else 0)]
-
-        meter.create_observable_up_down_counter("chaperone.requests.in_flight", [inflight])
-
-    def record(self, exchange: Exchange, status: int, code: str | None, now: float, first: float | None) -> None:
-        base = {"chaperone.endpoint": exchange.request.endpoint, "gen_ai.request.model": exchange.route.name}
-        self.latency.record(now - exchange.started, {**base, "http.response.status_code": status})
-        if first is not None:
-            self.ttft.record(first - exchange.started, base)
-        keyed = {**base, "chaperone.key": exchange.caller.name or ""}
-        usage = exchange.usage
-        if usage is not None:
-            self.tokens.add(usage.prompt_tokens, {**keyed, "gen_ai.token.type": "input"})
-            self.tokens.add(usage.completion_tokens, {**keyed, "gen_ai.token.type": "output"})
-        if exchange.cost_usd:
-            self.cost.add(exchange.cost_usd, keyed)
-        for plugin, verdict in exchange.verdicts.items():
-            self.verdicts.add(1, {"chaperone.plugin": plugin, "chaperone.verdict": verdict})
-        for attempt in exchange.attempts:
-            outcome = _outcome(attempt.status, attempt.error)
-            self.attempts.add(1, {"chaperone.backend": attempt.backend, "chaperone.outcome": outcome})
-        for (plugin, hook), seconds in (exchange.stash.get(HOOK_TIMES) or {}).items():
-            self.hooks.record(seconds, {"chaperone.plugin": plugin, "chaperone.hook": hook})
-
-    def shutdown(self) -> None:
-        shutdown: Callable[[], object] | None = getattr(self.provider, "shutdown", None)
-        if shutdown is not None:
-            shutdown()
+        multiprocess.mark_process_dead(pid, directory)  # type: ignore[no-untyped-call]

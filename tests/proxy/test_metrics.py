@@ -12,10 +12,13 @@ from pydantic import BaseModel, ConfigDict
 
 from proxy import ApiResponse, CallNext, Exchange, hookimpl
 from proxy import chain as chain_module
+from proxy.accesslog import AccessLogConfig
 from proxy.chain import HOOK_TIMES, compile_chain
-from proxy.exchange import ApiRequest, Usage
-from proxy.metrics import fast_usage, usage_from_raw
-from proxy.policy import PolicyError
+from proxy.exchange import ApiRequest, Attempt, Usage
+from proxy.metrics import Metrics, MetricsConfig, fast_usage, usage_from_raw
+from proxy.metrics_otel import provider_from_env
+from proxy.policy import Caller, PolicyError, Route
+from proxy.realtime import RealtimeStats
 from proxy.registry import PluginRegistry
 from tests.chain_helpers import StubBackend, compile_chain_policy
 
@@ -141,3 +144,81 @@ def test_policy_sections_are_validated(registry: PluginRegistry) -> None:
     with pytest.raises(PolicyError) as error:
         compile_chain_policy("[]", registry, extra="access_log: {include_prompts: maybe}\n")
     assert error.value.errors[0].startswith("access_log.include_prompts:")
+
+
+# ---- sampled gauges, OpenTelemetry ---------------------------------------------------------------
+
+
+class _Runtime:
+    def __init__(self) -> None:
+        self.current = None
+        self.streams: set[object] = set()
+
+
+def _finished_exchange() -> Exchange:
+    chain = compile_chain("default", [])
+    policy = types.SimpleNamespace(metrics=MetricsConfig(), access_log=AccessLogConfig())
+    request = ApiRequest("chat", "/chat/completions", {"model": "gpt-x", "messages": []})
+    exchange = Exchange(
+        "id",
+        policy,  # type: ignore[arg-type]
+        chain,
+        Route("gpt-x", "up", None),
+        request,
+        Caller("team", chain, None),
+        time.monotonic() + 60,
+    )
+    exchange.usage = Usage(12, 5, 17, cached_tokens=2)
+    exchange.attempts.append(Attempt("up", "gpt-x", exchange.started, None, 200))
+    exchange.verdicts["cost"] = "priced"
+    exchange.cost_usd = 0.5
+    return exchange
+
+
+def test_realtime_counters_advance_by_what_the_stats_gained() -> None:
+    stats = RealtimeStats()
+    metrics = Metrics(_Runtime(), stats)  # type: ignore[arg-type]
+    stats.opened, stats.active, stats.frames_up = 3, 1, 10
+    stats.closed[1000] += 2
+    metrics.sample()
+    stats.opened, stats.active, stats.frames_up = 4, 0, 15
+    body, _ = metrics.exposition(None)
+    text = body.decode()
+    assert 'chaperone_realtime_sessions_total{event="opened"} 4.0' in text
+    assert 'chaperone_realtime_frames_total{direction="up"} 15.0' in text
+    assert 'chaperone_realtime_closed_total{code="1000"} 2.0' in text
+    assert "chaperone_realtime_sessions_active 0.0" in text
+
+
+def test_the_same_request_reaches_opentelemetry() -> None:
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    reader = InMemoryMetricReader()
+    metrics = Metrics(_Runtime(), RealtimeStats(), meter_provider=MeterProvider(metric_readers=[reader]))  # type: ignore[arg-type]
+    exchange = _finished_exchange()
+    metrics.record(exchange, 200, None, exchange.started + 0.25)
+    data = reader.get_metrics_data()
+    assert data is not None
+    points: dict[str, list[Any]] = {}
+    for resource in data.resource_metrics:
+        for scope in resource.scope_metrics:
+            for metric in scope.metrics:
+                points[metric.name] = list(metric.data.data_points)
+    (latency,) = points["chaperone.request.duration"]
+    assert latency.count == 1 and latency.sum == pytest.approx(0.25)
+    tokens = {p.attributes["gen_ai.token.type"]: p.value for p in points["chaperone.tokens"]}
+    assert tokens == {"input": 12, "output": 5}
+    assert points["chaperone.cost"][0].value == pytest.approx(0.5)
+    prom = metrics.exposition(None)[0].decode()
+    assert 'chaperone_tokens_total{key="team",model="gpt-x",type="cached"} 2.0' in prom
+    assert 'chaperone_upstream_attempts_total{backend="up",outcome="ok"} 1.0' in prom
+
+
+def test_exporter_choice_from_the_environment() -> None:
+    assert provider_from_env({}) is None
+    assert provider_from_env({"OTEL_METRICS_EXPORTER": "none"}) is None
+    assert provider_from_env({"OTEL_METRICS_EXPORTER": "carrier-pigeon"}) is None
+    provider = provider_from_env({"OTEL_METRICS_EXPORTER": "console"})
+    assert provider is not None
+    provider.shutdown()  # type: ignore[attr-defined]
