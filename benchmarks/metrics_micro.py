@@ -24,14 +24,14 @@ if "--multiprocess" in sys.argv:  # before prometheus_client is imported: it pic
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="chaperone-prom-")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import orjson  # noqa: E402
+import orjson
 
-from proxy.accesslog import AccessLog  # noqa: E402
-from proxy.chain import compile_chain  # noqa: E402
-from proxy.exchange import ApiRequest, Attempt, Exchange, Usage  # noqa: E402
-from proxy.metrics import FIRST_EVENT, Metrics, usage_from_raw  # noqa: E402
-from proxy.policy import Caller, Route  # noqa: E402
-from proxy.realtime import RealtimeStats  # noqa: E402
+from proxy.accesslog import AccessLog
+from proxy.chain import compile_chain
+from proxy.exchange import ApiRequest, Attempt, Exchange, Usage
+from proxy.metrics import FIRST_EVENT, Metrics, usage_from_raw
+from proxy.policy import Caller, Route
+from proxy.realtime import RealtimeStats
 
 ANSWER = orjson.dumps(
     {
@@ -60,16 +60,17 @@ ANSWER = orjson.dumps(
 
 
 class _Policy:
-    class metrics:  # noqa: N801 - stands in for the policy's section
+    class metrics:
         enabled = True
 
-    class access_log:  # noqa: N801
+    class access_log:
         include_prompts = False
 
 
 class _Runtime:
-    current = None
-    streams: set[object] = set()
+    def __init__(self) -> None:
+        self.current = None
+        self.streams: set[object] = set()
 
 
 def exchange(stream: bool = False) -> Exchange:

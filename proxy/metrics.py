@@ -225,6 +225,8 @@ class Metrics:
             multiprocess.MultiProcessCollector(self._exposed, path=multiprocess_dir)  # type: ignore[no-untyped-call]
         else:
             self._exposed = self.registry
+            prometheus_client.ProcessCollector(registry=self.registry)  # process_cpu_seconds_total, memory, fds
+            prometheus_client.GCCollector(registry=self.registry)
         self.otel = OtelMetrics(meter_provider, runtime) if meter_provider is not None else None
         self._children: dict[tuple[Any, ...], Any] = {}
         self._rows: dict[tuple[str, str, int, str], _Row] = {}

@@ -160,6 +160,7 @@ async def test_plugin_timing_is_off_by_default(proxy: RunningProxy, client: open
     samples = parse((await scrape(root(proxy)))[1])
     assert total(samples, "chaperone_request_duration_seconds_count") == 1
     assert total(samples, "chaperone_plugin_hook_duration_seconds_count") == 0
+    assert total(samples, "process_cpu_seconds_total") > 0  # the process collector, as a scraper expects
 
 
 async def test_metrics_need_the_admin_key_when_the_policy_has_one(
