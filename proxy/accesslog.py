@@ -1,8 +1,9 @@
 """The structured access log: one JSON line per API request, to the ``chaperone.access`` logger.
 
-``CHAPERONE_ACCESS_LOG=stdout|off|/path/to/file`` (default off). Lines go through a
-``QueueHandler`` to a ``QueueListener`` thread that writes them, so a slow disk or pipe never
-blocks the event loop; a file is opened with ``WatchedFileHandler`` (logrotate-friendly).
+``CHAPERONE_ACCESS_LOG=stdout|stderr|off|/path/to/file`` (default off). Lines are collected in
+memory and a thread writes them every 0.1 s, one write per batch, so a slow disk or pipe never
+blocks the event loop and a line costs no thread wake-up; a file is opened with
+``WatchedFileHandler`` (logrotate-friendly). Handlers others add to the logger get every line too.
 
 A line holds who asked (key name and id, never the key), what for (endpoint, model, route, backend,
 upstream model), how it went (status, latency, TTFT, tokens, cost, cache state, plugin verdicts,
@@ -15,8 +16,8 @@ from __future__ import annotations
 import logging
 import logging.handlers
 import os
-import queue
 import sys
+import threading
 from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -44,16 +45,53 @@ class AccessLogConfig(BaseModel):
     )
 
 
+class _Batch(logging.Handler):
+    """Collects access lines; a thread hands them to ``sink`` in batches (one wake-up per batch, not per line)."""
+
+    def __init__(self, sink: logging.Handler, interval_s: float = 0.1) -> None:
+        super().__init__()
+        self.sink = sink
+        self.interval_s = interval_s
+        self._lines: list[str] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="chaperone-access-log", daemon=True)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.add(record.getMessage())
+
+    def add(self, line: str) -> None:
+        with self._lock:
+            self._lines.append(line)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._flush()
+        self.sink.close()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self._flush()
+
+    def _flush(self) -> None:
+        with self._lock:
+            lines, self._lines = self._lines, []
+        if lines:  # one record for the batch: the sink writes it (and reopens a rotated file) at once
+            self.sink.handle(logging.makeLogRecord({"msg": "\n".join(lines), "levelno": logging.INFO}))
+
+
 class AccessLog:
-    """Writes access lines to ``chaperone.access`` through a queue; ``start``/``stop`` run the writer thread."""
+    """Writes access lines to ``chaperone.access``; a thread writes them out in batches (``start``/``stop``)."""
 
     def __init__(self, destination: str) -> None:
         self.destination = destination
         self.logger = logging.getLogger(LOGGER_NAME)
         self.worker = os.environ.get("CHAPERONE_WORKER")
-        self._queue: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
-        self._handler = logging.handlers.QueueHandler(self._queue)
-        self._listener: logging.handlers.QueueListener | None = None
+        self._batch: _Batch | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> AccessLog | None:
@@ -74,19 +112,26 @@ class AccessLog:
     def start(self) -> None:
         sink = self._sink()
         sink.setFormatter(logging.Formatter("%(message)s"))
-        self._listener = logging.handlers.QueueListener(self._queue, sink)
-        self._listener.start()
-        self.logger.addHandler(self._handler)
+        self._batch = _Batch(sink)
+        self._batch.start()
+        self.logger.addHandler(self._batch)
         self.logger.setLevel(logging.INFO)
         self.logger.propagate = False  # access lines are not application logs
 
     def stop(self) -> None:
-        self.logger.removeHandler(self._handler)
-        if self._listener is not None:
-            self._listener.stop()  # writes what is queued, then ends the thread
-            for handler in self._listener.handlers:
-                handler.close()
-            self._listener = None
+        if self._batch is not None:
+            self.logger.removeHandler(self._batch)
+            self._batch.stop()  # writes what is left, then closes the sink
+            self._batch = None
+
+    def _emit(self, record: dict[str, Any]) -> None:
+        line = orjson.dumps(record).decode()
+        handlers = self.logger.handlers
+        batch = self._batch
+        if batch is not None and len(handlers) == 1 and handlers[0] is batch:
+            batch.add(line)  # nobody else listens: skip building a LogRecord
+        else:
+            self.logger.info(line)
 
     async def lifecycle(self, app: web.Application) -> AsyncIterator[None]:
         self.start()
@@ -94,7 +139,7 @@ class AccessLog:
         self.stop()
 
     def write(self, exchange: Exchange, status: int, code: str | None, now: float) -> None:
-        self.logger.info(orjson.dumps(line(exchange, status, code, now, self.worker)).decode())
+        self._emit(line(exchange, status, code, now, self.worker))
 
     def refused(self, request_id: str, endpoint: str, status: int, code: str | None, seconds: float) -> None:
         record: dict[str, Any] = {
@@ -107,7 +152,7 @@ class AccessLog:
         }
         if self.worker is not None:
             record["worker"] = self.worker
-        self.logger.info(orjson.dumps(record).decode())
+        self._emit(record)
 
 
 def line(exchange: Exchange, status: int, code: str | None, now: float, worker: str | None = None) -> dict[str, Any]:
