@@ -5,8 +5,10 @@ Starts the mock upstream and three ``chaperone serve`` processes with an empty c
 default plus ``CHAPERONE_ACCESS_LOG`` to a file. Sends the same chat request, whole and streamed,
 at a fixed concurrency, in interleaved rounds, and reports each process's CPU per request (from
 ``/proc``) and the difference to the baseline. The difference is what recording adds.
+``--tree DIR`` adds a variant running the code of another checkout (e.g. the commit before
+metrics, from ``git worktree add`` or ``git archive``) with the same policy, in the same rounds.
 
-    python benchmarks/metrics_overhead.py [--requests 2000] [--rounds 5] [--concurrency 16]
+    python benchmarks/metrics_overhead.py [--requests 2000] [--rounds 5] [--concurrency 16] [--tree DIR]
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -29,18 +32,26 @@ BODY = {"model": "m", "messages": [{"role": "user", "content": "Say something sh
 VARIANTS = {"metrics-off": "metrics: {enabled: false}\n", "metrics-on": "", "metrics+access-log": ""}
 
 
-def start(fleet: Fleet, name: str, upstream: str) -> Target:
+def start(fleet: Fleet, name: str, upstream: str, tree: str | None = None) -> Target:
     home = fleet.workdir / name
     home.mkdir()
     policy = home / "policy.yaml"
-    policy.write_text(policy_text(upstream, []) + VARIANTS[name])
+    policy.write_text(policy_text(upstream, []) + VARIANTS.get(name, ""))
     extra = {"CHAPERONE_ACCESS_LOG": str(home / "access.log")} if "access-log" in name else {}
+    if tree is not None:
+        extra["PYTHONPATH"] = tree
     env = child_env(
         CHAPERONE_HOME=str(home), CHAPERONE_RELOAD_INTERVAL_S="0", CHAPERONE_LOG_LEVEL="WARNING", **extra
     )  # fmt: skip
     port = free_port()
     argv = [sys.executable, "-m", "proxy.cli", "serve", "--policy", str(policy), "--host", HOST, "--port", str(port)]
-    proc, log = fleet.spawn(name, argv, env)
+    if tree is None:
+        proc, log = fleet.spawn(name, argv, env)
+        return Target(name, port, proc, log)
+    log = fleet.workdir / f"{name}.log"  # `python -m` puts the working directory first on sys.path: run there
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(argv, cwd=tree, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+    fleet.procs.append(proc)
     return Target(name, port, proc, log)
 
 
@@ -63,6 +74,8 @@ async def measure(args: argparse.Namespace, fleet: Fleet) -> dict[tuple[str, boo
     mock = start_mock(fleet)
     wait_ready([mock])
     targets = [start(fleet, name, mock.base) for name in VARIANTS]
+    if args.tree:
+        targets.append(start(fleet, "other-tree", mock.base, args.tree))
     wait_ready(targets)
     results: dict[tuple[str, bool], list[float]] = {}
     for target in targets:
@@ -84,7 +97,7 @@ def report(results: dict[tuple[str, bool], list[float]]) -> str:
     lines = ["| mode | variant | CPU µs/req (median) | minus metrics-off µs |", "|---|---|---:|---:|"]
     for stream in (False, True):
         base = statistics.median(results[("metrics-off", stream)])
-        for name in VARIANTS:
+        for name in [n for n, s in results if s == stream]:
             cpu = statistics.median(results[(name, stream)])
             mode = "stream" if stream else "whole"
             lines.append(f"| {mode} | {name} | {cpu:.1f} | {cpu - base:+.1f} |")
@@ -96,6 +109,7 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=2000, help="requests per variant, mode and round")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds; medians are reported")
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--tree", help="another checkout to compare, run with the default policy")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="chaperone-metrics-bench-") as workdir:
         fleet = Fleet(Path(workdir))
