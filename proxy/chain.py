@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pluggy
 
 from proxy import hookspecs, sse
 from proxy.errors import ChaperoneError
-from proxy.exchange import ApiResponse, Exchange
+from proxy.exchange import ApiResponse, Exchange, StashKey
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Tracer
@@ -26,6 +27,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Terminal = Callable[[Exchange], Awaitable[ApiResponse]]
+# [metrics] (plugin name, hook) → seconds spent in it for this request, when the policy's metrics.plugin_timing is on
+HOOK_TIMES = StashKey[dict[tuple[str, str], float]]()
 _SPEC_ARGS = {
     "on_request": ("exchange",),
     "wrap_call": ("exchange", "call_next"),
@@ -256,8 +259,13 @@ class _StreamRun:
                 await self.chunk(chunk, index, out)
 
 
-def compile_chain(name: str, plugins: Sequence[tuple[str, Any]], *, tracer: Tracer | None = None) -> Chain:
-    """Bind each step's hookimpls, in policy order. Raises TypeError for an impl that breaks the spec."""
+def compile_chain(
+    name: str, plugins: Sequence[tuple[str, Any]], *, tracer: Tracer | None = None, timed: bool = False
+) -> Chain:
+    """Bind each step's hookimpls, in policy order. Raises TypeError for an impl that breaks the spec.
+
+    ``timed`` wraps every request-time hook with a timer (into ``HOOK_TIMES``); off, nothing is wrapped.
+    """
     pm = pluggy.PluginManager("chaperone")
     pm.add_hookspecs(hookspecs)
     steps = [Step(i, step_name, plugin) for i, (step_name, plugin) in enumerate(plugins)]
@@ -281,6 +289,8 @@ def compile_chain(name: str, plugins: Sequence[tuple[str, Any]], *, tracer: Trac
             fn = _adapt(impl.function, tuple(impl.argnames), spec_args)
             if tracer is not None and hook_name != "on_chunk":
                 fn = _traced(fn, tracer, f"chaperone.plugin {step.name}.{hook_name}", step.name)
+            if timed and hook_name not in ("on_startup", "on_shutdown"):  # [metrics]
+                fn = (_timed_wrap if hook_name == "wrap_call" else _timed)(fn, (step.name, hook_name))
             bound.append((step.index, fn))
         hooks[hook_name] = bound
     return Chain(name, steps, hooks)
@@ -315,3 +325,47 @@ def _traced(fn: Callable[..., Any], tracer: Tracer, span_name: str, plugin: str)
                 raise
 
     return traced
+
+
+# [metrics] per-plugin timing, compiled in only when the policy asks (metrics.plugin_timing)
+
+
+def _add_time(exchange: Exchange, key: tuple[str, str], seconds: float) -> None:
+    times = exchange.stash.get(HOOK_TIMES)
+    if times is None:
+        times = exchange.stash[HOOK_TIMES] = {}
+    times[key] = times.get(key, 0.0) + seconds
+
+
+def _timed(fn: Callable[..., Any], key: tuple[str, str]) -> Callable[..., Any]:
+    async def timed(exchange: Exchange, *args: Any) -> Any:
+        start = time.perf_counter()
+        try:
+            return await fn(exchange, *args)
+        finally:
+            _add_time(exchange, key, time.perf_counter() - start)
+
+    return timed
+
+
+def _timed_wrap(fn: Callable[..., Any], key: tuple[str, str]) -> Callable[..., Any]:
+    """Time a ``wrap_call`` without the call it wraps (the upstream and the inner wrappers)."""
+
+    async def timed(exchange: Exchange, call_next: Terminal) -> ApiResponse:
+        inner = 0.0
+
+        async def timed_next(ex: Exchange) -> ApiResponse:
+            nonlocal inner
+            start_inner = time.perf_counter()
+            try:
+                return await call_next(ex)
+            finally:
+                inner += time.perf_counter() - start_inner
+
+        start = time.perf_counter()
+        try:
+            return cast(ApiResponse, await fn(exchange, timed_next))
+        finally:
+            _add_time(exchange, key, time.perf_counter() - start - inner)
+
+    return timed

@@ -32,6 +32,7 @@ from proxy.errors import (
     UpstreamError,
 )
 from proxy.exchange import ApiRequest, ApiResponse, Exchange, Usage
+from proxy.metrics import FIRST_EVENT, RECORDER, note_usage
 from proxy.runtime import RUNTIME, Active
 from proxy.tracing import request_attributes, response_attributes
 
@@ -117,8 +118,10 @@ def _parse_object(raw: bytes) -> dict[str, Any]:
 
 
 async def _serve(request: web.Request, api: Api) -> web.StreamResponse:
+    started = time.monotonic()
     runtime = request.app[RUNTIME]
     active = runtime.acquire()
+    running = False  # [metrics] once _run runs, it records the request
     try:
         policy = active.policy
         caller = await active.authenticate(api.authorization(request.headers))
@@ -136,9 +139,11 @@ async def _serve(request: web.Request, api: Api) -> web.StreamResponse:
             caller=caller,
             deadline=time.monotonic() + policy.backends[route.backend].timeout_s,
             subcaller=active.subcaller,
+            started=started,
         )
         if api is RESPONSES:
             await _expand(exchange, active)
+        running = True
         tracer = runtime.tracer
         if tracer is None:
             return await _run(request, exchange, active)
@@ -151,20 +156,30 @@ async def _serve(request: web.Request, api: Api) -> web.StreamResponse:
                 span.set_attributes(response_attributes(exchange))
                 if isinstance(exchange.error, ChaperoneError):
                     span.set_attribute("error.type", exchange.error.code or type(exchange.error).__name__)
+    except BaseException as exc:
+        if not running:  # [metrics] refused before the chain ran (key, body, model)
+            request.app[RECORDER].refused(request[REQUEST_ID], api.endpoint, exc, started)
+        raise
     finally:
         runtime.release(active)
 
 
 async def _run(request: web.Request, exchange: Exchange, active: Active) -> web.StreamResponse:
     chain = exchange.chain
+    recorder = request.app[RECORDER]  # [metrics]
+    metered = recorder.wants(exchange)
     # Usage, model and finish reasons are read only when someone will look at them.
     observed = chain.observes_completion or active.traced
+    status = 0
     try:
         response = await chain.run(exchange, active.terminal)
+        status = response.status
         if response.stream is not None:
-            return await _write_stream(request, exchange, response, observed)
+            return await _write_stream(request, exchange, response, observed or metered)
         if observed:
             _note_result(exchange, response.body if response.body is not None else _maybe_json(response.raw))
+        elif metered:  # [metrics] only the usage, found without parsing the whole answer
+            note_usage(exchange, response)
         body = response.raw if response.body is None and response.raw is not None else _dumps(response.body or {})
         headers = dict(response.headers)
         headers["content-type"] = "application/json"
@@ -177,8 +192,12 @@ async def _run(request: web.Request, exchange: Exchange, active: Active) -> web.
         exchange.error = exc
         raise
     finally:
-        if chain.observes_completion:
-            await _complete(exchange)
+        try:
+            if chain.observes_completion:
+                await _complete(exchange)
+        finally:
+            if metered:  # [metrics] after the answer went out and on_complete ran (cost is known)
+                recorder.finished(exchange, exchange.error, status)
 
 
 async def _complete(exchange: Exchange) -> None:
@@ -210,6 +229,8 @@ async def _write_stream(
             if parsed is not None:
                 async for data in parsed:
                     await out.write(data)
+                    if not last:
+                        exchange.stash[FIRST_EVENT] = time.monotonic()  # [metrics] TTFT
                     prev, last = last, data
             else:  # bytes pass through as they come, cut only at event boundaries
                 cutter = sse.EventCutter()
@@ -217,6 +238,8 @@ async def _write_stream(
                     whole = cutter.feed(data)
                     if whole:
                         await out.write(whole)
+                        if not last:
+                            exchange.stash[FIRST_EVENT] = time.monotonic()  # [metrics] TTFT
                         prev, last = last, whole
                 rest = cutter.rest()  # an upstream that ends without the final blank line
                 if rest:

@@ -19,10 +19,12 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from proxy.accesslog import AccessLogConfig  # [metrics]
 from proxy.chain import Chain, compile_chain
 from proxy.conversations import ResponsesConfig
 from proxy.errors import Forbidden, ModelNotFound, Unauthorized
 from proxy.limits import KeyLimits
+from proxy.metrics import MetricsConfig  # [metrics]
 from proxy.passthrough import DEFAULT_ALLOW, PassthroughConfig, RealtimeConfig, Rules, RuleText
 from proxy.pricing import Price, PriceConfig
 from proxy.store import StoreConfig
@@ -248,6 +250,12 @@ class PolicyFile(_Strict):
         default_factory=RealtimeConfig,
         description="Realtime API WebSocket sessions (GET /v1/realtime, allowed by a 'WS /realtime' rule): limits.",
     )
+    metrics: MetricsConfig = Field(  # [metrics]
+        default_factory=MetricsConfig, description="Prometheus /metrics: on or off, plugin timing, who may scrape."
+    )
+    access_log: AccessLogConfig = Field(  # [metrics]
+        default_factory=AccessLogConfig, description="What the JSON access log may hold (CHAPERONE_ACCESS_LOG)."
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -303,6 +311,8 @@ class Policy:
     responses: ResponsesConfig = field(default_factory=ResponsesConfig)
     prices: Mapping[str, Price] = field(default_factory=dict)  # the policy's own entries; see proxy.pricing
     realtime: RealtimeConfig = field(default_factory=RealtimeConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)  # [metrics]
+    access_log: AccessLogConfig = field(default_factory=AccessLogConfig)  # [metrics]
 
     @property
     def open(self) -> bool:
@@ -456,7 +466,9 @@ def compile_policy(
         instances = _instantiate_steps(chain_name, steps, registry, errors)
         plugins.extend(instance for _, instance in instances)
         try:
-            chains[chain_name] = compile_chain(chain_name, instances, tracer=tracer)
+            chains[chain_name] = compile_chain(
+                chain_name, instances, tracer=tracer, timed=spec.metrics.enabled and spec.metrics.plugin_timing
+            )
         except TypeError as exc:
             errors.append(f"chains.{chain_name}: {exc}")
     if spec.default_chain not in spec.chains:
@@ -464,6 +476,8 @@ def compile_policy(
             f"default_chain: no chain named {spec.default_chain!r} (have: {', '.join(spec.chains) or 'none'})"
         )
     keys = _compile_keys(spec, chains, errors)
+    if spec.metrics.require_admin_key and spec.admin is None:  # [metrics]
+        errors.append("metrics.require_admin_key: needs an admin section (the key GET /metrics asks for)")
     if errors:
         raise PolicyError(source, errors)
     return Policy(
@@ -481,6 +495,8 @@ def compile_policy(
         responses=spec.responses,
         prices={name: entry.price() for name, entry in spec.prices.items()},
         realtime=spec.realtime,
+        metrics=spec.metrics,  # [metrics]
+        access_log=spec.access_log,  # [metrics]
     )
 
 

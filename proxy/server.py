@@ -5,15 +5,18 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import os
 import re
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
 from aiohttp import web
 
 from proxy import admin, api_routes, handlers, messages_api, realtime, usage
+from proxy.accesslog import AccessLog
 from proxy.errors import ChaperoneError, MethodNotAllowed, NotFound
 from proxy.handlers import REQUEST_ID
+from proxy.metrics import METRICS, RECORDER, Metrics, Recorder, handle_metrics
 from proxy.registry import PluginRegistry, build_registry
 from proxy.runtime import RUNTIME, Runtime
 from proxy.settings import SETTINGS, Settings
@@ -73,8 +76,14 @@ async def request_middleware(request: web.Request, handler: Handler) -> web.Stre
     return response
 
 
-def create_app(settings: Settings, *, registry: PluginRegistry | None = None) -> web.Application:
-    """Wire routes, the middleware and the runtime's lifecycle; no I/O happens until the app starts."""
+def create_app(
+    settings: Settings, *, registry: PluginRegistry | None = None, env: Mapping[str, str] | None = None
+) -> web.Application:
+    """Wire routes, the middleware and the runtime's lifecycle; no I/O happens until the app starts.
+
+    ``env`` (default: the process environment) configures metrics and the access log:
+    PROMETHEUS_MULTIPROC_DIR, OTEL_METRICS_EXPORTER, CHAPERONE_ACCESS_LOG.
+    """
     app = web.Application(middlewares=[request_middleware], client_max_size=1024**3)
     app[SETTINGS] = settings
     runtime = Runtime(
@@ -98,6 +107,16 @@ def create_app(settings: Settings, *, registry: PluginRegistry | None = None) ->
 
     app.cleanup_ctx.append(lifecycle)
     app.on_shutdown.append(stopping)
+    # [metrics] Prometheus /metrics, OpenTelemetry metrics, the JSON access log
+    env = os.environ if env is None else env
+    metrics = Metrics.from_env(runtime, app[realtime.STATS], env)
+    access = AccessLog.from_env(env)
+    app[METRICS] = metrics
+    app[RECORDER] = Recorder(metrics, access)
+    app.cleanup_ctx.append(metrics.lifecycle)
+    if access is not None:
+        app.cleanup_ctx.append(access.lifecycle)
+    app.router.add_get("/metrics", handle_metrics)
     for path, handler in (
         ("/v1/chat/completions", handlers.chat_completions),
         ("/v1/completions", handlers.completions),
