@@ -128,10 +128,13 @@ class Usage:
         if "prompt_tokens" in usage:
             prompt = usage.get("prompt_tokens") or 0
         else:  # Anthropic counts cache reads and writes apart from input_tokens; OpenAI's Responses does not
-            prompt = (usage.get("input_tokens") or 0) + _int(anthropic_cached) + _int(anthropic_written)
+            given = usage.get("input_tokens") or 0
+            prompt = given + _int(anthropic_cached) + _int(anthropic_written) if isinstance(given, int) else given
         completion = usage.get("completion_tokens") or usage.get("output_tokens") or 0
+        if not (isinstance(prompt, int) and isinstance(completion, int)):
+            return None  # an upstream sending strings or floats: no usage rather than a wrong one
         total = usage.get("total_tokens") or (prompt + completion)
-        if not all(isinstance(n, int) for n in (prompt, completion, total)):
+        if not isinstance(total, int):
             return None
         in_details = usage.get("prompt_tokens_details") or usage.get("input_tokens_details")
         out_details = usage.get("completion_tokens_details") or usage.get("output_tokens_details")

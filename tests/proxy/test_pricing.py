@@ -42,3 +42,9 @@ def test_usage_reads_every_apis_details() -> None:
     assert responses == Usage(100, 50, 150, 10, 5)
     anthropic = Usage.from_openai({"input_tokens": 40, "output_tokens": 7, "cache_read_input_tokens": 60})
     assert anthropic == Usage(100, 7, 107, 60, 0)
+
+
+def test_usage_with_wrong_types_is_no_usage_not_a_crash() -> None:
+    assert Usage.from_openai({"prompt_tokens": "10", "completion_tokens": 5}) is None
+    assert Usage.from_openai({"input_tokens": "10", "output_tokens": 5, "cache_read_input_tokens": 3}) is None
+    assert Usage.from_openai({"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": "3"}) is None
