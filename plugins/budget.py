@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from plugins._budget import meters
 from plugins._budget.config import BudgetConfig
 from plugins._budget.fit import Fit, Fitter, output_limit
+from plugins._budget.leases import Leases
 from plugins._budget.meters import Meter, Taken
 from plugins._budget.settle import Settler
 from proxy import ApiRequest, ApiResponse, Exchange, PluginRegistry, StashKey, Usage, hookimpl, tokens
@@ -72,6 +73,7 @@ class Budget:
         self.store: Store | None = None
         self.previous = meters.Previous()
         self.settler: Settler | None = None
+        self.leases: Leases | None = None
         self._plans: dict[KeyLimits, tuple[tuple[str, str, str, float], ...]] = {}
         self._merged: dict[KeyLimits, KeyLimits] = {}
 
@@ -79,6 +81,7 @@ class Budget:
     async def on_startup(self, resources: Resources) -> None:
         self.store = resources.store
         self.settler = Settler(resources.store)
+        self.leases = Leases(resources.store, self.previous, self.config.lease_fraction)
         for name in ("o200k_base", "cl100k_base"):  # ~0.3-0.7 s each on first use: never on the event loop
             await asyncio.to_thread(tokens.get_encoding, name)
 
@@ -86,6 +89,8 @@ class Budget:
     async def on_shutdown(self) -> None:
         if self.settler is not None:
             await self.settler.close()
+        if self.leases is not None:
+            await self.leases.release()
 
     @hookimpl
     async def on_request(self, exchange: Exchange) -> ApiResponse | None:
@@ -155,26 +160,47 @@ class Budget:
         return out
 
     async def _admit(self, exchange: Exchange, state: State) -> None:
+        """Admit from this process's leases; only meters whose lease is short go to the store (see leases)."""
         wanted = self._meters(exchange, state)
-        if not wanted or self.store is None:
+        leases = self.leases
+        if not wanted or leases is None:
             return
-        store, now = self.store, time.time()
-        try:
-            taken = list(
-                await asyncio.gather(*(meters.take(store, m, amount, now, self.previous) for m, amount in wanted))
+        now = time.time()
+        taken = [leases.local(m, amount, now) for m, amount in wanted]
+        short = [i for i, t in enumerate(taken) if t is None]
+        if short:
+            results = await asyncio.gather(
+                *(leases.take(wanted[i][0], wanted[i][1], now) for i in short), return_exceptions=True
             )
-        except StoreError as exc:
-            if self.config.fail_open:
-                log.warning("budget store unavailable, admitting (request_id=%s): %s", exchange.request_id, exc)
+            for i, result in zip(short, results, strict=True):
+                taken[i] = result if isinstance(result, Taken) else None
+            failed = next((r for r in results if isinstance(r, BaseException)), None)
+            if failed is not None:
+                self._give_back(taken)
+                self._store_failed(exchange, failed)
                 return
-            raise ServiceUnavailable("The budget store is unavailable; retry shortly.") from None
-        state.headers.update(_rate_headers(taken, now))
-        over = [t for t in taken if t.level > t.meter.limit + 1e-9]
+        admitted = [t for t in taken if t is not None]
+        state.headers.update(_rate_headers(admitted, now))
+        over = [t for t in admitted if t.level > t.meter.limit + 1e-9]
         if not over:
-            state.taken = taken
+            state.taken = admitted
             return
-        await asyncio.gather(*(meters.adjust(store, t, -t.amount, now) for t in taken), return_exceptions=True)
+        refused = {id(t) for t in over}
+        self._give_back([t for t in admitted if id(t) not in refused])
         raise self._refusal(exchange, state, over[0], now)
+
+    def _give_back(self, taken: list[Taken | None]) -> None:
+        for t in taken:
+            if t is not None and self.leases is not None:
+                self.leases.give_back(t)
+
+    def _store_failed(self, exchange: Exchange, exc: BaseException) -> None:
+        if not isinstance(exc, StoreError):
+            raise exc
+        if self.config.fail_open:
+            log.warning("budget store unavailable, admitting (request_id=%s): %s", exchange.request_id, exc)
+            return
+        raise ServiceUnavailable("The budget store is unavailable; retry shortly.") from None
 
     def _refusal(self, exchange: Exchange, state: State, t: Taken, now: float) -> Exception:
         m = t.meter
@@ -236,8 +262,10 @@ class Budget:
             return  # usage unknown (a cut stream): the reservation stands
         actual = {"requests": 0.0, "tokens": float(used), "usd": usd}
         for t in state.taken:
-            if t.meter.what != "requests":
-                self.settler.add(t, actual[t.meter.what] - t.amount)
+            if t.meter.what != "requests" and self.leases is not None:
+                overrun = self.leases.settle(t, actual[t.meter.what] - t.amount)
+                if overrun > 0:
+                    self.settler.add(t, overrun)  # beyond our lease: charged through the store, batched
 
     def _actual(self, exchange: Exchange, state: State) -> tuple[int | None, float]:
         """Tokens and USD the request used, sub-calls included; None tokens when unknown."""

@@ -57,7 +57,7 @@ class Taken:
     meter: Meter
     key: str  # the exact store key it was added to (unwindowed form)
     window_s: float | None  # the store window of that key (None: an unwindowed counter)
-    slot: int  # the W-slot (sliding) or the store window index, -1 for months
+    slot: int  # the W-slot (sliding), the store window index, or year * 12 + month - 1 (``slot_of``)
     amount: float
     level: float  # the meter's level after this admission (sliding: weighted), for headers
 
@@ -89,29 +89,47 @@ class Previous:
         return value
 
 
-async def take(store: Store, meter: Meter, amount: float, now: float, previous: Previous | None = None) -> Taken:
-    """Add ``amount`` to ``meter`` atomically; the new level (weighted for a sliding meter)."""
+@dataclass(frozen=True, slots=True)
+class Place:
+    """Where a meter counts at one moment: its store key, store window, slot, and the previous window."""
+
+    key: str
+    window_s: float | None
+    slot: int
+    prev_key: str | None = None  # sliding only: the previous W-slot's store key (full, windowed form)
+    weight: float = 0.0  # sliding only: how much of the previous slot still counts
+
+
+def slot_of(meter: Meter, now: float) -> int:
+    """The window index ``now`` falls in for ``meter`` (a month is ``year * 12 + month - 1``)."""
+    if meter.kind in ("sliding", "minute"):
+        return math.floor(now / MINUTE)
+    if meter.kind == "day":
+        return math.floor(now / DAY)
+    t = time.gmtime(now)
+    return t.tm_year * 12 + t.tm_mon - 1
+
+
+def locate(meter: Meter, now: float) -> Place:
+    """The store key and window ``meter`` counts in at ``now``."""
     if meter.kind == "sliding":
         i = math.floor(now / MINUTE)
-        m = _span(i)
-        key = f"{meter.name}:{i}"
         prev_key = window_slot(f"{meter.name}:{i - 1}", _span(i - 1) * MINUTE, (i - 1) * MINUTE)[0]
-        if previous is None:
-            current, before = await asyncio.gather(
-                store.incr(key, amount, window_s=m * MINUTE), store.counter(prev_key)
-            )
-        else:
-            current, before = await asyncio.gather(
-                store.incr(key, amount, window_s=m * MINUTE), previous.read(store, prev_key, now)
-            )
-        weight = 1.0 - (now - i * MINUTE) / MINUTE
-        return Taken(meter, key, m * MINUTE, i, amount, before * weight + current)
+        return Place(f"{meter.name}:{i}", _span(i) * MINUTE, i, prev_key, 1.0 - (now - i * MINUTE) / MINUTE)
     if meter.kind == "month":
-        key = f"{meter.name}:{_month(now)}"
-        return Taken(meter, key, None, -1, amount, await store.incr(key, amount))
-    window = MINUTE if meter.kind == "minute" else DAY
-    level = await store.incr(meter.name, amount, window_s=window)
-    return Taken(meter, meter.name, window, math.floor(now / window), amount, level)
+        return Place(f"{meter.name}:{_month(now)}", None, slot_of(meter, now))
+    return Place(meter.name, MINUTE if meter.kind == "minute" else DAY, slot_of(meter, now))
+
+
+async def take(store: Store, meter: Meter, amount: float, now: float, previous: Previous | None = None) -> Taken:
+    """Add ``amount`` to ``meter`` atomically; the new level (weighted for a sliding meter)."""
+    at = locate(meter, now)
+    if at.prev_key is None:
+        level = await store.incr(at.key, amount, window_s=at.window_s)
+        return Taken(meter, at.key, at.window_s, at.slot, amount, level)
+    before = store.counter(at.prev_key) if previous is None else previous.read(store, at.prev_key, now)
+    current, prior = await asyncio.gather(store.incr(at.key, amount, window_s=at.window_s), before)
+    return Taken(meter, at.key, at.window_s, at.slot, amount, prior * at.weight + current)
 
 
 async def adjust(store: Store, taken: Taken, delta: float, now: float) -> None:
