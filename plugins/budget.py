@@ -6,7 +6,10 @@ middle_out / summarize / fall back, per ``on_overflow``), then admit it against 
 rate limits (rpm, tpm: sliding window) and budgets (tokens, USD per minute / day / month), reserving the
 estimated tokens and cost up front; ``on_complete`` settles them to the actual usage. Every answer carries
 ``x-ratelimit-*`` headers (when rpm/tpm apply) and ``x-chaperone-budget`` (what was done). Counters live
-in the store (``ratelimit:…``, ``budget:…``), so they hold across workers and replicas.
+in the store (``ratelimit:…``, ``budget:…``), so they hold across workers and replicas; each process takes
+quota from them in chunks (``_budget.leases``) and admits and settles locally, so most requests touch the
+store zero times. ``x-ratelimit-remaining-*`` then comes from local knowledge: exact for one process,
+approximate across replicas (it lags their use since this process's last chunk).
 """
 
 from __future__ import annotations

@@ -7,13 +7,13 @@ from the lease in process; only when it cannot cover a request does the process 
 
 Taking a chunk of size B: ``incr(key, B)`` returns the counter with it (``level``, the previous window's
 weighted count added for a sliding meter). What fits is ``keep = min(B, limit - (level - B))`` (whole
-requests for a request meter); the rest is given back at once with ``incr(key, keep - B)``. Every chunk is
+requests and tokens); the rest is given back at once with ``incr(key, keep - B)``. Every chunk is
 an atomic increment and each process keeps only what fit after every increment before it, so **the sum of
 admitted amounts never exceeds the limit**, across coroutines, workers and replicas. (Sliding meters: the
 previous window's weight only falls during a window, so what fit when leased still fits.)
 
 Chunk size: ``B = max(need, min(fraction * limit, (limit - seen) / 4))`` where ``seen`` is the level this
-process last saw in the window (whole requests for a request meter). Early in a window chunks are
+process last saw in the window (whole requests and tokens). Early in a window chunks are
 ``fraction`` of the limit (1/32 by default); near the limit they shrink to a quarter of the room left,
 so the last chunks are small and one process does not hoard the tail.
 
@@ -74,9 +74,7 @@ class Lease:
 class Leases:
     """The leases of one process, per meter; ``take`` admits, ``give_back`` and ``settle`` return amounts."""
 
-    def __init__(
-        self, store: Store, previous: Previous, fraction: float = 1 / 32, clock: Clock = time.time
-    ) -> None:
+    def __init__(self, store: Store, previous: Previous, fraction: float = 1 / 32, clock: Clock = time.time) -> None:
         self.store = store
         self.previous = previous
         self.fraction = fraction
@@ -159,8 +157,8 @@ class Leases:
     def chunk(self, meter: Meter, lease: Lease, need: float) -> float:
         """The size of the next chunk (see the module docstring)."""
         size = min(meter.limit * self.fraction, (meter.limit - lease.seen) / 4)
-        if meter.what == "requests":
-            size = math.floor(size)
+        if meter.what != "usd":
+            size = math.floor(size)  # whole requests and tokens
         return max(need, size)
 
     async def _grow(self, meter: Meter, lease: Lease, need: float, now: float) -> None:
@@ -175,10 +173,9 @@ class Leases:
             level = before * at.weight + current
         prior = level - size
         keep = min(size, max(0.0, meter.limit - prior))
-        if meter.what == "requests":
+        if meter.what != "usd":
             keep = math.floor(keep + _EPS)
         if keep < size and meters.slot_of(meter, self.clock()) == at.slot:  # never give back into a new window
             await self.store.incr(at.key, keep - size, window_s=at.window_s)
         lease.granted += keep
         lease.base, lease.since, lease.seen = prior, 0.0, prior + keep
-

@@ -1,9 +1,11 @@
 """Store-backed meters: sliding-window rate limits (rpm, tpm) and fixed-window budgets (tokens, USD).
 
-Every admission is an atomic ``incr`` of each meter by the request's estimate; when any meter's new
-total passes its limit, every increment of that request is undone and it is refused. Concurrent
-requests on any number of replicas therefore never get more than the limit admitted (a burst at the
-limit may refuse a few that would have fit, never the reverse).
+A meter is a store counter per window (``locate``: its key, store window and slot). The plugin admits
+through ``leases`` (a process takes quota in chunks with one atomic ``incr`` each and admits from them
+locally); ``take`` here is the one-step form (one ``incr`` of the request's amount), used to charge an
+overrun to the current window, and ``adjust`` settles a correction in the window it belongs to.
+Either way every amount is an atomic store increment, so concurrent requests on any number of
+replicas never get more than the limit admitted.
 
 Sliding window: two fixed windows, weighted. The count is ``previous * (1 - elapsed/W) + current``,
 the approximation Cloudflare and nginx use. Error bound: within any clock-aligned window the admitted
