@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from proxy.exchange import ApiRequest, ApiResponse, Exchange, Usage
+from proxy.exchange import ApiRequest, ApiResponse, Attempt, Exchange, Usage
 from proxy.policy import Policy, compile_policy_text
 from proxy.registry import DEFAULT_PLUGINS, build_registry
 from proxy.runtime import Resources
@@ -75,6 +75,7 @@ async def per_request_us(
     answer = ApiResponse(200, raw=b"{}")
 
     async def terminal(ex: Exchange) -> ApiResponse:
+        ex.attempts.append(Attempt("stub", "gpt-4o", 0.0, 0.0, 200))  # an upstream call: usage is charged
         return answer
 
     async def one() -> None:

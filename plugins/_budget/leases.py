@@ -170,7 +170,7 @@ class Leases:
             current, before = await asyncio.gather(
                 self.store.incr(at.key, size, window_s=at.window_s), self.previous.read(self.store, at.prev_key, now)
             )
-            level = before * at.weight + current
+            level = before * (1.0 - (now - at.slot * meters.MINUTE) / meters.MINUTE) + current  # weight at now
         prior = level - size
         keep = min(size, max(0.0, meter.limit - prior))
         if meter.what != "usd":

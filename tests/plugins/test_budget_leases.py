@@ -110,3 +110,15 @@ async def test_release_gives_unused_leases_back_and_a_new_window_starts_afresh(
     taken = await mine.take(TPD, 100, clock.now)
     assert taken.slot == meters.slot_of(TPD, clock.now) and mine.used(TPD.name) == 100
     assert await store.counter(TPD.name, window_s=meters.DAY) == 312
+
+
+async def test_a_sliding_lease_counts_the_previous_window_weighted(store_and_clock: tuple[Store, Clock]) -> None:
+    store, clock = store_and_clock
+    mine = leases(store, clock)
+    for _ in range(95):
+        await mine.take(RPM, 1, clock.now)  # 95 used of 100 leased (chunks of 10) in this minute
+    clock.now += MINUTE + 29  # half-way through the next minute: the previous one counts 100 * 0.5
+    taken = [await mine.take(RPM, 1, clock.now) for _ in range(300)]
+    admitted = [t for t in taken if t.level <= RPM.limit]
+    assert len(admitted) == 320 - 50  # one process: the last chunks shrink to exactly what fits
+    assert all(t.level > RPM.limit for t in taken[len(admitted) :])  # then every one is refused
