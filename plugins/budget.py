@@ -79,6 +79,7 @@ class Budget:
         self.leases: Leases | None = None
         self._plans: dict[KeyLimits, tuple[tuple[str, str, str, float], ...]] = {}
         self._merged: dict[KeyLimits, KeyLimits] = {}
+        self._scoped: dict[tuple[str, KeyLimits], tuple[Meter, ...]] = {}
 
     @hookimpl
     async def on_startup(self, resources: Resources) -> None:
@@ -153,14 +154,19 @@ class Budget:
         route = exchange.route.name
         scopes = [(f"key:{who}", self._key_limits(caller.limits)), (f"model:{route}", self.config.per_model.get(route))]
         amounts = {"requests": 1.0, "tokens": float(state.est_tokens), "usd": state.est_usd}
-        out: list[tuple[Meter, float]] = []
-        for scope, limits in scopes:
-            if limits is None:
-                continue
-            for label, what, kind, limit in self._plan(limits):
-                family = "ratelimit" if kind == "sliding" else "budget"
-                out.append((Meter(f"{family}:{scope}:{label}", kind, limit, what, label), amounts[what]))
-        return out
+        return [(m, amounts[m.what]) for scope, limits in scopes if limits is not None for m in self._of(scope, limits)]
+
+    def _of(self, scope: str, limits: KeyLimits) -> tuple[Meter, ...]:
+        """The meters of one scope (``key:…`` or ``model:…``), made once per scope and limit set."""
+        made = self._scoped.get((scope, limits))
+        if made is None:
+            if len(self._scoped) > _CACHE_SIZE:
+                self._scoped.clear()
+            made = self._scoped[scope, limits] = tuple(
+                Meter(f"{'ratelimit' if kind == 'sliding' else 'budget'}:{scope}:{label}", kind, limit, what, label)
+                for label, what, kind, limit in self._plan(limits)
+            )
+        return made
 
     async def _admit(self, exchange: Exchange, state: State) -> None:
         """Admit from this process's leases; only meters whose lease is short go to the store (see leases)."""
@@ -183,7 +189,7 @@ class Budget:
                 self._store_failed(exchange, failed)
                 return
         admitted = [t for t in taken if t is not None]
-        state.headers.update(_rate_headers(admitted, now))
+        state.headers.update(meters.rate_headers(admitted, now))
         over = [t for t in admitted if t.level > t.meter.limit + 1e-9]
         if not over:
             state.taken = admitted
@@ -299,20 +305,6 @@ def injected_usage(exchange: Exchange) -> bool:
     """
     state = exchange.stash.get(STATE)
     return state is not None and state.injected_usage
-
-
-def _rate_headers(taken: list[Taken], now: float) -> dict[str, str]:
-    """OpenAI's ``x-ratelimit-*`` headers for the tightest sliding meter of each kind (requests, tokens)."""
-    headers: dict[str, str] = {}
-    for what, suffix in (("requests", "requests"), ("tokens", "tokens")):
-        mine = [t for t in taken if t.meter.kind == "sliding" and t.meter.what == what]
-        if not mine:
-            continue
-        tight = min(mine, key=lambda t: t.meter.limit - t.level)
-        headers[f"x-ratelimit-limit-{suffix}"] = str(int(tight.meter.limit))
-        headers[f"x-ratelimit-remaining-{suffix}"] = str(max(0, math.floor(tight.meter.limit - tight.level)))
-        headers[f"x-ratelimit-reset-{suffix}"] = f"{math.ceil(meters.reset_s(tight.meter, now))}s"
-    return headers
 
 
 @hookimpl

@@ -157,6 +157,27 @@ async def adjust(store: Store, taken: Taken, delta: float, now: float) -> None:
         await store.incr(taken.key, delta, window_s=taken.window_s)
 
 
+def rate_headers(taken: list[Taken], now: float) -> dict[str, str]:
+    """OpenAI's ``x-ratelimit-*`` headers for the tightest sliding meter of each kind (requests, tokens)."""
+    tight: dict[str, Taken] = {}
+    for t in taken:
+        if t.meter.kind == "sliding":
+            best = tight.get(t.meter.what)
+            if best is None or t.meter.limit - t.level < best.meter.limit - best.level:
+                tight[t.meter.what] = t
+    if not tight:
+        return {}
+    headers: dict[str, str] = {}
+    reset = f"{math.ceil(MINUTE - now % MINUTE)}s"  # reset_s of a sliding meter
+    for what in ("requests", "tokens"):
+        got = tight.get(what)
+        if got is not None:
+            headers[f"x-ratelimit-limit-{what}"] = str(int(got.meter.limit))
+            headers[f"x-ratelimit-remaining-{what}"] = str(max(0, math.floor(got.meter.limit - got.level)))
+            headers[f"x-ratelimit-reset-{what}"] = reset
+    return headers
+
+
 def reset_s(meter: Meter, now: float) -> float:
     """Seconds until the meter's current window ends (when a refused request may fit again, at the latest)."""
     if meter.kind in ("sliding", "minute"):
