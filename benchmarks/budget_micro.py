@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import tempfile
 import textwrap
@@ -104,15 +105,16 @@ async def per_request_us(
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--iterations", type=int, default=2000)
-    parser.add_argument("--redis", help="also measure on this Redis URL (its keys are prefixed bench:)")
+    parser.add_argument("--redis", help="also measure on this Redis URL (its keys are prefixed bench:<pid>:)")
     args = parser.parse_args()
     limits = "[{budget: {per_key: {rpm: 100000000, tpm: 1000000000}}}]"
     small = "[{budget: {per_key: {rpm: 100000, tpm: 10000000}, lease_fraction: 0.0009765625}}]"
     rows = (("budget counting only", "[{budget: {}}]"), ("budget + rpm + tpm", limits), ("  small leases", small))
     stores = [("diskcache", "{backend: diskcache}", StoreConfig())]
     if args.redis:
-        stores.append(("redis", f"{{backend: redis, url: '{args.redis}', prefix: 'bench:'}}",
-                       StoreConfig(backend="redis", url=args.redis, prefix="bench:")))  # fmt: skip
+        prefix = f"bench:{os.getpid()}:"  # a fresh set of counters per run (limits are per minute)
+        stores.append(("redis", f"{{backend: redis, url: '{args.redis}', prefix: '{prefix}'}}",
+                       StoreConfig(backend="redis", url=args.redis, prefix=prefix)))  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp)
         for label, store_yaml, config in stores:
