@@ -190,7 +190,7 @@ class Budget:
                 return
         admitted = [t for t in taken if t is not None]
         state.headers.update(meters.rate_headers(admitted, now))
-        over = [t for t in admitted if t.level > t.meter.limit + 1e-9]
+        over = [t for t in admitted if t.refused]
         if not over:
             state.taken = admitted
             return

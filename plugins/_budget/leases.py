@@ -59,6 +59,8 @@ class Lease:
     base: float = 0.0  # the meter's level before our last chunk (others' use included)
     since: float = 0.0  # what we admitted since our last chunk
     seen: float = 0.0  # the meter's level right after our last chunk
+    grows: int = 0  # chunks asked for in this window
+    short: bool = False  # whether the last ask got less than it wanted (the meter is full)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def room(self) -> float:
@@ -92,17 +94,18 @@ class Leases:
         """Admit ``amount``, taking a new chunk if needed; a refusal is a ``Taken`` whose level passes the limit.
 
         Coroutines that find the lease short queue on its lock: the first takes a chunk, the others
-        then admit from it (one store increment for a burst, not one each).
+        then admit from it (one store increment for a burst, not one each). When that ask came back
+        short (the meter is full), the ones that queued during it are refused without asking again.
         """
         lease = self._current(meter, now)
         if lease.room() >= amount - _EPS:
             return lease.use(amount)
+        asked = lease.grows
         async with lease.lock:
-            if lease.room() < amount - _EPS:
+            if lease.room() < amount - _EPS and not (lease.grows != asked and lease.short):
                 await self._grow(meter, lease, amount, now)
             if lease.room() < amount - _EPS:
-                at = lease.place
-                return Taken(meter, at.key, at.window_s, at.slot, amount, max(lease.seen, lease.base + amount))
+                return _refused(lease, amount)
             return lease.use(amount)
 
     def give_back(self, taken: Taken) -> None:
@@ -179,3 +182,14 @@ class Leases:
             await self.store.incr(at.key, keep - size, window_s=at.window_s)
         lease.granted += keep
         lease.base, lease.since, lease.seen = prior, 0.0, prior + keep
+        lease.grows += 1
+        lease.short = keep < size
+
+
+def _refused(lease: Lease, amount: float) -> Taken:
+    """A refusal: its level (what admitting would bring the meter to, as far as we know) passes the limit."""
+    level = max(lease.seen, lease.base + lease.since) + amount
+    if level <= lease.meter.limit + _EPS:
+        level = lease.meter.limit + max(amount, _EPS) * 2  # a Taken at or below the limit counts as admitted
+    at = lease.place
+    return Taken(lease.meter, at.key, at.window_s, at.slot, amount, level, refused=True)

@@ -62,6 +62,7 @@ class Taken:
     slot: int  # the W-slot (sliding), the store window index, or year * 12 + month - 1 (``slot_of``)
     amount: float
     level: float  # the meter's level after this admission (sliding: weighted), for headers
+    refused: bool = False  # a lease could not cover it: nothing was admitted (``level`` passes the limit)
 
 
 def _month(now: float) -> str:
