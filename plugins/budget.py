@@ -18,6 +18,7 @@ import asyncio
 import logging
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -194,13 +195,13 @@ class Budget:
         if not over:
             state.taken = admitted
             return
-        refused = {id(t) for t in over}
-        self._give_back([t for t in admitted if id(t) not in refused])
+        self._give_back(admitted)
         raise self._refusal(exchange, state, over[0], now)
 
-    def _give_back(self, taken: list[Taken | None]) -> None:
+    def _give_back(self, taken: Sequence[Taken | None]) -> None:
+        """Return what this request took from the leases (not the refusals: they took nothing)."""
         for t in taken:
-            if t is not None and self.leases is not None:
+            if t is not None and not t.refused and self.leases is not None:
                 self.leases.give_back(t)
 
     def _store_failed(self, exchange: Exchange, exc: BaseException) -> None:

@@ -201,3 +201,15 @@ async def test_a_request_refused_later_in_the_chain_gives_its_tokens_back(
     assert spent == 0  # reserved 9 + 100, refunded: nothing reached the upstream
     admitted = await burst(proxy, "sk-b", 1, model="mock-gpt", max_tokens=100)
     assert not isinstance(admitted[0], Exception)  # 109 more fit in 150 only because the first was refunded
+
+
+async def test_a_request_refused_by_one_meter_takes_nothing_from_the_others(
+    start_proxy: ProxyFactory, mock_upstream: MockUpstream, write_policy: Callable[[str], Path]
+) -> None:
+    proxy = await start(start_proxy, mock_upstream, write_policy, "{per_key: {rpm: 100, tpm: 100}}")
+    results = await burst(proxy, "sk-b", 3, model="mock-gpt", max_tokens=200)  # more tokens than tpm allows
+    assert all(isinstance(r, openai.RateLimitError) for r in results)
+    assert {r.response.headers["x-chaperone-budget"] for r in results} == {"rejected:tpm"}
+    assert used(proxy, "ratelimit:key:b:rpm") == 0 and used(proxy, "ratelimit:key:b:tpm") == 0
+    ok = await burst(proxy, "sk-b", 1, model="mock-gpt", max_tokens=20)
+    assert not isinstance(ok[0], Exception) and used(proxy, "ratelimit:key:b:rpm") == 1
