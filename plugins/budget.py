@@ -6,7 +6,10 @@ middle_out / summarize / fall back, per ``on_overflow``), then admit it against 
 rate limits (rpm, tpm: sliding window) and budgets (tokens, USD per minute / day / month), reserving the
 estimated tokens and cost up front; ``on_complete`` settles them to the actual usage. Every answer carries
 ``x-ratelimit-*`` headers (when rpm/tpm apply) and ``x-chaperone-budget`` (what was done). Counters live
-in the store (``ratelimit:…``, ``budget:…``), so they hold across workers and replicas.
+in the store (``ratelimit:…``, ``budget:…``), so they hold across workers and replicas; each process takes
+quota from them in chunks (``_budget.leases``) and admits and settles locally, so most requests touch the
+store zero times. ``x-ratelimit-remaining-*`` then comes from local knowledge: exact for one process,
+approximate across replicas (it lags their use since this process's last chunk).
 """
 
 from __future__ import annotations
@@ -15,12 +18,14 @@ import asyncio
 import logging
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from plugins._budget import meters
 from plugins._budget.config import BudgetConfig
 from plugins._budget.fit import Fit, Fitter, output_limit
+from plugins._budget.leases import Leases
 from plugins._budget.meters import Meter, Taken
 from plugins._budget.settle import Settler
 from proxy import ApiRequest, ApiResponse, Exchange, PluginRegistry, StashKey, Usage, hookimpl, tokens
@@ -72,13 +77,16 @@ class Budget:
         self.store: Store | None = None
         self.previous = meters.Previous()
         self.settler: Settler | None = None
+        self.leases: Leases | None = None
         self._plans: dict[KeyLimits, tuple[tuple[str, str, str, float], ...]] = {}
         self._merged: dict[KeyLimits, KeyLimits] = {}
+        self._scoped: dict[tuple[str, KeyLimits], tuple[Meter, ...]] = {}
 
     @hookimpl
     async def on_startup(self, resources: Resources) -> None:
         self.store = resources.store
         self.settler = Settler(resources.store)
+        self.leases = Leases(resources.store, self.previous, self.config.lease_fraction)
         for name in ("o200k_base", "cl100k_base"):  # ~0.3-0.7 s each on first use: never on the event loop
             await asyncio.to_thread(tokens.get_encoding, name)
 
@@ -86,6 +94,8 @@ class Budget:
     async def on_shutdown(self) -> None:
         if self.settler is not None:
             await self.settler.close()
+        if self.leases is not None:
+            await self.leases.release()
 
     @hookimpl
     async def on_request(self, exchange: Exchange) -> ApiResponse | None:
@@ -145,36 +155,62 @@ class Budget:
         route = exchange.route.name
         scopes = [(f"key:{who}", self._key_limits(caller.limits)), (f"model:{route}", self.config.per_model.get(route))]
         amounts = {"requests": 1.0, "tokens": float(state.est_tokens), "usd": state.est_usd}
-        out: list[tuple[Meter, float]] = []
-        for scope, limits in scopes:
-            if limits is None:
-                continue
-            for label, what, kind, limit in self._plan(limits):
-                family = "ratelimit" if kind == "sliding" else "budget"
-                out.append((Meter(f"{family}:{scope}:{label}", kind, limit, what, label), amounts[what]))
-        return out
+        return [(m, amounts[m.what]) for scope, limits in scopes if limits is not None for m in self._of(scope, limits)]
+
+    def _of(self, scope: str, limits: KeyLimits) -> tuple[Meter, ...]:
+        """The meters of one scope (``key:…`` or ``model:…``), made once per scope and limit set."""
+        made = self._scoped.get((scope, limits))
+        if made is None:
+            if len(self._scoped) > _CACHE_SIZE:
+                self._scoped.clear()
+            made = self._scoped[scope, limits] = tuple(
+                Meter(f"{'ratelimit' if kind == 'sliding' else 'budget'}:{scope}:{label}", kind, limit, what, label)
+                for label, what, kind, limit in self._plan(limits)
+            )
+        return made
 
     async def _admit(self, exchange: Exchange, state: State) -> None:
+        """Admit from this process's leases; only meters whose lease is short go to the store (see leases)."""
         wanted = self._meters(exchange, state)
-        if not wanted or self.store is None:
+        leases = self.leases
+        if not wanted or leases is None:
             return
-        store, now = self.store, time.time()
-        try:
-            taken = list(
-                await asyncio.gather(*(meters.take(store, m, amount, now, self.previous) for m, amount in wanted))
+        now = time.time()
+        taken = [leases.local(m, amount, now) for m, amount in wanted]
+        short = [i for i, t in enumerate(taken) if t is None]
+        if short:
+            results = await asyncio.gather(
+                *(leases.take(wanted[i][0], wanted[i][1], now) for i in short), return_exceptions=True
             )
-        except StoreError as exc:
-            if self.config.fail_open:
-                log.warning("budget store unavailable, admitting (request_id=%s): %s", exchange.request_id, exc)
+            for i, result in zip(short, results, strict=True):
+                taken[i] = result if isinstance(result, Taken) else None
+            failed = next((r for r in results if isinstance(r, BaseException)), None)
+            if failed is not None:
+                self._give_back(taken)
+                self._store_failed(exchange, failed)
                 return
-            raise ServiceUnavailable("The budget store is unavailable; retry shortly.") from None
-        state.headers.update(_rate_headers(taken, now))
-        over = [t for t in taken if t.level > t.meter.limit + 1e-9]
+        admitted = [t for t in taken if t is not None]
+        state.headers.update(meters.rate_headers(admitted, now))
+        over = [t for t in admitted if t.refused]
         if not over:
-            state.taken = taken
+            state.taken = admitted
             return
-        await asyncio.gather(*(meters.adjust(store, t, -t.amount, now) for t in taken), return_exceptions=True)
+        self._give_back(admitted)
         raise self._refusal(exchange, state, over[0], now)
+
+    def _give_back(self, taken: Sequence[Taken | None]) -> None:
+        """Return what this request took from the leases (not the refusals: they took nothing)."""
+        for t in taken:
+            if t is not None and not t.refused and self.leases is not None:
+                self.leases.give_back(t)
+
+    def _store_failed(self, exchange: Exchange, exc: BaseException) -> None:
+        if not isinstance(exc, StoreError):
+            raise exc
+        if self.config.fail_open:
+            log.warning("budget store unavailable, admitting (request_id=%s): %s", exchange.request_id, exc)
+            return
+        raise ServiceUnavailable("The budget store is unavailable; retry shortly.") from None
 
     def _refusal(self, exchange: Exchange, state: State, t: Taken, now: float) -> Exception:
         m = t.meter
@@ -236,8 +272,10 @@ class Budget:
             return  # usage unknown (a cut stream): the reservation stands
         actual = {"requests": 0.0, "tokens": float(used), "usd": usd}
         for t in state.taken:
-            if t.meter.what != "requests":
-                self.settler.add(t, actual[t.meter.what] - t.amount)
+            if t.meter.what != "requests" and self.leases is not None:
+                overrun = self.leases.settle(t, actual[t.meter.what] - t.amount)
+                if overrun > 0:
+                    self.settler.add(t, overrun)  # beyond our lease: charged through the store, batched
 
     def _actual(self, exchange: Exchange, state: State) -> tuple[int | None, float]:
         """Tokens and USD the request used, sub-calls included; None tokens when unknown."""
@@ -268,20 +306,6 @@ def injected_usage(exchange: Exchange) -> bool:
     """
     state = exchange.stash.get(STATE)
     return state is not None and state.injected_usage
-
-
-def _rate_headers(taken: list[Taken], now: float) -> dict[str, str]:
-    """OpenAI's ``x-ratelimit-*`` headers for the tightest sliding meter of each kind (requests, tokens)."""
-    headers: dict[str, str] = {}
-    for what, suffix in (("requests", "requests"), ("tokens", "tokens")):
-        mine = [t for t in taken if t.meter.kind == "sliding" and t.meter.what == what]
-        if not mine:
-            continue
-        tight = min(mine, key=lambda t: t.meter.limit - t.level)
-        headers[f"x-ratelimit-limit-{suffix}"] = str(int(tight.meter.limit))
-        headers[f"x-ratelimit-remaining-{suffix}"] = str(max(0, math.floor(tight.meter.limit - tight.level)))
-        headers[f"x-ratelimit-reset-{suffix}"] = f"{math.ceil(meters.reset_s(tight.meter, now))}s"
-    return headers
 
 
 @hookimpl

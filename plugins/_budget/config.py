@@ -54,6 +54,13 @@ class BudgetConfig(BaseModel):
     per_model: dict[str, KeyLimits] = Field(
         default_factory=dict, description="Limits per model route name, shared by every key."
     )
+    lease_fraction: float = Field(
+        default=1 / 32,
+        gt=0,
+        le=1,
+        description="Share of each limit a process takes from the store at a time and admits from locally "
+        "(smaller near the limit). Larger: fewer store writes; smaller: less quota held unused per process.",
+    )
     fail_open: bool = Field(
         default=False, description="When the store cannot be reached: admit requests (true) or answer 503 (false)."
     )

@@ -1,9 +1,11 @@
 """Store-backed meters: sliding-window rate limits (rpm, tpm) and fixed-window budgets (tokens, USD).
 
-Every admission is an atomic ``incr`` of each meter by the request's estimate; when any meter's new
-total passes its limit, every increment of that request is undone and it is refused. Concurrent
-requests on any number of replicas therefore never get more than the limit admitted (a burst at the
-limit may refuse a few that would have fit, never the reverse).
+A meter is a store counter per window (``locate``: its key, store window and slot). The plugin admits
+through ``leases`` (a process takes quota in chunks with one atomic ``incr`` each and admits from them
+locally); ``take`` here is the one-step form (one ``incr`` of the request's amount), used to charge an
+overrun to the current window, and ``adjust`` settles a correction in the window it belongs to.
+Either way every amount is an atomic store increment, so concurrent requests on any number of
+replicas never get more than the limit admitted.
 
 Sliding window: two fixed windows, weighted. The count is ``previous * (1 - elapsed/W) + current``,
 the approximation Cloudflare and nginx use. Error bound: within any clock-aligned window the admitted
@@ -57,9 +59,10 @@ class Taken:
     meter: Meter
     key: str  # the exact store key it was added to (unwindowed form)
     window_s: float | None  # the store window of that key (None: an unwindowed counter)
-    slot: int  # the W-slot (sliding) or the store window index, -1 for months
+    slot: int  # the W-slot (sliding), the store window index, or year * 12 + month - 1 (``slot_of``)
     amount: float
     level: float  # the meter's level after this admission (sliding: weighted), for headers
+    refused: bool = False  # a lease could not cover it: nothing was admitted (``level`` passes the limit)
 
 
 def _month(now: float) -> str:
@@ -89,29 +92,47 @@ class Previous:
         return value
 
 
-async def take(store: Store, meter: Meter, amount: float, now: float, previous: Previous | None = None) -> Taken:
-    """Add ``amount`` to ``meter`` atomically; the new level (weighted for a sliding meter)."""
+@dataclass(frozen=True, slots=True)
+class Place:
+    """Where a meter counts at one moment: its store key, store window, slot, and the previous window."""
+
+    key: str
+    window_s: float | None
+    slot: int
+    prev_key: str | None = None  # sliding only: the previous W-slot's store key (full, windowed form)
+    weight: float = 0.0  # sliding only: how much of the previous slot still counts
+
+
+def slot_of(meter: Meter, now: float) -> int:
+    """The window index ``now`` falls in for ``meter`` (a month is ``year * 12 + month - 1``)."""
+    if meter.kind in ("sliding", "minute"):
+        return math.floor(now / MINUTE)
+    if meter.kind == "day":
+        return math.floor(now / DAY)
+    t = time.gmtime(now)
+    return t.tm_year * 12 + t.tm_mon - 1
+
+
+def locate(meter: Meter, now: float) -> Place:
+    """The store key and window ``meter`` counts in at ``now``."""
     if meter.kind == "sliding":
         i = math.floor(now / MINUTE)
-        m = _span(i)
-        key = f"{meter.name}:{i}"
         prev_key = window_slot(f"{meter.name}:{i - 1}", _span(i - 1) * MINUTE, (i - 1) * MINUTE)[0]
-        if previous is None:
-            current, before = await asyncio.gather(
-                store.incr(key, amount, window_s=m * MINUTE), store.counter(prev_key)
-            )
-        else:
-            current, before = await asyncio.gather(
-                store.incr(key, amount, window_s=m * MINUTE), previous.read(store, prev_key, now)
-            )
-        weight = 1.0 - (now - i * MINUTE) / MINUTE
-        return Taken(meter, key, m * MINUTE, i, amount, before * weight + current)
+        return Place(f"{meter.name}:{i}", _span(i) * MINUTE, i, prev_key, 1.0 - (now - i * MINUTE) / MINUTE)
     if meter.kind == "month":
-        key = f"{meter.name}:{_month(now)}"
-        return Taken(meter, key, None, -1, amount, await store.incr(key, amount))
-    window = MINUTE if meter.kind == "minute" else DAY
-    level = await store.incr(meter.name, amount, window_s=window)
-    return Taken(meter, meter.name, window, math.floor(now / window), amount, level)
+        return Place(f"{meter.name}:{_month(now)}", None, slot_of(meter, now))
+    return Place(meter.name, MINUTE if meter.kind == "minute" else DAY, slot_of(meter, now))
+
+
+async def take(store: Store, meter: Meter, amount: float, now: float, previous: Previous | None = None) -> Taken:
+    """Add ``amount`` to ``meter`` atomically; the new level (weighted for a sliding meter)."""
+    at = locate(meter, now)
+    if at.prev_key is None:
+        level = await store.incr(at.key, amount, window_s=at.window_s)
+        return Taken(meter, at.key, at.window_s, at.slot, amount, level)
+    before = store.counter(at.prev_key) if previous is None else previous.read(store, at.prev_key, now)
+    current, prior = await asyncio.gather(store.incr(at.key, amount, window_s=at.window_s), before)
+    return Taken(meter, at.key, at.window_s, at.slot, amount, prior * at.weight + current)
 
 
 async def adjust(store: Store, taken: Taken, delta: float, now: float) -> None:
@@ -135,6 +156,27 @@ async def adjust(store: Store, taken: Taken, delta: float, now: float) -> None:
         return
     if math.floor(now / taken.window_s) == taken.slot or delta > 0:
         await store.incr(taken.key, delta, window_s=taken.window_s)
+
+
+def rate_headers(taken: list[Taken], now: float) -> dict[str, str]:
+    """OpenAI's ``x-ratelimit-*`` headers for the tightest sliding meter of each kind (requests, tokens)."""
+    tight: dict[str, Taken] = {}
+    for t in taken:
+        if t.meter.kind == "sliding":
+            best = tight.get(t.meter.what)
+            if best is None or t.meter.limit - t.level < best.meter.limit - best.level:
+                tight[t.meter.what] = t
+    if not tight:
+        return {}
+    headers: dict[str, str] = {}
+    reset = f"{math.ceil(MINUTE - now % MINUTE)}s"  # reset_s of a sliding meter
+    for what in ("requests", "tokens"):
+        got = tight.get(what)
+        if got is not None:
+            headers[f"x-ratelimit-limit-{what}"] = str(int(got.meter.limit))
+            headers[f"x-ratelimit-remaining-{what}"] = str(max(0, math.floor(got.meter.limit - got.level)))
+            headers[f"x-ratelimit-reset-{what}"] = reset
+    return headers
 
 
 def reset_s(meter: Meter, now: float) -> float:

@@ -1,11 +1,11 @@
-"""Settling reservations to actual usage in batches: one store update per meter window every ``interval_s``.
+"""Settling overruns in batches: one store update per meter window every ``interval_s``.
 
-Admission must be one atomic store step per meter (it decides who gets in); settling need not be
-immediate. Corrections of the same meter window from many requests are summed in process and written
-together, so under load a meter costs one admission ``incr`` per request plus one settling write per
-interval instead of one per request. A correction waits at most ``interval_s`` (plus the write), and
-``flush`` at shutdown writes what is pending; a crash loses at most that interval's corrections
-(reservations then stand, which over-counts, except for under-estimates).
+Admission and most settling happen in process (``leases``: a reservation comes out of the process's
+lease, and an unused part goes back to it). What reaches this module is what a lease cannot absorb: an
+overrun past the lease, or a late one after the lease's window ended. Corrections of the same meter
+window from many requests are summed in process and written together. A correction waits at most
+``interval_s`` (plus the write), and ``flush`` at shutdown writes what is pending; a crash loses at most
+that interval's overruns.
 """
 
 from __future__ import annotations

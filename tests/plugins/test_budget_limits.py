@@ -12,6 +12,7 @@ import openai
 import pytest
 
 from backends.mock.content import chat_prompt_tokens
+from plugins.budget import Budget
 from proxy.registry import DEFAULT_PLUGINS, PluginRegistry, build_registry
 from tests.conftest import MockUpstream, ProxyFactory, RunningProxy, simple_policy
 
@@ -22,6 +23,7 @@ keys:
   - {name: b, key: sk-b}
 """
 HELLO: list[Any] = [{"role": "user", "content": "hello there"}]
+SLOW: list[Any] = [{"role": "user", "content": "hello [[mock:latency_ms=300]]"}]  # all admitted before any settles
 
 
 @pytest.fixture
@@ -35,13 +37,13 @@ async def start(
     return await start_proxy(write_policy(simple_policy(mock_upstream.url, f"[{{budget: {budget}}}]", KEYS)))
 
 
-async def burst(proxy: RunningProxy, key: str, n: int, **kwargs: Any) -> list[Any]:
+async def burst(proxy: RunningProxy, key: str, n: int, messages: list[Any] = HELLO, **kwargs: Any) -> list[Any]:
     """``n`` concurrent chat requests; each result is the raw response or the SDK's error."""
     async with proxy.client(api_key=key) as client:
 
         async def one() -> Any:
             try:
-                return await client.chat.completions.with_raw_response.create(messages=HELLO, **kwargs)
+                return await client.chat.completions.with_raw_response.create(messages=messages, **kwargs)
             except openai.APIStatusError as exc:
                 return exc
 
@@ -52,6 +54,19 @@ async def counter(proxy: RunningProxy, key: str, window_s: float | None = 86400)
     active = proxy.runtime.current
     assert active is not None
     return await active.store.counter(key, window_s=window_s)
+
+
+def plugin(proxy: RunningProxy) -> Budget:
+    active = proxy.runtime.current
+    assert active is not None
+    return next(s.plugin for s in active.policy.default_chain.steps if isinstance(s.plugin, Budget))
+
+
+def used(proxy: RunningProxy, meter: str) -> float:
+    """What the proxy admitted on ``meter`` so far (its lease's use; the store counts the leased chunks)."""
+    leases = plugin(proxy).leases
+    assert leases is not None
+    return leases.used(meter)
 
 
 async def test_rpm_per_key_override_admits_exactly_the_limit_and_answers_429_with_headers(
@@ -78,12 +93,14 @@ async def test_rpm_per_key_override_admits_exactly_the_limit_and_answers_429_wit
 async def test_tpm_per_model_reserves_input_plus_max_output(
     start_proxy: ProxyFactory, mock_upstream: MockUpstream, write_policy: Callable[[str], Path]
 ) -> None:
-    # "hello there" as chat: 3 + 1 (role) + 2 + 3 = 9 input tokens (o200k estimate), + max_tokens 21 = 30 each.
+    # Each reserves its input tokens (o200k estimate) + max_tokens 21; all in flight at once (SLOW), so exactly
+    # 100 // that fit (a settled request would give its unused tokens back to the lease).
     proxy = await start(start_proxy, mock_upstream, write_policy, "{per_model: {mock-gpt: {tpm: 100}}}")
-    results = await burst(proxy, "sk-b", 5, model="mock-gpt", max_tokens=21)
+    results = await burst(proxy, "sk-b", 5, SLOW, model="mock-gpt", max_tokens=21)
     ok = [r for r in results if not isinstance(r, Exception)]
     refused = [r for r in results if isinstance(r, openai.RateLimitError)]
-    assert len(ok) == 3 and len(refused) == 2
+    each = int(ok[0].headers["x-chaperone-budget"].split("input_tokens=")[1].split()[0]) + 21
+    assert len(ok) == 100 // each and len(refused) == 5 - len(ok) and len(refused) >= 1
     assert {r.headers["x-ratelimit-limit-tokens"] for r in ok} == {"100"}
     assert "rate limit" in refused[0].message.lower() and "tokens per minute" in refused[0].message
     other = await burst(proxy, "sk-b", 1, model="aliased", max_tokens=21)  # another model: its own meter (none)
@@ -95,14 +112,15 @@ async def test_usd_budget_reserves_the_estimate_then_settles_to_the_actual_cost(
 ) -> None:
     # gpt-4o: $2.50 in / $10 out per 1M. Estimate: 9 in + 100 out = $0.0010225; actual ~10 out, ~$0.00012.
     proxy = await start(start_proxy, mock_upstream, write_policy, "{per_key: {usd_per_day: 0.0025}}")
-    results = await burst(proxy, "sk-b", 3, model="gpt-4o", max_tokens=100)
+    results = await burst(proxy, "sk-b", 3, SLOW, model="gpt-4o", max_tokens=100)
     refused = [r for r in results if isinstance(r, Exception)]
     assert len(refused) == 1 and isinstance(refused[0], openai.RateLimitError)
     assert refused[0].code == "budget_exceeded"
     assert refused[0].response.headers["x-should-retry"] == "false"
     key = "budget:key:b:usd_per_day"
+    assert await counter(proxy, key) <= 0.0025 + 1e-12  # the leased chunks never pass the limit
     for _ in range(200):  # settling runs after the answers were sent
-        spent = await counter(proxy, key)
+        spent = used(proxy, key)
         if spent < 0.001:
             break
         await asyncio.sleep(0.01)
@@ -111,6 +129,13 @@ async def test_usd_budget_reserves_the_estimate_then_settles_to_the_actual_cost(
     assert spent == pytest.approx(actual)
     again = await burst(proxy, "sk-b", 1, model="gpt-4o", max_tokens=100)  # room again once settled
     assert not isinstance(again[0], Exception)
+    actual += again[0].parse().usage.prompt_tokens * 2.5e-6 + again[0].parse().usage.completion_tokens * 1e-5
+    for _ in range(200):
+        if used(proxy, key) < 0.001:
+            break
+        await asyncio.sleep(0.01)
+    await plugin(proxy).on_shutdown()  # gives the unused lease back: the store then holds what was spent
+    assert await counter(proxy, key) == pytest.approx(actual)
 
 
 @pytest.mark.parametrize("client_asks", [True, False])
@@ -134,7 +159,7 @@ async def test_stream_settles_to_actual_usage_with_and_without_the_client_asking
     if client_asks:
         assert usage_chunks[0].usage is not None and usage_chunks[0].usage.total_tokens == expected
     for _ in range(200):
-        spent = await counter(proxy, "budget:key:b:tokens_per_day")
+        spent = used(proxy, "budget:key:b:tokens_per_day")
         if spent != 9 + 500:
             break
         await asyncio.sleep(0.01)
@@ -169,10 +194,22 @@ async def test_a_request_refused_later_in_the_chain_gives_its_tokens_back(
     results = await burst(proxy, "sk-b", 1, model="mock-gpt", max_tokens=100, temperature=0.5)
     assert isinstance(results[0], openai.BadRequestError)
     for _ in range(200):
-        spent = await counter(proxy, "budget:key:b:tokens_per_day")
+        spent = used(proxy, "budget:key:b:tokens_per_day")
         if spent == 0:
             break
         await asyncio.sleep(0.01)
     assert spent == 0  # reserved 9 + 100, refunded: nothing reached the upstream
     admitted = await burst(proxy, "sk-b", 1, model="mock-gpt", max_tokens=100)
     assert not isinstance(admitted[0], Exception)  # 109 more fit in 150 only because the first was refunded
+
+
+async def test_a_request_refused_by_one_meter_takes_nothing_from_the_others(
+    start_proxy: ProxyFactory, mock_upstream: MockUpstream, write_policy: Callable[[str], Path]
+) -> None:
+    proxy = await start(start_proxy, mock_upstream, write_policy, "{per_key: {rpm: 100, tpm: 100}}")
+    results = await burst(proxy, "sk-b", 3, model="mock-gpt", max_tokens=200)  # more tokens than tpm allows
+    assert all(isinstance(r, openai.RateLimitError) for r in results)
+    assert {r.response.headers["x-chaperone-budget"] for r in results} == {"rejected:tpm"}
+    assert used(proxy, "ratelimit:key:b:rpm") == 0 and used(proxy, "ratelimit:key:b:tpm") == 0
+    ok = await burst(proxy, "sk-b", 1, model="mock-gpt", max_tokens=20)
+    assert not isinstance(ok[0], Exception) and used(proxy, "ratelimit:key:b:rpm") == 1
