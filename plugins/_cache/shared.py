@@ -96,11 +96,13 @@ class Shared:
             return
         seq = int(await self.store.incr("cache:n:" + partition))
         entry = orjson.dumps({"c": time.time(), "s": seq}) + b"\x00" + body
-        await self.store.set("cache:e:" + key, entry, ttl_s=self.ttl_s)
         row = orjson.dumps({"k": key, "t": text or ""})
         if vector is not None:
             row += b"\x00" + vector.astype(np.float16).tobytes()
-        await self.store.set(f"cache:l:{partition}:{seq}", row, ttl_s=self.ttl_s)
+        await asyncio.gather(  # together: the diskcache store commits them in one transaction
+            self.store.set("cache:e:" + key, entry, ttl_s=self.ttl_s),
+            self.store.set(f"cache:l:{partition}:{seq}", row, ttl_s=self.ttl_s),
+        )
         if vector is not None and text:
             index, sync = self._partition(partition)
             sync.own.add(seq)
