@@ -172,8 +172,8 @@ async def test_sigterm_drains_streams_on_every_worker_and_exits_zero(
         assert await asyncio.wait_for(proc.wait(), 20) == 0
     assert not any(_alive(pid) for pid in pids)
     assert not (home / "run" / f"metrics-{proc.pid}").exists()
-    if len({prefix for prefix, _ in streams}) < 2:
-        pytest.skip("every stream happened to land on one worker")
+    # The kernel may put all six streams on one worker (about 3 % of runs): the drain and the exit of
+    # every worker were checked above either way, so the test does not depend on the spread.
 
 
 def test_metrics_dir_is_fresh_and_stale_ones_are_removed(tmp_path: Path) -> None:
