@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import gzip
 import hashlib
 import threading
@@ -95,8 +96,12 @@ def get_encoding(name: str) -> tiktoken.Encoding:
     return enc
 
 
+@functools.lru_cache(maxsize=4096)
 def encoding_for(model: str) -> tuple[tiktoken.Encoding, bool]:
-    """The encoding to count ``model``'s tokens with, and whether the count is exact (an OpenAI model)."""
+    """The encoding to count ``model``'s tokens with, and whether the count is exact (an OpenAI model).
+
+    Memoised per model name: tiktoken's lookup walks its prefix table on every call.
+    """
     try:
         name = tiktoken.model.encoding_name_for_model(model.rsplit("/", 1)[-1])
     except KeyError:
