@@ -65,6 +65,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tokens", type=int, default=16)
     parser.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
     parser.add_argument("--top", type=int, default=30)
+    parser.add_argument(
+        "--gil",
+        action="store_true",
+        help="sample only the thread holding the GIL: a thread waiting for it (or idle in a queue) "
+        "otherwise counts as busy, which inflates the store's pool threads",
+    )
     args = parser.parse_args(argv)
     pyspy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     workdir = Path(tempfile.mkdtemp(prefix="chaperone-profile-"))
@@ -99,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
                 "--output",
                 str(collapsed),
                 "--nonblocking",
+                *(["--gil"] if args.gil else []),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,

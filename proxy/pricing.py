@@ -20,6 +20,7 @@ sees it. Both plugins may call both: the first to act wins, the other sees it do
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -114,23 +115,40 @@ PRICES: Mapping[str, Price] = {
 
 
 def price_for(model: str, overrides: Mapping[str, Price] | None = None, *, builtin: bool = True) -> Price | None:
-    """The price of ``model``: the policy's entry, else the built-in one; None when neither knows it."""
+    """The price of ``model``: the policy's entry, else the built-in one; None when neither knows it.
+
+    An exact name wins over a prefix (``gpt-4o`` over ``gpt-4o-2024-08-06``'s family), the policy's over the
+    built-in table's; the built-in lookup is memoised per model name (it scans the whole table).
+    """
     name = model.rsplit("/", 1)[-1]
-    tables = (overrides or {}, PRICES) if builtin else (overrides or {},)
-    for table in tables:
-        if name in table:
-            return table[name]
-        if model in table:
-            return table[model]
+    table = overrides or {}
+    if name in table:
+        return table[name]
+    if model in table:
+        return table[model]
+    exact, family = _builtin_price(model) if builtin else (None, None)
+    if exact is not None:
+        return exact
+    best = _longest_prefix(name, table)
+    return table[best] if best is not None else family
+
+
+@functools.lru_cache(maxsize=4096)
+def _builtin_price(model: str) -> tuple[Price | None, Price | None]:
+    """The built-in table's exact entry for ``model`` and its longest family prefix (either may be None)."""
+    name = model.rsplit("/", 1)[-1]
+    exact = PRICES.get(name) or PRICES.get(model)
+    best = _longest_prefix(name, PRICES)
+    return exact, PRICES[best] if best is not None else None
+
+
+def _longest_prefix(name: str, table: Mapping[str, Price]) -> str | None:
     best: str | None = None
-    for table in tables:
-        for entry in table:
-            if name.startswith(entry) and name[len(entry) : len(entry) + 1] in ("-", ":", "@"):
-                if best is None or len(entry) > len(best):
-                    best = entry
-        if best is not None:
-            return table[best]
-    return None
+    for entry in table:
+        if name.startswith(entry) and name[len(entry) : len(entry) + 1] in ("-", ":", "@"):
+            if best is None or len(entry) > len(best):
+                best = entry
+    return best
 
 
 def cost_usd(price: Price, usage: Usage) -> float:

@@ -8,6 +8,7 @@ vendors' published totals (input + output) as of 2025-08.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 
 WINDOWS: Mapping[str, int] = {
@@ -42,17 +43,29 @@ _SEPARATORS = ("-", ":", "@", ".", "_")
 def window_for(model: str, overrides: Mapping[str, int], default: int | None = None) -> int | None:
     """The context window of ``model``: the policy's entry, else the table's, else ``default``.
 
-    ``overrides`` has lower-case names (the plugin lowers the policy's ``context_windows`` once).
+    ``overrides`` has lower-case names (the plugin lowers the policy's ``context_windows`` once). The
+    table's answer is memoised per model name (finding a family prefix scans the whole table).
     """
     name = model.rsplit("/", 1)[-1].lower()
-    for table in (overrides, WINDOWS):
-        if name in table:
-            return table[name]
-        best = max(
-            (e for e in table if name.startswith(e) and name[len(e) : len(e) + 1] in _SEPARATORS),
-            key=len,
-            default=None,
-        )
-        if best is not None:
-            return table[best]
-    return default
+    if overrides:
+        found = _lookup(name, overrides)
+        if found is not None:
+            return found
+    found = _table_window(name)
+    return default if found is None else found
+
+
+@functools.lru_cache(maxsize=4096)
+def _table_window(name: str) -> int | None:
+    return _lookup(name, WINDOWS)
+
+
+def _lookup(name: str, table: Mapping[str, int]) -> int | None:
+    if name in table:
+        return table[name]
+    best = max(
+        (e for e in table if name.startswith(e) and name[len(e) : len(e) + 1] in _SEPARATORS),
+        key=len,
+        default=None,
+    )
+    return None if best is None else table[best]

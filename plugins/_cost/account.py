@@ -23,9 +23,14 @@ from proxy.textview import chunk_texts, request_texts, response_texts
 
 @dataclass(slots=True)
 class StreamTally:
-    """What a stream showed the cost plugin: the text deltas that passed, and the usage it reported."""
+    """What a stream showed the cost plugin: its chunks (for their text deltas), and the usage it reported.
 
-    texts: list[str] = field(default_factory=list)
+    The chunks are kept as they passed and read for text only when the stream's usage is missing
+    (``texts``): most upstreams report usage, and then no chunk's text is ever looked at.
+    """
+
+    endpoint: str = "chat"
+    chunks: list[dict[str, Any]] = field(default_factory=list)
     usage: Usage | None = None
     raw_usage: dict[str, Any] | None = None  # Anthropic: message_start's usage, updated by message_delta
     final: bool = False  # the usage came from the stream's last word (not only Anthropic's message_start)
@@ -34,13 +39,12 @@ class StreamTally:
     def see(self, endpoint: str, chunk: dict[str, Any]) -> None:
         if self.model is None:
             self.model = _chunk_model(chunk)
+        self.endpoint = endpoint
         if endpoint in ("chat", "completions"):
             if chunk.get("choices"):  # not the usage-only chunk
-                self.texts.extend(ref.text for ref in chunk_texts(endpoint, chunk))
+                self.chunks.append(chunk)
             return
-        for ref in chunk_texts(endpoint, chunk):
-            if ref.stream_key is not None:  # a delta; *.done events and final responses repeat the text
-                self.texts.append(ref.text)
+        self.chunks.append(chunk)
         if endpoint == "responses":
             response = chunk.get("response")
             if isinstance(response, dict) and isinstance(response.get("usage"), dict):
@@ -53,6 +57,14 @@ class StreamTally:
                 self.raw_usage = {**(self.raw_usage or {}), **{k: v for k, v in found.items() if v is not None}}
                 self.usage = Usage.from_openai(self.raw_usage) or self.usage
                 self.final = self.final or chunk.get("type") == "message_delta"
+
+    @property
+    def texts(self) -> list[str]:
+        """The text deltas that went out (``*.done`` events and final responses repeat the text: skipped)."""
+        endpoint = self.endpoint
+        if endpoint in ("chat", "completions"):
+            return [ref.text for chunk in self.chunks for ref in chunk_texts(endpoint, chunk)]
+        return [ref.text for chunk in self.chunks for ref in chunk_texts(endpoint, chunk) if ref.stream_key is not None]
 
 
 def _chunk_model(chunk: dict[str, Any]) -> str | None:

@@ -104,3 +104,26 @@ def test_loading_touches_no_network_and_writes_no_cache(tmp_path: Path) -> None:
     assert done.stdout.strip() == "[15339, 1917] [24912, 2375]"
     assert list(cache.iterdir()) == []
     assert socket.socket.connect is not None  # this process was left alone
+
+
+def test_a_resent_conversation_counts_the_same_per_encoding() -> None:
+    """Message texts are memoised (a conversation resends its turns): counts stay tiktoken's, per encoding."""
+    turn = "Über 3.14159 naïve café — 日本語のテキスト, émoji 🙂 and CamelCaseIdentifiers_with_snake. " * 6
+    body = {"model": "gpt-4o", "messages": [{"role": "user", "content": turn}]}
+    old = {**body, "model": "gpt-4"}
+    o200k, cl100k = tokens.get_encoding("o200k_base"), tokens.get_encoding("cl100k_base")
+    expect_new = 3 + 3 + 1 + len(o200k.encode_ordinary(turn))  # priming, message overhead, "user", text
+    expect_old = 3 + 3 + 1 + len(cl100k.encode_ordinary(turn))
+    assert expect_new != expect_old
+    for _ in range(2):
+        assert tokens.count_chat(body) == expect_new
+        assert tokens.count_chat(old) == expect_old
+
+
+def test_the_text_memo_stays_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tokens, "_MEMO_BUDGET_CHARS", 1000)
+    enc = tokens.get_encoding("o200k_base")
+    for i in range(100):
+        text = f"message number {i} " * 10
+        assert tokens._text_tokens(enc, text) == len(enc.encode_ordinary(text))
+    assert tokens._memo_chars <= 1000 + 200

@@ -418,3 +418,43 @@ async def test_concurrent_writes_each_get_their_own_result_and_error(store: Stor
     assert isinstance(results[20], StoreError)
     assert sorted(results[21:]) == [False, True]  # exactly one add won
     assert await store.counter("n") == 20 and await store.get("once") in (b"1", b"2")
+
+
+async def test_large_values_round_trip(store: Store) -> None:
+    big = bytes(range(256)) * 1024  # 256 KiB: diskcache keeps it in a file of its own
+    await store.set("big", big)
+    await store.set("small", b"s")
+    assert await store.get("big") == big
+    assert await store.get("small") == b"s"
+
+
+async def test_diskcache_reads_see_another_handles_writes(tmp_path: Path) -> None:
+    """Reads run on the event loop over their own connection: they still see what others committed."""
+    reader, writer = open_store(StoreConfig(), tmp_path), open_store(StoreConfig(), tmp_path)
+    try:
+        await reader.set("k", b"one")
+        assert await reader.get("k") == b"one"
+        await writer.set("k", b"two")
+        await writer.incr("n", 5)
+        assert await reader.get("k") == b"two"
+        assert await reader.counter("n") == 5
+    finally:
+        await reader.close()
+        await writer.close()
+
+
+async def test_diskcache_busy_read_falls_back_to_the_pool(tmp_path: Path) -> None:
+    store = open_store(StoreConfig(), tmp_path)
+    try:
+        await store.set("k", b"v")
+        await store.set_add("s", "m")
+
+        def busy(*args: object, **kwargs: object) -> object:
+            raise diskcache.Timeout("database is locked")
+
+        store._reader.get = busy  # type: ignore[attr-defined]  # the loop's connection cannot wait
+        assert await store.get("k") == b"v"
+        assert await store.counter("missing") == 0
+        assert await store.set_members("s") == frozenset({"m"})
+    finally:
+        await store.close()
