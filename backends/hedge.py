@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from backends.pool import ReplicaPool
 
 Race = dict["asyncio.Task[ApiResponse]", int]  # attempt task → its order (0: primary, 1: hedge)
+ORDER = ("primary", "hedge")
 
 
 async def hedged_send(pool: ReplicaPool, exchange: Exchange, request: ApiRequest | None, after_s: float) -> ApiResponse:
@@ -29,6 +30,7 @@ async def hedged_send(pool: ReplicaPool, exchange: Exchange, request: ApiRequest
     first = pool.choose(exchange)
     assert first is not None
     race: Race = {asyncio.ensure_future(_attempt(pool, first, exchange, request)): 0}
+    replicas = [first]
     winner: asyncio.Task[ApiResponse] | None = None
     try:
         done, _ = await asyncio.wait(race, timeout=after_s)
@@ -36,13 +38,16 @@ async def hedged_send(pool: ReplicaPool, exchange: Exchange, request: ApiRequest
             second = pool.choose(exchange, also_exclude=first)
             if second is not None:
                 race[asyncio.ensure_future(_attempt(pool, second, exchange, request))] = 1
+                replicas.append(second)
         winner = await _first_success(race)
         if len(race) > 1:
-            outcome = "primary" if race[winner] == 0 else "hedge"
+            outcome = ORDER[race[winner]]
             exchange.verdicts["hedge"] = outcome
             span = trace.get_current_span()
-            if span.is_recording():
-                span.set_attribute("chaperone.hedge", outcome)
+            if span.is_recording():  # both attempts ran under this span: name the one that answered
+                span.set_attributes(
+                    {"chaperone.hedge": outcome, "chaperone.replica": pool.labels[replicas[race[winner]]]}
+                )
         return winner.result()
     finally:
         await _cancel([task for task in race if task is not winner])

@@ -41,7 +41,9 @@ def test_bad_replica_url_names_its_index(registry: PluginRegistry) -> None:
 
 
 def test_url_and_urls_together(registry: PluginRegistry) -> None:
-    errors = errors_of('backends:\n  a: {url: "http://x/v1", urls: ["http://y/v1"]}\nmodels:\n  m: {backend: a}\n', registry)
+    errors = errors_of(
+        'backends:\n  a: {url: "http://x/v1", urls: ["http://y/v1"]}\nmodels:\n  m: {backend: a}\n', registry
+    )
     assert errors == ["backends.a: give exactly one of 'url', 'urls' and 'builtin'"]
 
 
@@ -77,9 +79,7 @@ def test_split_without_any_backend(registry: PluginRegistry) -> None:
 
 def test_hedge_needs_replicas(registry: PluginRegistry) -> None:
     errors = errors_of(POOL + "models:\n  m: {backend: b, hedge: {after_ms: 50}}\n", registry)
-    assert errors == [
-        "models.m.hedge: backend 'b' has a single url; hedging needs a backend with several 'urls'"
-    ]
+    assert errors == ["models.m.hedge: backend 'b' has a single url; hedging needs a backend with several 'urls'"]
     errors = errors_of(POOL + "models:\n  m: {backend: a, hedge: {after_ms: 0}}\n", registry)
     assert errors == ["models.m.hedge.after_ms: Input should be greater than 0"]
 

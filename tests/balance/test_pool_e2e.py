@@ -8,6 +8,7 @@ import textwrap
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import openai
 import pytest
@@ -18,7 +19,7 @@ from backends.pool import ReplicaPool, public_url
 from tests.balance.conftest import Replicas, chat_count
 from tests.conftest import MockUpstream, ProxyFactory, RunningProxy
 
-MESSAGES = [{"role": "user", "content": "hi"}]
+MESSAGES: list[Any] = [{"role": "user", "content": "hi"}]
 
 
 def pool_policy(urls: list[str], balance: str = "{}", health: str = "null") -> str:
