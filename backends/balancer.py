@@ -64,23 +64,29 @@ class Balancer:
 
     def pick(self, exclude: Collection[int] = ()) -> int:
         """The index of the target for the next request, avoiding ``exclude`` when anything else is left."""
-        now = self.clock()
         targets = self.targets
         n = len(targets)
-        order = [(self._next + k) % n for k in range(n)]
-        candidates = [i for i in order if i not in exclude and targets[i].available(now)]
+        start = self._next
+        now = self.clock()
+        candidates = []
+        for k in range(n):
+            i = start + k - n if start + k >= n else start + k
+            target = targets[i]
+            if not target.down and target.ejected_until <= now and i not in exclude:
+                candidates.append(i)
         if not candidates:  # panic: everything is out; try them all in turn rather than fail
+            order = [(start + k) % n for k in range(n)]
             candidates = [i for i in order if i not in exclude] or order
         strategy = self.config.strategy
-        if strategy == "weighted":
+        if strategy == "round_robin":
+            chosen = candidates[0]
+        elif strategy == "weighted":
             chosen = self._weighted(candidates)
         elif strategy == "least_outstanding":
             chosen = min(candidates, key=lambda i: targets[i].outstanding)
-        elif strategy == "ewma":
-            chosen = min(candidates, key=lambda i: (targets[i].ewma_s or 0.0) * (targets[i].outstanding + 1))
         else:
-            chosen = candidates[0]
-        self._next = (chosen + 1) % n
+            chosen = min(candidates, key=lambda i: (targets[i].ewma_s or 0.0) * (targets[i].outstanding + 1))
+        self._next = chosen + 1 if chosen + 1 < n else 0
         return chosen
 
     def _weighted(self, candidates: list[int]) -> int:
