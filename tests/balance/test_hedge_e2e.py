@@ -52,10 +52,14 @@ async def settle() -> list[str]:
 
 
 async def hedged_proxy(
-    replicas: Replicas, start_proxy: ProxyFactory, write_policy: Callable[[str], Path], *configs: MockConfig
+    replicas: Replicas,
+    start_proxy: ProxyFactory,
+    write_policy: Callable[[str], Path],
+    *configs: MockConfig,
+    after_ms: float = 50,
 ) -> tuple[RunningProxy, list[MockUpstream]]:
     ups = await replicas(*configs)
-    return await start_proxy(write_policy(hedge_policy([u.url for u in ups]))), ups
+    return await start_proxy(write_policy(hedge_policy([u.url for u in ups], after_ms))), ups
 
 
 async def test_the_fast_replica_answers_and_the_slow_one_is_cancelled(
@@ -89,8 +93,8 @@ async def test_a_stream_is_hedged_before_its_first_byte(
 async def test_a_stream_that_started_is_never_hedged(
     replicas: Replicas, start_proxy: ProxyFactory, write_policy: Callable[[str], Path]
 ) -> None:
-    trickle = MockConfig(chunk_delay_ms=60, fault="tokens=4")  # first byte at once, then slow
-    proxy, (first, other) = await hedged_proxy(replicas, start_proxy, write_policy, trickle, MockConfig())
+    trickle = MockConfig(chunk_delay_ms=400, fault="tokens=3")  # first byte at once, the rest after the threshold
+    proxy, (first, other) = await hedged_proxy(replicas, start_proxy, write_policy, trickle, MockConfig(), after_ms=700)
     async with proxy.client() as client:
         stream = await client.chat.completions.create(model="m", messages=MESSAGES, stream=True)
         assert [c async for c in stream]
@@ -102,7 +106,9 @@ async def test_no_hedge_when_the_first_answer_is_fast_or_fails_fast(
     replicas: Replicas, start_proxy: ProxyFactory, write_policy: Callable[[str], Path]
 ) -> None:
     failing = MockConfig(fault="status=500")
-    proxy, (bad, good) = await hedged_proxy(replicas, start_proxy, write_policy, failing, MockConfig())
+    proxy, (bad, good) = await hedged_proxy(
+        replicas, start_proxy, write_policy, failing, MockConfig(), after_ms=2000
+    )  # a generous threshold: the fast answers come well before it, even on a loaded machine
     async with proxy.client() as client:
         try:
             await client.chat.completions.create(model="m", messages=MESSAGES)

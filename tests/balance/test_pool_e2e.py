@@ -89,10 +89,8 @@ async def test_least_outstanding_counts_open_streams(
         assert [r["outstanding"] for r in pool_of(proxy).status()["replicas"]] == [1, 1]
         await second.close()
         await ups[1].wait_for(lambda log: any(r["outcome"] == "client_disconnected" for r in log))
-        for _ in range(50):  # the proxy notices the closed stream a moment after the upstream does
-            if pool_of(proxy).balancer.targets[1].outstanding == 0:
-                break
-            await asyncio.sleep(0.02)
+        target = pool_of(proxy).balancer.targets[1]
+        await _until(lambda: target.outstanding == 0)  # the proxy notices the closed stream soon after
         await client.chat.completions.create(model="m", messages=MESSAGES)  # round robin would pick 0 here
         await first.close()
     assert await counts(ups) == [1, 2]
