@@ -38,8 +38,9 @@ TRIED: StashKey[set[tuple[str, int]]] = StashKey()
 
 
 def build_backend(name: str, config: BackendConfig, url: str | None) -> Backend:
-    """The client for a policy backend: a ``ReplicaPool`` for several ``urls``, else one ``OpenAIBackend``."""
-    if config.urls is not None and len(config.urls) > 1:
+    """The client for a policy backend: a ``ReplicaPool`` for ``urls`` (several, or health-checked), else the
+    plain ``OpenAIBackend``."""
+    if config.urls is not None and (len(config.urls) > 1 or config.health is not None):
         return ReplicaPool(name, config, config.urls)
     return OpenAIBackend(name, config, url or (config.urls[0] if config.urls else None))
 

@@ -159,6 +159,8 @@ class BackendConfig(_Strict):
             raise ValueError("give exactly one of 'url', 'urls' and 'builtin'")
         if self.balance.weights is not None and self.urls is not None and len(self.balance.weights) != len(self.urls):
             raise ValueError(f"balance.weights has {len(self.balance.weights)} entries for {len(self.urls)} urls")
+        if self.urls is None and ("balance" in self.model_fields_set or self.health is not None):
+            raise ValueError("'balance' and 'health' apply to replicas: give 'urls' instead of 'url'")
         if self.url is not None and not re.match(r"^https?://[^/\s]+", self.url):
             raise ValueError(f"url must start with http:// or https:// and name a host, got {self.url!r}")
         return self

@@ -113,3 +113,11 @@ models:
         ("b", "v2", "canary", ("other",)),
     ]
     assert route.split.backends() == {"a", "b"}
+
+
+def test_balance_and_health_need_urls(registry: PluginRegistry) -> None:
+    for extra in ("balance: {strategy: ewma}", "health: {interval_s: 1}"):
+        text = f'backends:\n  a: {{url: "http://x/v1", {extra}}}\nmodels:\n  m: {{backend: a}}\n'
+        assert errors_of(text, registry) == [
+            "backends.a: 'balance' and 'health' apply to replicas: give 'urls' instead of 'url'"
+        ]
