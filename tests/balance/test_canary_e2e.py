@@ -78,6 +78,13 @@ async def test_users_stay_on_their_variant_across_requests_and_restarts(
     assert {body["model"] for body in sent_b} == {"v2"}
     sent_a = [r["body"] for r in await a.requests() if r["path"] == "/v1/chat/completions"]
     assert {body["model"] for body in sent_a} == {"v1"}
+    async with proxy.client() as client:  # a stream says its variant too
+        canary_user = canary[0]
+        raw = await client.chat.completions.with_raw_response.create(
+            model="gpt", messages=MESSAGES, user=canary_user, stream=True
+        )
+        assert raw.headers["x-chaperone-variant"] == "canary"
+        assert [chunk async for chunk in raw.parse()]
     restarted = await start_proxy(path)  # another replica of the proxy, or the same after a restart
     async with restarted.client() as client:
         assert await variants(client, USERS[:40]) == {user: first[user] for user in USERS[:40]}

@@ -195,3 +195,20 @@ async def test_probe_is_ready_while_one_replica_answers(replicas: Replicas) -> N
 )
 def test_status_urls_carry_no_credentials(url: str, shown: str) -> None:
     assert public_url(url) == shown
+
+
+async def test_a_hanging_replica_times_out_once_then_is_ejected(
+    replicas: Replicas, start_proxy: ProxyFactory, write_policy: Callable[[str], Path]
+) -> None:
+    ups = await replicas(MockConfig(fault="hang"), MockConfig())
+    text = pool_policy([u.url for u in ups], balance="{eject_after: 1, eject_s: 60}").replace(
+        "timeout_s: 5", "timeout_s: 0.3"
+    )
+    proxy = await start_proxy(write_policy(text))
+    async with proxy.client() as client:
+        with pytest.raises(openai.APIStatusError) as info:
+            await client.chat.completions.create(model="m", messages=MESSAGES)
+        assert info.value.status_code == 504
+        for _ in range(4):
+            await client.chat.completions.create(model="m", messages=MESSAGES)
+    assert await counts(ups) == [1, 4]
