@@ -39,11 +39,15 @@ def make_terminal(
     if tracer is None:
 
         async def send(ex: Exchange) -> ApiResponse:
+            if ex.route.split is not None:  # [balance] a split or spread route: this attempt's variant
+                return await ex.route.split.send(ex, send)
             return await attempt(backends[ex.route.backend], ex)
 
         return send
 
     async def call_upstream(ex: Exchange) -> ApiResponse:
+        if ex.route.split is not None:  # [balance] a split or spread route: this attempt's variant
+            return await ex.route.split.send(ex, call_upstream)
         backend = backends[ex.route.backend]
         attrs = {"gen_ai.request.model": ex.route.upstream_model or ex.request.model, "chaperone.backend": backend.name}
         with tracer.start_as_current_span(

@@ -39,6 +39,8 @@ from proxy.store import StoreConfig
 if TYPE_CHECKING:
     from opentelemetry.trace import Tracer
 
+    from backends.canary import Split
+    from proxy.policyfile import HedgeConfig
     from proxy.registry import PluginRegistry
 
 
@@ -129,6 +131,10 @@ class Route:
     backend: str
     upstream_model: str | None
     fallback: tuple[str, ...] = ()
+    # [balance] a route with several targets picks one per attempt (backends/canary.py); hedging per route
+    split: Split | None = None
+    hedge: HedgeConfig | None = None
+    variant: str | None = None  # the label of a split's variant route
 
 
 @dataclass(frozen=True, slots=True)
@@ -353,6 +359,17 @@ def compile_policy(
 def _compile_routes(spec: PolicyFile, errors: list[str]) -> dict[str, Route]:
     routes: dict[str, Route] = {}
     for name, model in spec.models.items():
+        for i, other in enumerate(model.fallback):
+            if other not in spec.models or other == "*":
+                errors.append(f"models.{name}.fallback[{i}]: no model named {other!r}")
+        if model.split is not None or model.balance is not None:  # [balance]
+            from backends.canary import compile_split
+
+            route = compile_split(name, model, spec.backends, errors)
+            if route is not None:
+                routes[name] = route
+            continue
+        assert model.backend is not None  # ModelConfig checks it
         candidates = [model.backend] if isinstance(model.backend, str) else model.backend
         for i, backend in enumerate(candidates):
             if backend not in spec.backends:
@@ -363,10 +380,11 @@ def _compile_routes(spec: PolicyFile, errors: list[str]) -> dict[str, Route]:
             if all(b in spec.backends for b in candidates):
                 errors.append(f"models.{name}.backend: none of {candidates} is enabled")
             continue
-        for i, other in enumerate(model.fallback):
-            if other not in spec.models or other == "*":
-                errors.append(f"models.{name}.fallback[{i}]: no model named {other!r}")
-        routes[name] = Route(name, chosen, model.model, tuple(model.fallback))
+        if model.hedge is not None:  # [balance]
+            from backends.canary import check_hedge
+
+            check_hedge(name, [chosen], spec.backends, errors)
+        routes[name] = Route(name, chosen, model.model, tuple(model.fallback), hedge=model.hedge)
     return routes
 
 

@@ -13,7 +13,7 @@ import hmac
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from proxy.accesslog import AccessLogConfig
 from proxy.conversations import ResponsesConfig
@@ -26,10 +26,14 @@ from proxy.store import StoreConfig
 __all__ = [
     "AdminConfig",
     "BackendConfig",
+    "BalanceConfig",
+    "HealthConfig",
+    "HedgeConfig",
     "KeyConfig",
     "Limits",
     "ModelConfig",
     "PolicyFile",
+    "SplitEntry",
     "bearer",
 ]
 
@@ -42,6 +46,69 @@ def _empty_is_false(value: Any) -> Any:
 
 class _Strict(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+# ---- [balance] replicas, canary splits and hedging (backends/pool.py, canary.py, hedge.py) ----
+
+
+def _check_url(url: str) -> str:
+    if not re.match(r"^https?://[^/\s]+", url):
+        raise ValueError(f"url must start with http:// or https:// and name a host, got {url!r}")
+    return url
+
+
+class BalanceConfig(_Strict):
+    strategy: Literal["round_robin", "weighted", "least_outstanding", "ewma"] = Field(
+        default="round_robin",
+        description="How a request picks a replica: in turn, by weight, the one with fewest requests in flight, "
+        "or the lowest latency (EWMA of time to headers, times requests in flight).",
+    )
+    weights: list[Annotated[float, Field(ge=0)]] | None = Field(
+        default=None, description="For 'weighted': one weight per url (or per backend of a model route), in order."
+    )
+    eject_after: int = Field(
+        default=3, ge=1, description="Consecutive failures (connect errors, timeouts, 5xx) that eject a replica."
+    )
+    eject_s: float = Field(default=30.0, gt=0, description="How long an ejected replica gets no requests.")
+    ewma_alpha: float = Field(
+        default=0.3, gt=0, le=1, description="For 'ewma': weight of the newest latency sample (0 < alpha <= 1)."
+    )
+
+
+class HealthConfig(_Strict):
+    path: str | None = Field(
+        default=None,
+        description="What to poll: a path on the replica's host ('/health'), or unset for '<url>/models'.",
+    )
+    interval_s: float = Field(default=5.0, gt=0, description="Seconds between two checks of every replica.")
+    timeout_s: float = Field(default=2.0, gt=0, description="A check slower than this fails.")
+
+    @field_validator("path")
+    @classmethod
+    def _absolute(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("/"):
+            raise ValueError("path must start with '/' (it is taken on the replica's host)")
+        return value
+
+
+class SplitEntry(_Strict):
+    backend: str | None = Field(default=None, description="Backend of this variant (default: the route's backend).")
+    model: str | None = Field(default=None, description="Upstream model of this variant (default: the route's).")
+    weight: float = Field(ge=0, description="Share of the traffic (relative to the other weights; 0 turns it off).")
+    name: str | None = Field(
+        default=None,
+        description="Label in x-chaperone-variant, logs and traces (default: this entry's model, else its backend, "
+        "else the route's model or backend).",
+    )
+
+
+class HedgeConfig(_Strict):
+    after_ms: float = Field(
+        gt=0, description="Send a second attempt to another replica when the first has not answered by then."
+    )
+
+
+# ---- [/balance] ----
 
 
 class BackendConfig(_Strict):
@@ -66,27 +133,73 @@ class BackendConfig(_Strict):
         description="Whether /v1/responses is forwarded as is (native) or translated to chat completions; "
         "auto: native for api.openai.com only.",
     )
+    # [balance] replicas of this backend (backends/pool.py)
+    urls: list[Annotated[str, AfterValidator(_check_url)]] | None = Field(
+        default=None, min_length=1, description="Several base URLs of replicas of one backend (instead of 'url')."
+    )
+    balance: BalanceConfig = Field(
+        default_factory=BalanceConfig, description="With 'urls': how requests are spread and replicas ejected."
+    )
+    health: HealthConfig | None = Field(
+        default=None, description="With 'urls': poll every replica in the background; failing ones get no requests."
+    )
+    # [/balance]
 
     @property
     def speaks_responses(self) -> bool:
         """Whether this backend takes Responses API requests itself (else they are translated to chat)."""
         if self.responses_api == "auto":
-            return self.url is not None and re.match(r"^https://api\.openai\.com(/|$)", self.url) is not None
+            url = self.url or (self.urls[0] if self.urls else None)  # [balance]
+            return url is not None and re.match(r"^https://api\.openai\.com(/|$)", url) is not None
         return self.responses_api == "native"
 
     @model_validator(mode="after")
     def _one_target(self) -> BackendConfig:
-        if (self.url is None) == (self.builtin is None):
-            raise ValueError("give exactly one of 'url' and 'builtin'")
+        if [self.url, self.urls, self.builtin].count(None) != 2:  # [balance] urls
+            raise ValueError("give exactly one of 'url', 'urls' and 'builtin'")
+        if self.balance.weights is not None and self.urls is not None and len(self.balance.weights) != len(self.urls):
+            raise ValueError(f"balance.weights has {len(self.balance.weights)} entries for {len(self.urls)} urls")
+        if self.urls is None and ("balance" in self.model_fields_set or self.health is not None):
+            raise ValueError("'balance' and 'health' apply to replicas: give 'urls' instead of 'url'")
         if self.url is not None and not re.match(r"^https?://[^/\s]+", self.url):
             raise ValueError(f"url must start with http:// or https:// and name a host, got {self.url!r}")
         return self
 
 
 class ModelConfig(_Strict):
-    backend: str | list[str] = Field(description="Backend name, or a list: the first enabled one is used.")
+    backend: str | list[str] | None = Field(
+        default=None,
+        description="Backend name, or a list: the first enabled one is used (all of them, with 'balance').",
+    )
     model: str | None = Field(default=None, description="The upstream's own name for the model.")
     fallback: list[str] = Field(default_factory=list, description="Models tried in order when this one fails.")
+    # [balance] spreading, canary and hedging (backends/canary.py, backends/hedge.py)
+    balance: BalanceConfig | None = Field(
+        default=None, description="With a list of backends: spread requests over the enabled ones by this strategy."
+    )
+    split: list[SplitEntry] | None = Field(
+        default=None,
+        min_length=1,
+        description="Canary / A-B: variants (backend and/or upstream model) sharing the traffic by weight.",
+    )
+    sticky: Literal["user", "key", "none"] = Field(
+        default="user",
+        description="What keeps a client on one split variant: the request's 'user' field (else the API key), "
+        "the API key, or nothing (each request on its own).",
+    )
+    hedge: HedgeConfig | None = Field(
+        default=None, description="Hedging: a second attempt to another replica of the backend after a delay."
+    )
+
+    @model_validator(mode="after")
+    def _has_backend(self) -> ModelConfig:
+        if self.backend is None and (self.split is None or any(entry.backend is None for entry in self.split)):
+            raise ValueError("give 'backend' (or a backend on every 'split' entry)")
+        if self.split is not None and self.balance is not None:
+            raise ValueError("give either 'split' or 'balance', not both")
+        return self
+
+    # [/balance]
 
 
 class KeyConfig(_Strict):

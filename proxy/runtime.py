@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from backends.base import Backend
-from backends.openai import OpenAIBackend
+from backends.canary import backend_names
+from backends.pool import build_backend
 from backends.router import make_terminal
 from proxy.conversations import Conversations
 from proxy.keys import KeyRing
@@ -258,10 +259,10 @@ class Runtime:
         backends: dict[str, Backend] = {}
         started_chains = []
         try:
-            for name in sorted({route.backend for route in policy.routes.values()}):
+            for name in sorted(backend_names(policy.routes.values())):  # [balance] split variants too
                 config = policy.backends[name]
                 url = await self._builtin_url(config.builtin) if config.builtin else config.url
-                client = OpenAIBackend(name, config, url)
+                client = build_backend(name, config, url)  # [balance] a pool for several urls
                 await client.start()
                 backends[name] = client
             resources = Resources(store=store, home=self.home)
