@@ -51,6 +51,9 @@ class JudgeConfig(BaseModel):
     threshold: float = Field(default=0.5, ge=0, le=1, description="Scores below this fail.")
     action: Literal["refine", "fallback", "block", "flag"] = Field(default="flag", description="What a fail does.")
     max_rounds: int = Field(default=1, ge=1, le=5, description="refine: re-asks of the original model at most.")
+    final: Literal["flag", "block"] = Field(
+        default="flag", description="refine / fallback: what a fail does once the rounds or the fallback are spent."
+    )
     fallback_model: str | None = Field(default=None, description="fallback: the model route asked instead.")
     sample: float = Field(default=1.0, ge=0, le=1, description="Share of requests judged (by request id).")
     timeout_s: float = Field(default=10.0, gt=0, description="Time the judge gets per verdict.")
@@ -107,27 +110,30 @@ class Judge:
 
     async def _enforce(self, exchange: Exchange, call_next: CallNext, response: ApiResponse) -> ApiResponse:
         rounds = 0
+        how = "pass"
         while response.stream is None and response.status == 200:
             try:
                 verdict = await self.verdict(exchange, response.json())
             except _NoVerdict as exc:
                 return self._no_verdict(exchange, response, str(exc))
             if verdict.accepts(self.config.threshold):
-                return _mark(exchange, response, "pass" if rounds == 0 else "refined")
+                return _mark(exchange, response, how)
             reasons = "; ".join(verdict.reasons) or "no reason given"
             log.info("judge: fail (request_id=%s, round %d): %s", exchange.request_id, rounds, reasons[:300])
             action = self.config.action
             if action == "refine" and rounds < self.config.max_rounds:
-                rounds += 1
+                rounds, how = rounds + 1, "refined"
                 account_discarded(exchange, response.json(), exchange.started)
                 add_repair(exchange.request, _text(exchange, response.json()), _critique(verdict))
                 response = await call_next(exchange)
                 continue
             if action == "fallback" and self.config.fallback_model and rounds == 0:
-                rounds = self.config.max_rounds + 1  # one fallback answer, judged once more
-                response = await self._fallback(exchange, response)
-                continue
-            if action == "block":
+                rounds, how = self.config.max_rounds + 1, "fallback"  # one fallback answer, judged once more
+                fallback = await self._fallback(exchange, response)
+                if fallback is not None:
+                    response = fallback
+                    continue
+            if action == "block" or (action != "flag" and self.config.final == "block"):
                 exchange.verdicts[self.name] = "rejected"
                 raise JudgeRejected(f"The answer was rejected by the judge: {reasons[:500]}")
             response.headers[_HEADER + "-reasons"] = _header_text(reasons)
@@ -166,17 +172,18 @@ class Judge:
             raise JudgeUnavailable(f"The answer could not be checked: {why}")
         return _mark(exchange, response, "error")
 
-    async def _fallback(self, exchange: Exchange, response: ApiResponse) -> ApiResponse:
+    async def _fallback(self, exchange: Exchange, response: ApiResponse) -> ApiResponse | None:
+        """The fallback model's answer to the request, or None (not a chat request, or the fallback failed)."""
         model = self.config.fallback_model
         assert model is not None
         if exchange.request.endpoint != "chat":  # sub-calls speak chat; other endpoints keep their answer
-            return response
+            return None
         body = {k: v for k, v in exchange.request.body.items() if k not in ("model", "stream", "stream_options")}
         try:
             answer = await exchange.subcall(model, body)
         except UpstreamError as exc:
             log.warning("judge: fallback %r failed (request_id=%s): %s", model, exchange.request_id, exc.message)
-            return response
+            return None
         account_discarded(exchange, response.json(), exchange.started)
         return ApiResponse(200, body=answer, headers=dict(response.headers), source=self.name)
 

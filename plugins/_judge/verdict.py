@@ -1,8 +1,9 @@
 """Read a judge's verdict from its reply, however a small local model wrote it.
 
-Tried in order: the whole reply as JSON (a markdown fence allowed); the first ``{…}`` in it; then the
-words themselves ("PASS", "fail", "score: 7/10"). Keys are read loosely: ``pass`` / ``passed`` / ``ok`` /
-``verdict`` ("pass", "yes", "fail", …), ``score`` (0 to 1, or out of 10 or 100), ``reasons`` (a list or a string).
+Tried in order: the whole reply as JSON (a markdown fence allowed); the first ``{…}`` in it; the
+``"key": value`` pairs of JSON cut short (a judge that hit its token limit); then the words themselves
+("PASS", "fail", "score: 7/10"). Keys are read loosely: ``pass`` / ``passed`` / ``ok`` / ``verdict``
+("pass", "yes", "fail", …), ``score`` (0 to 1, or out of 10 or 100), ``reasons`` (a list or a string).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ _OBJECT = re.compile(r"\{.*\}", re.DOTALL)
 _SCORE = re.compile(r"score\W{0,4}(\d+(?:\.\d+)?)\s*(?:/\s*(\d+))?", re.IGNORECASE)
 _FAIL_WORDS = re.compile(r"\b(fail(?:s|ed)?|reject(?:ed)?|no|false|not grounded|unsupported)\b", re.IGNORECASE)
 _PASS_WORDS = re.compile(r"\b(pass(?:es|ed)?|accept(?:ed)?|yes|true|grounded)\b", re.IGNORECASE)
+_PAIR = re.compile(r'"(pass|passed|ok|verdict|result|decision)"\s*:\s*"?([A-Za-z]+)', re.IGNORECASE)
+_PAIR_SCORE = re.compile(r'"(?:score|rating)"\s*:\s*"?(\d+(?:\.\d+)?)', re.IGNORECASE)
 _YES = frozenset({"pass", "passed", "yes", "true", "ok", "accept", "accepted", "grounded", "good"})
 _NO = frozenset({"fail", "failed", "no", "false", "reject", "rejected", "bad"})
 
@@ -44,6 +47,10 @@ def read_verdict(reply: str) -> Verdict:
         verdict = _from_object(value)
         if verdict.passed is not None or verdict.score is not None:
             return verdict
+    pair = _PAIR.search(reply)
+    if pair is not None:  # JSON cut short: read its pairs, never the key names as words
+        score = _PAIR_SCORE.search(reply)
+        return Verdict(_truth(pair.group(2)), _score(score.group(1)) if score else None)
     return _from_words(reply)
 
 
