@@ -30,6 +30,7 @@ from proxy.answershapes import assemble
 
 log = logging.getLogger(__name__)
 CHUNKS = StashKey[list[dict[str, Any]]]()  # audit mode: the stream's chunks
+ASKED = StashKey[tuple[str, str]]()  # the question and context as the client sent them (before later steps edit)
 _HEADER = "x-chaperone-judge"
 
 
@@ -98,6 +99,11 @@ class Judge:
         return self.config.sample >= 1 or zlib.crc32(request_id.encode()) < self._cutoff
 
     @hookimpl
+    async def on_request(self, exchange: Exchange) -> None:
+        """Read the question and context now, before later steps add their own instructions or turns."""
+        exchange.stash[ASKED] = question_and_context(exchange.request, self.config.context_roles)
+
+    @hookimpl
     async def wrap_call(self, exchange: Exchange, call_next: CallNext) -> ApiResponse:
         response = await call_next(exchange)
         if not self.buffers_response or not self.sampled(exchange.request_id):
@@ -146,7 +152,7 @@ class Judge:
         used = exchange.stash.get(_TOKENS) or 0
         if used >= config.max_judge_tokens:
             raise _NoVerdict(f"judge token cap reached ({used} >= {config.max_judge_tokens})")
-        question, context = question_and_context(exchange.request, config.context_roles)
+        question, context = exchange.stash.get(ASKED) or question_and_context(exchange.request, config.context_roles)
         prompt = fill(config.prompt, question=question, context=context, answer=_text(exchange, answer),
                       policy=config.policy_text, limit=config.max_chars)  # fmt: skip
         before = len(exchange.subcalls)

@@ -24,7 +24,17 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from plugins._schema.answer import Target, asked_format, bad_text, problems, request_tools
 from plugins._schema.check import Checker, Problem, schema_errors
 from plugins._schema.repair import Saved, account_discarded, add_repair, repair_text
-from proxy import ApiResponse, CallNext, Exchange, PluginRegistry, ResponseRejected, StashKey, hookimpl, textview
+from proxy import (
+    ApiRequest,
+    ApiResponse,
+    CallNext,
+    Exchange,
+    PluginRegistry,
+    ResponseRejected,
+    StashKey,
+    hookimpl,
+    textview,
+)
 from proxy.answershapes import assemble
 
 log = logging.getLogger(__name__)
@@ -46,6 +56,10 @@ class SchemaConfig(BaseModel):
     strict: bool = Field(default=False, description="Check the policy's schemas as OpenAI strict mode does.")
     instruct: bool = Field(
         default=True, description="Tell the model a policy schema in a system instruction (requests asking none)."
+    )
+    set_format: bool = Field(
+        default=True,
+        description="Also ask for a policy schema in the request's response_format (chat) or text.format (responses).",
     )
     attempts: int = Field(default=3, ge=1, le=10, description="Answers asked in all: the first and the repairs.")
     on_failure: Literal["error", "flag"] = Field(
@@ -125,6 +139,8 @@ class Schema:
         if schema is not None:
             if self.config.instruct:
                 textview.add_instruction(request, _instruction(schema))
+            if self.config.set_format:
+                _set_format(request, schema, self.config.strict)
             return Target(True, schema, self.config.strict, tools)
         return Target(False, None, False, tools) if tools else None
 
@@ -204,6 +220,15 @@ class Schema:
 
 def _instruction(schema: dict[str, Any]) -> str:
     return "Answer with only a JSON document, no prose, valid for this JSON schema:\n" + orjson.dumps(schema).decode()
+
+
+def _set_format(request: ApiRequest, schema: dict[str, Any], strict: bool) -> None:
+    spec = {"name": "answer", "schema": schema, "strict": strict}
+    if request.endpoint == "chat":
+        request.body["response_format"] = {"type": "json_schema", "json_schema": spec}
+    elif request.endpoint == "responses":
+        text = request.body.get("text")
+        request.body["text"] = {**(text if isinstance(text, dict) else {}), "format": {"type": "json_schema", **spec}}
 
 
 def _mark(exchange: Exchange, response: ApiResponse, verdict: str) -> None:

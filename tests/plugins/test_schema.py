@@ -183,13 +183,23 @@ async def test_a_tool_outside_the_allow_list_is_refused(start: Any, mock_upstrea
 
 
 async def test_a_policy_schema_is_told_to_the_model_and_enforced(start: Any, mock_upstream: MockUpstream) -> None:
-    running = await start("{schemas: {'*': {type: object, required: [reply]}}, attempts: 1}")
+    running = await start("{schemas: {'*': {type: object, required: [reply]}}, attempts: 1, set_format: false}")
     async with running.client() as client:
         with pytest.raises(openai.APIStatusError) as caught:
             await client.chat.completions.create(model="mock-gpt", messages=ask("hi"))  # prose: not JSON
     assert caught.value.status_code == 502
     [call] = await chat_calls(mock_upstream)
     assert call["messages"][0]["role"] == "system" and '"required":["reply"]' in call["messages"][0]["content"]
+    assert "response_format" not in call
+
+
+async def test_a_policy_schema_is_asked_for_in_the_response_format(start: Any, mock_upstream: MockUpstream) -> None:
+    running = await start("{schemas: {mock-gpt: {type: object, required: [reply]}}, strict: true}")
+    async with running.client() as client:
+        raw = await client.chat.completions.with_raw_response.create(model="mock-gpt", messages=ask("hi"))
+    assert raw.headers["x-chaperone-schema"] == "valid"
+    [call] = await chat_calls(mock_upstream)
+    assert call["response_format"]["json_schema"]["strict"] is True
 
 
 @pytest.mark.parametrize("field", ["guided_json", "structured_outputs"])
