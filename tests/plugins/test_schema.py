@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import anthropic
 import openai
 import pytest
 
@@ -252,3 +253,34 @@ async def test_an_error_answer_is_passed_on_unchecked(registry: PluginRegistry) 
     stub = StubBackend(lambda _: ApiResponse(400, body={"error": {"message": "bad"}}))
     exchange = make_exchange(policy, {"model": "m", "messages": ask("x"), "response_format": FORMAT})
     assert (await policy.default_chain.run(exchange, stub)).status == 400 and len(stub.calls) == 1
+
+
+async def test_a_responses_text_format_is_enforced_streamed_or_not(start: Any, mock_upstream: MockUpstream) -> None:
+    running = await start()
+    text: Any = {"format": {"type": "json_schema", "name": "person", "schema": PERSON}}
+    who = "Who? [[mock:bad_json]]"
+    async with running.client() as client:
+        raw = await client.responses.with_raw_response.create(model="mock-gpt", input=who, text=text)
+        stream = await client.responses.create(model="mock-gpt", input=who, text=text, stream=True)
+        events = [e async for e in stream]
+    assert raw.headers["x-chaperone-schema"] == "repaired"
+    assert set(json.loads(raw.parse().output_text)) == {"name", "age"}
+    assert events[-1].type == "response.completed"
+    assert set(json.loads(events[-1].response.output_text)) == {"name", "age"}
+    assert len(await chat_calls(mock_upstream)) == 4
+
+
+async def test_messages_tool_use_input_is_checked_and_repaired(start: Any, mock_upstream: MockUpstream) -> None:
+    running = await start()
+    tool: Any = {"name": "get_weather", "input_schema": WEATHER["function"]["parameters"]}
+    async with anthropic.AsyncAnthropic(base_url=running.url.removesuffix("/v1"), api_key="x", max_retries=0) as claude:
+        raw = await claude.messages.with_raw_response.create(
+            model="mock-gpt", max_tokens=100, tools=[tool], tool_choice={"type": "any"},
+            messages=[{"role": "user", "content": "weather in Oslo [[mock:bad_json]]"}],
+        )  # fmt: skip
+        message = await raw.parse()
+    assert raw.headers["x-chaperone-schema"] == "repaired"
+    use: Any = message.content[0]
+    assert use.type == "tool_use" and "city" in use.input
+    calls = await chat_calls(mock_upstream)
+    assert len(calls) == 2 and "$.content[0].arguments" in calls[1]["messages"][-1]["content"]

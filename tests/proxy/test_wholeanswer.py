@@ -136,7 +136,7 @@ async def test_streamed_tool_calls_are_assembled(start: Any, seen: Seen) -> None
         "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}  # fmt: skip
     async with running.client() as client:
         stream = await client.chat.completions.create(
-            model="mock-gpt", messages=ask("weather?"), tools=[tool], tool_choice="required", stream=True  # type: ignore[list-item]
+            model="mock-gpt", messages=ask("weather?"), tools=[tool], tool_choice="required", stream=True
         )
         chunks = [c async for c in stream]
     call = seen[0]["body"]["choices"][0]["message"]["tool_calls"][0]
