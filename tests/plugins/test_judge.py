@@ -278,3 +278,11 @@ async def test_audit_mode_streams_then_judges(
                 break
             await asyncio.sleep(0.02)
     assert any("judge audit: fail" in r.getMessage() for r in caplog.records)
+
+
+async def test_the_judge_token_cap_stops_further_verdicts(start: Any, judge_server: tuple[ScriptedJudge, str]) -> None:
+    judge_server[0].default = FAIL  # each verdict costs 50 tokens
+    running = await start("action: refine, max_rounds: 3, max_judge_tokens: 60, on_error: allow")
+    async with running.client() as client:
+        raw = await client.chat.completions.with_raw_response.create(model="mock-gpt", messages=CONTEXT)
+    assert raw.headers["x-chaperone-judge"] == "error" and len(judge_server[0].requests) == 2

@@ -225,3 +225,11 @@ def test_synthesized_events_assemble_back_into_the_same_answer(endpoint: str, an
 def test_an_empty_stream_assembles_to_nothing() -> None:
     assert assemble("chat", []) is None
     assert assemble("responses", [{"type": "response.created", "response": {}}]) is None
+
+
+async def test_a_stream_cut_before_its_end_is_a_json_error_not_half_an_answer(start: Any) -> None:
+    running = await start()
+    async with running.client() as client:
+        with pytest.raises(openai.APIStatusError) as caught:
+            await client.chat.completions.create(model="mock-gpt", messages=ask("x [[mock:drop_after=2]]"), stream=True)
+    assert caught.value.status_code == 502
