@@ -101,7 +101,8 @@ class Judge:
     @hookimpl
     async def on_request(self, exchange: Exchange) -> None:
         """Read the question and context now, before later steps add their own instructions or turns."""
-        exchange.stash[ASKED] = question_and_context(exchange.request, self.config.context_roles)
+        if self.sampled(exchange.request_id):
+            exchange.stash[ASKED] = question_and_context(exchange.request, self.config.context_roles)
 
     @hookimpl
     async def wrap_call(self, exchange: Exchange, call_next: CallNext) -> ApiResponse:
@@ -196,7 +197,9 @@ class Judge:
     @hookimpl
     async def on_response(self, exchange: Exchange) -> None:
         response = exchange.response
-        if response is not None and response.stream is not None and self.buffers_response:
+        if response is not None and response.stream is not None and (
+            self.buffers_response or not self.sampled(exchange.request_id)
+        ):
             exchange.skip_stream_hooks(self)
 
     @hookimpl
