@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import pluggy
 
-from proxy import hookspecs, sse
+from proxy import hookspecs, sse, wholeanswer
 from proxy.errors import ChaperoneError
 from proxy.exchange import ApiResponse, Exchange, StashKey
 
@@ -59,6 +59,7 @@ class Chain:
         "_response",
         "_shutdown",
         "_startup",
+        "_whole",
         "_wraps",
         "name",
         "steps",
@@ -77,6 +78,13 @@ class Chain:
         self._complete = tuple(reversed(hooks["on_complete"]))
         self._startup = tuple(fn for _, fn in hooks["on_startup"])
         self._shutdown = tuple(fn for _, fn in reversed(hooks["on_shutdown"]))
+        # some step must see a streamed answer whole (``buffers_response``, proxy.wholeanswer): decided here, once
+        self._whole = any(getattr(step.plugin, "buffers_response", False) is True for step in self.steps)
+
+    @property
+    def buffers_response(self) -> bool:
+        """Whether a streamed answer is collected, given whole to the steps, then replayed (``proxy.wholeanswer``)."""
+        return self._whole
 
     @property
     def parses_chunks(self) -> bool:
@@ -103,6 +111,9 @@ class Chain:
         """Run request hooks, the wrapped upstream call, then response hooks (reverse order)."""
         response: ApiResponse | None = None
         exchange.entered = len(self.steps)
+        whole = self._whole and exchange.request.stream
+        if whole:
+            terminal = wholeanswer.collecting(terminal)
         if self._request or self._wraps:
             exchange.request.raw = None  # a plugin may edit the body: serialise it again upstream
         for index, hook in self._request:
@@ -117,6 +128,8 @@ class Chain:
         for index, hook in self._response:
             if index < exchange.entered:
                 await hook(exchange)
+        if whole and exchange.response.stream is None and exchange.response.status == 200:
+            exchange.response = wholeanswer.replay(exchange, exchange.response)
         return exchange.response
 
     async def _call(self, exchange: Exchange, terminal: Terminal) -> ApiResponse:

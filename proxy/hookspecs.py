@@ -27,6 +27,25 @@ JSON ``path`` of the body) and ``score`` (a number, ideally in [0, 1]); ``"flagg
 input explicitly. For example pii: ``{"entities": [...], "action": "pseudonymize"}``; injection:
 ``{"score": 0.93, "categories": ["override"], "action": "block"}``. An exception is reported for that
 input and step, and the run goes on. Steps without ``scan`` are listed as "not scanned".
+
+Whole-answer plugins (a declaration, not a hook)
+------------------------------------------------
+A plugin that must see the whole answer before the client sees any of it (schema enforcement, a
+judge) declares, as a class or instance attribute read once when the chain compiles::
+
+    buffers_response = True
+
+Only in a chain with such a step, and only for a streamed request, the proxy collects the upstream's
+stream (the upstream still streams) into the answer the endpoint returns without ``stream``
+(``proxy.wholeanswer``): every step's ``wrap_call`` gets that whole answer from ``call_next`` (``body``
+set, ``stream`` None; ``call_next`` may be called again, each answer comes back whole), and every
+``on_response`` sees it, so the steps treat it as a non-streamed answer; ``on_chunk`` and
+``on_stream_end`` are not called for it. After the last ``on_response``, a 200 answer is replayed to
+the client as SSE in the endpoint's own shapes and framing, the usage chunk kept, ``[DONE]`` where the
+upstream sent one: the upstream's bytes when no step changed the answer, else events built from the
+answer. Errors raised by the steps reach the client as a JSON error (nothing was sent yet). An
+instance may set ``buffers_response = False`` in ``__init__`` (e.g. an ``audit`` mode that verifies after
+the stream ended); chains without a ``True`` step stream untouched, at no added cost.
 """
 
 from __future__ import annotations

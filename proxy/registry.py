@@ -16,8 +16,10 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "plugins.cost",
     "plugins.headers",
     "plugins.injection",
+    "plugins.judge",
     "plugins.params",
     "plugins.pii",
+    "plugins.schema",
 )
 ENTRY_POINT_GROUP = "chaperone"
 

@@ -8,7 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from .calls import int_param, json_response, open_call, read_json, require_model, usage
-from .content import Answer, chat_prompt_tokens, last_user_text, plan_chat
+from .content import Answer, chat_prompt_tokens, distort_json, json_content, last_user_text, plan_chat
 from .errors import invalid_request
 from .sse import ChunkTemplate, dumps, finish_json, send_stream
 
@@ -26,6 +26,11 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         int_param(body, name, None, 1, 1 << 31)
     call = open_call(request, body, [last_user_text(messages)], "messages")
     answer = plan_chat(body, call.fault.tokens)
+    fault = call.fault
+    if (fault.bad_json or fault.wrong_json or fault.fence_json) and (
+        answer.tool is not None or json_content(body.get("response_format"), "") is not None
+    ):  # [verify] JSON answers spoiled on request (schema repair tests)
+        answer = distort_json(answer, bad=fault.bad_json, wrong=fault.wrong_json, fence=fault.fence_json)
     await call.enter()
     if call.fault.drop_after is not None and not call.stream:
         return call.drop()

@@ -169,3 +169,15 @@ def json_content(response_format: Any, user_text: str) -> str | None:
     if kind == "json_object":
         return json.dumps({"reply": reply_text(user_text, "Mock reply to:")})
     return None
+
+
+def distort_json(answer: Answer, *, bad: bool, wrong: bool, fence: bool) -> Answer:
+    """[verify] Spoil a JSON answer (content in JSON mode, or tool arguments) as the ``*_json`` fault keys ask."""
+    text = answer.text
+    if wrong:
+        text = '{"mock_wrong": true}'
+    elif bad:
+        text = "Sure! Here it is: " + text[: max(1, len(text) // 2)]
+    if fence and answer.tool is None:
+        text = "```json\n" + text + "\n```"
+    return Answer(split_pieces(text), answer.finish_reason, answer.tool) if text != answer.text else answer

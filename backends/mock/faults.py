@@ -12,6 +12,10 @@ Syntax (keys are case-insensitive, ``-`` and ``_`` are interchangeable, items ar
     tokens=N             the completion is exactly N pieces long
     fail_times=N         only the first N requests with this exact spec fail (status/hang/drop_after)
     flag                 moderations: flag the input
+    bad_json             chat: JSON-mode content and tool arguments are not JSON (prose around a cut document)
+    wrong_json           chat: they are JSON that breaks the schema (``{"mock_wrong": true}``)
+    fence_json           chat: JSON-mode content comes inside a markdown ```json fence
+                         (bad_json and wrong_json are failures: ``fail_times`` limits them)
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ HEADER_PREFIX = "x-mock-"
 
 _INT_KEYS = frozenset({"status", "drop_after", "tokens", "fail_times"})
 _FLOAT_KEYS = frozenset({"retry_after", "latency_ms", "chunk_delay_ms"})
-_FLAG_KEYS = frozenset({"hang", "flag"})
+_FLAG_KEYS = frozenset({"hang", "flag", "bad_json", "wrong_json", "fence_json"})  # [verify] the *_json keys
 KNOWN_KEYS = tuple(sorted(_INT_KEYS | _FLOAT_KEYS | _FLAG_KEYS))
 _TRUE = frozenset({"", "1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
@@ -54,11 +58,14 @@ class FaultSpec:
     tokens: int | None = None
     fail_times: int | None = None
     flag: bool = False
+    bad_json: bool = False  # [verify] malformed JSON answers, for schema repair tests
+    wrong_json: bool = False  # [verify]
+    fence_json: bool = False  # [verify]
 
     @property
     def fails(self) -> bool:
         """Whether the spec makes the request fail (the part ``fail_times`` limits)."""
-        return self.status is not None or self.hang or self.drop_after is not None
+        return self.status is not None or self.hang or self.drop_after is not None or self.bad_json or self.wrong_json
 
     def merged(self, override: FaultSpec | None) -> FaultSpec:
         """Return this spec with every field that ``override`` sets replaced."""
@@ -78,7 +85,8 @@ class FaultSpec:
 
     def without_failures(self) -> FaultSpec:
         """The same spec with the failure modes removed (used once ``fail_times`` is spent)."""
-        return replace(self, status=None, retry_after=None, hang=False, drop_after=None)
+        cleared = {"bad_json": False, "wrong_json": False}  # [verify]
+        return replace(self, status=None, retry_after=None, hang=False, drop_after=None, **cleared)
 
 
 def _is_set(value: object) -> bool:

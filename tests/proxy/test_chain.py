@@ -202,7 +202,8 @@ def test_hook_register_plugins(monkeypatch: pytest.MonkeyPatch, events: Events) 
     assert registry.get("rec") is rec
 
     both = build_registry(entry_points=False, extra=(module.__name__,))
-    assert both.names() == ["budget", "cache", "cost", "headers", "injection", "params", "pii", "rec"]
+    known = ["budget", "cache", "cost", "headers", "injection", "judge", "params", "pii", "rec", "schema"]
+    assert both.names() == known
 
 
 def test_registry_rejects_a_class_without_name_or_config() -> None:
