@@ -332,7 +332,10 @@ def terminal_table(summary: dict[str, Any]) -> str:
             )
             lines.append(f"\n{name} - {diff['baseline']}: added {added}")
     for name in names:
-        plugins = (targets[name].get("gateway") or {}).get("plugins_ms_per_request") or {}
+        gateway = targets[name].get("gateway") or {}
+        if gateway.get("cache_lookups"):
+            lines.append(f"\n{name}: cache lookups (the proxy's counters): {gateway['cache_lookups']}")
+        plugins = gateway.get("plugins_ms_per_request") or {}
         if plugins:
             lines.append(
                 f"\n{name}: plugin time per request (the proxy's own timing): "

@@ -10,6 +10,7 @@ between (warm-up and cool-down included: the counters cannot tell them apart). A
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from typing import Any
 from urllib.parse import urlsplit
@@ -23,6 +24,7 @@ _WANTED = (
     "chaperone_time_to_first_token_seconds",
     "chaperone_plugin_hook_duration_seconds",
     "process_cpu_seconds",
+    "chaperone_cache_lookups",
 )
 
 
@@ -50,6 +52,24 @@ async def scrape(session: aiohttp.ClientSession, url: str, headers: dict[str, st
             if s.name.endswith(("_sum", "_count", "_total")) or s.name == "process_cpu_seconds":
                 samples[(s.name, tuple(sorted(s.labels.items())))] = float(s.value)
     return samples
+
+
+async def scrape_after(
+    session: aiohttp.ClientSession, url: str, headers: dict[str, str], before: Sample | None, sent: int
+) -> Sample | None:
+    """The scrape after a run, once the proxy has recorded every request sent (it records after answering)."""
+    after = await scrape(session, url, headers)
+    for _ in range(20):
+        if before is None or after is None or _requests(before, after) >= sent:
+            break
+        await asyncio.sleep(0.05)
+        after = await scrape(session, url, headers)
+    return after
+
+
+def _requests(before: Sample, after: Sample) -> float:
+    name = "chaperone_request_duration_seconds_count"
+    return _total(after, name) - _total(before, name)
 
 
 def _total(delta: Sample, name: str, **match: str) -> float:
@@ -82,4 +102,9 @@ def attribute(before: Sample | None, after: Sample | None) -> dict[str, Any] | N
             p: {**hooks, "total": round(sum(hooks.values()), 4)} for p, hooks in plugins.items()
         },
         "plugin_timing": bool(plugins),
+        "cache_lookups": {
+            dict(labels).get("outcome", "?"): int(v)
+            for (n, labels), v in delta.items()
+            if n == "chaperone_cache_lookups_total" and v > 0
+        },
     }

@@ -114,7 +114,9 @@ def _gateway(summary: dict[str, Any]) -> str:
         if not gw:
             continue
         rows = "".join(
-            f"<tr><td>{escape(k)}</td><td>{_cell(v)}</td></tr>" for k, v in gw.items() if not isinstance(v, dict)
+            f"<tr><td>{escape(k)}</td><td>{_cell(v if not isinstance(v, dict) else json.dumps(v))}</td></tr>"
+            for k, v in gw.items()
+            if k != "plugins_ms_per_request"
         )
         parts.append(f"<table><caption>{escape(name)}: the proxy's own timing (/metrics)</caption>{rows}</table>")
         plugins = gw.get("plugins_ms_per_request") or {}

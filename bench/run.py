@@ -89,7 +89,7 @@ async def run_plan(plan: Plan, stop: asyncio.Event) -> tuple[dict[str, Any], dic
                 watcher.cancel()
                 progress.close()
             cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
-            after = await gateway.scrape(session, url, headers)
+            after = await gateway.scrape_after(session, url, headers, before, len(outcomes))
             rows = [record(o, name, enc) for o in outcomes]
             span = max((r["end_s"] for r in rows), default=0.0) - min((r["start_s"] for r in rows), default=0.0)
             window = mark_window(rows, parse_window(plan.load.warmup, span), parse_window(plan.load.cooldown, span))

@@ -38,45 +38,59 @@ def _open(title: str, standalone: bool, height: int = H) -> list[str]:
     ]
 
 
+class _Frame:
+    """Data bounds and ticks mapped onto the plot area."""
+
+    def __init__(self, points: list[tuple[float, float]]) -> None:
+        x0, x1 = min(p[0] for p in points), max(p[0] for p in points)
+        y0, y1 = min(0.0, min(p[1] for p in points)), max(p[1] for p in points)
+        self.xt, self.yt = _ticks(x0, x1), _ticks(y0, y1)
+        self.x0, self.x1 = min(x0, self.xt[0]), max(x1, self.xt[-1])
+        self.y0, self.y1 = min(y0, self.yt[0]), max(y1, self.yt[-1])
+        self.pw, self.ph = W - LEFT - RIGHT, H - TOP - BOTTOM
+
+    def sx(self, x: float) -> float:
+        return LEFT + (x - self.x0) / ((self.x1 - self.x0) or 1) * self.pw
+
+    def sy(self, y: float) -> float:
+        return TOP + self.ph - (y - self.y0) / ((self.y1 - self.y0) or 1) * self.ph
+
+    def axes(self, xlabel: str, ylabel: str) -> list[str]:
+        pw, ph = self.pw, self.ph
+        out = [f'<rect x="{LEFT}" y="{TOP}" width="{pw}" height="{ph}" fill="none" stroke="#999"/>']
+        for t in self.xt:
+            x = self.sx(t)
+            out.append(
+                f'<line x1="{x:.1f}" y1="{TOP + ph}" x2="{x:.1f}" y2="{TOP + ph + 4}" stroke="#666"/>'
+                f'<text x="{x:.1f}" y="{TOP + ph + 16}" text-anchor="middle">{_fmt(t)}</text>'
+            )
+        for t in self.yt:
+            y = self.sy(t)
+            out.append(
+                f'<line x1="{LEFT}" y1="{y:.1f}" x2="{LEFT + pw}" y2="{y:.1f}" stroke="#eee"/>'
+                f'<text x="{LEFT - 6}" y="{y + 4:.1f}" text-anchor="end">{_fmt(t)}</text>'
+            )
+        out.append(f'<text x="{LEFT + pw / 2}" y="{H - 8}" text-anchor="middle">{escape(xlabel)}</text>')
+        out.append(
+            f'<text transform="translate(14 {TOP + ph / 2}) rotate(-90)" text-anchor="middle">{escape(ylabel)}</text>'
+        )
+        return out
+
+
 def chart(
     series: Series, title: str, xlabel: str, ylabel: str, *, scatter: bool = False, standalone: bool = False
 ) -> str:
-    """A line (or scatter) chart of one or more named series of (x, y) points."""
+    """A line (or scatter) chart of one or more named series of (x, y) points, with a legend."""
     points = [p for pts in series.values() for p in pts if all(math.isfinite(v) for v in p)]
     out = _open(title, standalone)
     if not points:
         out.append(f'<text x="{W / 2}" y="{H / 2}" text-anchor="middle">no data</text></svg>')
         return "\n".join(out)
-    x0, x1 = min(p[0] for p in points), max(p[0] for p in points)
-    y0, y1 = min(0.0, min(p[1] for p in points)), max(p[1] for p in points)
-    xt, yt = _ticks(x0, x1), _ticks(y0, y1)
-    x0, x1, y0, y1 = min(x0, xt[0]), max(x1, xt[-1]), min(y0, yt[0]), max(y1, yt[-1])
-    pw, ph = W - LEFT - RIGHT, H - TOP - BOTTOM
-
-    def sx(x: float) -> float:
-        return LEFT + (x - x0) / ((x1 - x0) or 1) * pw
-
-    def sy(y: float) -> float:
-        return TOP + ph - (y - y0) / ((y1 - y0) or 1) * ph
-
-    out.append(f'<rect x="{LEFT}" y="{TOP}" width="{pw}" height="{ph}" fill="none" stroke="#999"/>')
-    for t in xt:
-        out.append(
-            f'<line x1="{sx(t):.1f}" y1="{TOP + ph}" x2="{sx(t):.1f}" y2="{TOP + ph + 4}" stroke="#666"/>'
-            f'<text x="{sx(t):.1f}" y="{TOP + ph + 16}" text-anchor="middle">{_fmt(t)}</text>'
-        )
-    for t in yt:
-        out.append(
-            f'<line x1="{LEFT}" y1="{sy(t):.1f}" x2="{LEFT + pw}" y2="{sy(t):.1f}" stroke="#eee"/>'
-            f'<text x="{LEFT - 6}" y="{sy(t) + 4:.1f}" text-anchor="end">{_fmt(t)}</text>'
-        )
-    out.append(f'<text x="{LEFT + pw / 2}" y="{H - 8}" text-anchor="middle">{escape(xlabel)}</text>')
-    out.append(
-        f'<text transform="translate(14 {TOP + ph / 2}) rotate(-90)" text-anchor="middle">{escape(ylabel)}</text>'
-    )
+    frame = _Frame(points)
+    out += frame.axes(xlabel, ylabel)
     for i, (name, pts) in enumerate(series.items()):
         color = COLORS[i % len(COLORS)]
-        coords = [(sx(x), sy(y)) for x, y in pts if math.isfinite(x) and math.isfinite(y)]
+        coords = [(frame.sx(x), frame.sy(y)) for x, y in pts if math.isfinite(x) and math.isfinite(y)]
         if scatter:
             out.extend(
                 f'<circle cx="{x:.1f}" cy="{y:.1f}" r="2" fill="{color}" fill-opacity="0.6"/>' for x, y in coords
@@ -84,9 +98,8 @@ def chart(
         elif coords:
             path = " ".join(f"{x:.1f},{y:.1f}" for x, y in coords)
             out.append(f'<polyline points="{path}" fill="none" stroke="{color}" stroke-width="2"/>')
-            out.extend(
-                f'<circle cx="{x:.1f}" cy="{y:.1f}" r="2.5" fill="{color}"/>' for x, y in coords if len(coords) < 30
-            )
+            if len(coords) < 30:
+                out.extend(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="2.5" fill="{color}"/>' for x, y in coords)
         ly = TOP + 12 + 16 * i
         out.append(
             f'<rect x="{W - RIGHT + 10}" y="{ly - 8}" width="10" height="10" fill="{color}"/>'

@@ -60,13 +60,14 @@ chains:
     - params: {{defaults: {{temperature: 0.5}}}}
     - headers: {{response: {{set: {{x-bench: "1"}}}}}}
     - injection: {{}}
+    - cache: {{mode: exact}}
 metrics: {{plugin_timing: true}}
 """
 
 
 @pytest.fixture(scope="module")
 def proxy_url(mock_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Chaperone (params, headers, injection; plugin timing on) in front of the mock; ``…/v1``."""
+    """Chaperone (params, headers, injection, exact cache; plugin timing on) in front of the mock; ``…/v1``."""
     home = tmp_path_factory.mktemp("chaperone")
     policy = home / "policy.yaml"
     policy.write_text(textwrap.dedent(POLICY.format(upstream=mock_url)))

@@ -67,6 +67,8 @@ def two_targets(mock_url: str, proxy_url: str, tmp_path_factory: pytest.TempPath
         "40",
         "--injection-share",
         "0.2",
+        "--cache-share",
+        "0.2",
         "--goodput",
         "ttft:2000",
         "--api-key",
@@ -92,7 +94,9 @@ def test_two_targets_run_the_same_workload_side_by_side(two_targets: tuple[Path,
     assert direct["by_kind"].keys() == chap["by_kind"].keys()
     assert direct["errors"] == 0
     assert set(chap["errors_by_kind"]) == {"http_400:prompt_injection_detected"}
-    assert chap["errors"] == chap["by_kind"]["injection"]["sent"] > 0
+    kinds = chap["by_kind"]
+    assert kinds["injection"]["sent"] > 0 and kinds["injection"]["completed"] == 0
+    assert kinds["plain"]["completed"] == kinds["plain"]["sent"]  # (repeats of an attempt are refused too)
     diff = summary["differences"]
     assert diff["baseline"] == "direct" and "ttft_ms.p99" in diff["targets"]["chaperone"]
     assert "| metric | direct | chaperone |" in stdout and "chaperone - direct: added ttft p50" in stdout
@@ -107,6 +111,7 @@ def test_the_proxy_reports_its_own_time_per_plugin(two_targets: tuple[Path, str]
     assert {"params", "headers", "injection"} <= set(gw["plugins_ms_per_request"])
     assert gw["plugins_ms_per_request"]["injection"]["on_request"] > 0
     assert gw["cpu_ms_per_request"] > 0
+    assert gw["cache_lookups"].get("hit", 0) >= 1  # the repeated prompts were answered from the cache
 
 
 def test_artifacts_and_manifest(two_targets: tuple[Path, str]) -> None:

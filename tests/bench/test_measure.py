@@ -6,11 +6,14 @@ import asyncio
 import itertools
 import random
 import statistics
+from dataclasses import replace
 
 import aiohttp
+import pytest
 
 from bench.load import LoadSpec, arrival_offsets
 from bench.run import Plan, run_plan
+from bench.sweep import sweep_rate
 from bench.workload import WorkloadSpec
 
 SLACK_MS = 12  # scheduling delay on a busy shared machine; ~1 ms on an idle one (benchmarks/generator.py)
@@ -110,3 +113,20 @@ async def test_stop_ends_the_run_and_keeps_what_finished(mock_url: str) -> None:
     summary, records = await asyncio.wait_for(task, 10)
     assert summary["interrupted"] is True
     assert records["mock"] and all(r["ok"] for r in records["mock"])  # in-flight ones were cancelled, not failed
+
+
+async def test_legacy_completions_stream_their_text(mock_url: str) -> None:
+    p = plan(mock_url, "chunk_delay_ms=2")
+    p.workload = replace(p.workload, endpoint="completions")
+    summary, records = await run_plan(p, asyncio.Event())
+    s = summary["targets"]["mock"]
+    assert s["completed"] == 16 and s["ttfc_ms"]["n"] == 16
+    assert {r["output_tokens"] for r in records["mock"]} == {8}
+
+
+async def test_a_rate_sweep_probes_saturation_then_runs_rates_up_to_it(mock_url: str) -> None:
+    p = plan(mock_url, "latency_ms=5", stream=False, requests=12)
+    series, records = await sweep_rate(p, asyncio.Event(), None, max_concurrency=4, steps=2, say=lambda line: None)
+    rates = [level["level"] for level in series]
+    assert len(rates) == 2 and rates[0] > 0 and rates[1] == pytest.approx(2 * rates[0], abs=0.01)  # half, then all
+    assert {r["level"] for r in records["mock"]} == set(rates)
