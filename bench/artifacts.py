@@ -84,10 +84,13 @@ def manifest(
 
 
 def _redact(previous: str, arg: str) -> str:
-    """Hide the value of ``--api-key`` (either form) from the manifest."""
-    if arg.startswith("--api-key="):
-        return "--api-key=***"
-    return "***" if previous == "--api-key" else arg
+    """Hide the value of ``--api-key`` and ``--metrics-key`` (either form) from the manifest."""
+    for secret in ("--api-key", "--metrics-key"):
+        if arg.startswith(secret + "="):
+            return secret + "=***"
+        if previous == secret:
+            return "***"
+    return arg
 
 
 def _dump(path: Path, value: Any) -> None:

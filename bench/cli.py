@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from bench import artifacts, compare
+from bench import artifacts, compare, launch
 from bench.load import LoadSpec
 from bench.report import get
 from bench.run import Plan, run_plan
@@ -23,6 +23,9 @@ from bench.workload import WorkloadSpec
 
 T = TypeVar("T")
 COMMANDS = ("run", "sweep", "compare", "overhead")
+DESCRIPTION = """Load-test OpenAI-compatible servers, and the gateway in front of them: the same seeded workload
+against each --target in turn, side by side (TTFT, time to first content token, ITL, TPOT, e2e, tokens/s,
+goodput, errors by kind), with a Chaperone target's own per-plugin time from its /metrics."""
 EXAMPLES = """examples:
   chaperone bench run --target http://127.0.0.1:8000/v1 --model m --concurrency 8 --requests 500
   chaperone bench run --target direct=http://127.0.0.1:8001/v1 --target chaperone=http://127.0.0.1:8080/v1 \\
@@ -55,6 +58,10 @@ def _add_load_options(p: argparse.ArgumentParser, sweep: bool = False) -> None:
         help="an OpenAI-compatible base URL (…/v1); repeat to run the same workload on several",
     )
     p.add_argument("--api-key", default=os.environ.get("OPENAI_API_KEY"), help="bearer key (default $OPENAI_API_KEY)")
+    p.add_argument(
+        "--metrics-key", default=os.environ.get("CHAPERONE_ADMIN_KEY"),
+        help="admin key for a Chaperone target's /metrics when its policy asks for one (default $CHAPERONE_ADMIN_KEY)",
+    )  # fmt: skip
     p.add_argument("--model", required=True, help="model name sent in every request")
     p.add_argument("--endpoint", choices=("chat", "completions"), default="chat", help="API (default chat)")
     p.add_argument("--no-stream", action="store_true", help="whole answers instead of streams")
@@ -97,7 +104,7 @@ def _add_load_options(p: argparse.ArgumentParser, sweep: bool = False) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="chaperone bench",
-        description=__doc__,
+        description=DESCRIPTION,
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -172,6 +179,7 @@ def _specs(args: argparse.Namespace, load: dict[str, Any]) -> Plan:
         args.baseline,
         progress=not args.quiet,
         timeout_s=args.timeout,
+        metrics_key=args.metrics_key,
     )
 
 
@@ -202,27 +210,11 @@ def _guarded(coro: Callable[[asyncio.Event], Awaitable[T]]) -> tuple[T, bool]:
     return result, bool(getattr(main, "stopped", False))
 
 
-def _launch_hook(args: argparse.Namespace) -> int | None:
-    """``--launch``: a hook for the engine launcher (issue 10); refuses clearly until backends.launch exists."""
-    if not args.launch:
-        return None
-    try:
-        import backends.launch  # type: ignore[import-not-found]  # noqa: F401
-    except ImportError:
-        print(
-            "chaperone bench: --launch needs backends.launch (the engine launcher), which is not installed",
-            file=sys.stderr,
-        )
-        return 2
-    print("chaperone bench: --launch is not wired to backends.launch yet", file=sys.stderr)
-    return 2
-
-
 def _out_dir(args: argparse.Namespace) -> Path:
     return Path(args.out or Path("bench-results") / time.strftime("%Y%m%d-%H%M%S"))
 
 
-def _run(args: argparse.Namespace) -> int:
+def _run(args: argparse.Namespace, engine: dict[str, Any] | None = None) -> int:
     plan = _specs(args, {"concurrency": args.concurrency, "rate": args.rate})
     manifest = artifacts.manifest(
         sys.argv[1:],
@@ -231,6 +223,7 @@ def _run(args: argparse.Namespace) -> int:
         {**plan.load.to_json(), "label": plan.load.label},
         args.seed,
     )
+    manifest["engine"] = engine
     (summary, records), stopped = _guarded(lambda stop: run_plan(plan, stop))
     manifest["interrupted"] = stopped
     out = _out_dir(args)
@@ -240,7 +233,7 @@ def _run(args: argparse.Namespace) -> int:
     return 130 if stopped else 0
 
 
-def _sweep(args: argparse.Namespace) -> int:
+def _sweep(args: argparse.Namespace, engine: dict[str, Any] | None = None) -> int:
     first = {"concurrency": 1, "rate": None}
     plan = _specs(args, first)
     levels = [float(x) for x in args.levels.split(",")] if args.levels else None
@@ -251,6 +244,7 @@ def _sweep(args: argparse.Namespace) -> int:
         {**plan.load.to_json(), "label": f"{args.mode} sweep"},
         args.seed,
     )
+    manifest["engine"] = engine
     limit = args.max_concurrency or 256
 
     def say(line: str) -> None:
@@ -384,10 +378,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "compare":
             return _compare(args)
-        launched = _launch_hook(args)
-        if launched is not None:
-            return launched
-        return _run(args) if args.command == "run" else _sweep(args)
+        with launch.engine(args.policy, args.launch) as engine:
+            return _run(args, engine) if args.command == "run" else _sweep(args, engine)
     except ValueError as exc:
         print(f"chaperone bench {args.command}: {exc}", file=sys.stderr)
         return 2

@@ -56,6 +56,7 @@ class Plan:
     baseline: str | None = None
     progress: bool = True
     timeout_s: float = 300.0
+    metrics_key: str | None = None  # bearer key for a Chaperone target's /metrics (its admin key), if it asks
 
 
 def endpoint_url(base: str, endpoint: str) -> str:
@@ -69,6 +70,7 @@ async def run_plan(plan: Plan, stop: asyncio.Event) -> tuple[dict[str, Any], dic
     headers = dict(HEADERS)
     if plan.api_key:
         headers["authorization"] = f"Bearer {plan.api_key}"
+    scrape_headers = {"authorization": f"Bearer {plan.metrics_key}"} if plan.metrics_key else headers
     enc = encoding_for(plan.workload.model)[0]
     workload = Workload(plan.workload)
     summaries: dict[str, dict[str, Any]] = {}
@@ -78,7 +80,7 @@ async def run_plan(plan: Plan, stop: asyncio.Event) -> tuple[dict[str, Any], dic
             if stop.is_set():
                 break
             url = endpoint_url(base, plan.workload.endpoint)
-            before = await gateway.scrape(session, url, headers)
+            before = await gateway.scrape(session, url, scrape_headers)
             progress = Progress(f"{name} ({plan.load.label})", plan.load.requests, enabled=plan.progress)
             health = Health()
             watcher = asyncio.ensure_future(health.watch())
@@ -89,7 +91,7 @@ async def run_plan(plan: Plan, stop: asyncio.Event) -> tuple[dict[str, Any], dic
                 watcher.cancel()
                 progress.close()
             cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
-            after = await gateway.scrape_after(session, url, headers, before, len(outcomes))
+            after = await gateway.scrape_after(session, url, scrape_headers, before, len(outcomes))
             rows = [record(o, name, enc) for o in outcomes]
             span = max((r["end_s"] for r in rows), default=0.0) - min((r["start_s"] for r in rows), default=0.0)
             window = mark_window(rows, parse_window(plan.load.warmup, span), parse_window(plan.load.cooldown, span))

@@ -13,7 +13,9 @@ import signal
 import subprocess
 import sys
 import time
+import types
 import urllib.request
+from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -220,3 +222,35 @@ def test_bad_options_are_refused_with_a_clear_message(
     code = main(["run", "--target", "http://127.0.0.1:9/v1", "--model", "m", *args])
     assert code == 2
     assert message in capsys.readouterr().err
+
+
+def test_launch_runs_the_benchmark_inside_the_launchers_hook(
+    mock_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    events: list[str] = []
+
+    @contextlib.contextmanager
+    def bench_engine(policy: Path, backend: str) -> Iterator[dict[str, Any]]:
+        events.append(f"start {backend} from {policy.name}")
+        yield {"command": ["engine", "--port", "1"], "url": mock_url}
+        events.append("stop")
+
+    monkeypatch.setitem(sys.modules, "backends.launch", types.SimpleNamespace(bench_engine=bench_engine))
+    code, _ = bench(
+        "run",
+        "--target",
+        mock_url,
+        *COMMON,
+        "--concurrency",
+        "1",
+        "--requests",
+        "2",
+        "--launch",
+        "local",
+        "--policy",
+        "p.yaml",
+        "--out",
+        str(tmp_path),
+    )
+    assert code == 0 and events == ["start local from p.yaml", "stop"]
+    assert json.loads((tmp_path / "manifest.json").read_text())["engine"]["command"] == ["engine", "--port", "1"]
