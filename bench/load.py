@@ -115,10 +115,15 @@ class Drive:
             outcome.end -= self._t0
         return sorted(self._done, key=lambda o: o.start)
 
-    def _take(self) -> Planned | None:
+    def _take(self, offset: float | None = None) -> Planned | None:
+        """The next request, or None when the run is over. An open-loop arrival (``offset``, its scheduled
+        second) counts by its schedule, so a late wake-up never drops one: the seed fixes how many are sent."""
         if self.stop.is_set() or self._left == 0:
             return None
-        if self._deadline is not None and time.perf_counter() >= self._deadline:
+        if offset is not None and self.load.duration_s is not None:
+            if offset >= self.load.duration_s:
+                return None
+        elif self._deadline is not None and time.perf_counter() >= self._deadline:
             return None
         self._left -= 1
         return next(self._plans)
@@ -156,11 +161,13 @@ class Drive:
 
         async def schedule() -> None:
             for offset in offsets:
+                if self.load.duration_s is not None and offset >= self.load.duration_s:
+                    return
                 at = self._t0 + offset
                 delay = at - time.perf_counter()
                 if delay > 0:
                     await asyncio.sleep(delay)
-                planned = self._take()
+                planned = self._take(offset)
                 if planned is None:
                     return
                 task = asyncio.ensure_future(capped(planned, offset))
