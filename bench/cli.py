@@ -76,6 +76,19 @@ def _add_load_options(p: argparse.ArgumentParser, sweep: bool = False) -> None:
     p.add_argument("--warmup", default="5%", help="excluded at the start: 5%% of the run or 2s (default 5%%)")
     p.add_argument("--cooldown", default="5%", help="excluded at the end, like --warmup (default 5%%)")
     p.add_argument("--seed", type=int, default=0, help="seeds every random choice (default 0)")
+    _add_workload_options(p)
+    p.add_argument("--goodput", metavar="SLOS", help="SLOs in ms, e.g. ttft:500,tpot:50 (ttft ttfc tpot e2e itl)")
+    p.add_argument("--baseline", help="target the others are compared with (default the first)")
+    p.add_argument("--out", type=Path, help="artifact directory (default bench-results/<time>)")
+    p.add_argument("--timeout", type=float, default=300.0, help="per-request timeout in seconds (default 300)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress display")
+    p.add_argument(
+        "--launch", metavar="BACKEND", help="start the policy backend's engine first (needs backends.launch)"
+    )
+    p.add_argument("--policy", help="with --launch: the policy file holding the backend")
+
+
+def _add_workload_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--input-tokens", type=int, default=256, help="mean prompt length in tokens (default 256)")
     p.add_argument("--input-spread", type=float, default=0.0, help="std dev as a fraction of the mean (default 0)")
     p.add_argument("--output-tokens", type=int, default=128, help="max_tokens asked for (default 128)")
@@ -90,15 +103,6 @@ def _add_load_options(p: argparse.ArgumentParser, sweep: bool = False) -> None:
     p.add_argument("--ignore-eos", action="store_true", help="send ignore_eos (vLLM) so answers reach max_tokens")
     p.add_argument("--mock", action="store_true", help="add [[mock:tokens=N]] so the bundled mock answers N tokens")
     p.add_argument("--mock-fault", metavar="SPEC", help="with --mock: a mock fault spec, e.g. latency_ms=50")
-    p.add_argument("--goodput", metavar="SLOS", help="SLOs in ms, e.g. ttft:500,tpot:50 (ttft ttfc tpot e2e itl)")
-    p.add_argument("--baseline", help="target the others are compared with (default the first)")
-    p.add_argument("--out", type=Path, help="artifact directory (default bench-results/<time>)")
-    p.add_argument("--timeout", type=float, default=300.0, help="per-request timeout in seconds (default 300)")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress display")
-    p.add_argument(
-        "--launch", metavar="BACKEND", help="start the policy backend's engine first (needs backends.launch)"
-    )
-    p.add_argument("--policy", help="with --launch: the policy file holding the backend")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -326,18 +330,23 @@ def terminal_table(summary: dict[str, Any]) -> str:
             )
             lines.append(f"\n{name} - {diff['baseline']}: added {added}")
     for name in names:
-        gateway = targets[name].get("gateway") or {}
-        if gateway.get("cache_lookups"):
-            lines.append(f"\n{name}: cache lookups (the proxy's counters): {gateway['cache_lookups']}")
-        plugins = gateway.get("plugins_ms_per_request") or {}
-        if plugins:
-            lines.append(
-                f"\n{name}: plugin time per request (the proxy's own timing): "
-                + ", ".join(f"{p} {h['total']:.3f} ms" for p, h in plugins.items())
-            )
+        lines += _gateway_lines(name, targets[name].get("gateway") or {})
     lines.append("\ndefinitions:")
     lines.extend(f"  {k}: {v}" for k, v in DEFINITIONS.items())
     return "\n".join(lines)
+
+
+def _gateway_lines(name: str, gateway: dict[str, Any]) -> list[str]:
+    lines = []
+    if gateway.get("cache_lookups"):
+        lines.append(f"\n{name}: cache lookups (the proxy's counters): {gateway['cache_lookups']}")
+    plugins = gateway.get("plugins_ms_per_request") or {}
+    if gateway and not plugins:
+        lines.append(f"\n{name}: no per-plugin time: set metrics: {{plugin_timing: true}} in its policy")
+    if plugins:
+        times = ", ".join(f"{p} {h['total']:.3f} ms" for p, h in plugins.items())
+        lines.append(f"\n{name}: plugin time per request (the proxy's own timing): {times}")
+    return lines
 
 
 def sweep_table(series: list[dict[str, Any]]) -> str:
