@@ -24,11 +24,11 @@ test: setup redis         ## set up, then run the whole test suite
 	$(BIN)/pytest -q
 
 lint: setup
-	$(BIN)/ruff check proxy plugins backends tests benchmarks
+	$(BIN)/ruff check proxy plugins backends bench tests benchmarks
 	$(BIN)/mypy
 
 bench: setup
-	$(BIN)/chaperone bench
+	$(BIN)/chaperone bench overhead
 
 lock:                     ## re-resolve the dependencies in a scratch venv and pin them in constraints.txt
 	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv

@@ -8,7 +8,7 @@ per request as a ratio to the reference's, measured in the same run. See ``bench
 
     python benchmarks/harness.py --quick          # ~1 minute smoke run
     python benchmarks/harness.py --rounds 3       # fuller run
-    chaperone bench --quick                       # the same
+    chaperone bench overhead --quick              # the same
 """
 
 from __future__ import annotations

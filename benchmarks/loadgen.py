@@ -19,9 +19,14 @@ import re
 import sys
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiohttp
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script: the shared client lives in bench
+
+from bench.client import new_session
 
 CONTENT = re.compile(rb'"content":\s*"[^"]')  # a delta with non-empty content
 DONE = b"data: [DONE]"
@@ -61,13 +66,7 @@ class Runner:
         origin = url.split("/", 3)[2]
         session = self._sessions.get(origin)
         if session is None:
-            connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=60)
-            session = aiohttp.ClientSession(
-                connector=connector,
-                timeout=aiohttp.ClientTimeout(total=300, sock_read=60),
-                skip_auto_headers=("User-Agent",),
-            )
-            self._sessions[origin] = session
+            session = self._sessions[origin] = new_session()
         return session
 
     async def close(self) -> None:

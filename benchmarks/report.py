@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
+
+from bench.stats import pct
 
 REFERENCE = "reference"
 DIRECT = "direct"
@@ -96,13 +98,6 @@ class Row:
             "client_cpu_pct": 100 * self.client_cpu_s / self.elapsed_s if self.elapsed_s else math.nan,
             "runs": self.runs,
         }
-
-
-def pct(values: Sequence[float], p: float) -> float:
-    """Nearest-rank percentile of sorted ``values`` (NaN when empty)."""
-    if not values:
-        return math.nan
-    return values[max(0, math.ceil(p / 100 * len(values)) - 1)]
 
 
 def derive(rows: list[dict[str, Any]]) -> None:

@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import logging
 import os
-import runpy
 import signal
 import sys
 from collections.abc import Sequence
@@ -327,13 +326,10 @@ def _add_scan(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    harness = Path(__file__).resolve().parent.parent / "benchmarks" / "harness.py"
-    if not harness.exists():
-        print("chaperone bench needs a source checkout (benchmarks/harness.py)", file=sys.stderr)
-        return 2
-    sys.argv = [str(harness), *args.rest]
-    runpy.run_path(str(harness), run_name="__main__")
-    return 0
+    # [bench] `chaperone bench run|sweep|compare|overhead` lives in the bench package (bench/cli.py)
+    from bench.cli import main as bench_main
+
+    return bench_main(args.rest)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -368,7 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_usage_cli(sub)
 
-    bench = sub.add_parser("bench", help="run the benchmark harness (see benchmarks/README.md)", add_help=False)
+    bench = sub.add_parser("bench", help="load tests: run, sweep, compare, overhead", add_help=False)
     bench.add_argument("rest", nargs=argparse.REMAINDER)
     bench.set_defaults(func=_bench)
     return parser
@@ -380,7 +376,7 @@ class _Raw(argparse.RawDescriptionHelpFormatter):
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["bench"]:  # every option after `bench` belongs to the harness, --help included
+    if argv[:1] == ["bench"]:  # every option after `bench` belongs to bench/cli.py, --help included
         return _bench(argparse.Namespace(rest=argv[1:]))
     args = build_parser().parse_args(argv)
     level = (
