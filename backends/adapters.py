@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from backends import messages_chat, responses_chat
 from proxy import sse
-from proxy.exchange import ApiRequest, ApiResponse, Exchange, StashKey
+from proxy.conversations import EXPANDED
+from proxy.exchange import ApiRequest, ApiResponse, Exchange
 
 if TYPE_CHECKING:
     from backends.base import Backend
@@ -27,8 +28,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-EXPANDED = StashKey[int]()
-"""Set by the server when ``previous_response_id`` was expanded: where the request's own input starts."""
 
 
 class Translator(Protocol):
@@ -45,7 +44,7 @@ async def send_responses(backend: Backend, exchange: Exchange, conversations: Co
     """One Responses API attempt on ``backend``: forwarded, or translated to chat; stored when asked."""
     body = exchange.request.body
     store = conversations is not None and body.get("store", True) is not False
-    if _speaks_responses(backend):
+    if backend.speaks("responses"):
         request = exchange.request
         if EXPANDED in exchange.stash:  # the context is in ``input`` now; the upstream never saw that id
             request = ApiRequest("responses", "/responses", dict(body), request.headers)
@@ -76,7 +75,9 @@ async def send_responses(backend: Backend, exchange: Exchange, conversations: Co
 
 
 async def send_messages(backend: Backend, exchange: Exchange) -> ApiResponse:
-    """One Anthropic Messages attempt on ``backend``, translated to chat and back."""
+    """One Anthropic Messages attempt on ``backend``: sent as it is when it speaks Messages, else via chat."""
+    if backend.speaks("messages"):
+        return await backend.send(exchange)
     body = exchange.request.body
     chat = messages_chat.to_chat(body)
     message_id = responses_chat.new_id("msg")
@@ -88,11 +89,6 @@ async def send_messages(backend: Backend, exchange: Exchange) -> ApiResponse:
     return ApiResponse(
         answer.status, stream=_translated(answer.stream, translator, messages_chat.encode_event), headers=answer.headers
     )
-
-
-def _speaks_responses(backend: Backend) -> bool:
-    config = getattr(backend, "config", None)
-    return bool(getattr(config, "speaks_responses", False))
 
 
 async def _translated(

@@ -45,11 +45,24 @@ class _Strict(BaseModel):
 
 
 class BackendConfig(_Strict):
-    url: str | None = Field(default=None, description="Base URL of an OpenAI-compatible API, ending in /v1.")
+    # [providers] ``type`` names the factory that builds the backend (proxy.backend.Wiring); checked at activation.
+    type: str = Field(
+        default="openai",
+        pattern=r"^[a-z][a-z0-9_-]*$",
+        description="The API the upstream speaks: openai (OpenAI-compatible, the default) or a provider adapter "
+        "(anthropic: the Messages API).",
+    )
+    url: str | None = Field(
+        default=None,
+        description="Base URL: of an OpenAI-compatible API, ending in /v1; of a provider, its API root "
+        "(anthropic: default https://api.anthropic.com).",
+    )
     builtin: Literal["mock"] | None = Field(
         default=None, description="Start a bundled backend instead of naming a URL (mock: the test double)."
     )
-    api_key: str | None = Field(default=None, description="Sent upstream as 'Authorization: Bearer …'.")
+    api_key: str | None = Field(
+        default=None, description="Sent upstream as 'Authorization: Bearer …' (anthropic: as 'x-api-key')."
+    )
     timeout_s: float = Field(
         default=60.0,
         gt=0,
@@ -70,14 +83,20 @@ class BackendConfig(_Strict):
     @property
     def speaks_responses(self) -> bool:
         """Whether this backend takes Responses API requests itself (else they are translated to chat)."""
+        if self.type != "openai":  # [providers]
+            return False
         if self.responses_api == "auto":
             return self.url is not None and re.match(r"^https://api\.openai\.com(/|$)", self.url) is not None
         return self.responses_api == "native"
 
     @model_validator(mode="after")
     def _one_target(self) -> BackendConfig:
-        if (self.url is None) == (self.builtin is None):
+        if self.url is not None and self.builtin is not None:
             raise ValueError("give exactly one of 'url' and 'builtin'")
+        if self.url is None and self.builtin is None and self.type == "openai":  # [providers] a provider has a default
+            raise ValueError("give exactly one of 'url' and 'builtin'")
+        if self.builtin is not None and self.type != "openai":
+            raise ValueError(f"builtin backends speak the OpenAI API: drop 'type: {self.type}' or 'builtin'")
         if self.url is not None and not re.match(r"^https?://[^/\s]+", self.url):
             raise ValueError(f"url must start with http:// or https:// and name a host, got {self.url!r}")
         return self

@@ -1,0 +1,21 @@
+"""The concrete backends, wired for the core: one ``proxy.backend.Wiring`` the edge hands to the runtime.
+
+Add a provider adapter or an engine here (its ``type:`` name and factory) and in its own module under
+``backends/``; nothing in ``proxy/`` changes.
+"""
+
+from __future__ import annotations
+
+from backends.mock import create_app
+from backends.openai import OpenAIBackend
+from backends.router import make_terminal
+from proxy.backend import BackendFactory, Wiring
+
+FACTORIES: dict[str, BackendFactory] = {
+    "openai": OpenAIBackend,
+}
+
+
+def default() -> Wiring:
+    """The built-in backend types (openai), the router's terminal and the bundled mock."""
+    return Wiring(factories=dict(FACTORIES), terminal=make_terminal, builtins={"mock": create_app})
