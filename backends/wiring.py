@@ -6,6 +6,7 @@ Add a provider adapter or an engine here (its ``type:`` name and factory) and in
 
 from __future__ import annotations
 
+from backends.anthropic import AnthropicBackend
 from backends.mock import create_app
 from backends.openai import OpenAIBackend
 from backends.router import make_terminal
@@ -13,9 +14,10 @@ from proxy.backend import BackendFactory, Wiring
 
 FACTORIES: dict[str, BackendFactory] = {
     "openai": OpenAIBackend,
+    "anthropic": AnthropicBackend,
 }
 
 
 def default() -> Wiring:
-    """The built-in backend types (openai), the router's terminal and the bundled mock."""
+    """The built-in backend types (openai, anthropic), the router's terminal and the bundled mock."""
     return Wiring(factories=dict(FACTORIES), terminal=make_terminal, builtins={"mock": create_app})

@@ -27,6 +27,7 @@ from proxy.messages_api import encode_event, error_object, error_type
 
 __all__ = [
     "RAW_ARGUMENTS_KEY",
+    "STOP_REASONS",
     "ChatToMessagesStream",
     "encode_event",
     "error_object",
@@ -38,7 +39,7 @@ __all__ = [
 ]
 
 RAW_ARGUMENTS_KEY = "_raw_arguments"
-_STOP_REASONS = {
+STOP_REASONS = {  # chat finish_reason -> Anthropic stop_reason
     "length": "max_tokens",
     "tool_calls": "tool_use",
     "function_call": "tool_use",
@@ -63,8 +64,8 @@ def tool_input(arguments: Any) -> dict[str, Any]:
 
 def stop_reason(finish_reason: Any, matched: Any, request: dict[str, Any], *, tools: bool) -> tuple[str, str | None]:
     """Anthropic ``(stop_reason, stop_sequence)`` for a chat ``finish_reason`` (and vLLM's ``stop_reason``)."""
-    if finish_reason in _STOP_REASONS:
-        return _STOP_REASONS[finish_reason], None
+    if finish_reason in STOP_REASONS:
+        return STOP_REASONS[finish_reason], None
     if tools:
         return "tool_use", None
     if isinstance(matched, str) and matched in (request.get("stop_sequences") or ()):
