@@ -196,4 +196,3 @@ def unknown_types(configs: Mapping[str, BackendConfig], wiring: Wiring) -> list[
         for name, config in sorted(configs.items())
         if config.type not in wiring.factories
     ]
-

@@ -78,6 +78,11 @@ async def request_middleware(request: web.Request, handler: Handler) -> web.Stre
     return response
 
 
+async def _anonymous(request: web.Request, response: web.StreamResponse) -> None:
+    """Drop the ``Server: Python/3.x aiohttp/x`` header aiohttp adds: responses do not name our software."""
+    response.headers.popall("Server", None)
+
+
 def create_app(
     settings: Settings,
     *,
@@ -94,6 +99,7 @@ def create_app(
     PROMETHEUS_MULTIPROC_DIR, OTEL_METRICS_EXPORTER, CHAPERONE_ACCESS_LOG.
     """
     app = web.Application(middlewares=[request_middleware], client_max_size=1024**3)
+    app.on_response_prepare.append(_anonymous)  # [providers] after aiohttp set its headers, before they are sent
     app[SETTINGS] = settings
     runtime = Runtime(
         settings.policy_path,
