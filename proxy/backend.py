@@ -141,7 +141,7 @@ class Backend(Protocol):
         """Close the pool; in-flight calls are over by then."""
         ...
 
-    def speaks(self, endpoint: Literal["chat", "completions", "embeddings", "responses", "messages"] | str) -> bool:
+    def speaks(self, endpoint: str) -> bool:
         """Whether ``send`` takes requests of ``endpoint`` as they are (else an adapter translates to chat)."""
         ...
 
