@@ -19,16 +19,15 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from backends import messages_chat, responses_chat
 from proxy import sse
-from proxy.exchange import ApiRequest, ApiResponse, Exchange, StashKey
+from proxy.conversations import EXPANDED
+from proxy.errors import ChaperoneError
+from proxy.exchange import ApiRequest, ApiResponse, Exchange
 
 if TYPE_CHECKING:
     from backends.base import Backend
     from proxy.conversations import Conversations
 
 log = logging.getLogger(__name__)
-
-EXPANDED = StashKey[int]()
-"""Set by the server when ``previous_response_id`` was expanded: where the request's own input starts."""
 
 
 class Translator(Protocol):
@@ -45,7 +44,7 @@ async def send_responses(backend: Backend, exchange: Exchange, conversations: Co
     """One Responses API attempt on ``backend``: forwarded, or translated to chat; stored when asked."""
     body = exchange.request.body
     store = conversations is not None and body.get("store", True) is not False
-    if _speaks_responses(backend):
+    if backend.speaks("responses"):
         request = exchange.request
         if EXPANDED in exchange.stash:  # the context is in ``input`` now; the upstream never saw that id
             request = ApiRequest("responses", "/responses", dict(body), request.headers)
@@ -69,14 +68,16 @@ async def send_responses(backend: Backend, exchange: Exchange, conversations: Co
             await _save(conversations, exchange, result)
         return ApiResponse(answer.status, body=result, headers=answer.headers)
     translator = responses_chat.ChatToResponsesStream(body, response_id=response_id, created_at=created)
-    stream = _translated(answer.stream, translator, responses_chat.encode_event)
+    stream = translate_stream(answer.stream, translator, responses_chat.encode_event)
     if store and conversations is not None:
         stream = _storing(stream, conversations, exchange)
     return ApiResponse(answer.status, stream=stream, headers=answer.headers)
 
 
 async def send_messages(backend: Backend, exchange: Exchange) -> ApiResponse:
-    """One Anthropic Messages attempt on ``backend``, translated to chat and back."""
+    """One Anthropic Messages attempt on ``backend``: sent as it is when it speaks Messages, else via chat."""
+    if backend.speaks("messages"):
+        return await backend.send(exchange)
     body = exchange.request.body
     chat = messages_chat.to_chat(body)
     message_id = responses_chat.new_id("msg")
@@ -86,29 +87,37 @@ async def send_messages(backend: Backend, exchange: Exchange) -> ApiResponse:
         return ApiResponse(answer.status, body=result, headers=answer.headers)
     translator = messages_chat.ChatToMessagesStream(body, message_id=message_id)
     return ApiResponse(
-        answer.status, stream=_translated(answer.stream, translator, messages_chat.encode_event), headers=answer.headers
+        answer.status,
+        stream=translate_stream(answer.stream, translator, messages_chat.encode_event),
+        headers=answer.headers,
     )
 
 
-def _speaks_responses(backend: Backend) -> bool:
-    config = getattr(backend, "config", None)
-    return bool(getattr(config, "speaks_responses", False))
-
-
-async def _translated(
+async def translate_stream(
     upstream: AsyncIterator[bytes], translator: Translator, encode: Callable[[dict[str, Any]], bytes]
 ) -> AsyncIterator[bytes]:
-    """Chat SSE in, the other API's events out: one block per upstream read, as the chain expects."""
+    """One SSE API in, another's events out: one block per upstream read, as the chain expects.
+
+    A translator may raise (an upstream ``error`` event): what it produced before that in the same
+    read still goes out first, then the error.
+    """
     cutter = sse.EventCutter()
     try:
         async for data in upstream:
             block = cutter.feed(data)
             if block:
-                out = _feed(translator, block, encode)
+                out, failure = _feed(translator, block, encode)
                 if out:
                     yield out
+                if failure is not None:
+                    raise failure
         rest = cutter.rest()
-        tail = (_feed(translator, rest, encode) if rest else b"") + b"".join(encode(e) for e in translator.finish())
+        out, failure = _feed(translator, rest, encode) if rest else (b"", None)
+        if out:
+            yield out
+        if failure is not None:
+            raise failure
+        tail = b"".join(encode(e) for e in translator.finish())
         if tail:
             yield tail
     finally:
@@ -117,13 +126,18 @@ async def _translated(
             await aclose()
 
 
-def _feed(translator: Translator, block: bytes, encode: Callable[[dict[str, Any]], bytes]) -> bytes:
+def _feed(
+    translator: Translator, block: bytes, encode: Callable[[dict[str, Any]], bytes]
+) -> tuple[bytes, ChaperoneError | None]:
     events: list[bytes] = []
     for event in sse.split_events(block):
         chunk = sse.decode_data(event)
         if chunk is not None:
-            events.extend(encode(e) for e in translator.feed(chunk))
-    return b"".join(events)
+            try:
+                events.extend(encode(e) for e in translator.feed(chunk))
+            except ChaperoneError as exc:
+                return b"".join(events), exc
+    return b"".join(events), None
 
 
 async def _storing(

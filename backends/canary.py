@@ -20,7 +20,7 @@ from __future__ import annotations
 import bisect
 import hashlib
 import itertools
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from opentelemetry import trace
@@ -32,7 +32,7 @@ from proxy.exchange import ApiResponse, Exchange
 
 if TYPE_CHECKING:
     from proxy.policy import Route
-    from proxy.policyfile import BackendConfig, BalanceConfig, ModelConfig
+    from proxy.splits import SplitSpec
 
 VARIANT_HEADER = "x-chaperone-variant"
 Call = Callable[[Exchange], Awaitable[ApiResponse]]
@@ -130,99 +130,9 @@ def _latency(exchange: Exchange) -> float | None:
     return None if attempt is None or attempt.ended is None else attempt.ended - attempt.started
 
 
-# ---- compiling (called by proxy.policy) ----------------------------------------------------
-
-
-def backend_names(routes: Iterable[Route]) -> set[str]:
-    """Every backend some route (or one of its variants) may send to."""
-    names: set[str] = set()
-    for route in routes:
-        names.add(route.backend)
-        if route.split is not None:
-            names |= route.split.backends()
-    return names
-
-
-def check_hedge(name: str, targets: Iterable[str], backends: Mapping[str, BackendConfig], errors: list[str]) -> None:
-    for backend in targets:
-        config = backends.get(backend)
-        if config is not None and (config.urls is None or len(config.urls) < 2):
-            errors.append(
-                f"models.{name}.hedge: backend {backend!r} has a single url; "
-                "hedging needs a backend with several 'urls'"
-            )
-
-
-def compile_split(
-    name: str, model: ModelConfig, backends: Mapping[str, BackendConfig], errors: list[str]
-) -> Route | None:
-    """The route of a model with ``split`` or ``balance``; None (and ``errors``) when it cannot be built."""
-    from proxy.policy import Route
-
-    fallback = tuple(model.fallback)
-    where = f"models.{name}"
-    have = ", ".join(backends) or "none"
-    if model.balance is not None:
-        return _compile_spread(name, model, model.balance, backends, errors)
-    assert model.split is not None
-    if isinstance(model.backend, list):
-        errors.append(f"{where}.backend: with 'split', give one backend name (or one per split entry)")
-        return None
-    variants: list[Route] = []
-    weights: list[float] = []
-    ok = True
-    for j, entry in enumerate(model.split):
-        backend = entry.backend or model.backend
-        assert backend is not None
-        label = entry.name or entry.model or entry.backend or model.model or backend
-        if backend not in backends:
-            errors.append(f"{where}.split[{j}].backend: no backend named {backend!r} (have: {have})")
-            ok = False
-        elif any(v.variant == label for v in variants):
-            errors.append(f"{where}.split[{j}].name: the label {label!r} is used twice; give each variant a name")
-            ok = False
-        upstream = entry.model or model.model
-        variants.append(Route(name, backend, upstream, fallback, hedge=model.hedge, variant=label))
-        enabled = backend in backends and backends[backend].enabled
-        weights.append(entry.weight if enabled else 0.0)
-    if not ok:
-        return None
-    if sum(weights) <= 0:
-        errors.append(f"{where}.split: every variant has weight 0 or a disabled backend")
-        return None
-    if model.hedge is not None:
-        check_hedge(name, {v.backend for v in variants}, backends, errors)
-    split = Split(name, tuple(variants), tuple(weights), model.sticky)
-    primary = variants[next(i for i, w in enumerate(weights) if w > 0)]
-    return Route(name, primary.backend, model.model, fallback, split=split, hedge=model.hedge)
-
-
-def _compile_spread(
-    name: str, model: ModelConfig, balance: BalanceConfig, backends: Mapping[str, BackendConfig], errors: list[str]
-) -> Route | None:
-    from proxy.policy import Route
-
-    where = f"models.{name}"
-    listed = [model.backend] if isinstance(model.backend, str) else list(model.backend or [])
-    missing = [b for b in listed if b not in backends]
-    for i, backend in enumerate(listed):
-        if backend in missing:
-            errors.append(f"{where}.backend[{i}]: no backend named {backend!r} (have: {', '.join(backends) or 'none'})")
-    if balance.weights is not None and len(balance.weights) != len(listed):
-        errors.append(f"{where}.balance.weights: {len(balance.weights)} weights for {len(listed)} backends")
-        return None
-    if missing:
-        return None
-    chosen = [i for i, backend in enumerate(listed) if backends[backend].enabled]
-    if not chosen:
-        errors.append(f"{where}.backend: none of {listed} is enabled")
-        return None
-    if model.hedge is not None:
-        check_hedge(name, [listed[i] for i in chosen], backends, errors)
-    fallback = tuple(model.fallback)
-    variants = tuple(Route(name, listed[i], model.model, fallback, hedge=model.hedge) for i in chosen)
-    if balance.weights is not None:
-        balance = balance.model_copy(update={"weights": [balance.weights[i] for i in chosen]})
-    balancer = Balancer([listed[i] for i in chosen], balance)
-    split = Split(name, variants, balancer=balancer)
-    return Route(name, variants[0].backend, model.model, fallback, split=split, hedge=model.hedge)
+def from_spec(spec: SplitSpec) -> Split:
+    """The live split of a compiled route (``proxy.splits``): its picker, and a balancer for a spread route."""
+    if spec.balance is not None:
+        balancer = Balancer([variant.backend for variant in spec.variants], spec.balance)
+        return Split(spec.name, spec.variants, balancer=balancer)
+    return Split(spec.name, spec.variants, spec.weights, spec.sticky)

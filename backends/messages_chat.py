@@ -3,12 +3,11 @@
 Pure functions, no I/O: the HTTP layer (``/v1/messages``) validates with ``proxy.messages_api``, calls
 ``to_chat`` on the way in, then ``from_chat`` for a whole answer or a ``ChatToMessagesStream`` per
 streamed answer on the way out. Where the APIs differ, the choices are documented in
-``backends/_messages/request.py`` (requests) and ``backends/_messages/response.py`` (answers).
+``proxy/messages_chat.py`` (requests) and ``backends/_messages/response.py`` (answers).
 """
 
 from __future__ import annotations
 
-from backends._messages.request import TOOL_ERROR_PREFIX, to_chat
 from backends._messages.response import (
     RAW_ARGUMENTS_KEY,
     ChatToMessagesStream,
@@ -17,6 +16,7 @@ from backends._messages.response import (
     error_type,
     from_chat,
 )
+from proxy.messages_chat import TOOL_ERROR_PREFIX, to_chat
 
 __all__ = [
     "RAW_ARGUMENTS_KEY",

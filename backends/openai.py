@@ -7,21 +7,24 @@ deadline. One pooled ``ClientSession`` per backend, opened in ``start`` and clos
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import aiohttp
 import orjson
 from yarl import URL
 
-from backends.base import RawResponse, request_headers, response_headers
+from proxy.backend import RawResponse, WebSocketOptions, request_headers, response_headers, websocket_url
 from proxy.errors import UpstreamError, UpstreamStatus, UpstreamTimeout
 from proxy.exchange import ApiRequest, ApiResponse, Attempt, Exchange
 
 if TYPE_CHECKING:
-    from proxy.policy import BackendConfig
+    from proxy.policyfile import BackendConfig
+
+_NATIVE = frozenset({"chat", "completions", "embeddings"})
 
 
 class map_errors:
@@ -69,6 +72,10 @@ class OpenAIBackend:
         self._timeout_obj = aiohttp.ClientTimeout(
             total=None, sock_connect=config.connect_timeout_s, sock_read=config.timeout_s
         )
+
+    def speaks(self, endpoint: str) -> bool:
+        """Chat, completions and embeddings; the Responses API when the config says so; never Messages."""
+        return endpoint in _NATIVE or (endpoint == "responses" and self.config.speaks_responses)
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(limit=self.config.max_connections, ttl_dns_cache=300, keepalive_timeout=30)
@@ -200,6 +207,31 @@ class OpenAIBackend:
             return None
         except (aiohttp.ClientError, TimeoutError) as exc:
             return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+    async def open_websocket(self, options: WebSocketOptions) -> aiohttp.ClientWebSocketResponse[Literal[False]]:
+        """``…/v1/realtime`` upstream, with the same credentials rule as HTTP (the backend's key, else the caller's)."""
+        headers = dict(options.headers)
+        headers.update(self.config.headers)
+        auth = self._auth or options.authorization
+        if auth:
+            headers["authorization"] = auth
+        url = websocket_url(self.base_url, options.query, options.upstream_model)
+        with map_errors(self.name):
+            try:
+                async with asyncio.timeout(self.config.connect_timeout_s):
+                    return await self.session.ws_connect(
+                        url,
+                        headers=headers,
+                        protocols=options.protocols,
+                        max_msg_size=options.max_msg_size,
+                        decode_text=False,  # text frames pass as bytes: no decoding and encoding again
+                        timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=options.close_timeout_s),
+                    )
+            except aiohttp.WSServerHandshakeError as exc:
+                raise UpstreamError(
+                    f"backend {self.name!r} refused the WebSocket upgrade (HTTP {exc.status})",
+                    code="upstream_refused_websocket",
+                ) from None
 
 
 async def _status_error(resp: aiohttp.ClientResponse) -> UpstreamStatus:

@@ -15,7 +15,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import aiohttp
 from opentelemetry import trace
@@ -29,6 +29,7 @@ from proxy.exchange import ApiRequest, ApiResponse, Exchange, StashKey
 
 if TYPE_CHECKING:
     from backends.base import Backend
+    from proxy.backend import WebSocketOptions
     from proxy.policyfile import BackendConfig
 
 log = logging.getLogger(__name__)
@@ -138,6 +139,13 @@ class ReplicaPool:
             return response
         response.stream = track_stream(balancer, i, response.stream)
         return response
+
+    def speaks(self, endpoint: str) -> bool:
+        return self.members[0].speaks(endpoint)  # every replica has the same config
+
+    async def open_websocket(self, options: WebSocketOptions) -> aiohttp.ClientWebSocketResponse[Literal[False]]:
+        """A Realtime session on the replica the balancer picks (it stays there for the session's life)."""
+        return await self.members[self.balancer.pick()].open_websocket(options)
 
     async def forward(
         self, method: str, path: str, query: str, headers: Mapping[str, str], body: bytes, *, authorization: str | None

@@ -7,16 +7,18 @@ from typing import TYPE_CHECKING
 
 from opentelemetry import trace
 
-from backends import adapters
+from backends import adapters, canary
 from proxy.errors import ChaperoneError
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Tracer
 
     from backends.base import Backend
+    from backends.canary import Split
     from proxy.chain import Terminal
     from proxy.conversations import Conversations
     from proxy.exchange import ApiResponse, Exchange
+    from proxy.splits import SplitSpec
 
 
 def make_terminal(
@@ -27,6 +29,14 @@ def make_terminal(
     Responses and Messages requests go through their adapter (``backends.adapters``), which forwards
     or translates them per backend and keeps stored responses in ``conversations``.
     """
+
+    splits: dict[int, tuple[SplitSpec, Split]] = {}  # one live split per compiled route of this policy
+
+    def split_for(spec: SplitSpec) -> Split:
+        held = splits.get(id(spec))
+        if held is None or held[0] is not spec:
+            held = splits[id(spec)] = (spec, canary.from_spec(spec))
+        return held[1]
 
     async def attempt(backend: Backend, ex: Exchange) -> ApiResponse:
         endpoint = ex.request.endpoint
@@ -40,14 +50,14 @@ def make_terminal(
 
         async def send(ex: Exchange) -> ApiResponse:
             if ex.route.split is not None:  # [balance] a split or spread route: this attempt's variant
-                return await ex.route.split.send(ex, send)
+                return await split_for(ex.route.split).send(ex, send)
             return await attempt(backends[ex.route.backend], ex)
 
         return send
 
     async def call_upstream(ex: Exchange) -> ApiResponse:
         if ex.route.split is not None:  # [balance] a split or spread route: this attempt's variant
-            return await ex.route.split.send(ex, call_upstream)
+            return await split_for(ex.route.split).send(ex, call_upstream)
         backend = backends[ex.route.backend]
         attrs = {"gen_ai.request.model": ex.route.upstream_model or ex.request.model, "chaperone.backend": backend.name}
         with tracer.start_as_current_span(

@@ -26,14 +26,18 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from proxy.errors import InvalidRequest, NotFound
+from proxy.exchange import StashKey
 
 if TYPE_CHECKING:
     from proxy.policy import Caller
     from proxy.store import Store
 
-__all__ = ["Conversations", "Expanded", "ResponsesConfig", "input_items", "owner_of"]
+__all__ = ["EXPANDED", "Conversations", "Expanded", "ResponsesConfig", "input_items", "owner_of"]
 
 log = logging.getLogger(__name__)
+
+EXPANDED = StashKey[int]()
+"""Set by the server when ``previous_response_id`` was expanded: where the request's own input starts."""
 
 _PREFIXES = {"message": "msg", "function_call": "fc", "function_call_output": "fco", "reasoning": "rs"}
 

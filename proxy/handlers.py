@@ -19,9 +19,9 @@ import orjson
 from aiohttp import web
 from opentelemetry import trace
 
-from backends import adapters
-from backends.base import request_headers
 from proxy import messages_api, sse, validate
+from proxy.backend import request_headers
+from proxy.conversations import EXPANDED
 from proxy.errors import (
     ChaperoneError,
     InvalidRequest,
@@ -293,7 +293,7 @@ async def _expand(exchange: Exchange, active: Active) -> None:
             return
         raise
     if expanded is not None:
-        exchange.stash[adapters.EXPANDED] = expanded.own_from
+        exchange.stash[EXPANDED] = expanded.own_from
         exchange.request.raw = None  # the body changed: serialise it again upstream
 
 

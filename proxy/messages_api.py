@@ -4,7 +4,7 @@ Clients of this surface (the anthropic SDK, coding agents) read Anthropic errors
 the field as Anthropic does (``messages.1.content.0.type: …``) and errors leave as
 ``{"type": "error", "error": {"type", "message"}}`` with the status deciding the type. Only what the
 Messages API would itself reject is refused here; unknown fields pass. What a chat backend cannot do
-(documents, server tools) is refused later, by ``backends.messages_chat.to_chat``.
+(documents, server tools) is refused later, by ``proxy.messages_chat.to_chat``.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from typing import Any, NoReturn
 
 import orjson
 
-from backends.messages_chat import encode_event, error_object, to_chat
 from proxy import tokens
 from proxy.errors import ChaperoneError, InvalidRequest
+from proxy.messages_chat import to_chat
 
 ROLES = frozenset({"user", "assistant", "system"})  # "system" entries: newer SDKs send them in messages
 BLOCK_TYPES = frozenset(
@@ -42,6 +42,35 @@ BLOCK_TYPES = frozenset(
 )
 TOOL_CHOICES = frozenset({"auto", "any", "tool", "none"})
 IMAGE_SOURCES = frozenset({"base64", "url", "file"})
+ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    402: "billing_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    504: "timeout_error",
+    529: "overloaded_error",
+}
+"""Anthropic's ``error.type`` for each HTTP status it documents."""
+
+
+def error_type(status: int) -> str:
+    """The Anthropic ``error.type`` for an HTTP status (other 4xx: invalid_request_error; 5xx: api_error)."""
+    if status in ERROR_TYPES:
+        return ERROR_TYPES[status]
+    return "invalid_request_error" if 400 <= status < 500 else "api_error"
+
+
+def error_object(status: int, message: str) -> dict[str, Any]:
+    """The Anthropic error body: ``{"type": "error", "error": {"type", "message"}}``."""
+    return {"type": "error", "error": {"type": error_type(status), "message": message}}
+
+
+def encode_event(event: dict[str, Any]) -> bytes:
+    """One server-sent event as Anthropic streams it: ``event: <type>`` then its JSON ``data:``."""
+    return b"event: " + str(event["type"]).encode() + b"\ndata: " + orjson.dumps(event) + b"\n\n"
 
 
 def _fail(param: str, what: str, code: str = "invalid_value") -> NoReturn:

@@ -39,9 +39,9 @@ from proxy.store import StoreConfig
 if TYPE_CHECKING:
     from opentelemetry.trace import Tracer
 
-    from backends.canary import Split
     from proxy.policyfile import HedgeConfig
     from proxy.registry import PluginRegistry
+    from proxy.splits import SplitSpec
 
 
 class PolicyError(Exception):
@@ -131,8 +131,8 @@ class Route:
     backend: str
     upstream_model: str | None
     fallback: tuple[str, ...] = ()
-    # [balance] a route with several targets picks one per attempt (backends/canary.py); hedging per route
-    split: Split | None = None
+    # [balance] a route with several targets (proxy/splits.py; backends/canary.py picks one per attempt); hedging
+    split: SplitSpec | None = None
     hedge: HedgeConfig | None = None
     variant: str | None = None  # the label of a split's variant route
 
@@ -363,7 +363,7 @@ def _compile_routes(spec: PolicyFile, errors: list[str]) -> dict[str, Route]:
             if other not in spec.models or other == "*":
                 errors.append(f"models.{name}.fallback[{i}]: no model named {other!r}")
         if model.split is not None or model.balance is not None:  # [balance]
-            from backends.canary import compile_split
+            from proxy.splits import compile_split
 
             route = compile_split(name, model, spec.backends, errors)
             if route is not None:
@@ -381,7 +381,7 @@ def _compile_routes(spec: PolicyFile, errors: list[str]) -> dict[str, Route]:
                 errors.append(f"models.{name}.backend: none of {candidates} is enabled")
             continue
         if model.hedge is not None:  # [balance]
-            from backends.canary import check_hedge
+            from proxy.splits import check_hedge
 
             check_hedge(name, [chosen], spec.backends, errors)
         routes[name] = Route(name, chosen, model.model, tuple(model.fallback), hedge=model.hedge)

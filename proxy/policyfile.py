@@ -38,8 +38,6 @@ __all__ = [
 ]
 
 
-
-
 def _empty_is_false(value: Any) -> Any:
     return False if value == "" else value
 
@@ -112,11 +110,24 @@ class HedgeConfig(_Strict):
 
 
 class BackendConfig(_Strict):
-    url: str | None = Field(default=None, description="Base URL of an OpenAI-compatible API, ending in /v1.")
+    # [providers] ``type`` names the factory that builds the backend (proxy.backend.Wiring); checked at activation.
+    type: str = Field(
+        default="openai",
+        pattern=r"^[a-z][a-z0-9_-]*$",
+        description="The API the upstream speaks: openai (OpenAI-compatible, the default) or a provider adapter "
+        "(anthropic: the Messages API).",
+    )
+    url: str | None = Field(
+        default=None,
+        description="Base URL: of an OpenAI-compatible API, ending in /v1; of a provider, its API root "
+        "(anthropic: default https://api.anthropic.com).",
+    )
     builtin: Literal["mock"] | None = Field(
         default=None, description="Start a bundled backend instead of naming a URL (mock: the test double)."
     )
-    api_key: str | None = Field(default=None, description="Sent upstream as 'Authorization: Bearer …'.")
+    api_key: str | None = Field(
+        default=None, description="Sent upstream as 'Authorization: Bearer …' (anthropic: as 'x-api-key')."
+    )
     timeout_s: float = Field(
         default=60.0,
         gt=0,
@@ -148,6 +159,8 @@ class BackendConfig(_Strict):
     @property
     def speaks_responses(self) -> bool:
         """Whether this backend takes Responses API requests itself (else they are translated to chat)."""
+        if self.type != "openai":  # [providers]
+            return False
         if self.responses_api == "auto":
             url = self.url or (self.urls[0] if self.urls else None)  # [balance]
             return url is not None and re.match(r"^https://api\.openai\.com(/|$)", url) is not None
@@ -155,8 +168,11 @@ class BackendConfig(_Strict):
 
     @model_validator(mode="after")
     def _one_target(self) -> BackendConfig:
-        if [self.url, self.urls, self.builtin].count(None) != 2:  # [balance] urls
+        given = 3 - [self.url, self.urls, self.builtin].count(None)  # [balance] urls
+        if given > 1 or (given == 0 and self.type == "openai"):  # [providers] a provider has a default url
             raise ValueError("give exactly one of 'url', 'urls' and 'builtin'")
+        if self.builtin is not None and self.type != "openai":
+            raise ValueError(f"builtin backends speak the OpenAI API: drop 'type: {self.type}' or 'builtin'")
         if self.balance.weights is not None and self.urls is not None and len(self.balance.weights) != len(self.urls):
             raise ValueError(f"balance.weights has {len(self.balance.weights)} entries for {len(self.urls)} urls")
         if self.urls is None and ("balance" in self.model_fields_set or self.health is not None):

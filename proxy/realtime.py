@@ -28,17 +28,15 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import aiohttp
 from aiohttp import WSCloseCode, WSMsgType, web
-from multidict import MultiDict
-from yarl import URL
 
-from backends.openai import OpenAIBackend, map_errors
-from proxy.errors import ChaperoneError, InvalidRequest, UpstreamError
+from proxy.backend import WebSocketOptions
+from proxy.backend import websocket_url as upstream_url
+from proxy.errors import ChaperoneError, InvalidRequest
 from proxy.handlers import REQUEST_ID
 from proxy.passthrough import RealtimeConfig
 from proxy.runtime import RUNTIME
 
 if TYPE_CHECKING:
-    from proxy.policy import Caller
     from proxy.runtime import Active, Runtime
 
 __all__ = ["STATS", "RealtimeConfig", "RealtimeStats", "realtime", "upstream_url"]
@@ -106,8 +104,6 @@ Socket = web.WebSocketResponse[Literal[False]] | aiohttp.ClientWebSocketResponse
 
 async def realtime(request: web.Request) -> web.StreamResponse:
     """``GET /v1/realtime``: check the caller, open the upstream socket, then upgrade and relay."""
-    # Imported here: proxy.policy imports RealtimeConfig from this module, and these import proxy.policy.
-
     runtime = request.app[RUNTIME]
     stats = request.app[STATS]
     offered = _offered_protocols(request.headers)
@@ -150,14 +146,17 @@ async def _open(request: web.Request, active: Active, offered: tuple[str, ...], 
         )
     route = policy.route_for(model)
     caller.check_model(model)
-    backend = active.backends[route.backend]
-    if not isinstance(backend, OpenAIBackend):
-        raise UpstreamError(f"backend {route.backend!r} cannot carry WebSocket sessions", code="upstream_failed")
     config: RealtimeConfig = policy.realtime
-    url = upstream_url(backend.base_url, request.query, route.upstream_model)
-    headers = _upstream_headers(request.headers, backend, caller, request_id)
-    forwarded = tuple(p for p in offered if not p.startswith(INSECURE_KEY_PROTOCOL))
-    upstream = await _connect(backend, url, headers, forwarded, config)
+    options = WebSocketOptions(
+        query=request.query,
+        upstream_model=route.upstream_model,
+        headers=_passed_headers(request.headers, request_id),
+        authorization=caller.authorization,
+        protocols=tuple(p for p in offered if not p.startswith(INSECURE_KEY_PROTOCOL)),
+        max_msg_size=config.max_frame_bytes + 1,  # aiohttp refuses a message of max_msg_size bytes or more
+        close_timeout_s=_CLOSE_S,
+    )
+    upstream = await active.backends[route.backend].open_websocket(options)
     client = _ClientSocket(
         protocols=_answer(offered, upstream.protocol),
         max_msg_size=config.max_frame_bytes + 1,  # aiohttp refuses a message of max_msg_size bytes or more
@@ -169,51 +168,14 @@ async def _open(request: web.Request, active: Active, offered: tuple[str, ...], 
     return _Session(request_id, caller.name, model, client, upstream, config)
 
 
-def upstream_url(base_url: str, query: Mapping[str, str], upstream_model: str | None) -> URL:
-    """The backend's ``…/v1`` as ``ws(s)://…/v1/realtime``, with the client's query and the upstream model name."""
-    url = URL(base_url + "/realtime")
-    scheme = {"http": "ws", "https": "wss"}.get(url.scheme, url.scheme)
-    params = MultiDict(query)
-    if upstream_model:
-        params["model"] = upstream_model
-    return url.with_scheme(scheme).with_query(params)
-
-
-def _upstream_headers(
-    client: Mapping[str, str], backend: OpenAIBackend, caller: Caller, request_id: str
-) -> dict[str, str]:
-    """The same credentials rule as HTTP: the backend's key, else (open mode) the client's own Authorization."""
+def _passed_headers(client: Mapping[str, str], request_id: str) -> dict[str, str]:
+    """What travels upstream from the client's handshake (credentials are the backend's rule, not ours)."""
     headers = {}
     beta = client.get("OpenAI-Beta")
     if beta:
         headers["openai-beta"] = beta
-    headers.update(backend.config.headers)
-    auth = f"Bearer {backend.config.api_key}" if backend.config.api_key else caller.authorization
-    if auth:
-        headers["authorization"] = auth
     headers["x-request-id"] = request_id
     return headers
-
-
-async def _connect(
-    backend: OpenAIBackend, url: URL, headers: dict[str, str], protocols: tuple[str, ...], config: RealtimeConfig
-) -> aiohttp.ClientWebSocketResponse[Literal[False]]:
-    with map_errors(backend.name):
-        try:
-            async with asyncio.timeout(backend.config.connect_timeout_s):
-                return await backend.session.ws_connect(
-                    url,
-                    headers=headers,
-                    protocols=protocols,
-                    max_msg_size=config.max_frame_bytes + 1,
-                    decode_text=False,
-                    timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=_CLOSE_S),
-                )
-        except aiohttp.WSServerHandshakeError as exc:
-            raise UpstreamError(
-                f"backend {backend.name!r} refused the WebSocket upgrade (HTTP {exc.status})",
-                code="upstream_refused_websocket",
-            ) from None
 
 
 def _answer(offered: tuple[str, ...], chosen: str | None) -> tuple[str, ...]:

@@ -18,13 +18,11 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from backends.base import Backend
-from backends.canary import backend_names
-from backends.pool import build_backend
-from backends.router import make_terminal
+from proxy.backend import Backend, Wiring, unknown_types
 from proxy.conversations import Conversations
 from proxy.keys import KeyRing
 from proxy.policy import Caller, Policy, PolicyError, compile_policy_text
+from proxy.splits import backend_names
 from proxy.store import Clock, Store, StoreConfig, StoreUnavailable, open_store
 from proxy.subcall import Subcaller
 
@@ -75,6 +73,7 @@ class Runtime:
         policy_path: Path,
         registry: PluginRegistry,
         *,
+        wiring: Wiring,
         home: Path,
         tracer: Tracer | None = None,
         reload_interval_s: float = 1.0,
@@ -82,6 +81,7 @@ class Runtime:
     ) -> None:
         self.policy_path = policy_path
         self.registry = registry
+        self.wiring = wiring  # the concrete backends, the terminal and the bundled servers (from the edge)
         self.home = home
         self.tracer = tracer
         self.reload_interval_s = reload_interval_s
@@ -255,6 +255,9 @@ class Runtime:
     # ---- activation -----------------------------------------------------------------------
 
     async def _activate(self, policy: Policy, digest: str) -> Active:
+        problems = unknown_types(policy.backends, self.wiring)
+        if problems:
+            raise PolicyError(str(self.policy_path), problems)
         store = await self._acquire_store(policy.store)
         backends: dict[str, Backend] = {}
         started_chains = []
@@ -262,7 +265,7 @@ class Runtime:
             for name in sorted(backend_names(policy.routes.values())):  # [balance] split variants too
                 config = policy.backends[name]
                 url = await self._builtin_url(config.builtin) if config.builtin else config.url
-                client = build_backend(name, config, url)  # [balance] a pool for several urls
+                client = self.wiring.build(name, config, url)
                 await client.start()
                 backends[name] = client
             resources = Resources(store=store, home=self.home)
@@ -278,7 +281,7 @@ class Runtime:
             raise
         keyring = KeyRing(policy, store, clock=self.clock)
         conversations = Conversations(store, policy.responses)
-        terminal = make_terminal(backends, self.tracer, conversations)
+        terminal = self.wiring.terminal(backends, self.tracer, conversations)
         active = Active(policy, backends, store, digest, terminal, self.tracer is not None, keyring)
         active.conversations = conversations
         active.subcaller = Subcaller(terminal)
@@ -323,9 +326,10 @@ class Runtime:
     async def _builtin_url(self, kind: str) -> str:
         """Start a bundled backend once per process, on a free loopback port; its base URL."""
         if kind not in self._builtins:
-            from backends.mock import create_app
-
-            runner = web.AppRunner(create_app(), handler_cancellation=True, access_log=None)
+            make_app = self.wiring.builtins.get(kind)
+            if make_app is None:
+                raise PolicyError(str(self.policy_path), [f"builtin backend {kind!r} is not available here"])
+            runner = web.AppRunner(make_app(), handler_cancellation=True, access_log=None)
             await runner.setup()
             site = web.TCPSite(runner, "127.0.0.1", 0)
             await site.start()

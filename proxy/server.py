@@ -12,8 +12,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
 from aiohttp import web
 
+import backends.wiring
 from proxy import admin, api_routes, handlers, messages_api, realtime, usage
 from proxy.accesslog import AccessLog
+from proxy.backend import Wiring
 from proxy.errors import ChaperoneError, MethodNotAllowed, NotFound
 from proxy.handlers import REQUEST_ID
 from proxy.metrics import METRICS, RECORDER, Metrics, Recorder, handle_metrics
@@ -76,19 +78,33 @@ async def request_middleware(request: web.Request, handler: Handler) -> web.Stre
     return response
 
 
+async def _anonymous(request: web.Request, response: web.StreamResponse) -> None:
+    """Drop the ``Server: Python/3.x aiohttp/x`` header aiohttp adds: responses do not name our software."""
+    response.headers.popall("Server", None)
+
+
 def create_app(
-    settings: Settings, *, registry: PluginRegistry | None = None, env: Mapping[str, str] | None = None
+    settings: Settings,
+    *,
+    registry: PluginRegistry | None = None,
+    env: Mapping[str, str] | None = None,
+    wiring: Wiring | None = None,
 ) -> web.Application:
     """Wire routes, the middleware and the runtime's lifecycle; no I/O happens until the app starts.
+
+    ``wiring`` (default ``backends.wiring.default()``) says which backend types exist: this module is
+    where ``proxy/`` meets ``backends/``, with ``proxy.cli``.
 
     ``env`` (default: the process environment) configures metrics and the access log:
     PROMETHEUS_MULTIPROC_DIR, OTEL_METRICS_EXPORTER, CHAPERONE_ACCESS_LOG.
     """
     app = web.Application(middlewares=[request_middleware], client_max_size=1024**3)
+    app.on_response_prepare.append(_anonymous)  # [providers] after aiohttp set its headers, before they are sent
     app[SETTINGS] = settings
     runtime = Runtime(
         settings.policy_path,
         registry or build_registry(),
+        wiring=wiring or backends.wiring.default(),
         home=settings.home,
         tracer=get_tracer(settings.tracer_provider),
         reload_interval_s=settings.reload_interval_s,

@@ -23,43 +23,30 @@ from typing import Any
 
 import orjson
 
+from proxy.messages_api import encode_event, error_object, error_type
+
+__all__ = [
+    "RAW_ARGUMENTS_KEY",
+    "STOP_REASONS",
+    "ChatToMessagesStream",
+    "encode_event",
+    "error_object",
+    "error_type",
+    "from_chat",
+    "stop_reason",
+    "tool_input",
+    "usage",
+]
+
 RAW_ARGUMENTS_KEY = "_raw_arguments"
-_STOP_REASONS = {
+STOP_REASONS = {  # chat finish_reason -> Anthropic stop_reason
     "length": "max_tokens",
     "tool_calls": "tool_use",
     "function_call": "tool_use",
     "content_filter": "refusal",
 }
-_ERROR_TYPES = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    402: "billing_error",
-    403: "permission_error",
-    404: "not_found_error",
-    413: "request_too_large",
-    429: "rate_limit_error",
-    504: "timeout_error",
-    529: "overloaded_error",
-}
 
 log = logging.getLogger(__name__)
-
-
-def error_type(status: int) -> str:
-    """The Anthropic ``error.type`` for an HTTP status (other 4xx: invalid_request_error; 5xx: api_error)."""
-    if status in _ERROR_TYPES:
-        return _ERROR_TYPES[status]
-    return "invalid_request_error" if 400 <= status < 500 else "api_error"
-
-
-def error_object(status: int, message: str) -> dict[str, Any]:
-    """The Anthropic error body: ``{"type": "error", "error": {"type", "message"}}``."""
-    return {"type": "error", "error": {"type": error_type(status), "message": message}}
-
-
-def encode_event(event: dict[str, Any]) -> bytes:
-    """One server-sent event as Anthropic streams it: ``event: <type>`` then its JSON ``data:``."""
-    return b"event: " + str(event["type"]).encode() + b"\ndata: " + orjson.dumps(event) + b"\n\n"
 
 
 def tool_input(arguments: Any) -> dict[str, Any]:
@@ -77,8 +64,8 @@ def tool_input(arguments: Any) -> dict[str, Any]:
 
 def stop_reason(finish_reason: Any, matched: Any, request: dict[str, Any], *, tools: bool) -> tuple[str, str | None]:
     """Anthropic ``(stop_reason, stop_sequence)`` for a chat ``finish_reason`` (and vLLM's ``stop_reason``)."""
-    if finish_reason in _STOP_REASONS:
-        return _STOP_REASONS[finish_reason], None
+    if finish_reason in STOP_REASONS:
+        return STOP_REASONS[finish_reason], None
     if tools:
         return "tool_use", None
     if isinstance(matched, str) and matched in (request.get("stop_sequences") or ()):

@@ -6,7 +6,7 @@ import textwrap
 
 import pytest
 
-from backends.canary import Split
+from proxy.splits import SplitSpec
 from proxy.policy import PolicyError, compile_policy_text
 from proxy.registry import PluginRegistry
 
@@ -107,7 +107,7 @@ models:
         registry,
     )
     route = policy.routes["gpt"]  # type: ignore[attr-defined]
-    assert isinstance(route.split, Split)
+    assert isinstance(route.split, SplitSpec)
     assert [(v.backend, v.upstream_model, v.variant, v.fallback) for v in route.split.variants] == [
         ("a", "v1", "v1", ("other",)),
         ("b", "v2", "canary", ("other",)),

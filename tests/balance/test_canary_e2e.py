@@ -12,7 +12,7 @@ from typing import Any
 import openai
 import pytest
 
-from backends.canary import Split
+from backends.canary import Split, from_spec
 from backends.mock import MockConfig
 from tests.balance.conftest import Replicas, chat_count
 from tests.conftest import ProxyFactory, RunningProxy
@@ -50,9 +50,9 @@ async def variants(client: openai.AsyncOpenAI, users: list[str]) -> dict[str, st
 
 
 def split_of(proxy: RunningProxy) -> Split:
-    split = proxy.runtime.acquire_policy().routes["gpt"].split
-    assert split is not None
-    return split
+    spec = proxy.runtime.acquire_policy().routes["gpt"].split
+    assert spec is not None
+    return from_spec(spec)  # a fresh picker: the point of a user is the same in every one
 
 
 USERS = [f"user-{i}" for i in range(80)]

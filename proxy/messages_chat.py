@@ -1,5 +1,8 @@
 """An Anthropic Messages request, translated into an OpenAI chat completions request.
 
+In the core because the core needs it too: ``/v1/messages/count_tokens`` counts what a chat backend
+will read. ``backends.messages_chat`` (the adapter for chat-only backends) sends the result.
+
 Choices made where the two APIs differ (each visible to the client):
 
 - ``system`` (a string or text blocks, ``cache_control`` ignored) becomes the first system message;

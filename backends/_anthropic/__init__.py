@@ -1,0 +1,1 @@
+"""Anthropic Messages API provider adapter: the chat ↔ Messages translations (see ``backends.anthropic``)."""
