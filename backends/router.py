@@ -1,14 +1,42 @@
-"""Routing to backends: the innermost step of every chain, one upstream attempt."""
+"""Routing to backends: the innermost step of every chain (one upstream attempt) and the fallback walk.
+
+``make_terminal`` builds the step the chain's call hooks wrap. Each attempt goes to
+``exchange.route.backend``; when that backend has a circuit breaker (``backends.circuit``) an open
+circuit refuses the attempt at once (``CircuitOpen``, recorded in ``exchange.attempts``) and the
+outcome of every other attempt is counted. The answer says which backend gave it
+(``x-chaperone-backend``).
+
+Fallback works with or without the ``retry`` plugin. Without it, a route with a ``fallback:`` list is
+walked here: the primary once, then each fallback route once, moving on after a failure that another
+backend may not have (no connection, a timeout, a 408/409/429/5xx, an open circuit), never after
+another 4xx. The ``retry`` plugin, when in the chain, takes the walk over (``LOOP`` in the stash):
+it retries each route with backoff before moving on, and adds ``context_window``/``content_filter``
+fallback. Either way a streamed answer is only committed once its first bytes arrived, so a stream
+that fails before that is retried or falls back; after that, a failure ends the stream with an SSE
+error event.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import asyncio
+import dataclasses
+import time
+from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING
 
 from opentelemetry import trace
 
 from backends import adapters
-from proxy.errors import ChaperoneError
+from backends.circuit import CircuitOpen, Circuits
+from proxy.errors import (
+    ChaperoneError,
+    InvalidRequest,
+    ResponseRejected,
+    UpstreamError,
+    UpstreamStatus,
+    UpstreamTimeout,
+)
+from proxy.exchange import OWN_LOOP, ApiResponse, Attempt
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Tracer
@@ -16,13 +44,57 @@ if TYPE_CHECKING:
     from backends.base import Backend
     from proxy.chain import Terminal
     from proxy.conversations import Conversations
-    from proxy.exchange import ApiResponse, Exchange
+    from proxy.exchange import Exchange
+    from proxy.policy import Route
+
+LOOP = OWN_LOOP
+"""Set by a call hook that walks retries and fallbacks itself (the ``retry`` plugin): one attempt per call."""
+BACKEND_HEADER = "x-chaperone-backend"
+DEADLINE_HEADER = "x-chaperone-deadline-ms"
+RETRYABLE_STATUS = frozenset({408, 409, 429})
+
+
+def fails_over(exc: BaseException) -> bool:
+    """Whether another attempt (or backend) may succeed where this one failed: never for other 4xx."""
+    if isinstance(exc, UpstreamStatus):
+        status = exc.upstream_status
+        return status >= 500 or status in RETRYABLE_STATUS
+    return isinstance(exc, UpstreamError) and not isinstance(exc, ResponseRejected) and exc.retryable is not False
+
+
+def client_deadline(exchange: Exchange) -> float | None:
+    """The deadline the client asked for with ``x-chaperone-deadline-ms`` (monotonic), or None; 400 if malformed."""
+    raw = exchange.request.headers.get(DEADLINE_HEADER)
+    if raw is None:
+        return None
+    try:
+        ms = float(raw)
+    except ValueError:
+        ms = -1.0
+    if not 0 < ms < 1e9:
+        raise InvalidRequest(f"{DEADLINE_HEADER} must be a positive number of milliseconds, got {raw!r}")
+    return exchange.started + ms / 1000
+
+
+def candidates(exchange: Exchange) -> list[Route]:
+    """The primary route, then its ``fallback`` routes, each sending its own upstream model name."""
+    route = exchange.route
+    routes = exchange.policy.routes
+    out = [route]
+    for name in route.fallback:
+        other = routes.get(name)
+        if other is not None:
+            out.append(other if other.upstream_model else dataclasses.replace(other, upstream_model=other.name))
+    return out
 
 
 def make_terminal(
-    backends: Mapping[str, Backend], tracer: Tracer | None, conversations: Conversations | None = None
+    backends: Mapping[str, Backend],
+    tracer: Tracer | None,
+    conversations: Conversations | None = None,
+    circuits: Circuits | None = None,
 ) -> Terminal:
-    """The innermost step of every chain: one upstream attempt (traced when tracing is on).
+    """The innermost step of every chain: one upstream attempt, or the fallback walk (see the module doc).
 
     Responses and Messages requests go through their adapter (``backends.adapters``), which forwards
     or translates them per backend and keeps stored responses in ``conversations``.
@@ -36,15 +108,10 @@ def make_terminal(
             return await adapters.send_messages(backend, ex)
         return await backend.send(ex)
 
-    if tracer is None:
-
-        async def send(ex: Exchange) -> ApiResponse:
-            return await attempt(backends[ex.route.backend], ex)
-
-        return send
-
     async def call_upstream(ex: Exchange) -> ApiResponse:
         backend = backends[ex.route.backend]
+        if tracer is None:
+            return await attempt(backend, ex)
         attrs = {"gen_ai.request.model": ex.route.upstream_model or ex.request.model, "chaperone.backend": backend.name}
         with tracer.start_as_current_span(
             f"upstream {backend.name}", kind=trace.SpanKind.CLIENT, attributes=attrs
@@ -58,4 +125,94 @@ def make_terminal(
             span.set_attribute("http.response.status_code", response.status)
             return response
 
-    return call_upstream
+    async def guarded(ex: Exchange) -> ApiResponse:
+        """One attempt under the backend's breaker and the attempt's deadline; streams committed at first bytes."""
+        name = ex.route.backend
+        breaker = circuits.get(name) if circuits is not None else None
+        if breaker is not None and not await breaker.admit():
+            now = time.monotonic()
+            model = ex.route.upstream_model or ex.request.model
+            ex.attempts.append(Attempt(name, model, now, now, error="circuit_open"))
+            raise CircuitOpen(f"backend {name!r} is failing; its circuit is open")
+        try:
+            async with asyncio.timeout(max(0.001, ex.remaining_s())):
+                response = await call_upstream(ex)
+                if response.stream is not None:
+                    response.stream = await _committed(response.stream)
+        except TimeoutError:
+            timeout = UpstreamTimeout(f"backend {name!r} did not answer in time", code="upstream_timeout")
+            if breaker is not None:
+                await breaker.failure(timeout)
+            raise timeout from None
+        except UpstreamError as exc:
+            if breaker is not None:
+                await breaker.failure(exc)
+            raise
+        except BaseException:
+            if breaker is not None:
+                breaker.release()
+            raise
+        if breaker is not None:
+            await breaker.success()
+        response.headers[BACKEND_HEADER] = name
+        return response
+
+    async def plain(ex: Exchange) -> ApiResponse:
+        response = await call_upstream(ex)
+        response.headers[BACKEND_HEADER] = ex.route.backend
+        return response
+
+    async def terminal(ex: Exchange) -> ApiResponse:
+        if LOOP in ex.stash:
+            return await guarded(ex)
+        if ex.route.fallback:
+            return await walk(ex, guarded)
+        if circuits is not None and ex.route.backend in circuits.breakers:
+            return await guarded(ex)
+        return await plain(ex)
+
+    return terminal
+
+
+async def walk(exchange: Exchange, call: Terminal) -> ApiResponse:
+    """The fallback walk without the ``retry`` plugin: each route once, in order, each within its backend's timeout."""
+    cap = client_deadline(exchange)
+    last: UpstreamError | None = None
+    for route in candidates(exchange):
+        exchange.route = route
+        limit = time.monotonic() + exchange.policy.backends[route.backend].timeout_s
+        exchange.deadline = limit if cap is None else min(limit, cap)
+        if exchange.remaining_s() <= 0:
+            break
+        try:
+            return await call(exchange)
+        except UpstreamError as exc:
+            if not fails_over(exc):
+                raise
+            last = exc
+    if last is None:
+        raise UpstreamTimeout("the request's deadline passed before any backend was tried", code="deadline_exceeded")
+    raise last
+
+
+async def _committed(stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """Wait for the stream's first bytes (failures so far are the attempt's), then pass the rest on."""
+    first = b""
+    while not first:
+        try:
+            first = await anext(stream)
+        except StopAsyncIteration:
+            break
+    return _prepend(first, stream)
+
+
+async def _prepend(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    try:
+        if first:
+            yield first
+        async for data in rest:
+            yield data
+    finally:
+        aclose = getattr(rest, "aclose", None)
+        if aclose is not None:
+            await aclose()

@@ -18,6 +18,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "plugins.injection",
     "plugins.params",
     "plugins.pii",
+    "plugins.retry",
 )
 ENTRY_POINT_GROUP = "chaperone"
 

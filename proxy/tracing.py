@@ -101,6 +101,11 @@ def response_attributes(exchange: Exchange) -> dict[str, Any]:
         attrs["gen_ai.usage.output_tokens"] = exchange.usage.completion_tokens
     if exchange.finish_reasons:
         attrs["gen_ai.response.finish_reasons"] = list(exchange.finish_reasons)
+    if exchange.attempts:  # [reliability] the attempt history: backend and outcome of each upstream call
+        attrs["chaperone.attempts"] = len(exchange.attempts)
+        attrs["chaperone.attempt.backends"] = [a.backend for a in exchange.attempts]
+        attrs["chaperone.attempt.outcomes"] = [a.error or str(a.status) for a in exchange.attempts]
+        attrs["chaperone.backend"] = exchange.route.backend
     return attrs
 
 
