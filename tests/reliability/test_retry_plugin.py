@@ -55,7 +55,7 @@ def scripted(*outcomes: Any) -> StubBackend:
         outcome = queue.pop(0) if queue else copy.deepcopy(CHAT_OK)
         if isinstance(outcome, BaseException):
             raise outcome
-        return outcome  # type: ignore[no-any-return]
+        return outcome
 
     stub = StubBackend(handler)
     stub.seen = seen  # type: ignore[attr-defined]
