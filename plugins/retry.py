@@ -28,7 +28,7 @@ from backends.circuit import CircuitOpen
 from backends.router import LOOP, candidates, client_deadline, fails_over
 from plugins._retry import delays, fits
 from plugins._retry.config import RetryConfig
-from proxy import ApiResponse, CallNext, Exchange, PluginRegistry, UpstreamError, UpstreamStatus, hookimpl
+from proxy import ApiResponse, CallNext, Exchange, PluginRegistry, UpstreamError, UpstreamStatus, hookimpl, tokens
 from proxy.errors import UpstreamTimeout
 
 log = logging.getLogger(__name__)
@@ -52,6 +52,12 @@ class Retry:
         self.windows = {name.lower(): size for name, size in config.context_windows.items()}
         self.random = random.Random()
         self.sleep: Callable[[float], Awaitable[None]] = asyncio.sleep  # tests put a fake clock here
+
+    @hookimpl
+    async def on_startup(self) -> None:
+        if self.on_context:  # context-window fallback counts tokens: load the encodings now, off the loop
+            for name in ("o200k_base", "cl100k_base"):
+                await asyncio.to_thread(tokens.get_encoding, name)
 
     @hookimpl
     async def wrap_call(self, exchange: Exchange, call_next: CallNext) -> ApiResponse:
