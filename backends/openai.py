@@ -114,30 +114,14 @@ class OpenAIBackend:
             url = self._urls[path] = URL(self.base_url + path)
         return url
 
-    async def send(self, exchange: Exchange, request: ApiRequest | None = None) -> ApiResponse:
-        """Send ``request`` (default: ``exchange.request``) to the route's model; an adapter passes its translation."""
-        keys = self.keys
-        if keys is None:
-            return await self._send(exchange, request or exchange.request, None)
-        # [reliability] several keys: a 401/429 rests that key and the request goes again with the next one
-        tried: frozenset[int] = frozenset()
-        key = keys.pick()
-        while True:
-            assert key is not None
-            try:
-                return await self._send(exchange, request or exchange.request, key)
-            except UpstreamStatus as exc:
-                exc.upstream_body = keys.scrub_bytes(exc.upstream_body)
-                exc.message = keys.scrub(exc.message)
-                if exc.upstream_status not in ROTATE_ON:
-                    raise
-                keys.rest(key)
-                tried |= {key}
-                key = keys.pick(tried)
-                if key is None:
-                    raise
+    async def send(self, exchange: Exchange, request: ApiRequest | None = None, key: int | None = None) -> ApiResponse:
+        """Send ``request`` (default: ``exchange.request``) to the route's model; an adapter passes its translation.
 
-    async def _send(self, exchange: Exchange, request: ApiRequest, key: int | None) -> ApiResponse:
+        ``key`` picks one of the backend's ``api_keys`` (internal: the rotation below passes it).
+        """
+        if key is None and self.keys is not None:
+            return await self._rotate(exchange, request, self.keys)
+        request = request or exchange.request
         body = request.body
         data = request.raw
         upstream_model = exchange.route.upstream_model
@@ -174,6 +158,25 @@ class OpenAIBackend:
             attempt.ended = time.monotonic()
             attempt.error = getattr(exc, "code", None) or type(exc).__name__
             raise
+
+    async def _rotate(self, exchange: Exchange, request: ApiRequest | None, keys: KeyPool) -> ApiResponse:
+        """[reliability] Several keys: a 401/429 rests that key and the request goes again with the next one."""
+        tried: frozenset[int] = frozenset()
+        key = keys.pick()
+        while True:
+            assert key is not None
+            try:
+                return await self.send(exchange, request, key)
+            except UpstreamStatus as exc:
+                exc.upstream_body = keys.scrub_bytes(exc.upstream_body)
+                exc.message = keys.scrub(exc.message)
+                if exc.upstream_status not in ROTATE_ON:
+                    raise
+                keys.rest(key)
+                tried |= {key}
+                key = keys.pick(tried)
+                if key is None:
+                    raise
 
     async def _iter(self, resp: aiohttp.ClientResponse, attempt: Attempt) -> AsyncIterator[bytes]:
         finished = False

@@ -100,7 +100,8 @@ def make_terminal(
     or translates them per backend and keeps stored responses in ``conversations``.
     """
 
-    async def attempt(backend: Backend, ex: Exchange) -> ApiResponse:
+    async def attempt(ex: Exchange) -> ApiResponse:
+        backend = backends[ex.route.backend]
         endpoint = ex.request.endpoint
         if endpoint == "responses":
             return await adapters.send_responses(backend, ex, conversations)
@@ -108,16 +109,13 @@ def make_terminal(
             return await adapters.send_messages(backend, ex)
         return await backend.send(ex)
 
-    async def call_upstream(ex: Exchange) -> ApiResponse:
-        backend = backends[ex.route.backend]
-        if tracer is None:
-            return await attempt(backend, ex)
-        attrs = {"gen_ai.request.model": ex.route.upstream_model or ex.request.model, "chaperone.backend": backend.name}
-        with tracer.start_as_current_span(
-            f"upstream {backend.name}", kind=trace.SpanKind.CLIENT, attributes=attrs
-        ) as span:
+    async def traced(ex: Exchange) -> ApiResponse:
+        assert tracer is not None
+        name = ex.route.backend
+        attrs = {"gen_ai.request.model": ex.route.upstream_model or ex.request.model, "chaperone.backend": name}
+        with tracer.start_as_current_span(f"upstream {name}", kind=trace.SpanKind.CLIENT, attributes=attrs) as span:
             try:
-                response = await attempt(backend, ex)
+                response = await attempt(ex)
             except ChaperoneError as exc:
                 span.set_attribute("error.type", exc.code or type(exc).__name__)
                 span.set_attribute("http.response.status_code", exc.http_status)
@@ -125,10 +123,13 @@ def make_terminal(
             span.set_attribute("http.response.status_code", response.status)
             return response
 
+    call_upstream = attempt if tracer is None else traced
+    breakers = circuits.breakers if circuits is not None else {}
+
     async def guarded(ex: Exchange) -> ApiResponse:
         """One attempt under the backend's breaker and the attempt's deadline; streams committed at first bytes."""
         name = ex.route.backend
-        breaker = circuits.get(name) if circuits is not None else None
+        breaker = breakers.get(name)
         if breaker is not None and not await breaker.admit():
             now = time.monotonic()
             model = ex.route.upstream_model or ex.request.model
@@ -157,19 +158,15 @@ def make_terminal(
         response.headers[BACKEND_HEADER] = name
         return response
 
-    async def plain(ex: Exchange) -> ApiResponse:
-        response = await call_upstream(ex)
-        response.headers[BACKEND_HEADER] = ex.route.backend
-        return response
-
     async def terminal(ex: Exchange) -> ApiResponse:
-        if LOOP in ex.stash:
-            return await guarded(ex)
-        if ex.route.fallback:
+        route = ex.route
+        if route.fallback and LOOP not in ex.stash:
             return await walk(ex, guarded)
-        if circuits is not None and ex.route.backend in circuits.breakers:
+        if LOOP in ex.stash or (breakers and route.backend in breakers):
             return await guarded(ex)
-        return await plain(ex)
+        response = await call_upstream(ex)  # nothing configured: one plain attempt
+        response.headers[BACKEND_HEADER] = route.backend
+        return response
 
     return terminal
 
