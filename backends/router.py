@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import math
 import time
 from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING
@@ -134,7 +135,8 @@ def make_terminal(
             now = time.monotonic()
             model = ex.route.upstream_model or ex.request.model
             ex.attempts.append(Attempt(name, model, now, now, error="circuit_open"))
-            raise CircuitOpen(f"backend {name!r} is failing; its circuit is open")
+            wait = str(max(1, math.ceil(breaker.until - breaker.clock())))
+            raise CircuitOpen(f"backend {name!r} is failing; its circuit is open", headers={"retry-after": wait})
         try:
             async with asyncio.timeout(max(0.001, ex.remaining_s())):
                 response = await call_upstream(ex)

@@ -244,3 +244,25 @@ async def test_the_client_deadline_bounds_a_hang(start: Start, mock_upstream: Mo
         await chat(proxy, extra_headers={"x-chaperone-deadline-ms": "300"})
     assert info.value.status_code == 504
     assert time.monotonic() - began < 2.0  # not the 5 s attempt timeout
+
+
+async def test_an_open_circuit_without_a_fallback_is_a_fast_503_with_retry_after(
+    no_leaks: None, start_proxy: ProxyFactory, mock_upstream: MockUpstream, write_policy: Callable[[str], Path]
+) -> None:
+    text = f"""
+    backends:
+      primary: {{url: "{mock_upstream.url}", headers: {{x-mock-fault: "status=500"}},
+                circuit: {{enabled: true, failures: 2, cooldown_s: 30}}}}
+    models:
+      gpt: {{backend: primary}}
+    """
+    proxy = await start_proxy(write_policy(text))
+    for _ in range(2):
+        with pytest.raises(openai.InternalServerError) as info:
+            await chat(proxy)
+        assert info.value.status_code == 500
+    with pytest.raises(openai.InternalServerError) as info:
+        await chat(proxy)
+    assert info.value.status_code == 503 and info.value.body["code"] == "circuit_open"  # type: ignore[index]
+    assert 1 <= int(info.value.response.headers["retry-after"]) <= 30
+    assert len(await mock_upstream.requests()) == 2  # the third never reached the upstream
