@@ -7,8 +7,9 @@ falling back to the same healthy backend, behind the ``retry`` plugin. Then:
 1. **Refused primary, circuit open.** After a few requests have opened the primary's circuit,
    requests to the ``refused`` route and to the ``healthy`` route are sent in interleaved rounds at
    a fixed concurrency; reported: p50 and mean latency of each and the difference (the added cost
-   of failing over with the circuit open). The same with the circuit off (``refused-nocircuit``:
-   every request tries the dead port first) for comparison.
+   of failing over with the circuit open). ``healthy-b`` is a second healthy route, on the backend
+   the fallback uses: the noise floor between two routes that do the same work. The same with the
+   circuit off (``refused-nocircuit``: every request tries the dead port first) for comparison.
 2. **Hanging primary.** A burst of ``--burst`` concurrent streamed requests hits the ``hanging`` route while its
    circuit is still closed: every one waits for the attempt timeout once, then the fallback streams;
    later requests find the circuit open. Reported: time to first byte of the first burst and of the
@@ -48,6 +49,7 @@ def policy_text(mock: str, dead: str) -> str:
       hang: {{url: "{mock}", headers: {{x-mock-fault: hang}}, circuit: {{timeouts: 1, cooldown_s: 300}}}}
     models:
       healthy: {{backend: live, fallback: [backup]}}
+      healthy-b: {{backend: spare, fallback: [backup]}}
       refused: {{backend: dead, fallback: [backup]}}
       refused-nocircuit: {{backend: dead-nocircuit, fallback: [backup]}}
       hanging: {{backend: hang, fallback: [backup]}}
@@ -85,7 +87,7 @@ async def one(session: aiohttp.ClientSession, url: str, model: str, stream: bool
         await resp.read()
         if resp.status != 200 or not first:
             raise RuntimeError(f"{model} answered {resp.status}")
-        if model != "healthy" and resp.headers.get("x-chaperone-backend") != "spare":
+        if model not in ("healthy", "healthy-b") and resp.headers.get("x-chaperone-backend") != "spare":
             raise RuntimeError(f"{model} was answered by {resp.headers.get('x-chaperone-backend')}")
     return ttfb, time.perf_counter() - start
 
@@ -108,9 +110,9 @@ def ms(values: list[float], how: str = "p50") -> float:
 
 
 async def refused(url: str, args: argparse.Namespace) -> None:
-    for model in ("healthy", "refused", "refused-nocircuit"):
+    for model in ("healthy", "healthy-b", "refused", "refused-nocircuit"):
         await batch(url, model, 50, args.concurrency)  # warm up; opens the refused route's circuit
-    samples: dict[str, list[float]] = {"healthy": [], "refused": [], "refused-nocircuit": []}
+    samples: dict[str, list[float]] = {"healthy": [], "healthy-b": [], "refused": [], "refused-nocircuit": []}
     for _ in range(args.rounds):
         for model in samples:
             samples[model] += await batch(url, model, args.requests, args.concurrency)
