@@ -131,7 +131,10 @@ async def hanging(url: str, args: argparse.Namespace) -> None:
         began = time.perf_counter()
         burst = await asyncio.gather(*(one(session, url, "hanging", True) for _ in range(args.burst)))
         burst_wall = time.perf_counter() - began
-        after = [(await one(session, url, "hanging", True))[0] for _ in range(50)]
+        after: list[float] = []
+        for _ in range(100):  # interleaved with the healthy route, so both see the same machine
+            after.append((await one(session, url, "hanging", True))[0])
+            healthy.append((await one(session, url, "healthy", True))[0])
     first = [ttfb for ttfb, _ in burst]
     print(f"\n## Hanging primary (never answers), streamed, attempt timeout {ATTEMPT_TIMEOUT_S:g} s\n")
     print("| requests | n | TTFB p50 ms | TTFB max ms |")
