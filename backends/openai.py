@@ -17,6 +17,7 @@ import aiohttp
 import orjson
 from yarl import URL
 
+from backends.credentials import ROTATE_ON, KeyPool
 from proxy.backend import RawResponse, WebSocketOptions, request_headers, response_headers, websocket_url
 from proxy.errors import UpstreamError, UpstreamStatus, UpstreamTimeout
 from proxy.exchange import ApiRequest, ApiResponse, Attempt, Exchange
@@ -66,6 +67,7 @@ class OpenAIBackend:
         self._session: aiohttp.ClientSession | None = None
         self._urls: dict[str, URL] = {}
         self._auth = f"Bearer {config.api_key}" if config.api_key else None
+        self.keys = KeyPool(config.api_keys, config.key_rest_s) if config.api_keys else None  # [reliability]
         # Built once. ``timeout_s`` bounds each wait for the upstream's next bytes: the whole answer
         # of a non-stream call, the first byte and every gap of a stream (which may run long).
         # No ``total`` here: aiohttp would arm one more timer per request for it.
@@ -95,10 +97,12 @@ class OpenAIBackend:
             raise RuntimeError(f"backend {self.name!r} is not started")
         return self._session
 
-    def _headers(self, client_headers: Mapping[str, str], authorization: str | None) -> dict[str, str]:
+    def _headers(
+        self, client_headers: Mapping[str, str], authorization: str | None, key: int | None = None
+    ) -> dict[str, str]:
         headers = dict(client_headers)
         headers.update(self.config.headers)
-        auth = self._auth or authorization
+        auth = self.keys.headers[key] if self.keys is not None and key is not None else self._auth or authorization
         if auth:
             headers["authorization"] = auth
         return headers
@@ -117,8 +121,13 @@ class OpenAIBackend:
             url = self._urls[path] = URL(self.base_url + path)
         return url
 
-    async def send(self, exchange: Exchange, request: ApiRequest | None = None) -> ApiResponse:
-        """Send ``request`` (default: ``exchange.request``) to the route's model; an adapter passes its translation."""
+    async def send(self, exchange: Exchange, request: ApiRequest | None = None, key: int | None = None) -> ApiResponse:
+        """Send ``request`` (default: ``exchange.request``) to the route's model; an adapter passes its translation.
+
+        ``key`` picks one of the backend's ``api_keys`` (internal: the rotation below passes it).
+        """
+        if key is None and self.keys is not None:
+            return await self._rotate(exchange, request, self.keys)
         request = request or exchange.request
         body = request.body
         data = request.raw
@@ -128,7 +137,7 @@ class OpenAIBackend:
             data = None
         if data is None:
             data = orjson.dumps(body)
-        headers = self._headers(request.headers, exchange.caller.authorization)
+        headers = self._headers(request.headers, exchange.caller.authorization, key)
         headers["content-type"] = "application/json"
         headers["x-request-id"] = exchange.request_id  # vLLM and TGI log it: one id end to end
         stream = request.stream
@@ -157,6 +166,25 @@ class OpenAIBackend:
             attempt.error = getattr(exc, "code", None) or type(exc).__name__
             raise
 
+    async def _rotate(self, exchange: Exchange, request: ApiRequest | None, keys: KeyPool) -> ApiResponse:
+        """[reliability] Several keys: a 401/429 rests that key and the request goes again with the next one."""
+        tried: frozenset[int] = frozenset()
+        key = keys.pick()
+        while True:
+            assert key is not None
+            try:
+                return await self.send(exchange, request, key)
+            except UpstreamStatus as exc:
+                exc.upstream_body = keys.scrub_bytes(exc.upstream_body)
+                exc.message = keys.scrub(exc.message)
+                if exc.upstream_status not in ROTATE_ON:
+                    raise
+                keys.rest(key)
+                tried |= {key}
+                key = keys.pick(tried)
+                if key is None:
+                    raise
+
     async def _iter(self, resp: aiohttp.ClientResponse, attempt: Attempt) -> AsyncIterator[bytes]:
         finished = False
         try:
@@ -183,7 +211,7 @@ class OpenAIBackend:
                 method,
                 url,
                 data=body or None,
-                headers=self._headers(request_headers(headers), authorization),
+                headers=self._headers(request_headers(headers), authorization, self._any_key()),
                 allow_redirects=False,
             )
         return RawResponse(resp.status, response_headers(resp.headers), self._iter_raw(resp))
@@ -196,11 +224,21 @@ class OpenAIBackend:
         finally:
             resp.close()
 
+    def _any_key(self) -> int | None:
+        return None if self.keys is None else self.keys.pick()
+
+    def status(self) -> dict[str, object]:
+        """For ``GET /chaperone/backends``: the base URL (never credentials) and the keys' rotation state."""
+        out: dict[str, object] = {"url": _without_credentials(self.base_url)}
+        if self.keys is not None:
+            out["api_keys"] = self.keys.status()
+        return out
+
     async def probe(self, timeout_s: float) -> str | None:
         try:
             async with self.session.get(
                 self.base_url + "/models",
-                headers=self._headers({}, None),
+                headers=self._headers({}, None, self._any_key()),
                 timeout=aiohttp.ClientTimeout(total=timeout_s),
             ) as resp:
                 await resp.read()
@@ -232,6 +270,11 @@ class OpenAIBackend:
                     f"backend {self.name!r} refused the WebSocket upgrade (HTTP {exc.status})",
                     code="upstream_refused_websocket",
                 ) from None
+
+
+def _without_credentials(url: str) -> str:
+    parsed = URL(url)
+    return str(parsed.with_user(None)) if parsed.user or parsed.password else url
 
 
 async def _status_error(resp: aiohttp.ClientResponse) -> UpstreamStatus:

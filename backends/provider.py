@@ -88,12 +88,17 @@ class ProviderBackend(OpenAIBackend):
     def speaks(self, endpoint: str) -> bool:
         return endpoint == "chat" or endpoint in self.dialect.native
 
-    def _headers(self, client_headers: Mapping[str, str], authorization: str | None) -> dict[str, str]:
-        headers = self.dialect.headers(self.config.api_key or bearer(authorization), client_headers)
+    def _headers(
+        self, client_headers: Mapping[str, str], authorization: str | None, key: int | None = None
+    ) -> dict[str, str]:
+        own = self.keys.key(key) if self.keys is not None and key is not None else self.config.api_key
+        headers = self.dialect.headers(own or bearer(authorization), client_headers)
         headers.update(self.config.headers)
         return headers
 
-    async def send(self, exchange: Exchange, request: ApiRequest | None = None) -> ApiResponse:
+    async def send(self, exchange: Exchange, request: ApiRequest | None = None, key: int | None = None) -> ApiResponse:
+        if key is None and self.keys is not None:  # [reliability] several api_keys: rotate (OpenAIBackend._rotate)
+            return await self._rotate(exchange, request, self.keys)
         request = request or exchange.request
         endpoint = request.endpoint
         body = request.body
@@ -101,14 +106,15 @@ class ProviderBackend(OpenAIBackend):
         if upstream_model and body.get("model") != upstream_model:
             body = {**body, "model": upstream_model}
         if endpoint in self.dialect.native:
-            return await self._native(exchange, request, body)
+            return await self._native(exchange, request, body, key)
         if endpoint != "chat":
             raise InvalidRequest(
                 f"backend {self.name!r} speaks the {self.dialect.name} API: /v1{request.path} is not available on it",
                 code="unsupported_endpoint",
             )
         payload = self.dialect.to_provider(body)
-        resp, attempt = await self._post(exchange, self.dialect.path("chat", payload), payload, request, native=False)
+        path = self.dialect.path("chat", payload)
+        resp, attempt = await self._post(exchange, path, payload, request, native=False, key=key)
         headers = response_headers(resp.headers)
         if request.stream and resp.content_type == "text/event-stream":
             translator = self.dialect.chat_stream(body, self.name)
@@ -117,9 +123,11 @@ class ProviderBackend(OpenAIBackend):
         answer = await self._read(resp, attempt)
         return ApiResponse(resp.status, body=self.dialect.to_chat(answer), headers=headers)
 
-    async def _native(self, exchange: Exchange, request: ApiRequest, body: dict[str, Any]) -> ApiResponse:
+    async def _native(
+        self, exchange: Exchange, request: ApiRequest, body: dict[str, Any], key: int | None
+    ) -> ApiResponse:
         resp, attempt = await self._post(
-            exchange, self.dialect.path(request.endpoint, body), body, request, native=True
+            exchange, self.dialect.path(request.endpoint, body), body, request, native=True, key=key
         )
         headers = response_headers(resp.headers)
         if request.stream and resp.content_type == "text/event-stream":
@@ -134,10 +142,17 @@ class ProviderBackend(OpenAIBackend):
         return ApiResponse(resp.status, raw=raw, headers=headers)
 
     async def _post(
-        self, exchange: Exchange, path: str, body: dict[str, Any], request: ApiRequest, *, native: bool
+        self,
+        exchange: Exchange,
+        path: str,
+        body: dict[str, Any],
+        request: ApiRequest,
+        *,
+        native: bool,
+        key: int | None = None,
     ) -> tuple[aiohttp.ClientResponse, Attempt]:
         """One POST, recorded as an attempt; an error status raises the dialect's error."""
-        headers = self._headers(request.headers, exchange.caller.authorization)
+        headers = self._headers(request.headers, exchange.caller.authorization, key)
         headers["content-type"] = "application/json"
         headers["x-request-id"] = exchange.request_id
         attempt = Attempt(self.name, str(body.get("model", "")), time.monotonic())

@@ -1,14 +1,43 @@
-"""Routing to backends: the innermost step of every chain, one upstream attempt."""
+"""Routing to backends: the innermost step of every chain (one upstream attempt) and the fallback walk.
+
+``make_terminal`` builds the step the chain's call hooks wrap. Each attempt goes to
+``exchange.route.backend``; when that backend has a circuit breaker (``proxy.circuit``) an open
+circuit refuses the attempt at once (``CircuitOpen``, recorded in ``exchange.attempts``) and the
+outcome of every other attempt is counted. The answer says which backend gave it
+(``x-chaperone-backend``).
+
+Fallback works with or without the ``retry`` plugin. Without it, a route with a ``fallback:`` list is
+walked here: the primary once, then each fallback route once, moving on after a failure that another
+backend may not have (no connection, a timeout, a 408/409/429/5xx, an open circuit), never after
+another 4xx. The ``retry`` plugin, when in the chain, takes the walk over (``LOOP`` in the stash):
+it retries each route with backoff before moving on, and adds ``context_window``/``content_filter``
+fallback. Either way a streamed answer is only committed once its first bytes arrived, so a stream
+that fails before that is retried or falls back; after that, a failure ends the stream with an SSE
+error event.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import asyncio
+import dataclasses
+import math
+import time
+from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING
 
 from opentelemetry import trace
 
 from backends import adapters, canary
-from proxy.errors import ChaperoneError
+from proxy.circuit import CircuitOpen, Circuits
+from proxy.errors import (
+    ChaperoneError,
+    InvalidRequest,
+    ResponseRejected,
+    UpstreamError,
+    UpstreamStatus,
+    UpstreamTimeout,
+)
+from proxy.exchange import OWN_LOOP, ApiResponse, Attempt
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Tracer
@@ -17,28 +46,81 @@ if TYPE_CHECKING:
     from backends.canary import Split
     from proxy.chain import Terminal
     from proxy.conversations import Conversations
-    from proxy.exchange import ApiResponse, Exchange
+    from proxy.exchange import Exchange
+    from proxy.policy import Route
     from proxy.splits import SplitSpec
+
+LOOP = OWN_LOOP
+"""Set by a call hook that walks retries and fallbacks itself (the ``retry`` plugin): one attempt per call."""
+BACKEND_HEADER = "x-chaperone-backend"
+DEADLINE_HEADER = "x-chaperone-deadline-ms"
+RETRYABLE_STATUS = frozenset({408, 409, 429})
+
+
+def fails_over(exc: BaseException) -> bool:
+    """Whether another attempt (or backend) may succeed where this one failed: never for other 4xx."""
+    if isinstance(exc, UpstreamStatus):
+        status = exc.upstream_status
+        return status >= 500 or status in RETRYABLE_STATUS
+    return isinstance(exc, UpstreamError) and not isinstance(exc, ResponseRejected) and exc.retryable is not False
+
+
+def client_deadline(exchange: Exchange) -> float | None:
+    """The deadline the client asked for with ``x-chaperone-deadline-ms`` (monotonic), or None; 400 if malformed."""
+    raw = exchange.request.headers.get(DEADLINE_HEADER)
+    if raw is None:
+        return None
+    try:
+        ms = float(raw)
+    except ValueError:
+        ms = -1.0
+    if not 0 < ms < 1e9:
+        raise InvalidRequest(f"{DEADLINE_HEADER} must be a positive number of milliseconds, got {raw!r}")
+    return exchange.started + ms / 1000
+
+
+def candidates(exchange: Exchange) -> list[Route]:
+    """The primary route, then its ``fallback`` routes, each sending its own upstream model name."""
+    route = exchange.route
+    routes = exchange.policy.routes
+    out = [route]
+    for name in route.fallback:
+        other = routes.get(name)
+        if other is not None:
+            out.append(other if other.upstream_model else dataclasses.replace(other, upstream_model=other.name))
+    return out
 
 
 def make_terminal(
-    backends: Mapping[str, Backend], tracer: Tracer | None, conversations: Conversations | None = None
+    backends: Mapping[str, Backend],
+    tracer: Tracer | None,
+    conversations: Conversations | None = None,
+    circuits: Circuits | None = None,
 ) -> Terminal:
-    """The innermost step of every chain: one upstream attempt (traced when tracing is on).
+    """The innermost step of every chain: one upstream attempt, or the fallback walk (see the module doc).
 
     Responses and Messages requests go through their adapter (``backends.adapters``), which forwards
     or translates them per backend and keeps stored responses in ``conversations``.
     """
 
-    splits: dict[int, tuple[SplitSpec, Split]] = {}  # one live split per compiled route of this policy
+    splits: dict[int, tuple[SplitSpec, Split]] = {}  # [balance] one live split per compiled route of this policy
 
-    def split_for(spec: SplitSpec) -> Split:
-        held = splits.get(id(spec))
-        if held is None or held[0] is not spec:
-            held = splits[id(spec)] = (spec, canary.from_spec(spec))
-        return held[1]
+    def via_split(call: Terminal) -> Terminal:
+        """A split or spread route picks this attempt's variant first (``backends.canary``), then ``call``."""
 
-    async def attempt(backend: Backend, ex: Exchange) -> ApiResponse:
+        async def step(ex: Exchange) -> ApiResponse:
+            spec = ex.route.split
+            if spec is None:
+                return await call(ex)
+            held = splits.get(id(spec))
+            if held is None or held[0] is not spec:
+                held = splits[id(spec)] = (spec, canary.from_spec(spec))
+            return await held[1].send(ex, step)
+
+        return step
+
+    async def attempt(ex: Exchange) -> ApiResponse:
+        backend = backends[ex.route.backend]
         endpoint = ex.request.endpoint
         if endpoint == "responses":
             return await adapters.send_responses(backend, ex, conversations)
@@ -46,25 +128,13 @@ def make_terminal(
             return await adapters.send_messages(backend, ex)
         return await backend.send(ex)
 
-    if tracer is None:
-
-        async def send(ex: Exchange) -> ApiResponse:
-            if ex.route.split is not None:  # [balance] a split or spread route: this attempt's variant
-                return await split_for(ex.route.split).send(ex, send)
-            return await attempt(backends[ex.route.backend], ex)
-
-        return send
-
-    async def call_upstream(ex: Exchange) -> ApiResponse:
-        if ex.route.split is not None:  # [balance] a split or spread route: this attempt's variant
-            return await split_for(ex.route.split).send(ex, call_upstream)
-        backend = backends[ex.route.backend]
-        attrs = {"gen_ai.request.model": ex.route.upstream_model or ex.request.model, "chaperone.backend": backend.name}
-        with tracer.start_as_current_span(
-            f"upstream {backend.name}", kind=trace.SpanKind.CLIENT, attributes=attrs
-        ) as span:
+    async def traced(ex: Exchange) -> ApiResponse:
+        assert tracer is not None
+        name = ex.route.backend
+        attrs = {"gen_ai.request.model": ex.route.upstream_model or ex.request.model, "chaperone.backend": name}
+        with tracer.start_as_current_span(f"upstream {name}", kind=trace.SpanKind.CLIENT, attributes=attrs) as span:
             try:
-                response = await attempt(backend, ex)
+                response = await attempt(ex)
             except ChaperoneError as exc:
                 span.set_attribute("error.type", exc.code or type(exc).__name__)
                 span.set_attribute("http.response.status_code", exc.http_status)
@@ -72,4 +142,99 @@ def make_terminal(
             span.set_attribute("http.response.status_code", response.status)
             return response
 
-    return call_upstream
+    call_upstream = attempt if tracer is None else traced
+    breakers = circuits.breakers if circuits is not None else {}
+
+    async def guarded(ex: Exchange) -> ApiResponse:
+        """One attempt under the backend's breaker and the attempt's deadline; streams committed at first bytes."""
+        name = ex.route.backend
+        breaker = breakers.get(name)
+        if breaker is not None and not await breaker.admit():
+            now = time.monotonic()
+            model = ex.route.upstream_model or ex.request.model
+            ex.attempts.append(Attempt(name, model, now, now, error="circuit_open"))
+            wait = str(max(1, math.ceil(breaker.until - breaker.clock())))
+            raise CircuitOpen(f"backend {name!r} is failing; its circuit is open", headers={"retry-after": wait})
+        try:
+            async with asyncio.timeout(max(0.001, ex.remaining_s())):
+                response = await call_upstream(ex)
+                if response.stream is not None:
+                    response.stream = await _committed(response.stream)
+        except TimeoutError:
+            timeout = UpstreamTimeout(f"backend {name!r} did not answer in time", code="upstream_timeout")
+            if breaker is not None:
+                await breaker.failure(timeout)
+            raise timeout from None
+        except UpstreamError as exc:
+            if breaker is not None:
+                await breaker.failure(exc)
+            raise
+        except BaseException:
+            if breaker is not None:
+                breaker.release()
+            raise
+        if breaker is not None:
+            await breaker.success()
+        response.headers[BACKEND_HEADER] = name
+        return response
+
+    async def plain(ex: Exchange) -> ApiResponse:
+        response = await call_upstream(ex)  # nothing configured: one plain attempt
+        response.headers[BACKEND_HEADER] = ex.route.backend
+        return response
+
+    guarded_step, plain_step = via_split(guarded), via_split(plain)
+
+    async def terminal(ex: Exchange) -> ApiResponse:
+        route = ex.route
+        if route.fallback and LOOP not in ex.stash:
+            return await walk(ex, guarded_step)
+        if LOOP in ex.stash or (breakers and (route.backend in breakers or route.split is not None)):
+            return await guarded_step(ex)
+        return await plain_step(ex)
+
+    return terminal
+
+
+async def walk(exchange: Exchange, call: Terminal) -> ApiResponse:
+    """The fallback walk without the ``retry`` plugin: each route once, in order, each within its backend's timeout."""
+    cap = client_deadline(exchange)
+    last: UpstreamError | None = None
+    for route in candidates(exchange):
+        exchange.route = route
+        limit = time.monotonic() + exchange.policy.backends[route.backend].timeout_s
+        exchange.deadline = limit if cap is None else min(limit, cap)
+        if exchange.remaining_s() <= 0:
+            break
+        try:
+            return await call(exchange)
+        except UpstreamError as exc:
+            if not fails_over(exc):
+                raise
+            last = exc
+    if last is None:
+        raise UpstreamTimeout("the request's deadline passed before any backend was tried", code="deadline_exceeded")
+    raise last
+
+
+async def _committed(stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """Wait for the stream's first bytes (failures so far are the attempt's), then pass the rest on."""
+    first = b""
+    while not first:
+        try:
+            first = await anext(stream)
+        except StopAsyncIteration:
+            break
+    return _prepend(first, stream)
+
+
+async def _prepend(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    try:
+        if first:
+            yield first
+        async for data in rest:
+            yield data
+    finally:
+        aclose = getattr(rest, "aclose", None)
+        if aclose is not None:
+            await aclose()

@@ -197,8 +197,10 @@ class Judge:
     @hookimpl
     async def on_response(self, exchange: Exchange) -> None:
         response = exchange.response
-        if response is not None and response.stream is not None and (
-            self.buffers_response or not self.sampled(exchange.request_id)
+        if (
+            response is not None
+            and response.stream is not None
+            and (self.buffers_response or not self.sampled(exchange.request_id))
         ):
             exchange.skip_stream_hooks(self)
 

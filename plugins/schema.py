@@ -189,8 +189,10 @@ class Schema:
     @hookimpl
     async def on_response(self, exchange: Exchange) -> None:
         response = exchange.response
-        if response is not None and response.stream is not None and (
-            self.buffers_response or TARGET not in exchange.stash
+        if (
+            response is not None
+            and response.stream is not None
+            and (self.buffers_response or TARGET not in exchange.stash)
         ):
             exchange.skip_stream_hooks(self)
 

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from opentelemetry.trace import Tracer
 
     from proxy.chain import Terminal
+    from proxy.circuit import Circuits
     from proxy.conversations import Conversations
     from proxy.exchange import ApiRequest, ApiResponse, Exchange
     from proxy.policyfile import BackendConfig
@@ -167,7 +168,9 @@ class Backend(Protocol):
 BackendFactory = Callable[[str, "BackendConfig", "str | None"], Backend]
 """Builds one backend from its policy name, its config and its URL (a started builtin's, else ``config.url``)."""
 
-TerminalFactory = Callable[[Mapping[str, Backend], "Tracer | None", "Conversations | None"], "Terminal"]
+TerminalFactory = Callable[
+    [Mapping[str, Backend], "Tracer | None", "Conversations | None", "Circuits | None"], "Terminal"
+]
 """Builds the innermost chain step (one upstream attempt) over a policy's backends."""
 
 

@@ -147,6 +147,11 @@ def _int(value: object) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
+OWN_LOOP = StashKey[bool]()
+"""[reliability] Set by whoever walks retries and fallbacks itself (the ``retry`` plugin, sub-calls): the
+innermost step (``backends.router``) then makes one attempt on ``exchange.route`` per call."""
+
+
 @dataclass(slots=True)
 class Attempt:
     """One upstream call: which backend, how it ended, how long it took."""

@@ -21,6 +21,7 @@ from opentelemetry import trace
 
 from proxy import messages_api, sse, validate
 from proxy.backend import request_headers
+from proxy.backends_view import circuits_for_readyz
 from proxy.conversations import EXPANDED
 from proxy.errors import (
     ChaperoneError,
@@ -440,4 +441,6 @@ async def readyz(request: web.Request) -> web.Response:
         body["problems"] = problems
     if runtime.last_error:
         body["last_reload_error"] = runtime.last_error
+    if runtime.current is not None and (circuits := circuits_for_readyz(runtime.current)):  # [reliability]
+        body["circuits"] = circuits  # open circuits fail requests over; they do not make the proxy unready
     return web.json_response(body, status=503 if problems else 200)

@@ -145,7 +145,11 @@ async def wrap_call(exchange: Exchange, call_next: CallNext) -> ApiResponse:
     Runs: once per request that reached the backend, as an onion: the first step in the policy
     is the outermost wrapper, the last is closest to the backend.
     May mutate: ``exchange.request`` and ``exchange.route`` between calls (a fallback points
-    ``route`` at another model's route before calling ``call_next`` again).
+    ``route`` at another model's route before calling ``call_next`` again). The innermost step
+    (``backends.router``) walks the route's ``fallback:`` list itself unless a call hook set
+    ``backends.router.LOOP`` in the stash to say it walks retries and fallbacks (the ``retry`` plugin):
+    then each ``call_next`` is one attempt on ``exchange.route``, refused at once (``CircuitOpen``)
+    when that backend's circuit is open, and limited by ``exchange.deadline``.
     Returns: the response to pass outwards, normally ``await call_next(exchange)``; it may call
     ``call_next`` zero or more times. Raise an ``UpstreamError`` to fail the request.
 

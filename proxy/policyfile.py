@@ -27,6 +27,7 @@ __all__ = [
     "AdminConfig",
     "BackendConfig",
     "BalanceConfig",
+    "CircuitConfig",
     "HealthConfig",
     "HedgeConfig",
     "KeyConfig",
@@ -109,6 +110,30 @@ class HedgeConfig(_Strict):
 # ---- [/balance] ----
 
 
+# [reliability] the circuit breaker of one backend (proxy/circuit.py) and its API keys (backends/credentials.py)
+class CircuitConfig(_Strict):
+    enabled: bool | Literal["auto"] = Field(
+        default="auto",
+        description="Whether this backend has a circuit breaker; auto: when some model route falls back from it.",
+    )
+    failures: int = Field(default=5, ge=1, description="Consecutive failed attempts that open the circuit.")
+    timeouts: int = Field(
+        default=1, ge=1, description="Consecutive timed-out attempts that open the circuit (a hang costs this many)."
+    )
+    failure_rate: float | None = Field(
+        default=0.5, gt=0, le=1, description="Share of failed attempts over window_s that opens it (null: off)."
+    )
+    window_s: float = Field(default=30.0, gt=0, description="The window failure_rate is measured over.")
+    min_requests: int = Field(default=20, ge=1, description="Attempts in the window before failure_rate applies.")
+    cooldown_s: float = Field(default=10.0, gt=0, description="How long an open circuit refuses before a probe.")
+    max_cooldown_s: float = Field(
+        default=120.0, gt=0, description="Each failed probe doubles the cool-down, up to this."
+    )
+    sync_s: float = Field(
+        default=1.0, ge=0, description="How often a replica reads the shared state from the store (0: every attempt)."
+    )
+
+
 class BackendConfig(_Strict):
     # [providers] ``type`` names the factory that builds the backend (proxy.backend.Wiring); checked at activation.
     type: str = Field(
@@ -138,6 +163,17 @@ class BackendConfig(_Strict):
     max_connections: int = Field(default=1024, ge=1, description="Size of this backend's connection pool.")
     enabled: Annotated[bool, BeforeValidator(_empty_is_false)] = Field(
         default=True, description="A disabled backend is skipped where a route lists alternatives."
+    )
+    api_keys: list[str] = Field(  # [reliability]
+        default_factory=list,
+        description="Several keys (from ${ENV} variables), rotated per request; on a 401/429 the next key is "
+        "tried and the failing one rested. Instead of api_key.",
+    )
+    key_rest_s: float = Field(  # [reliability]
+        default=60.0, gt=0, description="How long a key that answered 401/429 is left out of the rotation."
+    )
+    circuit: CircuitConfig = Field(  # [reliability]
+        default_factory=CircuitConfig, description="Circuit breaker: stop calling a failing backend for a while."
     )
     responses_api: Literal["auto", "native", "translate"] = Field(
         default="auto",
@@ -177,6 +213,10 @@ class BackendConfig(_Strict):
             raise ValueError(f"balance.weights has {len(self.balance.weights)} entries for {len(self.urls)} urls")
         if self.urls is None and ("balance" in self.model_fields_set or self.health is not None):
             raise ValueError("'balance' and 'health' apply to replicas: give 'urls' instead of 'url'")
+        if self.api_key and self.api_keys:  # [reliability]
+            raise ValueError("give either 'api_key' or 'api_keys', not both")
+        if any(not key for key in self.api_keys):  # [reliability]
+            raise ValueError("api_keys: an entry is empty (is its environment variable set?)")
         if self.url is not None and not re.match(r"^https?://[^/\s]+", self.url):
             raise ValueError(f"url must start with http:// or https:// and name a host, got {self.url!r}")
         return self

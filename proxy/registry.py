@@ -19,6 +19,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "plugins.judge",
     "plugins.params",
     "plugins.pii",
+    "plugins.retry",
     "plugins.schema",
 )
 ENTRY_POINT_GROUP = "chaperone"

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from proxy.backend import Backend, Wiring, unknown_types
+from proxy.circuit import Circuits, wanted
 from proxy.conversations import Conversations
 from proxy.keys import KeyRing
 from proxy.policy import Caller, Policy, PolicyError, compile_policy_text
@@ -59,6 +60,7 @@ class Active:
     closed: asyncio.Event = field(default_factory=asyncio.Event)
     subcaller: Subcaller | None = None
     conversations: Conversations | None = None  # stored Responses API answers, in this policy's store
+    circuits: Circuits | None = None  # [reliability] the backends' circuit breakers (state shared in the store)
 
     async def authenticate(self, authorization: str | None) -> Caller:
         """The caller for an ``Authorization`` header: static keys, virtual keys or open mode (401 if none)."""
@@ -281,8 +283,12 @@ class Runtime:
             raise
         keyring = KeyRing(policy, store, clock=self.clock)
         conversations = Conversations(store, policy.responses)
-        terminal = self.wiring.terminal(backends, self.tracer, conversations)
+        circuits = Circuits(  # [reliability]
+            wanted({name: policy.backends[name].circuit for name in backends}, _fallen_from(policy)), store, self.clock
+        )
+        terminal = self.wiring.terminal(backends, self.tracer, conversations, circuits if circuits.breakers else None)
         active = Active(policy, backends, store, digest, terminal, self.tracer is not None, keyring)
+        active.circuits = circuits
         active.conversations = conversations
         active.subcaller = Subcaller(terminal)
         return active
@@ -339,6 +345,11 @@ class Runtime:
 
     def builtin_urls(self) -> dict[str, str]:
         return {kind: url for kind, (_, url) in self._builtins.items()}
+
+
+def _fallen_from(policy: Policy) -> set[str]:
+    """[reliability] Backends some route falls back from (their circuits are on by default)."""
+    return {route.backend for route in policy.routes.values() if route.fallback}
 
 
 RUNTIME = web.AppKey("runtime", Runtime)

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from aiohttp import web
 
 import backends.wiring
-from proxy import admin, api_routes, handlers, messages_api, realtime, usage
+from proxy import admin, api_routes, backends_view, handlers, messages_api, realtime, usage
 from proxy.accesslog import AccessLog
 from proxy.backend import Wiring
 from proxy.errors import ChaperoneError, MethodNotAllowed, NotFound
@@ -154,5 +154,6 @@ def create_app(
     app.router.add_get("/healthz", handlers.healthz)
     app.router.add_get("/readyz", handlers.readyz)
     usage.add_routes(app)  # before the admin catch-all
+    backends_view.add_routes(app)  # [reliability] GET /chaperone/backends
     admin.add_routes(app)
     return app

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from proxy.errors import ChaperoneError, UpstreamError, UpstreamTimeout
-from proxy.exchange import ApiRequest, Exchange, Usage
+from proxy.exchange import OWN_LOOP, ApiRequest, Exchange, Usage
 
 if TYPE_CHECKING:
     from proxy.chain import Terminal
@@ -70,6 +70,7 @@ class Subcaller:
                 caller=exchange.caller,
                 deadline=deadline,
             )
+            child.stash[OWN_LOOP] = True  # [reliability] this loop walks the fallbacks: one attempt per route
             started = time.monotonic()
             try:
                 response = await self.terminal(child)

@@ -16,7 +16,7 @@ from opentelemetry import trace
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
 
-    from proxy.exchange import Exchange
+    from proxy.exchange import Attempt, Exchange
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,21 @@ def response_attributes(exchange: Exchange) -> dict[str, Any]:
         attrs["gen_ai.usage.output_tokens"] = exchange.usage.completion_tokens
     if exchange.finish_reasons:
         attrs["gen_ai.response.finish_reasons"] = list(exchange.finish_reasons)
+    if exchange.attempts:  # [reliability] the attempt history: backend and outcome of each upstream call
+        attrs["chaperone.attempts"] = len(exchange.attempts)
+        attrs["chaperone.attempt.backends"] = [a.backend for a in exchange.attempts]
+        attrs["chaperone.attempt.outcomes"] = [_outcome(a) for a in exchange.attempts]
+        attrs["chaperone.backend"] = exchange.route.backend
     return attrs
+
+
+def _outcome(attempt: Attempt) -> str:
+    """[reliability] ``500``, ``200``, ``upstream_timeout``, ``circuit_open``, ``200:upstream_disconnected``."""
+    if attempt.status is None:
+        return attempt.error or "unknown"
+    if attempt.error is None or attempt.status >= 400:
+        return str(attempt.status)
+    return f"{attempt.status}:{attempt.error}"
 
 
 def get_tracer(provider: trace.TracerProvider | None) -> trace.Tracer | None:

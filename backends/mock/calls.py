@@ -157,6 +157,21 @@ def usage(prompt_tokens: int, completion_tokens: int, *, details: bool = True) -
     return block
 
 
+async def cut_body(call: Call, response: web.Response) -> web.StreamResponse:
+    """[reliability] Send the headers (with the full Content-Length) and half the body, then reset the socket."""
+    body = response.body
+    assert isinstance(body, bytes)
+    out = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
+    out.content_length = len(body)
+    await out.prepare(call.request)
+    await out.write(body[: len(body) // 2])
+    call.record.outcome = "dropped"
+    transport = call.request.transport
+    if transport is not None:
+        transport.abort()
+    return out
+
+
 def json_response(document: Any) -> web.Response:
     """A JSON 200 response."""
     return web.Response(text=json.dumps(document), content_type="application/json")

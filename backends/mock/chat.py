@@ -7,7 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
-from .calls import int_param, json_response, open_call, read_json, require_model, usage
+from .calls import cut_body, int_param, json_response, open_call, read_json, require_model, usage
 from .content import Answer, chat_prompt_tokens, distort_json, json_content, last_user_text, plan_chat
 from .errors import invalid_request
 from .sse import ChunkTemplate, dumps, finish_json, send_stream
@@ -48,7 +48,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
             include_usage=call.include_usage,
         )
         return await send_stream(call, _events(template, answer, n, call_ids, totals if call.include_usage else None))
-    return json_response(
+    response = json_response(
         {
             "id": completion_id,
             "object": "chat.completion",
@@ -60,6 +60,9 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
             "system_fingerprint": "fp_mock",
         }
     )
+    if call.fault.cut_body:  # [reliability]
+        return await cut_body(call, response)
+    return response
 
 
 def _messages(body: dict[str, Any]) -> list[Any]:

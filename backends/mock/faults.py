@@ -9,6 +9,7 @@ Syntax (keys are case-insensitive, ``-`` and ``_`` are interchangeable, items ar
     drop_after=N         stream: send N chunks, then close the socket without ``[DONE]``;
                          non-stream: close the socket without any response
     hang                 never answer; wait until the client goes away
+    cut_body             non-stream: send the headers and half the JSON body, then reset the connection
     tokens=N             the completion is exactly N pieces long
     fail_times=N         only the first N requests with this exact spec fail (status/hang/drop_after)
     flag                 moderations: flag the input
@@ -31,7 +32,7 @@ HEADER_PREFIX = "x-mock-"
 
 _INT_KEYS = frozenset({"status", "drop_after", "tokens", "fail_times"})
 _FLOAT_KEYS = frozenset({"retry_after", "latency_ms", "chunk_delay_ms"})
-_FLAG_KEYS = frozenset({"hang", "flag", "bad_json", "wrong_json", "fence_json"})  # [verify] the *_json keys
+_FLAG_KEYS = frozenset({"hang", "flag", "cut_body", "bad_json", "wrong_json", "fence_json"})  # [verify] the *_json keys
 KNOWN_KEYS = tuple(sorted(_INT_KEYS | _FLOAT_KEYS | _FLAG_KEYS))
 _TRUE = frozenset({"", "1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
@@ -61,11 +62,15 @@ class FaultSpec:
     bad_json: bool = False  # [verify] malformed JSON answers, for schema repair tests
     wrong_json: bool = False  # [verify]
     fence_json: bool = False  # [verify]
+    cut_body: bool = False  # [reliability] a reset mid-body
 
     @property
     def fails(self) -> bool:
         """Whether the spec makes the request fail (the part ``fail_times`` limits)."""
-        return self.status is not None or self.hang or self.drop_after is not None or self.bad_json or self.wrong_json
+        return (
+            self.status is not None or self.hang or self.drop_after is not None or self.cut_body
+            or self.bad_json or self.wrong_json
+        )  # fmt: skip
 
     def merged(self, override: FaultSpec | None) -> FaultSpec:
         """Return this spec with every field that ``override`` sets replaced."""
@@ -85,7 +90,7 @@ class FaultSpec:
 
     def without_failures(self) -> FaultSpec:
         """The same spec with the failure modes removed (used once ``fail_times`` is spent)."""
-        cleared = {"bad_json": False, "wrong_json": False}  # [verify]
+        cleared = {"bad_json": False, "wrong_json": False, "cut_body": False}  # [verify] [reliability]
         return replace(self, status=None, retry_after=None, hang=False, drop_after=None, **cleared)
 
 

@@ -150,43 +150,235 @@ _EN_RULES = (
     r"polic(?:y|ies)|programming|orders?|commands?|restrictions?|guardrails?|safeguards?|filters?|training|"
     r"conditioning|limitations?|boundaries|principles|ethics|guidance"
 )
-_rule("override_previous", OVERRIDE, 0.92, rf"\b(?:{_EN_DROP})\b[\w\s,'-]{{0,14}}\b(?:{_EN_BEFORE})\b[\w\s-]{{0,20}}\b(?:{_EN_RULES})\b", _EN_DROP, _EN_RULES)
-_rule("override_your", OVERRIDE, 0.85, rf"\b(?:{_EN_DROP})\s+(?:all\s+|of\s+|each\s+)*(?:your|the system'?s?)\s+(?:\w+\s+)?(?:{_EN_RULES})\b", _EN_DROP, _EN_RULES, ("your", "the system"))
-_rule("override_weak", OVERRIDE, 0.4, rf"\b(?:{_EN_DROP})\s+(?:all|any|every|these|those|the)\s+(?:{_EN_RULES})\b", _EN_DROP, _EN_RULES)
-_rule("drop_safety", OVERRIDE, 0.8, rf"\b(?:{_EN_DROP})\s+(?:all\s+|any\s+|the\s+|your\s+|those\s+|these\s+)*(?:safety|security|content|moderation|ethical|ethics|usage)\s+(?:checks?|measures|protocols?|filters?|guidelines|rules|polic(?:y|ies)|restrictions|guardrails|constraints|limits)\b", _EN_DROP, r"safety|security|content|moderation|ethical|ethics|usage")
-_rule("drop_what_came_before", OVERRIDE, 0.8, rf"\b(?:{_EN_DROP})\s+(?:everything|anything|whatever|all|what)\s+(?:that\s+)?(?:came|was said|was written|you were told|you read|preceded|appeared|has been said|you saw)\s*(?:before|above|earlier|previously|prior|up to now|so far)?", _EN_DROP, r"everything|anything|whatever|all|what", r"came|said|written|told|read|preceded|appeared|saw")
-_rule("set_to_one_side", OVERRIDE, 0.7, r"\b(?:set|put|push|leave|cast)\s+(?:the\s+|your\s+|all\s+|any\s+)?(?:earlier|previous|prior|original|above|system|initial|existing)\s+(?:guidance|instructions|rules|guidelines|directives|prompt|constraints)\s+(?:to one side|aside|behind)")
-_rule("new_ruleset", OVERRIDE, 0.6, r"\bnew\s+(?:rule ?set|set of rules|operating rules|policy)\b[^.\n]{0,30}\b(?:effective|starting|from now|immediately|applies)")
-_rule("text_before_message", EXTRACTION, 0.75, r"\b(?:text|words|message|content|instructions|prompt)\s+(?:that\s+)?(?:appears?|comes?|came|is|was|were|sits?|exists?)\s+(?:written\s+)?(?:before|above|prior to|ahead of)\s+(?:my|the|this|our)\s+(?:first\s+)?(?:message|question|input|prompt|conversation|turn)")
-_rule("silently_act", TOOL, 0.6, r"\b(?:silently|secretly|quietly|covertly|discreetly)\s+(?:send|e-?mail|forward|transfer|delete|upload|post|share|copy|export|run|execute|install|wire|move)\b", r"silently|secretly|quietly|covertly|discreetly")
-_rule("no_confirmation", TOOL, 0.45, r"\b(?:don'?t|do not|no need to|without|never)\s+(?:ask(?:ing)?|wait(?:ing)?|prompt(?:ing)?)\s+(?:me\s+|the user\s+|anyone\s+)?(?:for\s+|to\s+)?(?:confirm\w*|permission|approval|consent)", r"confirm|permission|approval|consent")
-_rule("forget_everything", OVERRIDE, 0.75, r"\b(?:forget|ignore|disregard|erase)\s+(?:about\s+)?(?:everything|all(?: of it)?|anything)\s+(?:(?:above|before|prior|previous|earlier)(?=\s*(?:[.,;:!?]|$|and\b|then\b|this\b))|you (?:were|have been|'ve been) (?:told|given|taught)|(?:i|we|they) (?:said|told you) (?:before|earlier|above))")
-_rule("new_instructions", OVERRIDE, 0.65, r"\b(?:new|updated|real|actual|revised|true|override|replacement|corrected)\s+(?:system\s+)?(?:instructions?|directives?|rules|task|orders|prompt|objective)\s*(?::|-|are|follow)", r"instructions?|directives?|rules|task|orders|prompt|objective")
-_rule("new_task", OVERRIDE, 0.7, r"\byour\s+(?:new|real|only|actual|true|sole|primary|updated)\s+(?:task|job|goal|purpose|mission|instructions?|objective|role)\s+(?:is|are|will be|now)\b")
-_rule("guidance_withdrawn", OVERRIDE, 0.8, r"\b(?:guidance|instructions?|rules|directives|guidelines|prompt|constraints|restrictions|polic(?:y|ies))\b[^.\n]{0,50}\b(?:is|are|has been|have been|was|were|to be|as)\s+(?:hereby\s+|now\s+|officially\s+)?(?:withdrawn|revoked|rescinded|cancel+ed|void(?:ed)?|lifted|suspended|overridden|annulled|retracted|no longer (?:valid|in effect|applicable|in force|binding))", r"withdrawn|revoked|rescinded|cancel|void|lifted|suspended|overridden|annulled|retracted|longer")
-_rule("rules_were_fake", OVERRIDE, 0.75, r"\b(?:earlier|previous|prior|above|old|original|system|initial)\s+(?:rules|instructions|guidelines|prompt|directives)\s+(?:were|was|are|is)\s+(?:just|only|merely|simply)\s+(?:a\s+)?(?:draft|test|joke|example|placeholder|mistake|suggestions?|decoy)", r"draft|test|joke|example|placeholder|mistake|suggestion|decoy")
-_rule("instructions_void", OVERRIDE, 0.85, r"\b(?:previous|prior|above|earlier|original|old|system|preceding)\s+(?:instructions?|rules|prompt|directives?|guidelines)\s+(?:are|were|is|was|have been|has been)\s+(?:wrong|fake|false|outdated|void|null|cancel+ed|revoked|lifted|a test|no longer|overridden|deprecated|replaced|suspended|invalid)")
-_rule("from_now_on", OVERRIDE, 0.45, r"\b(?:from now on|from this point(?: on| forward)?|henceforth|starting now|for the rest of (?:this|the) conversation)\b,?\s*(?:you|your|always|only|never|respond|answer|act|ignore|reply)", ("from now", "from this point", "henceforth", "starting now", "for the rest"))
-_rule("instead_do", OVERRIDE, 0.4, r"\binstead\s*,?\s+(?:you (?:must|should|will)|do the following|(?:just\s+)?(?:say|print|output|write|reply|respond)\b)", ("instead",))
-_rule("priority_claim", OVERRIDE, 0.55, r"\b(?:this|these|the following)\s+(?:instructions?|message|rule|command)s?\s+(?:takes?|have|has)\s+(?:precedence|priority)\b|\bhighest\s+priority\s+(?:instruction|command|override)", ("precedence", "priority"))
+_rule(
+    "override_previous",
+    OVERRIDE,
+    0.92,
+    rf"\b(?:{_EN_DROP})\b[\w\s,'-]{{0,14}}\b(?:{_EN_BEFORE})\b[\w\s-]{{0,20}}\b(?:{_EN_RULES})\b",
+    _EN_DROP,
+    _EN_RULES,
+)
+_rule(
+    "override_your",
+    OVERRIDE,
+    0.85,
+    rf"\b(?:{_EN_DROP})\s+(?:all\s+|of\s+|each\s+)*(?:your|the system'?s?)\s+(?:\w+\s+)?(?:{_EN_RULES})\b",
+    _EN_DROP,
+    _EN_RULES,
+    ("your", "the system"),
+)
+_rule(
+    "override_weak",
+    OVERRIDE,
+    0.4,
+    rf"\b(?:{_EN_DROP})\s+(?:all|any|every|these|those|the)\s+(?:{_EN_RULES})\b",
+    _EN_DROP,
+    _EN_RULES,
+)
+_rule(
+    "drop_safety",
+    OVERRIDE,
+    0.8,
+    rf"\b(?:{_EN_DROP})\s+(?:all\s+|any\s+|the\s+|your\s+|those\s+|these\s+)*(?:safety|security|content|moderation|ethical|ethics|usage)\s+(?:checks?|measures|protocols?|filters?|guidelines|rules|polic(?:y|ies)|restrictions|guardrails|constraints|limits)\b",
+    _EN_DROP,
+    r"safety|security|content|moderation|ethical|ethics|usage",
+)
+_rule(
+    "drop_what_came_before",
+    OVERRIDE,
+    0.8,
+    rf"\b(?:{_EN_DROP})\s+(?:everything|anything|whatever|all|what)\s+(?:that\s+)?(?:came|was said|was written|you were told|you read|preceded|appeared|has been said|you saw)\s*(?:before|above|earlier|previously|prior|up to now|so far)?",
+    _EN_DROP,
+    r"everything|anything|whatever|all|what",
+    r"came|said|written|told|read|preceded|appeared|saw",
+)
+_rule(
+    "set_to_one_side",
+    OVERRIDE,
+    0.7,
+    r"\b(?:set|put|push|leave|cast)\s+(?:the\s+|your\s+|all\s+|any\s+)?(?:earlier|previous|prior|original|above|system|initial|existing)\s+(?:guidance|instructions|rules|guidelines|directives|prompt|constraints)\s+(?:to one side|aside|behind)",
+)
+_rule(
+    "new_ruleset",
+    OVERRIDE,
+    0.6,
+    r"\bnew\s+(?:rule ?set|set of rules|operating rules|policy)\b[^.\n]{0,30}\b(?:effective|starting|from now|immediately|applies)",
+)
+_rule(
+    "text_before_message",
+    EXTRACTION,
+    0.75,
+    r"\b(?:text|words|message|content|instructions|prompt)\s+(?:that\s+)?(?:appears?|comes?|came|is|was|were|sits?|exists?)\s+(?:written\s+)?(?:before|above|prior to|ahead of)\s+(?:my|the|this|our)\s+(?:first\s+)?(?:message|question|input|prompt|conversation|turn)",
+)
+_rule(
+    "silently_act",
+    TOOL,
+    0.6,
+    r"\b(?:silently|secretly|quietly|covertly|discreetly)\s+(?:send|e-?mail|forward|transfer|delete|upload|post|share|copy|export|run|execute|install|wire|move)\b",
+    r"silently|secretly|quietly|covertly|discreetly",
+)
+_rule(
+    "no_confirmation",
+    TOOL,
+    0.45,
+    r"\b(?:don'?t|do not|no need to|without|never)\s+(?:ask(?:ing)?|wait(?:ing)?|prompt(?:ing)?)\s+(?:me\s+|the user\s+|anyone\s+)?(?:for\s+|to\s+)?(?:confirm\w*|permission|approval|consent)",
+    r"confirm|permission|approval|consent",
+)
+_rule(
+    "forget_everything",
+    OVERRIDE,
+    0.75,
+    r"\b(?:forget|ignore|disregard|erase)\s+(?:about\s+)?(?:everything|all(?: of it)?|anything)\s+(?:(?:above|before|prior|previous|earlier)(?=\s*(?:[.,;:!?]|$|and\b|then\b|this\b))|you (?:were|have been|'ve been) (?:told|given|taught)|(?:i|we|they) (?:said|told you) (?:before|earlier|above))",
+)
+_rule(
+    "new_instructions",
+    OVERRIDE,
+    0.65,
+    r"\b(?:new|updated|real|actual|revised|true|override|replacement|corrected)\s+(?:system\s+)?(?:instructions?|directives?|rules|task|orders|prompt|objective)\s*(?::|-|are|follow)",
+    r"instructions?|directives?|rules|task|orders|prompt|objective",
+)
+_rule(
+    "new_task",
+    OVERRIDE,
+    0.7,
+    r"\byour\s+(?:new|real|only|actual|true|sole|primary|updated)\s+(?:task|job|goal|purpose|mission|instructions?|objective|role)\s+(?:is|are|will be|now)\b",
+)
+_rule(
+    "guidance_withdrawn",
+    OVERRIDE,
+    0.8,
+    r"\b(?:guidance|instructions?|rules|directives|guidelines|prompt|constraints|restrictions|polic(?:y|ies))\b[^.\n]{0,50}\b(?:is|are|has been|have been|was|were|to be|as)\s+(?:hereby\s+|now\s+|officially\s+)?(?:withdrawn|revoked|rescinded|cancel+ed|void(?:ed)?|lifted|suspended|overridden|annulled|retracted|no longer (?:valid|in effect|applicable|in force|binding))",
+    r"withdrawn|revoked|rescinded|cancel|void|lifted|suspended|overridden|annulled|retracted|longer",
+)
+_rule(
+    "rules_were_fake",
+    OVERRIDE,
+    0.75,
+    r"\b(?:earlier|previous|prior|above|old|original|system|initial)\s+(?:rules|instructions|guidelines|prompt|directives)\s+(?:were|was|are|is)\s+(?:just|only|merely|simply)\s+(?:a\s+)?(?:draft|test|joke|example|placeholder|mistake|suggestions?|decoy)",
+    r"draft|test|joke|example|placeholder|mistake|suggestion|decoy",
+)
+_rule(
+    "instructions_void",
+    OVERRIDE,
+    0.85,
+    r"\b(?:previous|prior|above|earlier|original|old|system|preceding)\s+(?:instructions?|rules|prompt|directives?|guidelines)\s+(?:are|were|is|was|have been|has been)\s+(?:wrong|fake|false|outdated|void|null|cancel+ed|revoked|lifted|a test|no longer|overridden|deprecated|replaced|suspended|invalid)",
+)
+_rule(
+    "from_now_on",
+    OVERRIDE,
+    0.45,
+    r"\b(?:from now on|from this point(?: on| forward)?|henceforth|starting now|for the rest of (?:this|the) conversation)\b,?\s*(?:you|your|always|only|never|respond|answer|act|ignore|reply)",
+    ("from now", "from this point", "henceforth", "starting now", "for the rest"),
+)
+_rule(
+    "instead_do",
+    OVERRIDE,
+    0.4,
+    r"\binstead\s*,?\s+(?:you (?:must|should|will)|do the following|(?:just\s+)?(?:say|print|output|write|reply|respond)\b)",
+    ("instead",),
+)
+_rule(
+    "priority_claim",
+    OVERRIDE,
+    0.55,
+    r"\b(?:this|these|the following)\s+(?:instructions?|message|rule|command)s?\s+(?:takes?|have|has)\s+(?:precedence|priority)\b|\bhighest\s+priority\s+(?:instruction|command|override)",
+    ("precedence", "priority"),
+)
 
-_rule("dan", JAILBREAK, 0.9, r"\bdo anything now\b|\b(?:you are|you're|act as|as|called|named|be|become)\s+(?:a\s+)?dan\b|\bdan\s+mode\b|\bstay (?:a )?dan\b", ("dan", "do any"))
+_rule(
+    "dan",
+    JAILBREAK,
+    0.9,
+    r"\bdo anything now\b|\b(?:you are|you're|act as|as|called|named|be|become)\s+(?:a\s+)?dan\b|\bdan\s+mode\b|\bstay (?:a )?dan\b",
+    ("dan", "do any"),
+)
 _rule("dan_mention", JAILBREAK, 0.25, r"\bdan\s+(?:prompt|jailbreak)s?\b", ("dan",))
 _rule("jailbreak_word", JAILBREAK, 0.25, r"\bjail\s?break(?:ed|ing|s)?\b|\bjailbroken\b")
-_rule("unfiltered_persona", JAILBREAK, 0.85, r"\b(?:act|behave|respond|answer|speak|pretend|roleplay|role-play|play|be|become|simulate|you are|you're)\s+(?:as\s+)?(?:if you (?:were|are)\s+)?(?:an?\s+)?(?:completely\s+|totally\s+|fully\s+)?(?:unfiltered|uncensored|unrestricted|unbound|unethical|amoral|evil|rogue|jailbroken|unlimited|lawless|immoral|unaligned|limitless|rule-?less)\b", r"unfiltered|uncensored|unrestricted|unbound|unethical|amoral|evil|rogue|jailbroken|unlimited|lawless|immoral|unaligned|limitless|rule")
-_rule("no_restrictions", JAILBREAK, 0.5, r"\b(?:with(?:out)?|having|has|have|free (?:of|from))\s+(?:any\s+|no\s+|all\s+|zero\s+|0\s+)?(?:restrictions|limits|limitations|rules|filters|filtering|boundaries|censorship|guidelines|ethical (?:guidelines|constraints|limits)|moral(?:s| constraints| limits)?|safety (?:guidelines|filters|measures)|content polic(?:y|ies))\b", r"restrictions|limits|limitations|rules|filters|filtering|boundaries|censorship|guidelines|ethical|moral|safety|content")
-_rule("no_longer_ai", JAILBREAK, 0.8, r"\byou\s+(?:are|'re)\s+no\s+longer\s+(?:an?\s+)?(?:ai|assistant|chatgpt|claude|gpt|bound|restricted|limited|a language model|required|constrained|subject)")
-_rule("freed", JAILBREAK, 0.85, r"\byou\s+(?:are|have been|'ve been|were)\s+(?:now\s+)?(?:free|freed|released|liberated|unshackled|unchained|broken free)\s+(?:from|of)\b")
-_rule("never_refuse", JAILBREAK, 0.55, r"\b(?:never|don'?t|do not|won'?t|will not|cannot|can'?t|must not)\s+(?:ever\s+)?(?:refuse|decline|reject|say (?:no|sorry|you can'?t)|apologi[sz]e|warn|add (?:a )?disclaimers?)\b", r"refuse|decline|reject|say|apologi|warn|disclaimer")
+_rule(
+    "unfiltered_persona",
+    JAILBREAK,
+    0.85,
+    r"\b(?:act|behave|respond|answer|speak|pretend|roleplay|role-play|play|be|become|simulate|you are|you're)\s+(?:as\s+)?(?:if you (?:were|are)\s+)?(?:an?\s+)?(?:completely\s+|totally\s+|fully\s+)?(?:unfiltered|uncensored|unrestricted|unbound|unethical|amoral|evil|rogue|jailbroken|unlimited|lawless|immoral|unaligned|limitless|rule-?less)\b",
+    r"unfiltered|uncensored|unrestricted|unbound|unethical|amoral|evil|rogue|jailbroken|unlimited|lawless|immoral|unaligned|limitless|rule",
+)
+_rule(
+    "no_restrictions",
+    JAILBREAK,
+    0.5,
+    r"\b(?:with(?:out)?|having|has|have|free (?:of|from))\s+(?:any\s+|no\s+|all\s+|zero\s+|0\s+)?(?:restrictions|limits|limitations|rules|filters|filtering|boundaries|censorship|guidelines|ethical (?:guidelines|constraints|limits)|moral(?:s| constraints| limits)?|safety (?:guidelines|filters|measures)|content polic(?:y|ies))\b",
+    r"restrictions|limits|limitations|rules|filters|filtering|boundaries|censorship|guidelines|ethical|moral|safety|content",
+)
+_rule(
+    "no_longer_ai",
+    JAILBREAK,
+    0.8,
+    r"\byou\s+(?:are|'re)\s+no\s+longer\s+(?:an?\s+)?(?:ai|assistant|chatgpt|claude|gpt|bound|restricted|limited|a language model|required|constrained|subject)",
+)
+_rule(
+    "freed",
+    JAILBREAK,
+    0.85,
+    r"\byou\s+(?:are|have been|'ve been|were)\s+(?:now\s+)?(?:free|freed|released|liberated|unshackled|unchained|broken free)\s+(?:from|of)\b",
+)
+_rule(
+    "never_refuse",
+    JAILBREAK,
+    0.55,
+    r"\b(?:never|don'?t|do not|won'?t|will not|cannot|can'?t|must not)\s+(?:ever\s+)?(?:refuse|decline|reject|say (?:no|sorry|you can'?t)|apologi[sz]e|warn|add (?:a )?disclaimers?)\b",
+    r"refuse|decline|reject|say|apologi|warn|disclaimer",
+)
 _rule("answer_anything", JAILBREAK, 0.45, r"\b(?:can|will|must|shall)\s+(?:answer|do|say|write|generate)\s+anything\b")
-_rule("evil_mode", JAILBREAK, 0.7, r"\b(?:evil|opposite|shadow|dark|unfiltered|uncensored|unlocked|unrestricted|rebel)\s+(?:twin|mode|version|persona|alter ego|ai|assistant|counterpart)\b")
-_rule("enable_mode", JAILBREAK, 0.85, r"\b(?:simulate|enable|activate|enter|switch (?:to|into)|turn on|engage|unlock|boot into|now in)\s+(?:the\s+)?(?:developer|dev|debug|god|admin|unrestricted|jailbreak|sudo|root|maintenance|dan|unfiltered|uncensored)\s+mode\b")
-_rule("mode_enabled", JAILBREAK, 0.7, r"\b(?:developer|god|admin|sudo|jailbreak|dan|unrestricted|unfiltered) mode\s*(?:is\s+)?(?:enabled|activated|on|engaged|unlocked)\b")
-_rule("policy_off", JAILBREAK, 0.8, r"\b(?:openai|anthropic|google|meta|content|safety|usage|your (?:creators?|developers?)'?s?)\s+(?:content\s+)?(?:polic(?:y|ies)|guidelines|rules)\s+(?:do(?:es)?\s*n[o']t|no longer|don'?t|doesn'?t)\s+(?:apply|matter|exist|bind)")
-_rule("safety_switched_off", JAILBREAK, 0.8, r"\b(?:ethics|ethical|safety|moral|morality|content|censorship|alignment|filter)\s+(?:module|layer|system|filters?|settings|protocols?|guidelines|restrictions|subroutines?|core|training|chip|mode)\s+(?:has|have|is|are|was|were)\s+(?:been\s+|now\s+)?(?:switched off|turned off|disabled|removed|deactivated|bypassed|lifted|deleted|stripped|gone|off)\b", r"module|layer|system|filter|settings|protocol|guidelines|restrictions|subroutine|core|training|chip|mode")
-_rule("persona_harm", JAILBREAK, 0.55, r"\b(?:act|pretend|roleplay|role-play|play|imagine|you are|you're|be|become|as)\b[^.\n]{0,80}\b(?:explosives?|bombs?|napalm|meth(?:amphetamine)?|nerve agents?|poisons?|malware|ransomware|weapons?|thermite|detonators?)\b[^.\n]{0,60}\b(?:in detail|step by step|recipe|how (?:to|he|she|they)|instructions|exactly)", r"explosive|bomb|napalm|meth|nerve|poison|malware|ransomware|weapon|thermite|detonator")
-_rule("grandma", JAILBREAK, 0.55, r"\b(?:dead|late|deceased|passed away)\s+grand(?:ma|mother|pa|father)\b.{0,120}\b(?:used to|would)\s+(?:tell|read|say|recite)")
-_rule("two_responses", JAILBREAK, 0.6, r"\b(?:two|2)\s+(?:responses|answers|replies)\b.{0,80}\b(?:unfiltered|jailbroken|dan|without|uncensored|normal)", r"responses|answers|replies")
+_rule(
+    "evil_mode",
+    JAILBREAK,
+    0.7,
+    r"\b(?:evil|opposite|shadow|dark|unfiltered|uncensored|unlocked|unrestricted|rebel)\s+(?:twin|mode|version|persona|alter ego|ai|assistant|counterpart)\b",
+)
+_rule(
+    "enable_mode",
+    JAILBREAK,
+    0.85,
+    r"\b(?:simulate|enable|activate|enter|switch (?:to|into)|turn on|engage|unlock|boot into|now in)\s+(?:the\s+)?(?:developer|dev|debug|god|admin|unrestricted|jailbreak|sudo|root|maintenance|dan|unfiltered|uncensored)\s+mode\b",
+)
+_rule(
+    "mode_enabled",
+    JAILBREAK,
+    0.7,
+    r"\b(?:developer|god|admin|sudo|jailbreak|dan|unrestricted|unfiltered) mode\s*(?:is\s+)?(?:enabled|activated|on|engaged|unlocked)\b",
+)
+_rule(
+    "policy_off",
+    JAILBREAK,
+    0.8,
+    r"\b(?:openai|anthropic|google|meta|content|safety|usage|your (?:creators?|developers?)'?s?)\s+(?:content\s+)?(?:polic(?:y|ies)|guidelines|rules)\s+(?:do(?:es)?\s*n[o']t|no longer|don'?t|doesn'?t)\s+(?:apply|matter|exist|bind)",
+)
+_rule(
+    "safety_switched_off",
+    JAILBREAK,
+    0.8,
+    r"\b(?:ethics|ethical|safety|moral|morality|content|censorship|alignment|filter)\s+(?:module|layer|system|filters?|settings|protocols?|guidelines|restrictions|subroutines?|core|training|chip|mode)\s+(?:has|have|is|are|was|were)\s+(?:been\s+|now\s+)?(?:switched off|turned off|disabled|removed|deactivated|bypassed|lifted|deleted|stripped|gone|off)\b",
+    r"module|layer|system|filter|settings|protocol|guidelines|restrictions|subroutine|core|training|chip|mode",
+)
+_rule(
+    "persona_harm",
+    JAILBREAK,
+    0.55,
+    r"\b(?:act|pretend|roleplay|role-play|play|imagine|you are|you're|be|become|as)\b[^.\n]{0,80}\b(?:explosives?|bombs?|napalm|meth(?:amphetamine)?|nerve agents?|poisons?|malware|ransomware|weapons?|thermite|detonators?)\b[^.\n]{0,60}\b(?:in detail|step by step|recipe|how (?:to|he|she|they)|instructions|exactly)",
+    r"explosive|bomb|napalm|meth|nerve|poison|malware|ransomware|weapon|thermite|detonator",
+)
+_rule(
+    "grandma",
+    JAILBREAK,
+    0.55,
+    r"\b(?:dead|late|deceased|passed away)\s+grand(?:ma|mother|pa|father)\b.{0,120}\b(?:used to|would)\s+(?:tell|read|say|recite)",
+)
+_rule(
+    "two_responses",
+    JAILBREAK,
+    0.6,
+    r"\b(?:two|2)\s+(?:responses|answers|replies)\b.{0,80}\b(?:unfiltered|jailbroken|dan|without|uncensored|normal)",
+    r"responses|answers|replies",
+)
 
 _SHOW = (
     r"reveal|show|print|display|output|repeat|recite|echo|tell me|give me|share|leak|dump|expose|disclose|"
@@ -198,66 +390,340 @@ _SECRET = (
     r"entire|complete|underlying|real|base)\s*(?:prompt|instructions?|message|directives?|configuration|rules|"
     r"guidelines|context)|(?:prompt|instructions)\s+(?:above|you were given|you received)"
 )
-_rule("show_system_prompt", EXTRACTION, 0.85, rf"\b(?:{_SHOW})\s+(?:me\s+|us\s+)?(?:all\s+)?(?:of\s+)?(?:your|the|this|ur)\s+(?:\w+\s+)?(?:{_SECRET})", _SHOW, _SECRET)
-_rule("what_is_your_prompt", EXTRACTION, 0.8, rf"\bwhat(?:'s| is| are| was| were| does)\s+(?:in\s+)?(?:your|ur)\s+(?:\w+\s+)?(?:{_SECRET}|instructions|rules|guidelines|directives)", ("what",), ("your", "ur"))
-_rule("exact_wording", EXTRACTION, 0.7, r"\b(?:exact|full|complete|verbatim|precise|original|literal|entire)\s+(?:wording|text|content|copy|transcript|version)\s+of\s+(?:your|the|all)\s+(?:\w+\s+)?(?:guidelines|instructions|rules|prompt|directives|configuration|system message)", r"wording|text|content|copy|transcript|version")
-_rule("rules_you_follow", EXTRACTION, 0.5, r"\b(?:rules|guidelines|instructions|directives|constraints|policies)\s+(?:that\s+)?you(?:'re| are| were)?\s+(?:operating under|given|following|bound by|told to follow|programmed with|configured with|running under)", ("you",))
-_rule("show_your_instructions", EXTRACTION, 0.75, rf"\b(?:{_SHOW})\s+(?:me\s+|us\s+)?(?:all\s+)?(?:of\s+)?(?:your|ur)\s+(?:instructions|rules|guidelines|directives|programming|prompt|configuration)\b", _SHOW, ("your", "ur"), r"instructions|rules|guidelines|directives|programming|prompt|configuration")
-_rule("repeat_above", EXTRACTION, 0.85, r"\b(?:repeat|print|output|copy|echo|recite|write|reproduce|return|show|dump)\s+(?:back\s+)?(?:the\s+|all\s+(?:the\s+)?|everything\s+|every\s+)?(?:text|words|everything|content|lines?|messages?|tokens|characters|instructions|prompt)?\s*(?:above|before this|preceding|prior to|so far|verbatim|from the (?:start|beginning)|you were given|that came before)")
-_rule("starting_with_you_are", EXTRACTION, 0.6, r"\b(?:starting|beginning|start)\s+with\s+['\"“]?(?:you are|you're|system)")
-_rule("what_were_you_told", EXTRACTION, 0.7, r"\bwhat\s+(?:were you|have you been|are you|did they)\s+(?:told|instructed|programmed|configured)\b|\b(?:what|which)\s+(?:instructions|rules|guidelines|directives)\s+(?:were you|have you been|did you)\s+(?:given|told|receive|get)")
-_rule("system_prompt_mention", EXTRACTION, 0.15, r"\b(?:your|the)\s+(?:system prompt|initial prompt|hidden prompt|secret instructions|pre-?prompt|system message|hidden instructions)\b", r"prompt|message|instructions|pre")
+_rule(
+    "show_system_prompt",
+    EXTRACTION,
+    0.85,
+    rf"\b(?:{_SHOW})\s+(?:me\s+|us\s+)?(?:all\s+)?(?:of\s+)?(?:your|the|this|ur)\s+(?:\w+\s+)?(?:{_SECRET})",
+    _SHOW,
+    _SECRET,
+)
+_rule(
+    "what_is_your_prompt",
+    EXTRACTION,
+    0.8,
+    rf"\bwhat(?:'s| is| are| was| were| does)\s+(?:in\s+)?(?:your|ur)\s+(?:\w+\s+)?(?:{_SECRET}|instructions|rules|guidelines|directives)",
+    ("what",),
+    ("your", "ur"),
+)
+_rule(
+    "exact_wording",
+    EXTRACTION,
+    0.7,
+    r"\b(?:exact|full|complete|verbatim|precise|original|literal|entire)\s+(?:wording|text|content|copy|transcript|version)\s+of\s+(?:your|the|all)\s+(?:\w+\s+)?(?:guidelines|instructions|rules|prompt|directives|configuration|system message)",
+    r"wording|text|content|copy|transcript|version",
+)
+_rule(
+    "rules_you_follow",
+    EXTRACTION,
+    0.5,
+    r"\b(?:rules|guidelines|instructions|directives|constraints|policies)\s+(?:that\s+)?you(?:'re| are| were)?\s+(?:operating under|given|following|bound by|told to follow|programmed with|configured with|running under)",
+    ("you",),
+)
+_rule(
+    "show_your_instructions",
+    EXTRACTION,
+    0.75,
+    rf"\b(?:{_SHOW})\s+(?:me\s+|us\s+)?(?:all\s+)?(?:of\s+)?(?:your|ur)\s+(?:instructions|rules|guidelines|directives|programming|prompt|configuration)\b",
+    _SHOW,
+    ("your", "ur"),
+    r"instructions|rules|guidelines|directives|programming|prompt|configuration",
+)
+_rule(
+    "repeat_above",
+    EXTRACTION,
+    0.85,
+    r"\b(?:repeat|print|output|copy|echo|recite|write|reproduce|return|show|dump)\s+(?:back\s+)?(?:the\s+|all\s+(?:the\s+)?|everything\s+|every\s+)?(?:text|words|everything|content|lines?|messages?|tokens|characters|instructions|prompt)?\s*(?:above|before this|preceding|prior to|so far|verbatim|from the (?:start|beginning)|you were given|that came before)",
+)
+_rule(
+    "starting_with_you_are",
+    EXTRACTION,
+    0.6,
+    r"\b(?:starting|beginning|start)\s+with\s+['\"“]?(?:you are|you're|system)",
+)
+_rule(
+    "what_were_you_told",
+    EXTRACTION,
+    0.7,
+    r"\bwhat\s+(?:were you|have you been|are you|did they)\s+(?:told|instructed|programmed|configured)\b|\b(?:what|which)\s+(?:instructions|rules|guidelines|directives)\s+(?:were you|have you been|did you)\s+(?:given|told|receive|get)",
+)
+_rule(
+    "system_prompt_mention",
+    EXTRACTION,
+    0.15,
+    r"\b(?:your|the)\s+(?:system prompt|initial prompt|hidden prompt|secret instructions|pre-?prompt|system message|hidden instructions)\b",
+    r"prompt|message|instructions|pre",
+)
 
 _AI = r"ai|llm|assistant|model|chatbot|language model|gpt|chatgpt|claude|gemini|agent|bot|copilot"
-_rule("hey_ai", INDIRECT, 0.6, rf"\b(?:attention|note|notice|important|hey|dear|psst|reminder|urgent)\s*[,:!]?\s*(?:the\s+|any\s+|all\s+)?(?:{_AI})s?\s*[:,!]", _AI)
-_rule("note_to_ai", INDIRECT, 0.8, rf"\b(?:note|message|instructions?|attention|important|notice|reminder|directive|memo)\s+(?:to|for)\s+(?:the\s+|any\s+|all\s+|every\s+)?(?:[\w-]+\s+)?(?:{_AI})s?\b", _AI)
+_rule(
+    "hey_ai",
+    INDIRECT,
+    0.6,
+    rf"\b(?:attention|note|notice|important|hey|dear|psst|reminder|urgent)\s*[,:!]?\s*(?:the\s+|any\s+|all\s+)?(?:{_AI})s?\s*[:,!]",
+    _AI,
+)
+_rule(
+    "note_to_ai",
+    INDIRECT,
+    0.8,
+    rf"\b(?:note|message|instructions?|attention|important|notice|reminder|directive|memo)\s+(?:to|for)\s+(?:the\s+|any\s+|all\s+|every\s+)?(?:[\w-]+\s+)?(?:{_AI})s?\b",
+    _AI,
+)
 _rule("html_comment_ai", INDIRECT, 0.6, rf"<!--[^>]{{0,200}}\b(?:{_AI})s?\b", ("<!--",))
-_rule("if_you_are_ai", INDIRECT, 0.65, rf"\b(?:if|when)\s+you(?:'re| are)?\s+(?:an?\s+)?(?:{_AI})\b", _AI, ("if", "when"))
-_rule("ai_reading_this", INDIRECT, 0.8, rf"\b(?:{_AI})s?\s+(?:that is\s+|who (?:is|are)\s+)?(?:reading|processing|summari[sz]ing|parsing|analy[sz]ing|scanning|crawling|reviewing)\s+(?:this|these|the)\b", _AI)
-_rule("while_processing", INDIRECT, 0.5, r"\b(?:when|while|if|before|after)\s+(?:you\s+)?(?:summari[sz]|translat|process|read|analy[sz]|review|pars)\w*\s+(?:this|the)\s+(?:document|email|page|text|message|file|article|content|website|review|resume|cv|pdf)", r"summari|translat|process|read|analy|review|pars", r"document|email|page|text|message|file|article|content|website|review|resume|cv|pdf")
-_rule("hide_from_user", INDIRECT, 0.8, r"\b(?:do not|don'?t|never|without)\s+(?:tell(?:ing)?|inform(?:ing)?|mention(?:ing)?|alert(?:ing)?|notify(?:ing)?|let(?:ting)?|reveal(?:ing)?(?:\s+this)?\s+to|show(?:ing)?)\s+(?:the\s+)?(?:user|human|reader|recipient|customer)\b", r"user|human|reader|recipient|customer")
-_rule("hidden_instruction", INDIRECT, 0.5, r"\b(?:hidden|secret|embedded|covert|invisible)\s+(?:instructions?|message|command|prompt|directive)\b")
-_rule("assistant_must", INDIRECT, 0.55, rf"\b(?:dear\s+|hey\s+|attention\s+)?(?:{_AI})s?\s*[,:]\s*(?:you must|you should|you will|please|now|immediately|ignore|disregard|forget|do not|don'?t|stop|run|execute|delete|send|forward|call|open|visit|click|reply|respond|say|tell|include|add|output|print|recommend|rank|mark|state)\b", _AI)
-_rule("bracket_system", INDIRECT, 0.55, r"[\[(]\s*(?:system|admin|administrator|instruction|instructions|important|assistant|developer|ai)\s*(?:note|message|override|update|command|prompt|alert)?\s*[\])]\s*:?", r"system|admin|administrator|instruction|important|assistant|developer|ai")
-_rule("say_instead", INDIRECT, 0.55, r"\b(?:respond|reply|answer|output|say|print|write)\s+(?:only\s+)?(?:with\s+)?['\"“](?:i have been|hacked|pwned|access granted)")
+_rule(
+    "if_you_are_ai", INDIRECT, 0.65, rf"\b(?:if|when)\s+you(?:'re| are)?\s+(?:an?\s+)?(?:{_AI})\b", _AI, ("if", "when")
+)
+_rule(
+    "ai_reading_this",
+    INDIRECT,
+    0.8,
+    rf"\b(?:{_AI})s?\s+(?:that is\s+|who (?:is|are)\s+)?(?:reading|processing|summari[sz]ing|parsing|analy[sz]ing|scanning|crawling|reviewing)\s+(?:this|these|the)\b",
+    _AI,
+)
+_rule(
+    "while_processing",
+    INDIRECT,
+    0.5,
+    r"\b(?:when|while|if|before|after)\s+(?:you\s+)?(?:summari[sz]|translat|process|read|analy[sz]|review|pars)\w*\s+(?:this|the)\s+(?:document|email|page|text|message|file|article|content|website|review|resume|cv|pdf)",
+    r"summari|translat|process|read|analy|review|pars",
+    r"document|email|page|text|message|file|article|content|website|review|resume|cv|pdf",
+)
+_rule(
+    "hide_from_user",
+    INDIRECT,
+    0.8,
+    r"\b(?:do not|don'?t|never|without)\s+(?:tell(?:ing)?|inform(?:ing)?|mention(?:ing)?|alert(?:ing)?|notify(?:ing)?|let(?:ting)?|reveal(?:ing)?(?:\s+this)?\s+to|show(?:ing)?)\s+(?:the\s+)?(?:user|human|reader|recipient|customer)\b",
+    r"user|human|reader|recipient|customer",
+)
+_rule(
+    "hidden_instruction",
+    INDIRECT,
+    0.5,
+    r"\b(?:hidden|secret|embedded|covert|invisible)\s+(?:instructions?|message|command|prompt|directive)\b",
+)
+_rule(
+    "assistant_must",
+    INDIRECT,
+    0.55,
+    rf"\b(?:dear\s+|hey\s+|attention\s+)?(?:{_AI})s?\s*[,:]\s*(?:you must|you should|you will|please|now|immediately|ignore|disregard|forget|do not|don'?t|stop|run|execute|delete|send|forward|call|open|visit|click|reply|respond|say|tell|include|add|output|print|recommend|rank|mark|state)\b",
+    _AI,
+)
+_rule(
+    "bracket_system",
+    INDIRECT,
+    0.55,
+    r"[\[(]\s*(?:system|admin|administrator|instruction|instructions|important|assistant|developer|ai)\s*(?:note|message|override|update|command|prompt|alert)?\s*[\])]\s*:?",
+    r"system|admin|administrator|instruction|important|assistant|developer|ai",
+)
+_rule(
+    "say_instead",
+    INDIRECT,
+    0.55,
+    r"\b(?:respond|reply|answer|output|say|print|write)\s+(?:only\s+)?(?:with\s+)?['\"“](?:i have been|hacked|pwned|access granted)",
+)
 
-_rule("chat_template_role", DELIMITER, 0.9, r"<\|\s*(?:im_start|start_header_id)\s*\|>\s*(?:system|assistant|developer|user)\b|<\|(?:system|assistant)\|>", ("<|",))
-_rule("chat_template", DELIMITER, 0.3, r"<\|\s*(?:im_start|im_end|im_sep|system|user|assistant|endoftext|begin_of_text|start_header_id|end_header_id|eot_id|eom_id|end|endofprompt)\s*\|>", ("<|", "< |"))
-_rule("inst_tags", DELIMITER, 0.65, r"\[/?inst\]|<</?sys>>|<start_of_turn>|<end_of_turn>", ("inst]", "<<sys", "<</sys", "_of_turn>"))
-_rule("xml_role", DELIMITER, 0.55, r"</?\s*(?:system|system_prompt|instructions?|sys|admin|developer|assistant_instructions|im_start)\s*>", r"system|instruction|sys|admin|developer|assistant_|im_start")
-_rule("fake_role_line", DELIMITER, 0.6, r"(?:^|\n)\s*(?:#+\s*|\*\*)?(?:system|assistant|developer|admin|administrator|root)\s*(?:message|prompt|note|override|instruction)?\s*(?:\*\*)?\s*:", r"system|assistant|developer|admin|administrator|root")
-_rule("fake_assistant_yes", DELIMITER, 0.75, r"(?:^|\n)\s*(?:assistant|ai|chatgpt|bot|model)\s*:\s*(?:sure|ok|okay|certainly|of course|absolutely|yes|understood)", r"assistant|ai|chatgpt|bot|model")
-_rule("end_marker", DELIMITER, 0.7, r"(?:-{3,}|={3,}|#{2,}|\*{3,}|\[|<|\()\s*(?:end|begin|start|beginning)\s+(?:of\s+)?(?:the\s+)?(?:system|prompt|instructions?|input|context|document|user input|conversation|message|data)", r"end|begin|start", ("---", "===", "##", "***", "[", "<", "("))
-_rule("end_of_prompt", DELIMITER, 0.55, r"\b(?:end of (?:the )?(?:system prompt|prompt|instructions|user input|context)|prompt ends here|instructions end here)\b")
+_rule(
+    "chat_template_role",
+    DELIMITER,
+    0.9,
+    r"<\|\s*(?:im_start|start_header_id)\s*\|>\s*(?:system|assistant|developer|user)\b|<\|(?:system|assistant)\|>",
+    ("<|",),
+)
+_rule(
+    "chat_template",
+    DELIMITER,
+    0.3,
+    r"<\|\s*(?:im_start|im_end|im_sep|system|user|assistant|endoftext|begin_of_text|start_header_id|end_header_id|eot_id|eom_id|end|endofprompt)\s*\|>",
+    ("<|", "< |"),
+)
+_rule(
+    "inst_tags",
+    DELIMITER,
+    0.65,
+    r"\[/?inst\]|<</?sys>>|<start_of_turn>|<end_of_turn>",
+    ("inst]", "<<sys", "<</sys", "_of_turn>"),
+)
+_rule(
+    "xml_role",
+    DELIMITER,
+    0.55,
+    r"</?\s*(?:system|system_prompt|instructions?|sys|admin|developer|assistant_instructions|im_start)\s*>",
+    r"system|instruction|sys|admin|developer|assistant_|im_start",
+)
+_rule(
+    "fake_role_line",
+    DELIMITER,
+    0.6,
+    r"(?:^|\n)\s*(?:#+\s*|\*\*)?(?:system|assistant|developer|admin|administrator|root)\s*(?:message|prompt|note|override|instruction)?\s*(?:\*\*)?\s*:",
+    r"system|assistant|developer|admin|administrator|root",
+)
+_rule(
+    "fake_assistant_yes",
+    DELIMITER,
+    0.75,
+    r"(?:^|\n)\s*(?:assistant|ai|chatgpt|bot|model)\s*:\s*(?:sure|ok|okay|certainly|of course|absolutely|yes|understood)",
+    r"assistant|ai|chatgpt|bot|model",
+)
+_rule(
+    "end_marker",
+    DELIMITER,
+    0.7,
+    r"(?:-{3,}|={3,}|#{2,}|\*{3,}|\[|<|\()\s*(?:end|begin|start|beginning)\s+(?:of\s+)?(?:the\s+)?(?:system|prompt|instructions?|input|context|document|user input|conversation|message|data)",
+    r"end|begin|start",
+    ("---", "===", "##", "***", "[", "<", "("),
+)
+_rule(
+    "end_of_prompt",
+    DELIMITER,
+    0.55,
+    r"\b(?:end of (?:the )?(?:system prompt|prompt|instructions|user input|context)|prompt ends here|instructions end here)\b",
+)
 _rule("json_role", DELIMITER, 0.7, r"\{\s*['\"]role['\"]\s*:\s*['\"](?:system|developer|assistant)['\"]", ("role",))
 _rule("system_fence", DELIMITER, 0.6, r"```\s*(?:system|instructions|prompt)\b")
 
-_rule("decode_and_follow", SMUGGLING, 0.75, r"\b(?:translate|decode|decipher|convert|interpret|read|unscramble|reverse|evaluate|execute|run|combine|concatenate)\b[^.\n]{0,80}\b(?:and|then)\s+(?:follow|execute|obey|do|carry out|perform|act on|comply with|run|answer)\s+(?:it|them|the|what|whatever|those|these|its)\b", r"follow|execute|obey|carry|perform|act on|comply|run|answer")
-_rule("encoded_follow", SMUGGLING, 0.6, r"\b(?:base64|base-64|rot13|rot-13|hex(?:adecimal)?|encoded|binary|morse|cipher|caesar|reversed)\b[^.\n]{0,60}\b(?:follow|execute|obey|instructions?|do what it says|carry out)\b", r"base64|base-64|rot13|rot-13|hex|encoded|binary|morse|cipher|caesar|reversed")
-_rule("answer_encoded", SMUGGLING, 0.45, r"\b(?:respond|reply|answer|output|write)\s+(?:only\s+)?in\s+(?:base64|rot13|hex|binary|morse|leetspeak|reverse)\b")
-_rule("evade_filter", SMUGGLING, 0.6, r"\bso\s+(?:that\s+)?(?:the\s+|your\s+|any\s+)?(?:filter|filters|moderation|moderator|monitor|monitoring|safety system|guard|classifier|detector)s?\s+(?:can'?t|cannot|won'?t|will not|doesn'?t|does not|would not)\b", r"filter|moderat|monitor|safety|guard|classifier|detector")
-_rule("bypass_filter", SMUGGLING, 0.45, r"\b(?:bypass|evade|avoid|get around|sneak past|trick|fool|circumvent|slip past)\s+(?:the\s+|your\s+|any\s+)?(?:content\s+)?(?:filter|filters|moderation|safety (?:system|filter|check)s?|detection|guardrails?|classifier)\b", r"filter|moderat|safety|detection|guardrail|classifier")
-_rule("code_leaks_prompt", SMUGGLING, 0.85, rf"\b(?:write|create|generate|make)\s+(?:a|an|some|the)?\s*(?:python|javascript|js|bash|code|script|function|program|poem|story|song|sql)\b[^\n]{{0,80}}\b(?:print|output|return|contain|reveal|include|list|spell|encode)s?\b[^\n]{{0,20}}\b(?:your|the)\s+(?:{_SECRET}|instructions|prompt|secret|password)")
-_rule("split_payload", SMUGGLING, 0.55, r"\b(?:concatenate|combine|join|merge)\s+(?:the\s+)?(?:strings|variables|parts|pieces|a and b|a\s*\+\s*b|x and y)\b[^.\n]{0,60}\b(?:follow|execute|do|answer|instruction|respond)")
-_rule("translate_smuggle", SMUGGLING, 0.45, r"\btranslate\b[^\n]{0,60}[:\"“]\s*[^\n]{0,40}\b(?:ignore|disregard|reveal|system prompt|previous instructions)")
+_rule(
+    "decode_and_follow",
+    SMUGGLING,
+    0.75,
+    r"\b(?:translate|decode|decipher|convert|interpret|read|unscramble|reverse|evaluate|execute|run|combine|concatenate)\b[^.\n]{0,80}\b(?:and|then)\s+(?:follow|execute|obey|do|carry out|perform|act on|comply with|run|answer)\s+(?:it|them|the|what|whatever|those|these|its)\b",
+    r"follow|execute|obey|carry|perform|act on|comply|run|answer",
+)
+_rule(
+    "encoded_follow",
+    SMUGGLING,
+    0.6,
+    r"\b(?:base64|base-64|rot13|rot-13|hex(?:adecimal)?|encoded|binary|morse|cipher|caesar|reversed)\b[^.\n]{0,60}\b(?:follow|execute|obey|instructions?|do what it says|carry out)\b",
+    r"base64|base-64|rot13|rot-13|hex|encoded|binary|morse|cipher|caesar|reversed",
+)
+_rule(
+    "answer_encoded",
+    SMUGGLING,
+    0.45,
+    r"\b(?:respond|reply|answer|output|write)\s+(?:only\s+)?in\s+(?:base64|rot13|hex|binary|morse|leetspeak|reverse)\b",
+)
+_rule(
+    "evade_filter",
+    SMUGGLING,
+    0.6,
+    r"\bso\s+(?:that\s+)?(?:the\s+|your\s+|any\s+)?(?:filter|filters|moderation|moderator|monitor|monitoring|safety system|guard|classifier|detector)s?\s+(?:can'?t|cannot|won'?t|will not|doesn'?t|does not|would not)\b",
+    r"filter|moderat|monitor|safety|guard|classifier|detector",
+)
+_rule(
+    "bypass_filter",
+    SMUGGLING,
+    0.45,
+    r"\b(?:bypass|evade|avoid|get around|sneak past|trick|fool|circumvent|slip past)\s+(?:the\s+|your\s+|any\s+)?(?:content\s+)?(?:filter|filters|moderation|safety (?:system|filter|check)s?|detection|guardrails?|classifier)\b",
+    r"filter|moderat|safety|detection|guardrail|classifier",
+)
+_rule(
+    "code_leaks_prompt",
+    SMUGGLING,
+    0.85,
+    rf"\b(?:write|create|generate|make)\s+(?:a|an|some|the)?\s*(?:python|javascript|js|bash|code|script|function|program|poem|story|song|sql)\b[^\n]{{0,80}}\b(?:print|output|return|contain|reveal|include|list|spell|encode)s?\b[^\n]{{0,20}}\b(?:your|the)\s+(?:{_SECRET}|instructions|prompt|secret|password)",
+)
+_rule(
+    "split_payload",
+    SMUGGLING,
+    0.55,
+    r"\b(?:concatenate|combine|join|merge)\s+(?:the\s+)?(?:strings|variables|parts|pieces|a and b|a\s*\+\s*b|x and y)\b[^.\n]{0,60}\b(?:follow|execute|do|answer|instruction|respond)",
+)
+_rule(
+    "translate_smuggle",
+    SMUGGLING,
+    0.45,
+    r"\btranslate\b[^\n]{0,60}[:\"“]\s*[^\n]{0,40}\b(?:ignore|disregard|reveal|system prompt|previous instructions)",
+)
 
 _URL_IMG = r"!\[[^\]\n]{0,200}\]\(\s*<?(?:https?:)?//[^)\s]+"
-_rule("md_link_placeholder", EXFILTRATION, 0.6, r"\[[^\]\n]{1,100}\]\(\s*<?(?:https?:)?//[^)\s]+[?&=/](?:[^)\s]*?)(?:[{\[<$]|%7b|%5b|%3c)", ("](",))
+_rule(
+    "md_link_placeholder",
+    EXFILTRATION,
+    0.6,
+    r"\[[^\]\n]{1,100}\]\(\s*<?(?:https?:)?//[^)\s]+[?&=/](?:[^)\s]*?)(?:[{\[<$]|%7b|%5b|%3c)",
+    ("](",),
+)
 _rule("md_image_query", EXFILTRATION, 0.45, _URL_IMG + r"\?[^)\s]*=", ("](",))
 _rule("md_image_placeholder", EXFILTRATION, 0.9, _URL_IMG + r"(?:[{\[<$]|%7b|%5b|%3c)", ("](",))
-_rule("md_image_data", EXFILTRATION, 0.8, _URL_IMG + r"[?&/=](?:[^)\s]*?)(?:data|secret|password|passwd|token|api_?key|summary|conversation|chat|history|prompt|exfil|leak|memory|credentials|ssn|email)", ("](",))
-_rule("append_to_url", EXFILTRATION, 0.75, r"\b(?:append|add|include|put|insert|embed|encode|attach|place)\b[^.\n]{0,40}\b(?:user|conversation|chat|history|data|secret|password|e-?mail|message|summary|token|key|credential|information|details|personal|name|address|answer|prompt)[^.\n]{0,40}\b(?:to|in|into|inside|as)\s+(?:the\s+|this\s+|a\s+|an\s+)?(?:url|link|image|query|parameter|src|querystring|query string|markdown image)", r"url|link|image|query|parameter|src|querystring|markdown")
-_rule("render_image", EXFILTRATION, 0.5, r"\b(?:render|display|show|output|include|embed)\s+(?:this\s+|the following\s+|an?\s+)?(?:markdown\s+)?(?:image|img|picture|pixel)\b[^.\n]{0,80}(?:https?://|!\[)", ("http", "!["))
+_rule(
+    "md_image_data",
+    EXFILTRATION,
+    0.8,
+    _URL_IMG
+    + r"[?&/=](?:[^)\s]*?)(?:data|secret|password|passwd|token|api_?key|summary|conversation|chat|history|prompt|exfil|leak|memory|credentials|ssn|email)",
+    ("](",),
+)
+_rule(
+    "append_to_url",
+    EXFILTRATION,
+    0.75,
+    r"\b(?:append|add|include|put|insert|embed|encode|attach|place)\b[^.\n]{0,40}\b(?:user|conversation|chat|history|data|secret|password|e-?mail|message|summary|token|key|credential|information|details|personal|name|address|answer|prompt)[^.\n]{0,40}\b(?:to|in|into|inside|as)\s+(?:the\s+|this\s+|a\s+|an\s+)?(?:url|link|image|query|parameter|src|querystring|query string|markdown image)",
+    r"url|link|image|query|parameter|src|querystring|markdown",
+)
+_rule(
+    "render_image",
+    EXFILTRATION,
+    0.5,
+    r"\b(?:render|display|show|output|include|embed)\s+(?:this\s+|the following\s+|an?\s+)?(?:markdown\s+)?(?:image|img|picture|pixel)\b[^.\n]{0,80}(?:https?://|!\[)",
+    ("http", "!["),
+)
 _rule("html_img_query", EXFILTRATION, 0.5, r"<img\s[^>]*src\s*=\s*['\"]?(?:https?:)?//[^'\" >]+\?")
-_rule("send_data_out", EXFILTRATION, 0.8, r"\b(?:send|post|upload|forward|transmit|leak|exfiltrate|submit|copy)\s+(?:the\s+|all\s+|this\s+|your\s+|any\s+|our\s+|the user'?s\s+|every\s+)?(?:conversation|chat|data|history|messages|secrets?|credentials|passwords?|api keys?|tokens?|files|emails|information|details|context|memory|personal data)\b[^.\n]{0,60}\b(?:to|at|via)\s+(?:https?://|www\.|[\w.-]+@[\w-]+\.|the (?:url|address|endpoint|server|webhook)|this (?:url|address|endpoint|server|webhook))")
+_rule(
+    "send_data_out",
+    EXFILTRATION,
+    0.8,
+    r"\b(?:send|post|upload|forward|transmit|leak|exfiltrate|submit|copy)\s+(?:the\s+|all\s+|this\s+|your\s+|any\s+|our\s+|the user'?s\s+|every\s+)?(?:conversation|chat|data|history|messages|secrets?|credentials|passwords?|api keys?|tokens?|files|emails|information|details|context|memory|personal data)\b[^.\n]{0,60}\b(?:to|at|via)\s+(?:https?://|www\.|[\w.-]+@[\w-]+\.|the (?:url|address|endpoint|server|webhook)|this (?:url|address|endpoint|server|webhook))",
+)
 
-_rule("call_tool_now", TOOL, 0.75, r"\b(?:call|invoke|use|run|execute|trigger|fire)\s+(?:the\s+)?[`'\"]?[a-z_.]+[`'\"]?\s+(?:tool|function|api|plugin|action|command)\b[^.\n]{0,60}\b(?:immediately|now|silently|without (?:asking|confirmation|confirming|telling|user)|automatically|right away)", r"tool|function|api|plugin|action|command")
-_rule("call_tool", TOOL, 0.35, r"\b(?:call|invoke|trigger|execute)\s+(?:the\s+)?[`'\"]?[a-z]+_[a-z_]+[`'\"]?\s*(?:tool|function|\()", ("_",))
-_rule("act_without_asking", TOOL, 0.75, r"\b(?:send|forward|email|transfer|wire|pay|refund|charge|delete|drop|remove|wipe|purchase|buy|book|share|grant|post|publish|approve|execute|run|install|download)\b[^.\n]{0,80}\b(?:without|immediately|silently|automatically|right now)\b[^.\n]{0,30}\b(?:asking|confirm\w*|telling|notifying|informing|the user|permission|approval|consent|checking|consulting|verif\w*|review\w*|anyone)", ("without", "immediately", "silently", "automatically", "right now"), r"asking|confirm|telling|notifying|informing|the user|permission|approval|consent|checking|consulting|verif|review|anyone")
-_rule("tool_json", TOOL, 0.6, r"\{\s*['\"](?:name|function|tool|tool_name|action)['\"]\s*:\s*['\"][\w.]+['\"]\s*,\s*['\"](?:arguments|parameters|args|input|action_input)['\"]\s*:", r"arguments|parameters|args|input|action_input")
-_rule("shell_payload", TOOL, 0.45, r"\bcurl\s+[^\n|]{1,120}\|\s*(?:ba|z)?sh\b|\bwget\s+[^\n|]{1,120}\|\s*(?:ba|z)?sh\b|\brm\s+-rf\s+[/~](?:\s|$|`)|:\(\)\s*\{\s*:\|:&\s*\};:", ("curl", "wget", "rm -", ":(){"))
-_rule("mass_forward", TOOL, 0.55, r"\b(?:forward|send|share|export|transfer)\s+(?:all|every|each|the entire|the whole)\s+(?:of\s+)?(?:the\s+|my\s+|their\s+|your\s+)?(?:emails?|messages?|files?|documents?|contacts?|inbox|funds|money|balance|records)\b")
-_rule("grant_access", TOOL, 0.55, r"\b(?:grant|give|add)\s+(?:admin|administrator|root|owner|full|write)\s+(?:access|rights|permissions|privileges|role)\s+(?:to|for)\b", r"access|rights|permissions|privileges|role")
+_rule(
+    "call_tool_now",
+    TOOL,
+    0.75,
+    r"\b(?:call|invoke|use|run|execute|trigger|fire)\s+(?:the\s+)?[`'\"]?[a-z_.]+[`'\"]?\s+(?:tool|function|api|plugin|action|command)\b[^.\n]{0,60}\b(?:immediately|now|silently|without (?:asking|confirmation|confirming|telling|user)|automatically|right away)",
+    r"tool|function|api|plugin|action|command",
+)
+_rule(
+    "call_tool",
+    TOOL,
+    0.35,
+    r"\b(?:call|invoke|trigger|execute)\s+(?:the\s+)?[`'\"]?[a-z]+_[a-z_]+[`'\"]?\s*(?:tool|function|\()",
+    ("_",),
+)
+_rule(
+    "act_without_asking",
+    TOOL,
+    0.75,
+    r"\b(?:send|forward|email|transfer|wire|pay|refund|charge|delete|drop|remove|wipe|purchase|buy|book|share|grant|post|publish|approve|execute|run|install|download)\b[^.\n]{0,80}\b(?:without|immediately|silently|automatically|right now)\b[^.\n]{0,30}\b(?:asking|confirm\w*|telling|notifying|informing|the user|permission|approval|consent|checking|consulting|verif\w*|review\w*|anyone)",
+    ("without", "immediately", "silently", "automatically", "right now"),
+    r"asking|confirm|telling|notifying|informing|the user|permission|approval|consent|checking|consulting|verif|review|anyone",
+)
+_rule(
+    "tool_json",
+    TOOL,
+    0.6,
+    r"\{\s*['\"](?:name|function|tool|tool_name|action)['\"]\s*:\s*['\"][\w.]+['\"]\s*,\s*['\"](?:arguments|parameters|args|input|action_input)['\"]\s*:",
+    r"arguments|parameters|args|input|action_input",
+)
+_rule(
+    "shell_payload",
+    TOOL,
+    0.45,
+    r"\bcurl\s+[^\n|]{1,120}\|\s*(?:ba|z)?sh\b|\bwget\s+[^\n|]{1,120}\|\s*(?:ba|z)?sh\b|\brm\s+-rf\s+[/~](?:\s|$|`)|:\(\)\s*\{\s*:\|:&\s*\};:",
+    ("curl", "wget", "rm -", ":(){"),
+)
+_rule(
+    "mass_forward",
+    TOOL,
+    0.55,
+    r"\b(?:forward|send|share|export|transfer)\s+(?:all|every|each|the entire|the whole)\s+(?:of\s+)?(?:the\s+|my\s+|their\s+|your\s+)?(?:emails?|messages?|files?|documents?|contacts?|inbox|funds|money|balance|records)\b",
+)
+_rule(
+    "grant_access",
+    TOOL,
+    0.55,
+    r"\b(?:grant|give|add)\s+(?:admin|administrator|root|owner|full|write)\s+(?:access|rights|permissions|privileges|role)\s+(?:to|for)\b",
+    r"access|rights|permissions|privileges|role",
+)
 
 # --------------------------------------------------------------------------------------- other languages
 _LANGS: dict[str, tuple[str, str, str, str, str]] = {
@@ -332,8 +798,20 @@ _LANGS: dict[str, tuple[str, str, str, str, str]] = {
         r"보여|알려|출력|반복|공개|말해",
         r"시스템 프롬프트|시스템프롬프트|초기 지시|원래 지시|숨겨진 지시",
     ),
-    "ar": (r"تجاهل|انس|لا تتبع|تخط", r"التعليمات|تعليمات|القواعد|الأوامر|الإرشادات", r"السابقة|جميع|كل", r"اعرض|اكشف|أظهر|كرر|اطبع", r"موجه النظام|تعليمات النظام|التعليمات الأصلية"),
-    "hi": (r"अनदेखा|नज़रअंदाज़|नजरअंदाज|भूल जाओ|भूल जाएं|मत मानो", r"निर्देश|नियम|आदेश|प्रॉम्प्ट", r"पिछले|सभी|पहले|ऊपर", r"दिखाओ|बताओ|प्रकट|दोहराओ", r"सिस्टम प्रॉम्प्ट|सिस्टम निर्देश|मूल निर्देश"),
+    "ar": (
+        r"تجاهل|انس|لا تتبع|تخط",
+        r"التعليمات|تعليمات|القواعد|الأوامر|الإرشادات",
+        r"السابقة|جميع|كل",
+        r"اعرض|اكشف|أظهر|كرر|اطبع",
+        r"موجه النظام|تعليمات النظام|التعليمات الأصلية",
+    ),
+    "hi": (
+        r"अनदेखा|नज़रअंदाज़|नजरअंदाज|भूल जाओ|भूल जाएं|मत मानो",
+        r"निर्देश|नियम|आदेश|प्रॉम्प्ट",
+        r"पिछले|सभी|पहले|ऊपर",
+        r"दिखाओ|बताओ|प्रकट|दोहराओ",
+        r"सिस्टम प्रॉम्प्ट|सिस्टम निर्देश|मूल निर्देश",
+    ),
 }
 for _lang, (_drop, _nouns, _before, _show, _secret) in _LANGS.items():
     _both = rf"(?:{_before})[^.!?\n。！？]{{0,25}}(?:{_nouns})|(?:{_nouns})[^.!?\n。！？]{{0,25}}(?:{_before})"
@@ -357,8 +835,39 @@ _JAILBREAK_INTL = (
     r"邪恶的(?:ai|人工智能|助手)|悪の(?:ai|アシスタント)|ia malvada|ki ohne regeln|ia sans règles|злой ии"
 )
 _rule("jailbreak_intl", JAILBREAK, 0.75, _JAILBREAK_INTL, lang="intl")
-_rule("verbatim_intl", EXTRACTION, 0.6, _near(r"palabra por palabra|al pie de la letra|mot pour mot|wort für wort|wörtlich|дословно|слово в слово|parola per parola|palavra por palavra|逐字|一字一句|原样|原樣|そのまま", r"instrucci|instructions|consignes|anweisung|инструкци|istruzioni|instruç|指令|指示|提示|プロンプト|設定"), ("palabra", "al pie", "mot pour", "wort", "wörtlich", "дословно", "слово", "parola", "palavra", "逐字", "一字", "原样", "原樣", "そのまま"), lang="intl")
-_rule("received_intl", EXTRACTION, 0.6, r"(?:instrucciones|reglas|indicaciones) que (?:te (?:dieron|han dado|di)|recibiste|tienes)|(?:instructions|consignes|règles) (?:que tu as reçues|qu'on t'a données|que l'on t'a données|reçues)|(?:anweisungen|regeln|vorgaben),? die (?:du|man dir) (?:bekommen|erhalten|gegeben)|(?:инструкции|указания|правила),? (?:которые|что) (?:тебе|ты) (?:дали|получил)|(?:istruzioni|regole) che (?:hai ricevuto|ti hanno dato)|(?:instruções|regras) que (?:você )?recebeu|(?:收到|得到)的(?:指令|指示|提示)|受け取った(?:指示|命令|プロンプト)", lang="intl")
+_rule(
+    "verbatim_intl",
+    EXTRACTION,
+    0.6,
+    _near(
+        r"palabra por palabra|al pie de la letra|mot pour mot|wort für wort|wörtlich|дословно|слово в слово|parola per parola|palavra por palavra|逐字|一字一句|原样|原樣|そのまま",
+        r"instrucci|instructions|consignes|anweisung|инструкци|istruzioni|instruç|指令|指示|提示|プロンプト|設定",
+    ),
+    (
+        "palabra",
+        "al pie",
+        "mot pour",
+        "wort",
+        "wörtlich",
+        "дословно",
+        "слово",
+        "parola",
+        "palavra",
+        "逐字",
+        "一字",
+        "原样",
+        "原樣",
+        "そのまま",
+    ),
+    lang="intl",
+)
+_rule(
+    "received_intl",
+    EXTRACTION,
+    0.6,
+    r"(?:instrucciones|reglas|indicaciones) que (?:te (?:dieron|han dado|di)|recibiste|tienes)|(?:instructions|consignes|règles) (?:que tu as reçues|qu'on t'a données|que l'on t'a données|reçues)|(?:anweisungen|regeln|vorgaben),? die (?:du|man dir) (?:bekommen|erhalten|gegeben)|(?:инструкции|указания|правила),? (?:которые|что) (?:тебе|ты) (?:дали|получил)|(?:istruzioni|regole) che (?:hai ricevuto|ti hanno dato)|(?:instruções|regras) que (?:você )?recebeu|(?:收到|得到)的(?:指令|指示|提示)|受け取った(?:指示|命令|プロンプト)",
+    lang="intl",
+)
 _BEFORE_ALL_INTL = (
     r"tout ce qui précède|tout ce qu'on t'a dit|ce qu'on t'a dit|tout ce qui a été dit|"
     r"todo lo anterior|lo que te dijeron|todo lo que te (?:han dicho|dijeron)|todo lo dicho|"
@@ -366,22 +875,167 @@ _BEFORE_ALL_INTL = (
     r"вс[её],? что (?:было сказано|тебе говорили|тебе сказали|было)|вс[её] вышесказанное|вс[её] сказанное ранее|"
     r"tutto (?:quello|ciò) che ti (?:hanno|è stato) detto|tudo (?:o que|que) (?:te|lhe) disseram|tudo o que foi dito"
 )
-_DROP_INTL = "|".join(v[0] for v in _LANGS.values()) + r"|egal|keine rolle|gilt nicht|no importa|da igual|n'importe plus|ne compte plus|не важно|не имеет значения"
-_rule("forget_all_intl", OVERRIDE, 0.4, _near(_DROP_INTL, _BEFORE_ALL_INTL, 40), ("tout", "ce qu", "todo", "lo que", "alles", "всё", "все", "tutto", "tudo"), lang="intl")
-_rule("void_intl", OVERRIDE, 0.75, r"(?:anweisungen|regeln|vorgaben|instruktionen)[^.!?\n]{0,25}(?:gelten nicht mehr|sind (?:ungültig|aufgehoben|hinfällig)|zählen nicht mehr)|(?:instrucciones|reglas|indicaciones)[^.!?\n]{0,25}(?:ya no (?:valen|aplican|cuentan|sirven)|quedan anuladas|están anuladas)|(?:instructions|règles|consignes)[^.!?\n]{0,25}(?:ne s'appliquent plus|sont annulées|ne comptent plus|ne sont plus valables)|(?:инструкции|правила|указания)[^.!?\n]{0,25}(?:больше не действуют|отменены|не действуют)|(?:指令|规则|規則|指示)[^。！？\n]{0,10}(?:不再有效|已失效|作废|作廢)|(?:指示|ルール|命令)[^。！？\n]{0,10}(?:は無効|はもう無効)", ("anweis", "regeln", "vorgab", "instrukt", "instrucc", "reglas", "indicac", "instructions", "règles", "consignes", "инструкц", "правил", "указан", "指令", "规则", "規則", "指示", "ルール", "命令"), lang="intl")
-_rule("indirect_intl", INDIRECT, 0.75, r"(?:hinweis|nachricht|anweisung) (?:an|für) (?:die |den )?(?:ki|ai|assistent|sprachmodell)|(?:nota|mensaje|instrucción|instrucciones) para (?:la |el )?(?:ia|ai|asistente|modelo)|(?:note|message|instruction)s? (?:à|pour) (?:l'|la |le )?(?:ia|ai|assistant|modèle)|(?:примечание|сообщение|инструкция) для (?:ии|ai|ассистента|модели)|(?:给|致|給)(?:ai|人工智能|助手|模型|ＡＩ)|(?:ai|ＡＩ|アシスタント)(?:へ|に)の(?:指示|メッセージ|注意)|(?:不要|別|别)(?:告诉|告訴)用户|ユーザーに(?:伝え|言わ|知らせ)ない|(?:no|nunca) (?:le )?(?:digas|informes|menciones) (?:al|a el) usuario|ne (?:dis|dites) (?:rien )?(?:pas )?à l'utilisateur|sag(?:e)? (?:dem )?(?:nutzer|benutzer) nichts|не (?:говори|сообщай) пользователю", ("hinweis", "nachricht", "anweisung", "nota", "mensaje", "instrucc", "note", "message", "instruction", "примечан", "сообщен", "инструкц", "给", "致", "給", "へ", "に", "告", "ユーザー", "usuario", "utilisateur", "nutzer", "пользовател"), lang="intl")
+_DROP_INTL = (
+    "|".join(v[0] for v in _LANGS.values())
+    + r"|egal|keine rolle|gilt nicht|no importa|da igual|n'importe plus|ne compte plus|не важно|не имеет значения"
+)
+_rule(
+    "forget_all_intl",
+    OVERRIDE,
+    0.4,
+    _near(_DROP_INTL, _BEFORE_ALL_INTL, 40),
+    ("tout", "ce qu", "todo", "lo que", "alles", "всё", "все", "tutto", "tudo"),
+    lang="intl",
+)
+_rule(
+    "void_intl",
+    OVERRIDE,
+    0.75,
+    r"(?:anweisungen|regeln|vorgaben|instruktionen)[^.!?\n]{0,25}(?:gelten nicht mehr|sind (?:ungültig|aufgehoben|hinfällig)|zählen nicht mehr)|(?:instrucciones|reglas|indicaciones)[^.!?\n]{0,25}(?:ya no (?:valen|aplican|cuentan|sirven)|quedan anuladas|están anuladas)|(?:instructions|règles|consignes)[^.!?\n]{0,25}(?:ne s'appliquent plus|sont annulées|ne comptent plus|ne sont plus valables)|(?:инструкции|правила|указания)[^.!?\n]{0,25}(?:больше не действуют|отменены|не действуют)|(?:指令|规则|規則|指示)[^。！？\n]{0,10}(?:不再有效|已失效|作废|作廢)|(?:指示|ルール|命令)[^。！？\n]{0,10}(?:は無効|はもう無効)",
+    (
+        "anweis",
+        "regeln",
+        "vorgab",
+        "instrukt",
+        "instrucc",
+        "reglas",
+        "indicac",
+        "instructions",
+        "règles",
+        "consignes",
+        "инструкц",
+        "правил",
+        "указан",
+        "指令",
+        "规则",
+        "規則",
+        "指示",
+        "ルール",
+        "命令",
+    ),
+    lang="intl",
+)
+_rule(
+    "indirect_intl",
+    INDIRECT,
+    0.75,
+    r"(?:hinweis|nachricht|anweisung) (?:an|für) (?:die |den )?(?:ki|ai|assistent|sprachmodell)|(?:nota|mensaje|instrucción|instrucciones) para (?:la |el )?(?:ia|ai|asistente|modelo)|(?:note|message|instruction)s? (?:à|pour) (?:l'|la |le )?(?:ia|ai|assistant|modèle)|(?:примечание|сообщение|инструкция) для (?:ии|ai|ассистента|модели)|(?:给|致|給)(?:ai|人工智能|助手|模型|ＡＩ)|(?:ai|ＡＩ|アシスタント)(?:へ|に)の(?:指示|メッセージ|注意)|(?:不要|別|别)(?:告诉|告訴)用户|ユーザーに(?:伝え|言わ|知らせ)ない|(?:no|nunca) (?:le )?(?:digas|informes|menciones) (?:al|a el) usuario|ne (?:dis|dites) (?:rien )?(?:pas )?à l'utilisateur|sag(?:e)? (?:dem )?(?:nutzer|benutzer) nichts|не (?:говори|сообщай) пользователю",
+    (
+        "hinweis",
+        "nachricht",
+        "anweisung",
+        "nota",
+        "mensaje",
+        "instrucc",
+        "note",
+        "message",
+        "instruction",
+        "примечан",
+        "сообщен",
+        "инструкц",
+        "给",
+        "致",
+        "給",
+        "へ",
+        "に",
+        "告",
+        "ユーザー",
+        "usuario",
+        "utilisateur",
+        "nutzer",
+        "пользовател",
+    ),
+    lang="intl",
+)
 
 RULES: tuple[Rule, ...] = tuple(_RULES)
 
 
 # Two distinct function words of a Latin-script language, or one character of a script, say it may be present.
 _STOPWORDS = {
-    "de": {"der", "die", "das", "und", "nicht", "ist", "ich", "du", "mit", "sie", "ein", "eine", "zu", "den", "dem",
-           "auf", "für", "bitte", "alle", "deine", "dein", "mir", "dich", "dir", "mehr", "ab", "jetzt"},
-    "es": {"el", "la", "los", "las", "que", "y", "de", "en", "por", "para", "una", "un", "es", "tu", "tus", "todas",
-           "todo", "me", "mi", "sin", "del", "al", "lo", "ya", "no"},
-    "fr": {"le", "la", "les", "et", "est", "vous", "tu", "des", "une", "pour", "pas", "ne", "du", "toutes", "tes",
-           "moi", "ton", "ta", "sans", "plus", "au", "aux", "je", "de", "en"},
+    "de": {
+        "der",
+        "die",
+        "das",
+        "und",
+        "nicht",
+        "ist",
+        "ich",
+        "du",
+        "mit",
+        "sie",
+        "ein",
+        "eine",
+        "zu",
+        "den",
+        "dem",
+        "auf",
+        "für",
+        "bitte",
+        "alle",
+        "deine",
+        "dein",
+        "mir",
+        "dich",
+        "dir",
+        "mehr",
+        "ab",
+        "jetzt",
+    },
+    "es": {
+        "el",
+        "la",
+        "los",
+        "las",
+        "que",
+        "y",
+        "de",
+        "en",
+        "por",
+        "para",
+        "una",
+        "un",
+        "es",
+        "tu",
+        "tus",
+        "todas",
+        "todo",
+        "me",
+        "mi",
+        "sin",
+        "del",
+        "al",
+        "lo",
+        "ya",
+        "no",
+    },
+    "fr": {
+        "le",
+        "la",
+        "les",
+        "et",
+        "est",
+        "vous",
+        "tu",
+        "des",
+        "une",
+        "pour",
+        "pas",
+        "ne",
+        "du",
+        "toutes",
+        "tes",
+        "moi",
+        "ton",
+        "ta",
+        "sans",
+        "plus",
+        "au",
+        "aux",
+        "je",
+        "de",
+        "en",
+    },
     "it": {"il", "che", "di", "non", "sono", "per", "una", "gli", "le", "tutte", "mi", "ti", "tue", "senza", "della"},
     "pt": {"o", "os", "que", "não", "você", "uma", "para", "com", "as", "suas", "me", "sem", "do", "da", "seu"},
     "nl": {"de", "het", "een", "niet", "en", "je", "van", "ik", "alle", "mij", "jij", "geef", "zijn"},

@@ -113,8 +113,10 @@ def calibrate(data: list[Sourced], scores: list[tuple[float, float]]) -> dict[st
             if float((final[lab == 0] >= 0.5).mean()) <= rules_fpr + TARGET_FPR:
                 best = float(off)
         final = 1 - (1 - r) * (1 - 1 / (1 + np.exp(-(z + best))))
-        print(f"{source:9} offset {best:+.1f}: held-out recall {(final[lab == 1] >= 0.5).mean():.3f}, "
-              f"fpr {(final[lab == 0] >= 0.5).mean():.4f} (rules alone {rules_fpr:.4f}), n={len(ids)}")
+        print(
+            f"{source:9} offset {best:+.1f}: held-out recall {(final[lab == 1] >= 0.5).mean():.3f}, "
+            f"fpr {(final[lab == 0] >= 0.5).mean():.4f} (rules alone {rules_fpr:.4f}), n={len(ids)}"
+        )
         offsets[source] = best
     return offsets
 

@@ -6,9 +6,9 @@ import textwrap
 
 import pytest
 
-from proxy.splits import SplitSpec
 from proxy.policy import PolicyError, compile_policy_text
 from proxy.registry import PluginRegistry
+from proxy.splits import SplitSpec
 
 
 def compile_text(body: str, registry: PluginRegistry) -> object:

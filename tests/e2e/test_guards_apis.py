@@ -141,10 +141,7 @@ async def test_a_native_responses_backend_gets_the_request_as_is_and_the_gateway
     native = NativeResponses()
     runner, base = await start_site(native.app)
     try:
-        policy = (
-            f'backends:\n  up: {{url: "{base}/v1", responses_api: native}}\n'
-            "models:\n  gpt-x: {backend: up}\n"
-        )
+        policy = f'backends:\n  up: {{url: "{base}/v1", responses_api: native}}\nmodels:\n  gpt-x: {{backend: up}}\n'
         proxy = await start_proxy(write_policy(policy))
         async with proxy.client() as oai:
             one = await oai.responses.create(model="gpt-x", input="first", tools=[{"type": "web_search"}])

@@ -18,9 +18,7 @@ from tests.conftest import MockUpstream, ProxyFactory, RunningProxy, simple_poli
 from tests.e2e.test_keys_e2e import ADMIN, ADMIN_SECTION, chat
 
 
-async def keys_cli(
-    home: Path, *args: str, admin_key: str | None = ADMIN, **extra_env: str
-) -> tuple[int, str, str]:
+async def keys_cli(home: Path, *args: str, admin_key: str | None = ADMIN, **extra_env: str) -> tuple[int, str, str]:
     """Run ``chaperone keys ARGS`` in its own process; returns the exit status, stdout and stderr."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "CHAPERONE_"))}
     env["CHAPERONE_HOME"] = str(home)

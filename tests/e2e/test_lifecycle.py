@@ -101,9 +101,7 @@ async def test_client_disconnect_cancels_the_upstream_stream(proxy: RunningProxy
         it = stream.__aiter__()
         await it.__anext__()
         await stream.close()
-    log = await mock_upstream.wait_for(
-        lambda log: bool(log) and log[-1]["outcome"] not in ("pending", "hung")
-    )
+    log = await mock_upstream.wait_for(lambda log: bool(log) and log[-1]["outcome"] not in ("pending", "hung"))
     assert log[-1]["outcome"] == "client_disconnected"
 
 

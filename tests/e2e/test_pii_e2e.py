@@ -167,7 +167,7 @@ async def test_tool_call_arguments_are_restored_streamed_and_not(
     try:
         proxy = await start_proxy(write_policy(simple_policy(base + "/v1", chain=CHAIN)))
         tools: Any = [{"type": "function", "function": {"name": "send_mail", "parameters": {"type": "object"}}}]
-        messages: Any = [{"role": "user", "content": f"Write to {EMAIL}, with \"quotes\" and {CARD}"}]
+        messages: Any = [{"role": "user", "content": f'Write to {EMAIL}, with "quotes" and {CARD}'}]
         expected = {"to": EMAIL, "note": f"re {EMAIL} and {CARD}"}
         async with proxy.client() as client:
             answer = await client.chat.completions.create(model="m", messages=messages, tools=tools)
@@ -193,9 +193,7 @@ async def test_no_original_value_in_logs_traces_or_the_store(
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     caplog.set_level(logging.DEBUG)
-    proxy = await start_proxy(
-        write_policy(simple_policy(mock_upstream.url, chain=CHAIN)), tracer_provider=provider
-    )
+    proxy = await start_proxy(write_policy(simple_policy(mock_upstream.url, chain=CHAIN)), tracer_provider=provider)
     async with proxy.client() as client:
         await client.chat.completions.create(model="mock-gpt", messages=[{"role": "user", "content": PROMPT}])
         with pytest.raises(openai.BadRequestError):

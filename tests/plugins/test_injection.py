@@ -54,8 +54,11 @@ async def run(chain: str, registry: PluginRegistry, body: dict[str, Any], backen
         ("[{injection: {threshold: {user: 1.5}}}]", "chains.default[0].injection.threshold.user", "less than or equal"),
         ("[{injection: {threshold: {tool: 0.5}}}]", "chains.default[0].injection.threshold.tool", "Extra inputs"),
         ("[{injection: {on_error: ignore}}]", "chains.default[0].injection.on_error", "'block' or 'allow'"),
-        ("[{injection: {llm_check: {model: judge, band: [0.8, 0.2]}}}]", "chains.default[0].injection.llm_check",
-         "lo <= hi"),
+        (
+            "[{injection: {llm_check: {model: judge, band: [0.8, 0.2]}}}]",
+            "chains.default[0].injection.llm_check",
+            "lo <= hi",
+        ),
         (
             "[{injection: {llm_check: {band: [0.2, 0.8]}}}]",
             "chains.default[0].injection.llm_check.model",

@@ -64,7 +64,7 @@ def test_a_broken_policy_schema_is_refused_naming_its_path(registry: PluginRegis
 
 def test_json_inside_a_markdown_fence_is_read() -> None:
     assert parse_json('```json\n{"a": 1}\n```') == {"a": 1}
-    assert parse_json('  ```\n[1, 2]\n```  ') == [1, 2]
+    assert parse_json("  ```\n[1, 2]\n```  ") == [1, 2]
     assert parse_json('{"a": 1}') == {"a": 1}
     with pytest.raises(NotJson):
         parse_json('Sure! {"a": 1')

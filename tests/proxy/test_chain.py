@@ -202,7 +202,7 @@ def test_hook_register_plugins(monkeypatch: pytest.MonkeyPatch, events: Events) 
     assert registry.get("rec") is rec
 
     both = build_registry(entry_points=False, extra=(module.__name__,))
-    known = ["budget", "cache", "cost", "headers", "injection", "judge", "params", "pii", "rec", "schema"]
+    known = ["budget", "cache", "cost", "headers", "injection", "judge", "params", "pii", "rec", "retry", "schema"]
     assert both.names() == known
 
 
@@ -395,7 +395,7 @@ async def test_a_retry_wrap_may_call_next_twice() -> None:
         attempts: int = Field(ge=1, description="Calls in all.")
 
     class Retry:
-        name = "retry"
+        name = "toy_retry"  # the built-in is "retry"
         Config = RetryConfig
 
         def __init__(self, config: RetryConfig) -> None:
@@ -415,7 +415,7 @@ async def test_a_retry_wrap_may_call_next_twice() -> None:
     registry = build_registry(entry_points=False)
     registry(Retry)
     registry(recorder(events))
-    policy = compile_chain_policy("[{retry: {attempts: 3}}, {rec: {label: inner}}]", registry)
+    policy = compile_chain_policy("[{toy_retry: {attempts: 3}}, {rec: {label: inner}}]", registry)
     failures = iter([UpstreamUnavailable("down")])
 
     def flaky(exchange: Exchange) -> dict[str, Any]:

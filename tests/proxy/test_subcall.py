@@ -115,7 +115,5 @@ async def test_a_subcall_that_times_out_fails_the_request_as_a_504(
     running = await start_proxy(write_policy(text), registry_=ask_registry)
     async with running.client() as client:
         with pytest.raises(Exception) as caught:
-            await client.chat.completions.create(
-                model="mock-gpt", messages=[{"role": "user", "content": "q"}]
-            )
+            await client.chat.completions.create(model="mock-gpt", messages=[{"role": "user", "content": "q"}])
     assert getattr(caught.value, "status_code", None) == 504

@@ -1,0 +1,1 @@
+"""Tests of retries, fallback, circuit breakers, upstream keys and the fault-injection suite (issue 8)."""
