@@ -25,14 +25,22 @@ from proxy.errors import InvalidRequest
 
 __all__ = ["CHAT_PARTS", "RESPONSES_PARTS", "check_parts"]
 
-_Check = Callable[[Any, str], None]
+# A check returns None when the value is in shape, else (where below it, what is wrong, error code);
+# no param string is built unless something is wrong.
+Problem = tuple[str, str, str] | None
+_Check = Callable[[Any], Problem]
 # A part type's shape: (field, check, required) for each field it must or may carry, then the
 # fields of which at least one must be present (empty: no such rule).
 Shape = tuple[tuple[tuple[str, _Check, bool], ...], tuple[str, ...]]
+_INVALID, _MISSING = "invalid_value", "missing_required_parameter"
 
 
-def _fail(param: str, what: str, code: str = "invalid_value") -> NoReturn:
-    raise InvalidRequest(f"Invalid value for '{param}': {what}", param=param, code=code)
+def _fail(param: str, what: str, code: str = _INVALID) -> NoReturn:
+    if code == _MISSING:
+        message = f"Invalid '{param}': {what}" if what else f"Missing required parameter: '{param}'."
+    else:
+        message = f"Invalid value for '{param}': {what}"
+    raise InvalidRequest(message, param=param, code=code)
 
 
 def _kind(value: Any) -> str:
@@ -41,46 +49,40 @@ def _kind(value: Any) -> str:
     )
 
 
-def _string(value: Any, param: str) -> None:
-    if not isinstance(value, str):
-        _fail(param, f"expected a string, got {_kind(value)}")
+def _string(value: Any) -> Problem:
+    return None if isinstance(value, str) else ("", f"expected a string, got {_kind(value)}", _INVALID)
 
 
-def _array(value: Any, param: str) -> None:
-    if not isinstance(value, list):
-        _fail(param, f"expected an array, got {_kind(value)}")
+def _array(value: Any) -> Problem:
+    return None if isinstance(value, list) else ("", f"expected an array, got {_kind(value)}", _INVALID)
 
 
 def _object(*fields: tuple[str, _Check, bool], one_of: tuple[str, ...] = ()) -> _Check:
     """A check for a nested object with these fields (the ``image_url`` of a chat image part)."""
     shape: Shape = (fields, one_of)
 
-    def check(value: Any, param: str) -> None:
+    def check(value: Any) -> Problem:
         if not isinstance(value, dict):
-            _fail(param, f"expected an object, got {_kind(value)}")
-        _fields(value, shape, param)
+            return ("", f"expected an object, got {_kind(value)}", _INVALID)
+        return _fields(value, shape)
 
     return check
 
 
-def _fields(holder: dict[str, Any], shape: Shape, param: str) -> None:
+def _fields(holder: dict[str, Any], shape: Shape) -> Problem:
     fields, one_of = shape
     for name, check, required in fields:
         value = holder.get(name)
         if value is None:
             if required:
-                raise InvalidRequest(
-                    f"Missing required parameter: '{param}.{name}'.",
-                    param=f"{param}.{name}",
-                    code="missing_required_parameter",
-                )
+                return (f".{name}", "", _MISSING)
             continue
-        check(value, f"{param}.{name}")
+        problem = check(value)
+        if problem is not None:
+            return (f".{name}{problem[0]}", problem[1], problem[2])
     if one_of and all(holder.get(name) is None for name in one_of):
-        names = " or ".join(f"'{name}'" for name in one_of)
-        raise InvalidRequest(
-            f"Invalid '{param}': one of {names} is required.", param=param, code="missing_required_parameter"
-        )
+        return ("", "one of " + " or ".join(f"'{name}'" for name in one_of) + " is required.", _MISSING)
+    return None
 
 
 _URL = _object(("url", _string, True))
@@ -133,17 +135,26 @@ RESPONSES_PARTS: Mapping[str, Shape] = {
 }
 
 
+# Part types whose whole shape is a string ``text`` (what the fast path in ``check_parts`` may skip).
+_TEXT_ONLY = frozenset({"text", "input_text", "output_text", "summary_text", "reasoning_text"})
+
+
 def check_parts(parts: list[Any], param: str, shapes: Mapping[str, Shape]) -> None:
     """Check every part of ``parts`` (found at ``param``) against ``shapes``; unknown types are refused."""
     for j, part in enumerate(parts):
-        where = f"{param}[{j}]"
+        if type(part) is dict and len(part) == 2 and type(part.get("text")) is str:
+            kind = part.get("type")
+            if type(kind) is str and kind in _TEXT_ONLY and kind in shapes:
+                continue  # ``{"type": "text", "text": "…"}``: by far the most common part, and in its shape
         if not isinstance(part, dict):
-            _fail(where, f"expected a content part object, got {_kind(part)}")
+            _fail(f"{param}[{j}]", f"expected a content part object, got {_kind(part)}")
         kind = part.get("type")
         if kind is None:
-            _fail(where, "expected a content part object with a 'type'")
+            _fail(f"{param}[{j}]", "expected a content part object with a 'type'")
         shape = shapes.get(kind) if isinstance(kind, str) else None
         if shape is None:
             known = ", ".join(f"'{name}'" for name in shapes)
-            _fail(f"{where}.type", f"{kind!r} is not a known content part type; supported: {known}")
-        _fields(part, shape, where)
+            _fail(f"{param}[{j}].type", f"{kind!r} is not a known content part type; supported: {known}")
+        problem = _fields(part, shape)
+        if problem is not None:
+            _fail(f"{param}[{j}]{problem[0]}", problem[1], problem[2])
