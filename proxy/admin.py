@@ -28,11 +28,11 @@ from proxy.errors import (
     Forbidden,
     InvalidRequest,
     NotFound,
-    PayloadTooLarge,
     ServiceUnavailable,
     Unauthorized,
 )
 from proxy.keys import KeyBusy, KeyManager, KeyNotFound, KeySpec, KeyStateError, grant_problem
+from proxy.protocol import read_body
 from proxy.runtime import RUNTIME, Active
 from proxy.store import StoreError
 
@@ -136,11 +136,7 @@ async def unknown(request: web.Request) -> web.Response:
 
 
 async def _body(request: web.Request, *, optional: bool = False) -> dict[str, Any]:
-    if request.content_length is not None and request.content_length > _MAX_BODY:
-        raise PayloadTooLarge(f"Admin request bodies are limited to {_MAX_BODY} bytes.")
-    raw = await request.content.read(_MAX_BODY + 1)
-    if len(raw) > _MAX_BODY:
-        raise PayloadTooLarge(f"Admin request bodies are limited to {_MAX_BODY} bytes.")
+    raw = await read_body(request, _MAX_BODY)  # [edge] decoded (gzip, deflate) and bounded once decoded
     if optional and not raw.strip():
         return {}
     try:

@@ -156,7 +156,9 @@ async def _run(app: web.Application, settings: Settings, ready_fd: int | None = 
     As a worker (``ready_fd`` set) the socket shares its port with the other workers and, once it
     listens, the worker tells its parent (which prints the banner) instead of printing one.
     """
-    runner = web.AppRunner(
+    from proxy.protocol import ProxyRunner
+
+    runner = ProxyRunner(  # JSON errors even for requests aiohttp cannot parse
         app, handler_cancellation=True, access_log=None, shutdown_timeout=settings.shutdown_timeout_s
     )
     await runner.setup()

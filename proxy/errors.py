@@ -9,6 +9,7 @@ OpenAI ``type`` and the default ``code``, so the openai SDK raises the matching 
     ├── RequestRejected         the caller must change something
     │   ├── InvalidRequest      400 invalid_request_error   param names the field
     │   ├── Unauthorized 401 · Forbidden 403 · NotFound/ModelNotFound 404 · PayloadTooLarge 413
+    │   ├── MethodNotAllowed 405 · UnsupportedEncoding 415 · HTTPRefusal (its own 4xx: bad HTTP, Expect)
     │   ├── PolicyViolation     400 invalid_request_error   code: prompt_injection_detected, pii_blocked, …
     │   └── BudgetExceeded      429 insufficient_quota      code: budget_exceeded; x-should-retry: false
     └── UpstreamError           502 upstream_error
@@ -110,6 +111,34 @@ class MethodNotAllowed(RequestRejected):
 class PayloadTooLarge(RequestRejected):
     status = 413
     code = "payload_too_large"
+
+
+class UnsupportedEncoding(RequestRejected):
+    """The body's ``Content-Encoding`` is not one the proxy decodes; ``Accept-Encoding`` lists those it does."""
+
+    status = 415
+    code = "unsupported_content_encoding"
+
+    def __init__(self, encoding: str | None, accepted: str) -> None:
+        named = f" ({encoding!r})" if encoding else ""
+        super().__init__(
+            f"The request body's Content-Encoding{named} is not supported; send it uncompressed or as {accepted}.",
+            headers={"Accept-Encoding": accepted},
+        )
+
+
+class HTTPRefusal(RequestRejected):
+    """An HTTP-level refusal with a status of its own (a malformed request line, an unknown ``Expect``)."""
+
+    code = "invalid_http_request"
+
+    def __init__(self, status: int, message: str, *, code: str | None = None) -> None:
+        super().__init__(message, code=code)
+        self._status = status
+
+    @property
+    def http_status(self) -> int:
+        return self._status
 
 
 class PolicyViolation(RequestRejected):

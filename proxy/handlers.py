@@ -28,12 +28,12 @@ from proxy.errors import (
     InvalidRequest,
     MethodNotAllowed,
     NotFound,
-    PayloadTooLarge,
     ShuttingDown,
     UpstreamError,
 )
 from proxy.exchange import ApiRequest, ApiResponse, Exchange, Usage
 from proxy.metrics import FIRST_EVENT, RECORDER, note_usage
+from proxy.protocol import read_body
 from proxy.runtime import RUNTIME, Active
 from proxy.tracing import request_attributes, response_attributes
 
@@ -91,18 +91,7 @@ async def messages(request: web.Request) -> web.StreamResponse:
 # ---- the API path ------------------------------------------------------------------------
 
 
-async def _read_body(request: web.Request, limit: int) -> bytes:
-    length = request.content_length
-    if length is not None:
-        if length > limit:
-            raise PayloadTooLarge(f"Request body is {length} bytes; the limit is {limit} bytes.")
-        return await request.read()
-    body = bytearray()
-    async for data in request.content.iter_any():
-        body += data
-        if len(body) > limit:
-            raise PayloadTooLarge(f"Request body is larger than the limit of {limit} bytes.")
-    return bytes(body)
+_read_body = read_body  # the name api_routes imports
 
 
 def _parse_object(raw: bytes) -> dict[str, Any]:
@@ -115,7 +104,24 @@ def _parse_object(raw: bytes) -> dict[str, Any]:
         ) from None
     if not isinstance(body, dict):
         raise InvalidRequest("The request body must be a JSON object.", code="invalid_json")
+    if raw.count(b"[") + raw.count(b"{") > MAX_DEPTH and _too_deep(body):  # counting is C-fast; walk only then
+        raise InvalidRequest(f"The request body nests deeper than {MAX_DEPTH} levels.", code="invalid_json")
     return body
+
+
+# orjson reads 1024 levels but writes only 254: a deeper body could never be sent on once re-serialised.
+MAX_DEPTH = 128
+
+
+def _too_deep(body: dict[str, Any]) -> bool:
+    stack: list[tuple[Any, int]] = [(body, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return True
+        children = value.values() if isinstance(value, dict) else value
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
 
 
 async def _serve(request: web.Request, api: Api) -> web.StreamResponse:

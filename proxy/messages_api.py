@@ -40,6 +40,15 @@ BLOCK_TYPES = frozenset(
         "container_upload",
     }
 )
+# Required fields of the block types whose shape is fixed: (field, JSON type, what to call it).
+_FIELDS: dict[str, tuple[tuple[str, type | tuple[type, ...], str], ...]] = {
+    "text": (("text", str, "a string"),),
+    "thinking": (("thinking", str, "a string"), ("signature", str, "a string")),
+    "redacted_thinking": (("data", str, "a string"),),
+    "document": (("source", dict, "a document source object"),),
+    "search_result": (("source", str, "a string"), ("title", str, "a string"), ("content", list, "a list")),
+    "container_upload": (("file_id", str, "a string"),),
+}
 TOOL_CHOICES = frozenset({"auto", "any", "tool", "none"})
 IMAGE_SOURCES = frozenset({"base64", "url", "file"})
 ERROR_TYPES = {
@@ -118,7 +127,7 @@ def _image(block: dict[str, Any], param: str) -> None:
     if not isinstance(source, dict):
         _fail(f"{param}.source", f"expected an image source object, got {_kind(source)}")
     kind = source.get("type")
-    if kind not in IMAGE_SOURCES:
+    if not isinstance(kind, str) or kind not in IMAGE_SOURCES:
         _fail(f"{param}.source.type", f"must be one of base64, file, url, got {kind!r}")
     required = {"base64": ("media_type", "data"), "url": ("url",), "file": ("file_id",)}[kind]
     for key in required:
@@ -128,11 +137,12 @@ def _image(block: dict[str, Any], param: str) -> None:
 def _block(block: Any, param: str, role: str) -> None:
     _want(block, dict, param, "a content block object")
     kind = block.get("type")
-    if kind not in BLOCK_TYPES:
+    if not isinstance(kind, str) or kind not in BLOCK_TYPES:  # [edge] a dict "type" is unhashable
         _fail(f"{param}.type", f"unknown content block type {kind!r}")
-    if kind == "text":
-        _want(block.get("text"), str, f"{param}.text", "a string")
-    elif kind == "image":
+    if kind in _FIELDS:  # [edge] every block type with a fixed shape is checked against it
+        for field, types, name in _FIELDS[kind]:
+            _want(block.get(field), types, f"{param}.{field}", name)
+    if kind == "image":
         _image(block, param)
     elif kind == "tool_use":
         if role != "assistant":
@@ -156,7 +166,7 @@ def _block(block: Any, param: str, role: str) -> None:
 def _message(message: Any, param: str, *, last: bool) -> None:
     _want(message, dict, param, "a message object")
     role = message.get("role")
-    if role not in ROLES:
+    if not isinstance(role, str) or role not in ROLES:
         _fail(f"{param}.role", f"must be one of assistant, user, got {role!r}")
     content = message.get("content")
     if content is None:
@@ -186,7 +196,7 @@ def _tools(tools: Any) -> None:
 
 def _tool_choice(choice: Any) -> None:
     _want(choice, dict, "tool_choice", "an object")
-    if choice.get("type") not in TOOL_CHOICES:
+    if not isinstance(choice.get("type"), str) or choice["type"] not in TOOL_CHOICES:
         _fail("tool_choice.type", f"must be one of any, auto, none, tool, got {choice.get('type')!r}")
     if choice["type"] == "tool":
         _want(choice.get("name"), str, "tool_choice.name", "a string")

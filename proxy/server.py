@@ -3,22 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import os
-import re
-import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
 from aiohttp import web
 
 import backends.wiring
-from proxy import admin, api_routes, backends_view, handlers, messages_api, realtime, usage
+from proxy import admin, api_routes, backends_view, handlers, realtime, usage
 from proxy.accesslog import AccessLog
 from proxy.backend import Wiring
-from proxy.errors import ChaperoneError, MethodNotAllowed, NotFound
+from proxy.errors import ChaperoneError
 from proxy.handlers import REQUEST_ID
 from proxy.metrics import METRICS, RECORDER, Metrics, Recorder, handle_metrics
+from proxy.protocol import error_response, from_http_exception, request_id_for, unreadable_body
 from proxy.registry import PluginRegistry, build_registry
 from proxy.runtime import RUNTIME, Runtime
 from proxy.settings import SETTINGS, Settings
@@ -26,53 +24,32 @@ from proxy.tracing import get_tracer
 
 log = logging.getLogger(__name__)
 
-_CLIENT_ID = re.compile(r"^[\x21-\x7e]{1,128}$")
-# Request ids: a random per-process prefix and a counter; unique across replicas and restarts,
-# and cheaper than a uuid4 (no syscall) on every request.
-_ID_PREFIX = secrets.token_hex(6)
-_ID_COUNTER = itertools.count(1)
+__all__ = ["create_app", "error_response", "request_middleware"]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def error_response(exc: ChaperoneError, request_id: str, path: str = "") -> web.Response:
-    """The error as JSON: OpenAI's shape, or Anthropic's on the Messages paths (whose clients parse that)."""
-    headers = exc.headers()
-    headers["x-request-id"] = request_id
-    if path.startswith("/v1/messages"):
-        body = messages_api.error_body(exc, request_id=request_id)
-    else:
-        body = exc.body_bytes()
-    return web.Response(status=exc.http_status, body=body, content_type="application/json", headers=headers)
 
 
 @web.middleware
 async def request_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Give every response an ``x-request-id`` and every error the OpenAI shape (Anthropic's on /v1/messages)."""
-    client_id = request.headers.get("x-request-id")
-    request_id = client_id if client_id and _CLIENT_ID.match(client_id) else f"{_ID_PREFIX}{next(_ID_COUNTER):010x}"
+    request_id = request_id_for(request.headers)
     request[REQUEST_ID] = request_id
     path = request.path
     try:
         response = await handler(request)
     except ChaperoneError as exc:
         return error_response(exc, request_id, path)
-    except web.HTTPNotFound:
-        return error_response(
-            NotFound(f"Unknown request URL: {request.method} {request.path}", code="unknown_url"), request_id, path
-        )
-    except web.HTTPMethodNotAllowed:
-        return error_response(MethodNotAllowed(f"{request.method} is not allowed on {request.path}"), request_id, path)
     except web.HTTPException as exc:
-        error = ChaperoneError(exc.reason or "HTTP error", code=None)
-        response = error_response(error, request_id, path)
-        response.set_status(exc.status)
-        return response
+        if exc.status < 400:  # a redirect or a bodiless success raised as an exception: aiohttp sends it
+            raise
+        return error_response(from_http_exception(exc, request.method, path), request_id, path)
+    except web.RequestPayloadError as exc:  # a body that does not read (chunked framing, a bad gzip stream)
+        return error_response(unreadable_body(exc), request_id, path)
     except (asyncio.CancelledError, ConnectionResetError):
         raise
     except Exception:
         log.exception("unhandled error (request_id=%s)", request_id)
-        return error_response(ChaperoneError(f"internal error (request_id={request_id})"), request_id, request.path)
+        return error_response(ChaperoneError(f"internal error (request_id={request_id})"), request_id, path)
     if not response.prepared:
         response.headers["x-request-id"] = request_id
     return response

@@ -10,15 +10,16 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 from proxy.errors import InvalidRequest
+from proxy.parts import CHAT_PARTS, RESPONSES_PARTS, check_parts
 
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 _Check = Callable[[Any, str], None]
 
 
-def _fail(param: str, what: str) -> None:
+def _fail(param: str, what: str) -> NoReturn:
     raise InvalidRequest(f"Invalid value for '{param}': {what}", param=param, code="invalid_value")
 
 
@@ -72,6 +73,11 @@ def _choice(*allowed: str) -> _Check:
     return check
 
 
+def _strings(value: Any, param: str) -> None:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        _fail(param, "expected an array of strings")
+
+
 _boolean = _of(bool, name="a boolean")
 _string = _of(str, name="a string")
 _object = _of(dict, name="an object")
@@ -99,6 +105,13 @@ _CHAT: dict[str, _Check] = {
     "response_format": _object,
     "metadata": _object,
     "store": _boolean,
+    "modalities": _strings,
+    "audio": _object,
+    "prediction": _object,
+    "reasoning_effort": _string,
+    "service_tier": _string,
+    "verbosity": _string,
+    "web_search_options": _object,
 }
 _COMPLETIONS: dict[str, _Check] = {
     **_SAMPLING,
@@ -150,9 +163,14 @@ def chat(body: dict[str, Any]) -> None:
         _fail("stream_options", "only allowed when 'stream' is true")
     if body.get("tools") is not None:
         _tools(body["tools"])
+    if body.get("tool_choice") is not None:
+        _tool_choice(body["tool_choice"])
+    if body.get("logit_bias") is not None:
+        for token, bias in body["logit_bias"].items():
+            _number(-100, 100)(bias, f"logit_bias.{token}")
     rf = body.get("response_format")
-    if rf is not None and rf.get("type") not in ("text", "json_object", "json_schema"):
-        _fail("response_format.type", "must be one of text, json_object, json_schema")
+    if rf is not None:
+        _response_format(rf)
 
 
 def _message(message: Any, param: str) -> None:
@@ -167,13 +185,65 @@ def _message(message: Any, param: str) -> None:
             if role != "assistant" or "function_call" not in message:
                 _fail(f"{param}.content", "is required for this role")
     elif isinstance(content, list):
-        for j, part in enumerate(content):
-            if not isinstance(part, dict) or not isinstance(part.get("type"), str):
-                _fail(f"{param}.content[{j}]", "expected a content part object with a 'type'")
+        check_parts(content, f"{param}.content", CHAT_PARTS)
     elif not isinstance(content, str):
         _fail(f"{param}.content", f"expected a string or an array of content parts, got {_kind(content)}")
     if role == "tool" and not isinstance(message.get("tool_call_id"), str):
         _fail(f"{param}.tool_call_id", "is required for tool messages")
+    for name in ("name", "refusal"):
+        if message.get(name) is not None:
+            _string(message[name], f"{param}.{name}")
+    if message.get("tool_calls") is not None:
+        _tool_calls(message["tool_calls"], f"{param}.tool_calls")
+    if message.get("function_call") is not None:
+        _function(message["function_call"], f"{param}.function_call", arguments=True)
+
+
+def _tool_calls(calls: Any, param: str) -> None:
+    if not isinstance(calls, list):
+        _fail(param, f"expected an array of tool calls, got {_kind(calls)}")
+    for j, call in enumerate(calls):
+        if not isinstance(call, dict):
+            _fail(f"{param}[{j}]", f"expected a tool call object, got {_kind(call)}")
+        for name in ("id", "type"):
+            if call.get(name) is not None:
+                _string(call[name], f"{param}[{j}].{name}")
+        if call.get("type", "function") == "function":
+            _function(call.get("function"), f"{param}[{j}].function", arguments=True)
+
+
+def _function(fn: Any, param: str, *, arguments: bool) -> None:
+    """A ``{"name", "arguments"}`` object: a tool call's function, or the legacy ``function_call``."""
+    if not isinstance(fn, dict):
+        _fail(param, f"expected an object, got {_kind(fn)}")
+    if not isinstance(fn.get("name"), str):
+        _fail(f"{param}.name", f"expected a string, got {_kind(fn.get('name'))}")
+    if arguments and not isinstance(fn.get("arguments"), str):
+        _fail(f"{param}.arguments", f"expected a string of JSON, got {_kind(fn.get('arguments'))}")
+
+
+def _tool_choice(choice: Any) -> None:
+    if isinstance(choice, str):
+        _choice("none", "auto", "required")(choice, "tool_choice")
+        return
+    if not isinstance(choice, dict) or not isinstance(choice.get("type"), str):
+        _fail("tool_choice", "expected 'none', 'auto', 'required' or an object with a 'type'")
+    if choice["type"] == "function":
+        _function(choice.get("function"), "tool_choice.function", arguments=False)
+
+
+def _response_format(rf: dict[str, Any]) -> None:
+    kind = rf.get("type")
+    if kind not in ("text", "json_object", "json_schema"):
+        _fail("response_format.type", "must be one of text, json_object, json_schema")
+    if kind == "json_schema":
+        spec = rf.get("json_schema")
+        if not isinstance(spec, dict):
+            _fail("response_format.json_schema", f"expected an object, got {_kind(spec)}")
+        if not isinstance(spec.get("name"), str):
+            _fail("response_format.json_schema.name", f"expected a string, got {_kind(spec.get('name'))}")
+        if spec.get("schema") is not None:
+            _object(spec["schema"], "response_format.json_schema.schema")
 
 
 def _tools(tools: Any) -> None:
@@ -182,9 +252,23 @@ def _tools(tools: Any) -> None:
     for i, tool in enumerate(tools):
         if not isinstance(tool, dict):
             _fail(f"tools[{i}]", "expected a tool object")
+        if not isinstance(tool.get("type"), str):
+            _fail(f"tools[{i}].type", f"expected a string, got {_kind(tool.get('type'))}")
         fn = tool.get("function")
-        if tool.get("type") == "function" and (not isinstance(fn, dict) or not isinstance(fn.get("name"), str)):
+        if tool["type"] != "function":
+            continue
+        if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
             _fail(f"tools[{i}].function.name", "is required")
+        for name, check in _FUNCTION_FIELDS:
+            if fn.get(name) is not None:
+                check(fn[name], f"tools[{i}].function.{name}")
+
+
+_FUNCTION_FIELDS: tuple[tuple[str, _Check], ...] = (
+    ("description", _string),
+    ("parameters", _object),
+    ("strict", _boolean),
+)
 
 
 def _prompt_like(value: Any, param: str) -> None:
@@ -195,7 +279,8 @@ def _prompt_like(value: Any, param: str) -> None:
             return
         if all(isinstance(v, int) and not isinstance(v, bool) for v in value):
             return
-        if all(isinstance(v, list) and v and all(isinstance(t, int) for t in v) for v in value):
+        if all(isinstance(v, list) and v and all(isinstance(t, int) and not isinstance(t, bool) for t in v)
+               for v in value):  # fmt: skip
             return
     _fail(param, "expected a string, an array of strings, or an array of token arrays")
 
@@ -291,10 +376,19 @@ def _input_item(item: Any, param: str) -> None:
     elif kind == "function_call_output":
         _required_string(item, "call_id", param)
         output = item.get("output")
-        if not isinstance(output, str | list):
+        if isinstance(output, list):
+            check_parts(output, f"{param}.output", RESPONSES_PARTS)
+        elif not isinstance(output, str):
             _fail(f"{param}.output", f"expected a string or an array of content parts, got {_kind(output)}")
     elif kind == "item_reference":
         _required_string(item, "id", param)
+    elif kind == "reasoning":
+        for name in ("summary", "content"):
+            parts = item.get(name)
+            if parts is not None:
+                if not isinstance(parts, list):
+                    _fail(f"{param}.{name}", f"expected an array of content parts, got {_kind(parts)}")
+                check_parts(parts, f"{param}.{name}", RESPONSES_PARTS)
 
 
 def _input_message(item: dict[str, Any], param: str) -> None:
@@ -303,9 +397,7 @@ def _input_message(item: dict[str, Any], param: str) -> None:
         _fail(f"{param}.role", f"must be one of {', '.join(_INPUT_ROLES)}, got {role!r}")
     content = item.get("content")
     if isinstance(content, list):
-        for j, part in enumerate(content):
-            if not isinstance(part, dict) or not isinstance(part.get("type"), str):
-                _fail(f"{param}.content[{j}]", "expected a content part object with a 'type'")
+        check_parts(content, f"{param}.content", RESPONSES_PARTS)
     elif not isinstance(content, str):
         _fail(f"{param}.content", f"expected a string or an array of content parts, got {_kind(content)}")
 

@@ -18,6 +18,7 @@ import pytest
 from aiohttp import web
 
 from backends.mock import MockConfig, create_app
+from proxy.protocol import ProxyRunner
 from proxy.registry import PluginRegistry, build_registry
 from proxy.runtime import RUNTIME, Runtime
 from proxy.server import create_app as create_proxy_app
@@ -28,7 +29,7 @@ pytest_plugins = ["tests.fixtures.redis_server"]
 
 async def start_site(app: web.Application) -> tuple[web.AppRunner, str]:
     """Serve ``app`` on a free loopback port (real sockets); returns the runner and ``http://host:port``."""
-    runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=5)
+    runner = ProxyRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=5)  # as `serve` runs it
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()

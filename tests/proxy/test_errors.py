@@ -21,6 +21,7 @@ from proxy.errors import (
     BudgetExceeded,
     ChaperoneError,
     Forbidden,
+    HTTPRefusal,
     InvalidRequest,
     MethodNotAllowed,
     ModelNotFound,
@@ -32,6 +33,7 @@ from proxy.errors import (
     ServiceUnavailable,
     ShuttingDown,
     Unauthorized,
+    UnsupportedEncoding,
     UpstreamError,
     UpstreamRateLimited,
     UpstreamStatus,
@@ -80,6 +82,10 @@ def all_error_classes() -> list[type[ChaperoneError]]:
 def make_error(cls: type[ChaperoneError]) -> ChaperoneError:
     if cls is UpstreamStatus:
         return UpstreamStatus(500, b"boom")
+    if cls is UnsupportedEncoding:
+        return UnsupportedEncoding("br", "gzip, deflate")
+    if cls is HTTPRefusal:
+        return HTTPRefusal(417, "Unknown Expect: tea")
     return cls("something went wrong")
 
 
@@ -98,7 +104,8 @@ def test_error_class_maps_to_status_type_and_code(
 
 
 def test_every_error_class_has_a_row_in_the_table() -> None:
-    covered = {row[0] for row in TABLE} | {UpstreamStatus}  # UpstreamStatus takes the upstream's status
+    # UpstreamStatus takes the upstream's status; the edge's two build their own (tests/edge/test_protocol.py)
+    covered = {row[0] for row in TABLE} | {UpstreamStatus, UnsupportedEncoding, HTTPRefusal}
     assert set(all_error_classes()) == covered
 
 
