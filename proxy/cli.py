@@ -94,6 +94,12 @@ def _serve(args: argparse.Namespace) -> int:
         print("chaperone: not started: the policy has errors", file=sys.stderr)
         return 2
     ready_fd = worker_ready_fd()
+    launched = sorted({r.backend for r in policy.routes.values() if policy.backends[r.backend].launch is not None})
+    if settings.workers > 1 and launched:  # [launcher] each worker would start its own copy of the engine
+        print(f"chaperone: --workers {settings.workers} with launched engines ({', '.join(launched)}) would start "
+              "one engine per worker; serve with one worker, or run `chaperone launch` once and name its url: "
+              "in the policy", file=sys.stderr)  # fmt: skip
+        return 2
     if ready_fd is None and settings.workers > 1:
         return _serve_workers(args, settings, policy)
     if ready_fd is not None:
@@ -186,7 +192,10 @@ def _banner(app: web.Application, url: str, settings: Settings) -> str:
     runtime = app[RUNTIME]
     active = runtime.current
     assert active is not None
-    return "\n".join(_banner_lines(active.policy, set(active.backends), runtime.builtin_urls(), url, settings))
+    urls = runtime.builtin_urls()
+    for group in runtime.engines.groups():  # [launcher] where each launched engine listens
+        urls[f"launch:{group.name}"] = ", ".join(engine.base_url for engine in group.engines)
+    return "\n".join(_banner_lines(active.policy, set(active.backends), urls, url, settings))
 
 
 def _banner_lines(policy: Policy, used: set[str], builtin: dict[str, str], url: str, settings: Settings) -> list[str]:
@@ -198,8 +207,16 @@ def _banner_lines(policy: Policy, used: set[str], builtin: dict[str, str], url: 
         if backend.builtin == "mock":
             where = f"at {builtin['mock']}" if "mock" in builtin else "(one per worker, each on its own loopback port)"
             lines.append(f"  backend {name}: the bundled MOCK backend {where} (a test double, not an LLM)")
+        elif backend.launch is not None:  # [launcher]
+            launch = backend.launch
+            where = f" at {builtin[f'launch:{name}']}" if f"launch:{name}" in builtin else ""
+            lines.append(f"  backend {name}: {launch.engine} engine started by the proxy{where}, "
+                         f"serving {', '.join(launch.names)}")  # fmt: skip
         else:
             lines.append(f"  backend {name}: {backend.url}")
+    for name, backend in policy.backends.items():  # [launcher] an optional engine that is not installed
+        if backend.enabled and backend.launch is not None and name not in used and (why := backend.launch.missing()):
+            lines.append(f"  backend {name} not started: {why}")
     lines.append("  models: " + ", ".join(f"{m} → {r.backend}" for m, r in policy.routes.items()))
     if policy.open:
         lines.append("  keys: none — running OPEN: any client that can reach this address may use it")
@@ -364,6 +381,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_cli(sub)
     register_keys_cli(sub)
+    from backends.launch.cli import register_cli as register_launch_cli  # [launcher]
+
+    register_launch_cli(sub)
     from proxy.usage_cli import register_cli as register_usage_cli
 
     register_usage_cli(sub)

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
+from backends.launch.config import LaunchConfig  # [launcher] pure pydantic; imports nothing of the proxy
 from proxy.accesslog import AccessLogConfig
 from proxy.conversations import ResponsesConfig
 from proxy.limits import KeyLimits
@@ -61,6 +62,10 @@ class BackendConfig(_Strict):
     enabled: Annotated[bool, BeforeValidator(_empty_is_false)] = Field(
         default=True, description="A disabled backend is skipped where a route lists alternatives."
     )
+    launch: LaunchConfig | None = Field(  # [launcher]
+        default=None,
+        description="Start this backend's engine (vllm, tgi or llamacpp) with the proxy instead of naming a URL.",
+    )
     responses_api: Literal["auto", "native", "translate"] = Field(
         default="auto",
         description="Whether /v1/responses is forwarded as is (native) or translated to chat completions; "
@@ -74,10 +79,17 @@ class BackendConfig(_Strict):
             return self.url is not None and re.match(r"^https://api\.openai\.com(/|$)", self.url) is not None
         return self.responses_api == "native"
 
+    @property
+    def usable(self) -> bool:  # [launcher]
+        """Enabled, and (for an ``optional`` launch block) its engine and model are installed here."""
+        if not self.enabled:
+            return False
+        return self.launch is None or not self.launch.optional or self.launch.missing() is None
+
     @model_validator(mode="after")
     def _one_target(self) -> BackendConfig:
-        if (self.url is None) == (self.builtin is None):
-            raise ValueError("give exactly one of 'url' and 'builtin'")
+        if [self.url, self.builtin, self.launch].count(None) != 2:  # [launcher] launch is a third target
+            raise ValueError("give exactly one of 'url', 'builtin' and 'launch'")
         if self.url is not None and not re.match(r"^https?://[^/\s]+", self.url):
             raise ValueError(f"url must start with http:// or https:// and name a host, got {self.url!r}")
         return self

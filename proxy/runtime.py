@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from backends.base import Backend
+from backends.launch.backend import Engines, LaunchedBackend  # [launcher]
 from backends.openai import OpenAIBackend
 from backends.router import make_terminal
 from proxy.conversations import Conversations
@@ -60,6 +61,7 @@ class Active:
     closed: asyncio.Event = field(default_factory=asyncio.Event)
     subcaller: Subcaller | None = None
     conversations: Conversations | None = None  # stored Responses API answers, in this policy's store
+    models_cache: dict[str | None, tuple[float, list[Any]]] = field(default_factory=dict)  # [launcher] GET /v1/models
 
     async def authenticate(self, authorization: str | None) -> Caller:
         """The caller for an ``Authorization`` header: static keys, virtual keys or open mode (401 if none)."""
@@ -95,6 +97,7 @@ class Runtime:
         self._watch: asyncio.Task[None] | None = None
         self._retiring: set[asyncio.Task[None]] = set()
         self._ready_cache: tuple[Active, float, list[str]] | None = None
+        self.engines = Engines()  # [launcher] engines of launch: backends, kept across reloads that keep them
 
     # ---- lifecycle ------------------------------------------------------------------------
 
@@ -130,6 +133,7 @@ class Runtime:
         for runner, _ in self._builtins.values():
             await runner.cleanup()
         self._builtins.clear()
+        await self.engines.close()  # [launcher]
 
     # ---- requests -------------------------------------------------------------------------
 
@@ -260,8 +264,12 @@ class Runtime:
         try:
             for name in sorted({route.backend for route in policy.routes.values()}):
                 config = policy.backends[name]
-                url = await self._builtin_url(config.builtin) if config.builtin else config.url
-                client = OpenAIBackend(name, config, url)
+                client: Backend
+                if config.launch is not None:  # [launcher] its engine starts (or is kept) here
+                    client = LaunchedBackend(name, config, self.engines)
+                else:
+                    url = await self._builtin_url(config.builtin) if config.builtin else config.url
+                    client = OpenAIBackend(name, config, url)
                 await client.start()
                 backends[name] = client
             resources = Resources(store=store, home=self.home)
