@@ -81,7 +81,7 @@ class EngineGroup:
             async with session.get(engine.command.root_url + "/metrics") as resp:
                 if resp.status == 200:
                     engine.metrics = parse_engine_metrics(await resp.text())
-            if isinstance(self.config, VllmLaunch) and (self.config.lora_modules or self.config.adapters):
+            if isinstance(self.config, VllmLaunch) and self.config.lora:
                 async with session.get(engine.base_url + "/models") as resp:
                     if resp.status == 200:
                         engine._note_models(await resp.read())

@@ -104,7 +104,7 @@ def _vllm_args(config: VllmLaunch, replica: int) -> tuple[list[str], dict[str, s
     if config.enable_prefix_caching is not None:
         args.append("--enable-prefix-caching" if config.enable_prefix_caching else "--no-enable-prefix-caching")
     env: dict[str, str] = {}
-    if config.lora_modules or config.adapters:
+    if config.lora:
         args.append("--enable-lora")
         if config.lora_modules:
             args += ["--lora-modules", *(f"{n}={p}" for n, p in config.lora_modules.items())]
@@ -112,8 +112,7 @@ def _vllm_args(config: VllmLaunch, replica: int) -> tuple[list[str], dict[str, s
             args += ["--max-loras", str(config.max_loras)]
         if config.max_lora_rank is not None:
             args += ["--max-lora-rank", str(config.max_lora_rank)]
-        if config.adapters:
-            env["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] = "True"  # vLLM refuses /v1/load_lora_adapter without it
+        env["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] = "True"  # vLLM refuses /v1/load_lora_adapter without it
     if config.api_key:
         args += ["--api-key", config.api_key]
     if config.gpus is not None:

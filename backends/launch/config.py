@@ -133,7 +133,12 @@ class VllmLaunch(_Common):
     adapters: dict[str, str] = Field(
         default_factory=dict,
         description="Adapters loaded on first use onto one replica (vLLM's /v1/load_lora_adapter): name → path. "
-        "Adding one here never restarts the engine.",
+        "Adding one never restarts an engine that runs with LoRA on (see enable_lora).",
+    )
+    enable_lora: bool = Field(
+        default=False,
+        description="Run with LoRA on (--enable-lora, runtime loading allowed) even with no adapter yet, so adapters "
+        "added to the policy later load without a restart; implied by lora_modules or adapters.",
     )
     max_loras: int | None = Field(default=None, ge=1, description="--max-loras (adapters in one batch).")
     max_lora_rank: int | None = Field(default=None, ge=1, description="--max-lora-rank.")
@@ -163,6 +168,14 @@ class VllmLaunch(_Common):
     def names(self) -> list[str]:
         """The base model's names as the engine lists them."""
         return self.served_model_name or [self.model]
+
+    @property
+    def lora(self) -> bool:
+        """Whether the engine runs with LoRA on (and runtime adapter loading allowed)."""
+        return self.enable_lora or bool(self.lora_modules or self.adapters)
+
+    def identity(self) -> str:
+        return super().identity() + f"|lora={self.lora}"  # turning LoRA on needs a restart; adding adapters not
 
 
 class TgiLaunch(_Common):

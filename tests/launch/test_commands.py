@@ -94,6 +94,8 @@ def test_gpus_are_chosen_per_replica_and_runtime_adapters_are_allowed() -> None:
     assert env0["CUDA_VISIBLE_DEVICES"] == "0,1" and env1["CUDA_VISIBLE_DEVICES"] == "2,3"
     assert env1["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] == "True"  # else vLLM refuses /v1/load_lora_adapter
     assert parsed_vllm(argv1).enable_lora and "--lora-modules" not in argv1  # loaded later, on first use
+    _, plain = command({"engine": "vllm", "model": LLAMA})
+    assert "VLLM_ALLOW_RUNTIME_LORA_UPDATING" not in plain
 
 
 def test_a_gguf_file_is_served_with_gguf_quantization() -> None:
@@ -183,7 +185,10 @@ def test_chaperone_launch_dry_run_prints_each_replica(capsys: pytest.CaptureFixt
                  "--quantization", "awq", "--lora-modules", "sql=/a/sql", "--api-key", "hidden", "--dry-run"])  # fmt: skip
     lines = capsys.readouterr().out.splitlines()
     assert code == 0 and len(lines) == 2
-    assert lines[0].startswith("CUDA_VISIBLE_DEVICES=0 vllm serve meta-llama/Llama-3.1-8B-Instruct --quantization awq")
+    assert lines[0].startswith(
+        "CUDA_VISIBLE_DEVICES=0 VLLM_ALLOW_RUNTIME_LORA_UPDATING=True vllm serve meta-llama/Llama-3.1-8B-Instruct "
+        "--quantization awq"
+    )
     assert "--port 8100" in lines[0] and "--port 8101" in lines[1] and "CUDA_VISIBLE_DEVICES=1" in lines[1]
     assert "--lora-modules sql=/a/sql" in lines[0] and "hidden" not in lines[0]
 

@@ -147,6 +147,11 @@ class Engine:
             body = await request.json()
             self.loras[body["lora_name"]] = body["lora_path"]
             return web.Response(text=f"Success: LoRA adapter '{body['lora_name']}' added successfully.")
+        if self.kind == "vllm" and request.method == "POST" and path in ("/v1/chat/completions", "/v1/completions"):
+            model = (await request.json()).get("model")
+            if model not in self.names and model not in self.loras:  # as vLLM: only what it serves
+                error = {"message": f"The model `{model}` does not exist.", "type": "NotFoundError", "code": 404}
+                return web.json_response({"error": error}, status=404)
         self.inflight += 1
         try:
             return await handler(request)  # type: ignore[no-any-return]
