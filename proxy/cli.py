@@ -14,6 +14,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from backends.launch.engine import EngineFailed  # [launcher]
 from proxy import gctune
 from proxy.policy import Policy, PolicyError, load_policy
 from proxy.registry import PluginRegistry, build_registry, extra_modules_from_env
@@ -118,6 +119,9 @@ def _serve_one(settings: Settings, registry: PluginRegistry, ready_fd: int | Non
     except PolicyError as exc:  # the file changed between the check above and the start
         print(exc.report(), file=sys.stderr)
         return 2
+    except EngineFailed as exc:  # [launcher] a launch: backend's engine did not start
+        print(f"chaperone: not started: {exc}", file=sys.stderr)
+        return 1
     except OSError as exc:
         print(f"chaperone: cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}", file=sys.stderr)
         return 1

@@ -63,7 +63,10 @@ class Engine:
         self.config = config
         self.label = name if config.replicas == 1 else f"{name}/{replica}"
         self.port = config.port + replica if config.port else free_port(config.host)
-        self.command: Command = build_command(config, port=self.port, replica=replica, name=name)
+        try:
+            self.command: Command = build_command(config, port=self.port, replica=replica, name=name)
+        except FileNotFoundError as exc:  # a GGUF file or model package that is not there
+            raise EngineFailed(f"engine {self.label}: {exc}") from None
         self.state = "stopped"  # starting, ready, restarting, failed, stopping, stopped
         self.restarts = 0
         self.last_exit: int | None = None

@@ -21,7 +21,8 @@ def _env(tmp_path: Path) -> dict[str, str]:
 
 
 async def test_serve_runs_the_embedded_default_on_the_bundled_mock(tmp_path: Path) -> None:
-    async with serve_process(tmp_path / "home") as (proc, url):
+    # with the local model off (or llama-cpp-python not installed); tests/launch/test_llamacpp.py runs it on
+    async with serve_process(tmp_path / "home", CHAPERONE_LOCAL_MODEL="off") as (proc, url):
         assert url.startswith("http://127.0.0.1:")
         assert proc.stdout is not None
         lines = [await asyncio.wait_for(proc.stdout.readline(), 5)]

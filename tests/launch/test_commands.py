@@ -22,7 +22,7 @@ from proxy.policy import PolicyError, compile_policy_text
 from proxy.registry import PluginRegistry
 
 sys.path.insert(0, str(Path(__file__).parent / "standins"))
-import standin  # noqa: E402  (the stand-ins' flag parsers)
+import standin  # the stand-ins' flag parsers
 
 ENGINE = TypeAdapter(EngineConfig)
 
@@ -45,7 +45,8 @@ def parsed_tgi(argv: list[str]) -> argparse.Namespace:
 LLAMA = "meta-llama/Llama-3.1-8B-Instruct"
 VLLM_MATRIX = [
     ({}, {"tensor_parallel_size": None, "quantization": None, "enable_prefix_caching": None}),
-    ({"tensor_parallel_size": 4, "pipeline_parallel_size": 2}, {"tensor_parallel_size": 4, "pipeline_parallel_size": 2}),
+    ({"tensor_parallel_size": 4, "pipeline_parallel_size": 2}, {"tensor_parallel_size": 4,
+                                                                 "pipeline_parallel_size": 2}),
     ({"quantization": "awq", "dtype": "half"}, {"quantization": "awq", "dtype": "half"}),
     ({"quantization": "gptq"}, {"quantization": "gptq"}),
     ({"quantization": "fp8", "max_model_len": 32768}, {"quantization": "fp8", "max_model_len": 32768}),
@@ -101,7 +102,7 @@ def test_gpus_are_chosen_per_replica_and_runtime_adapters_are_allowed() -> None:
 def test_a_gguf_file_is_served_with_gguf_quantization() -> None:
     ns = parsed_vllm(command({"engine": "vllm", "model": "/m/llama-q4.gguf", "quantization": "gguf"})[0])
     assert (ns.model, ns.quantization) == ("/m/llama-q4.gguf", "gguf")
-    with pytest.raises(ValidationError, match="gguf needs model to be a .gguf file"):
+    with pytest.raises(ValidationError, match=r"gguf needs model to be a \.gguf file"):
         ENGINE.validate_python({"engine": "vllm", "model": LLAMA, "quantization": "gguf"})
 
 
@@ -134,8 +135,9 @@ def test_tgi_token_limits_are_checked_together() -> None:
 
 
 def test_vllm_in_docker_publishes_on_loopback_mounts_the_cache_and_picks_gpus(tmp_path: Path) -> None:
+    container = {"runtime": "docker", "cache_dir": str(tmp_path), "volumes": ["/data:/data:ro"]}
     options = {"engine": "vllm", "model": LLAMA, "gpus": ["1,2"], "tensor_parallel_size": 2, "env": {"HF_TOKEN": "t"},
-               "container": {"runtime": "docker", "cache_dir": str(tmp_path), "volumes": ["/data:/data:ro"]}}  # fmt: skip
+               "container": container}  # fmt: skip
     argv, env = command(options)
     assert argv[:2] == ["docker", "run"] and env == {}
     run = standin.docker_parser().parse_args(argv[2:])
@@ -182,7 +184,8 @@ def test_chaperone_launch_dry_run_prints_each_replica(capsys: pytest.CaptureFixt
     from proxy.cli import main
 
     code = main(["launch", "vllm", LLAMA, "--replicas", "2", "--gpus", "0", "--gpus", "1", "--port", "8100",
-                 "--quantization", "awq", "--lora-modules", "sql=/a/sql", "--api-key", "hidden", "--dry-run"])  # fmt: skip
+                 "--quantization", "awq", "--lora-modules", "sql=/a/sql", "--api-key", "hidden",
+                 "--dry-run"])  # fmt: skip
     lines = capsys.readouterr().out.splitlines()
     assert code == 0 and len(lines) == 2
     assert lines[0].startswith(
@@ -212,5 +215,6 @@ def test_a_bad_launch_block_is_reported_with_its_yaml_path(registry: PluginRegis
         compile_policy_text(text.replace("\n    ", "\n"), registry)
     assert info.value.errors == ["backends.gpu.launch.vllm: gpus gives 1 entries for 2 replicas (one per replica)"]
     with pytest.raises(PolicyError) as info:
-        compile_policy_text("backends: {b: {url: 'http://x/v1', launch: {engine: tgi, model: m}}}\nmodels: {}", registry)
+        both = "backends: {b: {url: 'http://x/v1', launch: {engine: tgi, model: m}}}\nmodels: {}"
+        compile_policy_text(both, registry)
     assert "give exactly one of 'url', 'builtin' and 'launch'" in info.value.errors[0]
