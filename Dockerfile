@@ -19,7 +19,7 @@ COPY backends ./backends
 RUN pip install -c constraints.txt . \
  && useradd --system --uid 10001 --home-dir /var/lib/chaperone --create-home chaperone \
  && mkdir -p /etc/chaperone
-COPY policies/default.yaml /etc/chaperone/policy.yaml
+COPY proxy/policies/default.yaml /etc/chaperone/policy.yaml
 COPY policies /opt/chaperone/policies
 
 USER chaperone

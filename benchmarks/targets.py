@@ -80,8 +80,8 @@ def cpu_seconds_precise(pid: int) -> float | None:
 
 
 def default_chain() -> list[Any]:
-    """The chain ``policies/default.yaml`` runs (its ``default_chain``)."""
-    spec = yaml.safe_load((ROOT / "policies" / "default.yaml").read_text())
+    """The chain ``proxy/policies/default.yaml`` runs (its ``default_chain``)."""
+    spec = yaml.safe_load((ROOT / "proxy" / "policies" / "default.yaml").read_text())
     chains: dict[str, list[Any]] = spec["chains"]
     return chains[spec.get("default_chain", "default")]
 

@@ -24,7 +24,7 @@ from proxy.workers import WORKER_ENV, Supervisor, announce_ready, die_with_paren
 log = logging.getLogger("chaperone")
 
 SERVE_EXAMPLES = """examples:
-  chaperone serve                                  # policies/default.yaml on 127.0.0.1:8080
+  chaperone serve                                  # the embedded default policy on 127.0.0.1:8080
   chaperone serve --policy my.yaml --port 9000
   chaperone serve --workers 4                      # 4 processes on one port; SIGHUP reloads all, SIGTERM drains all
   OPENAI_BASE_URL=http://127.0.0.1:8080/v1 python app.py   # point an app at it
@@ -34,7 +34,7 @@ CHAPERONE_RELOAD_INTERVAL_S, CHAPERONE_SHUTDOWN_TIMEOUT_S, CHAPERONE_WORKERS, CH
 OTEL_TRACES_EXPORTER=console|otlp"""
 
 CHECK_EXAMPLES = """examples:
-  chaperone check policies/default.yaml
+  chaperone check my-policy.yaml
   chaperone check policies/*.yaml       # exit status 1 if any file has errors"""
 
 SCAN_EXAMPLES = """input: one JSON object per line, {"id": …, "text": "…"} (one user message) or

@@ -67,7 +67,7 @@ async def test_serve_reports_a_missing_policy_file(tmp_path: Path) -> None:
 
 async def test_a_plugin_module_that_does_not_import_is_a_clear_error(tmp_path: Path) -> None:
     env = {**_env(tmp_path), "CHAPERONE_PLUGINS": "no_such_plugin_module"}
-    for command in (("check", "policies/default.yaml"), ("serve", "--port", "0")):
+    for command in (("check", "proxy/policies/default.yaml"), ("serve", "--port", "0")):
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "proxy.cli", *command,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
