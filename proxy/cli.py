@@ -95,12 +95,6 @@ def _serve(args: argparse.Namespace) -> int:
         print("chaperone: not started: the policy has errors", file=sys.stderr)
         return 2
     ready_fd = worker_ready_fd()
-    launched = sorted({r.backend for r in policy.routes.values() if policy.backends[r.backend].launch is not None})
-    if settings.workers > 1 and launched:  # [launcher] each worker would start its own copy of the engine
-        print(f"chaperone: --workers {settings.workers} with launched engines ({', '.join(launched)}) would start "
-              "one engine per worker; serve with one worker, or run `chaperone launch` once and name its url: "
-              "in the policy", file=sys.stderr)  # fmt: skip
-        return 2
     if ready_fd is None and settings.workers > 1:
         return _serve_workers(args, settings, policy)
     if ready_fd is not None:
@@ -141,6 +135,13 @@ def _serve_workers(args: argparse.Namespace, settings: Settings, policy: Policy)
     except OSError as exc:
         print(f"chaperone: cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}", file=sys.stderr)
         return 1
+    launched = sorted({r.backend for r in policy.routes.values() if policy.backends[r.backend].launch is not None})
+    if launched:  # [launcher] each worker would start its own copy of the engine
+        placeholder.close()
+        print(f"chaperone: --workers {settings.workers} with launched engines ({', '.join(launched)}) would start "
+              "one engine per worker; serve with one worker, or run `chaperone launch` once and name its url: "
+              "in the policy (CHAPERONE_LOCAL_MODEL=off for the default policy's mock)", file=sys.stderr)  # fmt: skip
+        return 2
     host = placeholder.getsockname()[0]
     argv = [
         sys.executable, "-m", "proxy.cli", *(["--verbose"] if args.verbose else []), "serve",

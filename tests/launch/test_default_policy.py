@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
+import os
+import sys
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
@@ -76,3 +79,15 @@ async def test_serve_falls_back_to_the_mock_and_says_why(tmp_path: Path, write_p
     banner = b"".join(lines).decode()
     assert "backend local not started: the package 'no_such_model_wheel' is not installed" in banner
     assert "MOCK backend" in banner
+
+
+async def test_workers_with_a_launched_engine_are_refused(tmp_path: Path, write_policy: Callable[[str], Path]) -> None:
+    policy = write_policy("backends: {gpu: {launch: {engine: vllm, model: m}}}\nmodels: {'*': {backend: gpu}}\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CHAPERONE_")}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "proxy.cli", "serve", "--workers", "2", "--port", "0", "--policy", str(policy),
+        env={**env, "CHAPERONE_HOME": str(tmp_path)}, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    out = (await asyncio.wait_for(proc.communicate(), 30))[0].decode()
+    assert proc.returncode == 2
+    assert "--workers 2 with launched engines (gpu) would start one engine per worker" in out
