@@ -155,18 +155,25 @@ async def _serve(config: EngineConfig) -> int:
     from backends.launch.backend import EngineGroup
     from backends.launch.engine import EngineFailed
 
-    group = EngineGroup(config.engine, config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):  # before the start: a signal while it starts stops it too
+        loop.add_signal_handler(sig, stop.set)
     try:
-        await group.start()
+        group = EngineGroup(config.engine, config)
+        starting = asyncio.ensure_future(group.start())
+        await asyncio.wait([starting, asyncio.ensure_future(stop.wait())], return_when=asyncio.FIRST_COMPLETED)
+        if not starting.done():
+            starting.cancel()
+            await asyncio.gather(starting, return_exceptions=True)
+            await group.stop()
+            return 0
+        starting.result()
     except (EngineFailed, FileNotFoundError) as exc:
         print(f"chaperone launch: {exc}", file=sys.stderr)
         return 1
     for engine in group.engines:
         print(f"{engine.label} ready: {engine.base_url} (models: {', '.join(config.names)})", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     while not stop.is_set() and not all(e.state == "failed" for e in group.engines):
         try:
             await asyncio.wait_for(stop.wait(), 0.5)

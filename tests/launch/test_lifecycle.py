@@ -218,3 +218,25 @@ async def test_vllm_in_a_container_through_a_docker_standin(
     assert pid is not None
     await proxy.runner.cleanup()
     assert await gone(pid)
+
+
+async def test_chaperone_launch_runs_the_engine_until_sigterm(tmp_path: Path) -> None:
+    import asyncio
+    import sys
+
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "proxy.cli", "launch", "vllm", "m", "--served-model-name", "m", "--ready-timeout-s", "30",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, cwd=Path(__file__).parents[2],
+    )  # fmt: skip
+    assert proc.stdout is not None
+    lines: list[str] = []
+    while not lines or " ready: http://127.0.0.1:" not in lines[-1]:
+        raw = await asyncio.wait_for(proc.stdout.readline(), 30)
+        assert raw, lines
+        lines.append(raw.decode().rstrip())
+    assert any("[vllm] stand-in vllm: serving ['m']" in line for line in lines)  # the log, prefixed
+    url = lines[-1].split(" ready: ")[1].split()[0]
+    pid = (await standin_info(url, key=None))["pid"]
+    proc.send_signal(signal.SIGTERM)
+    assert await asyncio.wait_for(proc.wait(), 20) == 0
+    assert await gone(pid)
