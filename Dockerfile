@@ -24,6 +24,7 @@ COPY pyproject.toml README.md ./
 COPY proxy ./proxy
 COPY plugins ./plugins
 COPY backends ./backends
+COPY bench ./bench
 COPY policies ./policies
 RUN /opt/venv/bin/pip install -c constraints.txt . \
  && /opt/venv/bin/python -c "import proxy.cli, backends.wiring, plugins.params"
@@ -41,7 +42,8 @@ RUN groupadd --system --gid 10001 chaperone \
       --shell /usr/sbin/nologin chaperone \
  && mkdir -p /etc/chaperone
 COPY --from=builder /opt/venv /opt/venv
-COPY --chown=root:root policies/default.yaml /etc/chaperone/policy.yaml
+COPY --chown=root:root proxy/policies/default.yaml /etc/chaperone/policy.yaml
+COPY --chown=root:root policies /opt/chaperone/policies
 USER 10001:10001
 WORKDIR /var/lib/chaperone
 VOLUME ["/var/lib/chaperone"]

@@ -68,6 +68,8 @@ class OpenAIBackend:
         self._urls: dict[str, URL] = {}
         self._auth = f"Bearer {config.api_key}" if config.api_key else None
         self.keys = KeyPool(config.api_keys, config.key_rest_s) if config.api_keys else None  # [reliability]
+        # [launcher] llama-cpp-python's server answers 400 to an x-request-id that is not a UUID4: off for it.
+        self.send_request_id = True
         # Built once. ``timeout_s`` bounds each wait for the upstream's next bytes: the whole answer
         # of a non-stream call, the first byte and every gap of a stream (which may run long).
         # No ``total`` here: aiohttp would arm one more timer per request for it.
@@ -139,7 +141,8 @@ class OpenAIBackend:
             data = orjson.dumps(body)
         headers = self._headers(request.headers, exchange.caller.authorization, key)
         headers["content-type"] = "application/json"
-        headers["x-request-id"] = exchange.request_id  # vLLM and TGI log it: one id end to end
+        if self.send_request_id:  # [launcher]
+            headers["x-request-id"] = exchange.request_id  # vLLM and TGI log it: one id end to end
         stream = request.stream
         attempt = Attempt(self.name, str(body.get("model", "")), time.monotonic())
         exchange.attempts.append(attempt)

@@ -64,8 +64,8 @@ MONEY_CHAIN: list[dict[str, Any]] = [
 
 
 def default_chain() -> list[Any]:
-    """The chain ``policies/default.yaml`` runs (its ``default_chain``)."""
-    spec = yaml.safe_load((ROOT / "policies" / "default.yaml").read_text())
+    """The chain ``proxy/policies/default.yaml`` runs (its ``default_chain``)."""
+    spec = yaml.safe_load((ROOT / "proxy" / "policies" / "default.yaml").read_text())
     chains: dict[str, list[Any]] = spec["chains"]
     return chains[spec.get("default_chain", "default")]
 

@@ -24,7 +24,7 @@ The contract a backend implements (``Backend``):
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, Protocol
 
@@ -181,14 +181,24 @@ class Wiring:
     factories: Mapping[str, BackendFactory]
     terminal: TerminalFactory
     builtins: Mapping[str, Callable[[], web.Application]] = field(default_factory=dict)
+    launch: BackendFactory | None = None  # a backend with a ``launch:`` block: its engines, started and kept
+    close: Callable[[], Awaitable[None]] | None = None  # at shutdown: stop what ``launch`` started
 
     def types(self) -> list[str]:
         """The backend ``type:`` names a policy may use, sorted."""
         return sorted(self.factories)
 
     def build(self, name: str, config: BackendConfig, url: str | None) -> Backend:
-        """The backend for ``config.type`` (checked against ``types()`` before activation)."""
+        """The backend for ``config.type`` (checked against ``types()`` before activation), or its launched engine."""
+        if config.launch is not None:
+            if self.launch is None:
+                raise RuntimeError(f"backends.{name}.launch: no engine launcher is wired in")
+            return self.launch(name, config, url)
         return self.factories[config.type](name, config, url)
+
+    async def shutdown(self) -> None:
+        if self.close is not None:
+            await self.close()
 
 
 def unknown_types(configs: Mapping[str, BackendConfig], wiring: Wiring) -> list[str]:

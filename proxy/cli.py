@@ -13,6 +13,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from backends.launch.engine import EngineFailed  # [launcher]
 from proxy import gctune
 from proxy.policy import Policy, PolicyError, load_policy
 from proxy.registry import PluginRegistry, build_registry, extra_modules_from_env
@@ -22,7 +23,7 @@ from proxy.workers import WORKER_ENV, Supervisor, announce_ready, die_with_paren
 log = logging.getLogger("chaperone")
 
 SERVE_EXAMPLES = """examples:
-  chaperone serve                                  # policies/default.yaml on 127.0.0.1:8080
+  chaperone serve                                  # the embedded default policy on 127.0.0.1:8080
   chaperone serve --policy my.yaml --port 9000
   chaperone serve --workers 4                      # 4 processes on one port; SIGHUP reloads all, SIGTERM drains all
   OPENAI_BASE_URL=http://127.0.0.1:8080/v1 python app.py   # point an app at it
@@ -32,7 +33,7 @@ CHAPERONE_RELOAD_INTERVAL_S, CHAPERONE_SHUTDOWN_TIMEOUT_S, CHAPERONE_WORKERS, CH
 OTEL_TRACES_EXPORTER=console|otlp"""
 
 CHECK_EXAMPLES = """examples:
-  chaperone check policies/default.yaml
+  chaperone check my-policy.yaml
   chaperone check policies/*.yaml       # exit status 1 if any file has errors"""
 
 SCAN_EXAMPLES = """input: one JSON object per line, {"id": …, "text": "…"} (one user message) or
@@ -111,6 +112,9 @@ def _serve_one(settings: Settings, registry: PluginRegistry, ready_fd: int | Non
     except PolicyError as exc:  # the file changed between the check above and the start
         print(exc.report(), file=sys.stderr)
         return 2
+    except EngineFailed as exc:  # [launcher] a launch: backend's engine did not start
+        print(f"chaperone: not started: {exc}", file=sys.stderr)
+        return 1
     except OSError as exc:
         print(f"chaperone: cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}", file=sys.stderr)
         return 1
@@ -130,6 +134,13 @@ def _serve_workers(args: argparse.Namespace, settings: Settings, policy: Policy)
     except OSError as exc:
         print(f"chaperone: cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}", file=sys.stderr)
         return 1
+    launched = sorted({r.backend for r in policy.routes.values() if policy.backends[r.backend].launch is not None})
+    if launched:  # [launcher] each worker would start its own copy of the engine
+        placeholder.close()
+        print(f"chaperone: --workers {settings.workers} with launched engines ({', '.join(launched)}) would start "
+              "one engine per worker; serve with one worker, or run `chaperone launch` once and name its url: "
+              "in the policy (CHAPERONE_LOCAL_MODEL=off for the default policy's mock)", file=sys.stderr)  # fmt: skip
+        return 2
     host = placeholder.getsockname()[0]
     argv = [
         sys.executable, "-m", "proxy.cli", *(["--verbose"] if args.verbose else []), "serve",
@@ -187,7 +198,12 @@ def _banner(app: web.Application, url: str, settings: Settings) -> str:
     runtime = app[RUNTIME]
     active = runtime.current
     assert active is not None
-    return "\n".join(_banner_lines(active.policy, set(active.backends), runtime.builtin_urls(), url, settings))
+    urls = runtime.builtin_urls()
+    for backend in active.backends.values():  # [launcher] where each launched engine listens
+        group = getattr(backend, "group", None)
+        if group is not None:
+            urls[f"launch:{group.name}"] = ", ".join(engine.base_url for engine in group.engines)
+    return "\n".join(_banner_lines(active.policy, set(active.backends), urls, url, settings))
 
 
 def _banner_lines(policy: Policy, used: set[str], builtin: dict[str, str], url: str, settings: Settings) -> list[str]:
@@ -199,8 +215,16 @@ def _banner_lines(policy: Policy, used: set[str], builtin: dict[str, str], url: 
         if backend.builtin == "mock":
             where = f"at {builtin['mock']}" if "mock" in builtin else "(one per worker, each on its own loopback port)"
             lines.append(f"  backend {name}: the bundled MOCK backend {where} (a test double, not an LLM)")
+        elif backend.launch is not None:  # [launcher]
+            launch = backend.launch
+            where = f" at {builtin[f'launch:{name}']}" if f"launch:{name}" in builtin else ""
+            lines.append(f"  backend {name}: {launch.engine} engine started by the proxy{where}, "
+                         f"serving {', '.join(launch.names)}")  # fmt: skip
         else:
             lines.append(f"  backend {name}: {backend.url}")
+    for name, backend in policy.backends.items():  # [launcher] an optional engine that is not installed
+        if backend.enabled and backend.launch is not None and name not in used and (why := backend.launch.missing()):
+            lines.append(f"  backend {name} not started: {why}")
     lines.append("  models: " + ", ".join(f"{m} → {r.backend}" for m, r in policy.routes.items()))
     if policy.open:
         lines.append("  keys: none — running OPEN: any client that can reach this address may use it")
@@ -362,6 +386,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_cli(sub)
     register_keys_cli(sub)
+    from backends.launch.cli import register_cli as register_launch_cli  # [launcher]
+
+    register_launch_cli(sub)
     from proxy.usage_cli import register_cli as register_usage_cli
 
     register_usage_cli(sub)

@@ -36,6 +36,7 @@ from proxy.metrics import FIRST_EVENT, RECORDER, note_usage
 from proxy.protocol import read_body
 from proxy.runtime import RUNTIME, Active
 from proxy.tracing import request_attributes, response_attributes
+from proxy.upstream_models import upstream_models  # [launcher]
 
 log = logging.getLogger(__name__)
 REQUEST_ID = web.RequestKey("request_id", str)
@@ -361,6 +362,7 @@ async def list_models(request: web.Request) -> web.Response:
     policy = active.policy
     caller = await active.authenticate(request.headers.get("Authorization"))
     data = [_model_object(name, policy.routes[name].backend) for name in policy.client_models(caller)]
+    data += await upstream_models(active, caller)  # [launcher] what a "*" route's upstream serves
     return web.json_response({"object": "list", "data": data})
 
 
@@ -370,6 +372,9 @@ async def get_model(request: web.Request) -> web.Response:
     caller = await active.authenticate(request.headers.get("Authorization"))
     name = request.match_info["model"]
     if name not in policy.client_models(caller):
+        for item in await upstream_models(active, caller):  # [launcher]
+            if item["id"] == name:
+                return web.json_response(item)
         raise NotFound(f"The model {name!r} does not exist or you do not have access to it.", code="model_not_found")
     return web.json_response(_model_object(name, policy.routes[name].backend))
 

@@ -375,10 +375,13 @@ def _compile_routes(spec: PolicyFile, errors: list[str]) -> dict[str, Route]:
             if backend not in spec.backends:
                 where = f"models.{name}.backend" + ("" if isinstance(model.backend, str) else f"[{i}]")
                 errors.append(f"{where}: no backend named {backend!r} (have: {', '.join(spec.backends) or 'none'})")
-        chosen = next((b for b in candidates if b in spec.backends and spec.backends[b].enabled), None)
+        chosen = next((b for b in candidates if b in spec.backends and spec.backends[b].usable), None)  # [launcher]
         if chosen is None:
             if all(b in spec.backends for b in candidates):
-                errors.append(f"models.{name}.backend: none of {candidates} is enabled")
+                missing = [f"{b}: {spec.backends[b].launch.missing()}" for b in candidates  # type: ignore[union-attr]
+                           if spec.backends[b].enabled and not spec.backends[b].usable]  # fmt: skip
+                errors.append(f"models.{name}.backend: none of {candidates} is enabled" +
+                              (f" ({'; '.join(missing)})" if missing else ""))  # fmt: skip
             continue
         if model.hedge is not None:  # [balance]
             from proxy.splits import check_hedge

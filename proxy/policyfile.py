@@ -17,6 +17,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 
 from proxy.accesslog import AccessLogConfig
 from proxy.conversations import ResponsesConfig
+from proxy.launchconfig import LaunchConfig  # [launcher]
 from proxy.limits import KeyLimits
 from proxy.metrics import MetricsConfig
 from proxy.passthrough import PassthroughConfig, RealtimeConfig, RuleText
@@ -175,6 +176,10 @@ class BackendConfig(_Strict):
     circuit: CircuitConfig = Field(  # [reliability]
         default_factory=CircuitConfig, description="Circuit breaker: stop calling a failing backend for a while."
     )
+    launch: LaunchConfig | None = Field(  # [launcher]
+        default=None,
+        description="Start this backend's engine (vllm, tgi or llamacpp) with the proxy instead of naming a URL.",
+    )
     responses_api: Literal["auto", "native", "translate"] = Field(
         default="auto",
         description="Whether /v1/responses is forwarded as is (native) or translated to chat completions; "
@@ -202,11 +207,18 @@ class BackendConfig(_Strict):
             return url is not None and re.match(r"^https://api\.openai\.com(/|$)", url) is not None
         return self.responses_api == "native"
 
+    @property
+    def usable(self) -> bool:  # [launcher]
+        """Enabled, and (for an ``optional`` launch block) its engine and model are installed here."""
+        if not self.enabled:
+            return False
+        return self.launch is None or not self.launch.optional or self.launch.missing() is None
+
     @model_validator(mode="after")
     def _one_target(self) -> BackendConfig:
-        given = 3 - [self.url, self.urls, self.builtin].count(None)  # [balance] urls
+        given = 4 - [self.url, self.urls, self.builtin, self.launch].count(None)  # [balance] urls, [launcher]
         if given > 1 or (given == 0 and self.type == "openai"):  # [providers] a provider has a default url
-            raise ValueError("give exactly one of 'url', 'urls' and 'builtin'")
+            raise ValueError("give exactly one of 'url', 'urls', 'builtin' and 'launch'")
         if self.builtin is not None and self.type != "openai":
             raise ValueError(f"builtin backends speak the OpenAI API: drop 'type: {self.type}' or 'builtin'")
         if self.balance.weights is not None and self.urls is not None and len(self.balance.weights) != len(self.urls):

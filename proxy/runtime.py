@@ -61,6 +61,7 @@ class Active:
     subcaller: Subcaller | None = None
     conversations: Conversations | None = None  # stored Responses API answers, in this policy's store
     circuits: Circuits | None = None  # [reliability] the backends' circuit breakers (state shared in the store)
+    models_cache: dict[str | None, tuple[float, list[Any]]] = field(default_factory=dict)  # [launcher] GET /v1/models
 
     async def authenticate(self, authorization: str | None) -> Caller:
         """The caller for an ``Authorization`` header: static keys, virtual keys or open mode (401 if none)."""
@@ -133,6 +134,7 @@ class Runtime:
         for runner, _ in self._builtins.values():
             await runner.cleanup()
         self._builtins.clear()
+        await self.wiring.shutdown()  # [launcher] the engines of launch: backends
 
     # ---- requests -------------------------------------------------------------------------
 
@@ -267,7 +269,7 @@ class Runtime:
             for name in sorted(backend_names(policy.routes.values())):  # [balance] split variants too
                 config = policy.backends[name]
                 url = await self._builtin_url(config.builtin) if config.builtin else config.url
-                client = self.wiring.build(name, config, url)
+                client = self.wiring.build(name, config, url)  # [launcher] a launch: block starts its engine
                 await client.start()
                 backends[name] = client
             resources = Resources(store=store, home=self.home)

@@ -14,8 +14,8 @@ from aiohttp import web
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
 
-PACKAGE_POLICIES = Path(__file__).resolve().parent.parent / "policies"
-DEFAULT_POLICY = PACKAGE_POLICIES / "default.yaml"
+PACKAGE_POLICIES = Path(__file__).resolve().parent.parent / "policies"  # examples, in a checkout
+DEFAULT_POLICY = Path(__file__).resolve().parent / "policies" / "default.yaml"  # package data: in every install
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,8 @@ def _env(tmp_path: Path) -> dict[str, str]:
 
 
 async def test_serve_runs_the_embedded_default_on_the_bundled_mock(tmp_path: Path) -> None:
-    async with serve_process(tmp_path / "home") as (proc, url):
+    # with the local model off (or llama-cpp-python not installed); tests/launch/test_llamacpp.py runs it on
+    async with serve_process(tmp_path / "home", CHAPERONE_LOCAL_MODEL="off") as (proc, url):
         assert url.startswith("http://127.0.0.1:")
         assert proc.stdout is not None
         lines = [await asyncio.wait_for(proc.stdout.readline(), 5)]
@@ -66,7 +67,7 @@ async def test_serve_reports_a_missing_policy_file(tmp_path: Path) -> None:
 
 async def test_a_plugin_module_that_does_not_import_is_a_clear_error(tmp_path: Path) -> None:
     env = {**_env(tmp_path), "CHAPERONE_PLUGINS": "no_such_plugin_module"}
-    for command in (("check", "policies/default.yaml"), ("serve", "--port", "0")):
+    for command in (("check", "proxy/policies/default.yaml"), ("serve", "--port", "0")):
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "proxy.cli", *command,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,

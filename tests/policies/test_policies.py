@@ -14,7 +14,7 @@ from proxy.policy import PolicyError, load_policy
 from proxy.registry import PluginRegistry
 from proxy.settings import DEFAULT_POLICY, PACKAGE_POLICIES
 
-SHIPPED = sorted(PACKAGE_POLICIES.glob("*.yaml"))
+SHIPPED = sorted([DEFAULT_POLICY, *PACKAGE_POLICIES.glob("*.yaml")])  # the default ships inside the package
 BROKEN = sorted((Path(__file__).parent / "broken").glob("*.yaml"))
 REQUIRED_VAR = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)\}")  # ${VAR} without a :- or :+ default
 
@@ -42,8 +42,8 @@ def test_default_policy_routes_to_openai_when_a_key_is_set(registry: PluginRegis
     assert policy.open
 
 
-def test_default_policy_routes_to_the_mock_without_a_key(registry: PluginRegistry) -> None:
-    policy = load_policy(DEFAULT_POLICY, registry, env={})
+def test_default_policy_routes_to_the_mock_without_a_key_or_local_model(registry: PluginRegistry) -> None:
+    policy = load_policy(DEFAULT_POLICY, registry, env={"CHAPERONE_LOCAL_MODEL": "off"})
     assert policy.route_for("anything").backend == "mock"
     assert policy.backends["mock"].builtin == "mock"
     assert policy.backends["openai"].enabled is False
