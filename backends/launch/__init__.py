@@ -6,3 +6,7 @@ proxy starts itself (``backends.launch.backend.LaunchedBackend``); ``chaperone l
 command lines, ``engine`` runs one replica's process, ``metrics`` reads an engine's Prometheus page.
 This package's own import stays light (the policy schema imports ``config`` from it).
 """
+
+from backends.launch.bench import bench_engine
+
+__all__ = ["bench_engine"]

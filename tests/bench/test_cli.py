@@ -213,7 +213,7 @@ def test_a_concurrency_sweep_plots_throughput_against_latency(mock_url: str, tmp
         (["--concurrency", "1"], "give --requests or --duration"),
         (["--rate", "5", "--requests", "1", "--goodput", "speed:1"], "unknown metric 'speed'"),
         (["--concurrency", "1", "--requests", "1", "--warmup", "x"], "warm-up/cool-down must be like"),
-        (["--concurrency", "1", "--requests", "1", "--launch", "vllm"], "--launch needs backends.launch"),
+        (["--concurrency", "1", "--requests", "1", "--launch", "vllm"], "--launch needs --policy FILE"),
     ],
 )
 def test_bad_options_are_refused_with_a_clear_message(

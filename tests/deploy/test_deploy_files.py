@@ -156,8 +156,9 @@ async def test_the_images_command_serves_and_passes_its_healthcheck(
     """``chaperone serve`` with the image's environment (policy path and home in a temp dir, loopback)."""
     policy = tmp_path / "etc" / "policy.yaml"
     policy.parent.mkdir()
-    shutil.copy(ROOT / "policies" / "default.yaml", policy)
+    shutil.copy(ROOT / "proxy" / "policies" / "default.yaml", policy)
     env = {**image_env, "CHAPERONE_POLICY": str(policy), "CHAPERONE_HOST": "127.0.0.1"}
+    env["CHAPERONE_LOCAL_MODEL"] = "off"  # the image installs no llama.cpp (no `local` extra): as it would fall back
     env.pop("PATH", None)
     env.pop("CHAPERONE_PORT", None)  # serve_process picks a free one
     env.pop("CHAPERONE_HOME", None)  # and a home under tmp_path

@@ -45,8 +45,10 @@ def parsed_tgi(argv: list[str]) -> argparse.Namespace:
 LLAMA = "meta-llama/Llama-3.1-8B-Instruct"
 VLLM_MATRIX = [
     ({}, {"tensor_parallel_size": None, "quantization": None, "enable_prefix_caching": None}),
-    ({"tensor_parallel_size": 4, "pipeline_parallel_size": 2}, {"tensor_parallel_size": 4,
-                                                                 "pipeline_parallel_size": 2}),
+    (
+        {"tensor_parallel_size": 4, "pipeline_parallel_size": 2},
+        {"tensor_parallel_size": 4, "pipeline_parallel_size": 2},
+    ),
     ({"quantization": "awq", "dtype": "half"}, {"quantization": "awq", "dtype": "half"}),
     ({"quantization": "gptq"}, {"quantization": "gptq"}),
     ({"quantization": "fp8", "max_model_len": 32768}, {"quantization": "fp8", "max_model_len": 32768}),
@@ -217,4 +219,4 @@ def test_a_bad_launch_block_is_reported_with_its_yaml_path(registry: PluginRegis
     with pytest.raises(PolicyError) as info:
         both = "backends: {b: {url: 'http://x/v1', launch: {engine: tgi, model: m}}}\nmodels: {}"
         compile_policy_text(both, registry)
-    assert "give exactly one of 'url', 'builtin' and 'launch'" in info.value.errors[0]
+    assert "give exactly one of 'url', 'urls', 'builtin' and 'launch'" in info.value.errors[0]

@@ -66,9 +66,10 @@ async def test_serve_says_why_an_engine_did_not_start(tmp_path: Path, write_poli
     with pytest.raises(AssertionError) as info:
         async with serve_process(tmp_path / "home", "--policy", str(policy)):
             pass
-    assert b"chaperone: not started: engine local: the package 'no_such_model_wheel' is not installed" in str(
-        info.value
-    ).encode()
+    assert (
+        b"chaperone: not started: engine local: the package 'no_such_model_wheel' is not installed"
+        in str(info.value).encode()
+    )
 
 
 async def test_serve_falls_back_to_the_mock_and_says_why(tmp_path: Path, write_policy: Callable[[str], Path]) -> None:

@@ -21,8 +21,8 @@ import pytest
 from pydantic import TypeAdapter
 
 from backends.launch.backend import EngineGroup, LaunchedBackend
-from proxy.launchconfig import EngineConfig
 from backends.launch.engine import EngineFailed
+from proxy.launchconfig import EngineConfig
 from tests.conftest import ProxyFactory, RunningProxy
 from tests.launch.conftest import alive, gone, until
 
@@ -240,3 +240,24 @@ async def test_chaperone_launch_runs_the_engine_until_sigterm(tmp_path: Path) ->
     proc.send_signal(signal.SIGTERM)
     assert await asyncio.wait_for(proc.wait(), 20) == 0
     assert await gone(pid)
+
+
+def test_bench_launch_hook_starts_and_stops_the_policys_engine(tmp_path: Path) -> None:
+    """``chaperone bench --launch BACKEND`` runs inside ``backends.launch.bench_engine``: up while in it, gone after."""
+    import urllib.request
+
+    from backends.launch import bench_engine
+
+    path = tmp_path / "policy.yaml"
+    path.write_text(policy(VLLM % 0))
+    with bench_engine(path, "gpu") as info:
+        assert info["engine"] == "vllm"
+        assert "vllm serve meta-llama/Llama-3.1-8B-Instruct" in info["command"] and "engine-key" not in info["command"]
+        request = urllib.request.Request(info["url"] + "/models", headers={"authorization": "Bearer engine-key"})
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            assert resp.status == 200
+    with pytest.raises(OSError):
+        urllib.request.urlopen(info["url"] + "/models", timeout=2)
+    with pytest.raises(ValueError, match="no backend named 'nope'"):
+        with bench_engine(path, "nope"):
+            pass

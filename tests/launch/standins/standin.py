@@ -67,8 +67,21 @@ def tgi_parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, default=80)
     parser.add_argument("--revision")
     parser.add_argument("--num-shard", type=int)
-    parser.add_argument("--quantize", choices=["awq", "compressed-tensors", "eetq", "exl2", "gptq", "marlin",
-                                                "bitsandbytes", "bitsandbytes-nf4", "bitsandbytes-fp4", "fp8"])
+    parser.add_argument(
+        "--quantize",
+        choices=[
+            "awq",
+            "compressed-tensors",
+            "eetq",
+            "exl2",
+            "gptq",
+            "marlin",
+            "bitsandbytes",
+            "bitsandbytes-nf4",
+            "bitsandbytes-fp4",
+            "fp8",
+        ],
+    )
     parser.add_argument("--dtype", choices=["float16", "bfloat16"])
     parser.add_argument("--max-input-tokens", type=int)
     parser.add_argument("--max-total-tokens", type=int)
