@@ -44,7 +44,7 @@ def test_url_and_urls_together(registry: PluginRegistry) -> None:
     errors = errors_of(
         'backends:\n  a: {url: "http://x/v1", urls: ["http://y/v1"]}\nmodels:\n  m: {backend: a}\n', registry
     )
-    assert errors == ["backends.a: give exactly one of 'url', 'urls' and 'builtin'"]
+    assert errors == ["backends.a: give exactly one of 'url', 'urls', 'builtin' and 'launch'"]
 
 
 def test_weights_must_match_urls(registry: PluginRegistry) -> None:

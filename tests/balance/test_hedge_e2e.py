@@ -65,7 +65,9 @@ async def hedged_proxy(
 async def test_the_fast_replica_answers_and_the_slow_one_is_cancelled(
     replicas: Replicas, start_proxy: ProxyFactory, write_policy: Callable[[str], Path]
 ) -> None:
-    proxy, (slow, fast) = await hedged_proxy(replicas, start_proxy, write_policy, SLOW, MockConfig())
+    # The warm-up's model listing asks the upstream through replica 0 (round robin), so the chat's first
+    # attempt goes to replica 1: the slow one.
+    proxy, (fast, slow) = await hedged_proxy(replicas, start_proxy, write_policy, MockConfig(), SLOW)
     async with proxy.client() as client:
         await client.models.list()  # warm up: the baseline below has the client's connection open
         baseline = await settle()
