@@ -37,6 +37,8 @@ def backends_status(active: Active) -> list[dict[str, Any]]:
         elif config.builtin is not None:
             entry["builtin"] = config.builtin
         entry.setdefault("url", None)
+        if name in active.engines:  # [register] POST /chaperone/engines
+            entry["registered"] = True
         entry["circuit"] = circuits.get(name, OFF)
         out.append(entry)
     return out

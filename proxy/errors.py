@@ -103,6 +103,11 @@ class ModelNotFound(NotFound):
     code = "model_not_found"
 
 
+class Conflict(RequestRejected):
+    status = 409
+    code = "conflict"
+
+
 class MethodNotAllowed(RequestRejected):
     status = 405
     code = "method_not_allowed"

@@ -3,6 +3,8 @@
 A policy becomes active only after it compiled, its backends opened and its plugins started;
 until then the previous one stays in force. A retired policy keeps its backends and plugins
 until its last in-flight request finishes, so a reload never cuts a request or stream short.
+Engines registered at run time (``register``/``unregister``, ``proxy.registered``) are kept here and
+merged into every policy activated, so a reload keeps them; they live in this process only.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from proxy.circuit import Circuits, wanted
 from proxy.conversations import Conversations
 from proxy.keys import KeyRing
 from proxy.policy import Caller, Policy, PolicyError, compile_policy_text
+from proxy.registered import EngineClash, Registration, clash, merge
 from proxy.splits import backend_names
 from proxy.store import Clock, Store, StoreConfig, StoreUnavailable, open_store
 from proxy.subcall import Subcaller
@@ -62,6 +65,8 @@ class Active:
     conversations: Conversations | None = None  # stored Responses API answers, in this policy's store
     circuits: Circuits | None = None  # [reliability] the backends' circuit breakers (state shared in the store)
     models_cache: dict[str | None, tuple[float, list[Any]]] = field(default_factory=dict)  # [launcher] GET /v1/models
+    data: bytes = b""  # [register] the policy file this was compiled from, to compile it again with new engines
+    engines: dict[str, Registration] = field(default_factory=dict)  # [register] the registered engines merged in
 
     async def authenticate(self, authorization: str | None) -> Caller:
         """The caller for an ``Authorization`` header: static keys, virtual keys or open mode (401 if none)."""
@@ -99,6 +104,8 @@ class Runtime:
         self._watch: asyncio.Task[None] | None = None
         self._retiring: set[asyncio.Task[None]] = set()
         self._ready_cache: tuple[Active, float, list[str]] | None = None
+        self.engines: dict[str, Registration] = {}  # [register] POST /chaperone/engines, kept across reloads
+        self._swapping = asyncio.Lock()  # one activation at a time: reloads and (de)registrations
 
     # ---- lifecycle ------------------------------------------------------------------------
 
@@ -108,7 +115,7 @@ class Runtime:
             data, digest = self._read()
         except OSError as exc:
             raise PolicyError(str(self.policy_path), [f"cannot read the file: {exc.strerror or exc}"]) from None
-        self.current = await self._activate(self._compile(data), digest)
+        self.current = await self._activate(self._compile(data), digest, data)
         if self.reload_interval_s > 0:
             self._watch = asyncio.create_task(self._watch_file(), name="chaperone-policy-watch")
         try:
@@ -203,6 +210,10 @@ class Runtime:
 
     async def reload(self, *, force: bool = False) -> bool:
         """Load the file again; swap only if it changed and is valid. True when a new policy took effect."""
+        async with self._swapping:
+            return await self._reload(force=force)
+
+    async def _reload(self, *, force: bool) -> bool:
         try:
             data, digest = self._read()
         except OSError as exc:
@@ -211,7 +222,7 @@ class Runtime:
         if self.current is not None and digest == self.current.digest and not force:
             return False
         try:
-            active = await self._activate(self._compile(data), digest)
+            active = await self._activate(self._compile(data), digest, data)
         except PolicyError as exc:
             self._report(exc.report())
             if self.current is not None:
@@ -222,15 +233,63 @@ class Runtime:
             if self.current is not None:
                 self.current.digest = digest
             return False
-        old, self.current = self.current, active
+        self._swap(active)
         self.last_error = None
         self.reloads += 1
         log.info("policy reloaded from %s", self.policy_path)
+        return True
+
+    def _swap(self, active: Active) -> None:
+        old, self.current = self.current, active
         if old is not None:
             old.retired = True
             if old.inflight == 0:
                 self._schedule_close(old)
-        return True
+
+    # ---- registered engines [register] ----------------------------------------------------
+
+    async def register(self, reg: Registration) -> bool:
+        """Merge an engine into the policy in force (replacing one of that name); False if it was already so.
+
+        Raises ``EngineClash`` when its name or a model is the policy's or another engine's.
+        """
+        async with self._swapping:
+            current = self.in_force()
+            if current.engines.get(reg.name) == reg:
+                return False
+            problem = clash(current.policy.backends, current.policy.routes, reg, current.engines)
+            if problem is not None:
+                raise EngineClash(problem)
+            previous = self.engines.get(reg.name)
+            self.engines[reg.name] = reg
+            try:
+                await self._reactivate(current)
+            except BaseException:
+                if previous is None:
+                    del self.engines[reg.name]
+                else:
+                    self.engines[reg.name] = previous
+                raise
+            log.info("engine %s registered: %s at %s", reg.name, ", ".join(reg.models), reg.url)
+            return True
+
+    async def unregister(self, name: str) -> Registration | None:
+        """Take a registered engine out of the policy in force; None when no engine has that name."""
+        async with self._swapping:
+            reg = self.engines.pop(name, None)
+            if reg is None:
+                return None
+            try:
+                await self._reactivate(self.in_force())
+            except BaseException:
+                self.engines[name] = reg
+                raise
+            log.info("engine %s unregistered", name)
+            return reg
+
+    async def _reactivate(self, current: Active) -> None:
+        """The policy in force again (compiled afresh: plugins are never started twice), with ``self.engines``."""
+        self._swap(await self._activate(self._compile(current.data), current.digest, current.data))
 
     def _report(self, message: str) -> None:
         self.last_error = message
@@ -258,7 +317,10 @@ class Runtime:
 
     # ---- activation -----------------------------------------------------------------------
 
-    async def _activate(self, policy: Policy, digest: str) -> Active:
+    async def _activate(self, policy: Policy, digest: str, data: bytes) -> Active:
+        policy, engines, skipped = merge(policy, self.engines)  # [register]
+        for line in skipped:
+            log.warning("%s", line)
         problems = unknown_types(policy.backends, self.wiring)
         if problems:
             raise PolicyError(str(self.policy_path), problems)
@@ -290,6 +352,7 @@ class Runtime:
         )
         terminal = self.wiring.terminal(backends, self.tracer, conversations, circuits if circuits.breakers else None)
         active = Active(policy, backends, store, digest, terminal, self.tracer is not None, keyring)
+        active.data, active.engines = data, engines  # [register]
         active.circuits = circuits
         active.conversations = conversations
         active.subcaller = Subcaller(terminal)

@@ -4,13 +4,15 @@ The flags are the ``launch:`` block's fields (``proxy.launchconfig``) spelled as
 command line and a policy describe an engine the same way; ``--dry-run`` prints the exact command of
 each replica and exits. Running, it streams the engine's log with a ``[name]`` prefix, prints the
 base URL once the engine is ready, restarts it on a crash (bounded), and on SIGINT/SIGTERM stops it
-(SIGTERM, then SIGKILL).
+(SIGTERM, then SIGKILL). With ``--register URL`` it also adds the ready engine to a running proxy
+(``backends.launch.register``), keeps it there, and takes it out again before stopping.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 import sys
 import types
@@ -20,6 +22,9 @@ from typing import Any, Literal, get_args, get_origin
 from pydantic import TypeAdapter, ValidationError
 
 from proxy.launchconfig import ContainerConfig, EngineConfig, LlamaCppLaunch, TgiLaunch, VllmLaunch
+
+if typing.TYPE_CHECKING:
+    from backends.launch.register import Registrar
 
 __all__ = ["register_cli", "run"]
 
@@ -67,7 +72,18 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:  # type: ignor
             parser.add_argument("--volume", action="append", default=[], metavar="HOST:CONTAINER")
             parser.add_argument("--container-gpus", default="all", help="docker --gpus value (default all)")
         parser.add_argument("--dry-run", action="store_true", help="print the exact command and exit")
+        _add_register(parser)
         parser.set_defaults(func=run)
+
+
+def _add_register(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("registering with a running proxy")
+    group.add_argument("--register", metavar="URL", help="once ready, register the engine with the proxy at URL "
+                       "(its backend and a route per served model; unregistered on stop)")  # fmt: skip
+    group.add_argument("--register-key", metavar="KEY", help="the proxy's admin key (default $CHAPERONE_ADMIN_KEY)")
+    group.add_argument("--register-name", metavar="NAME", help="the backend's name in the proxy (default ENGINE-MODEL)")
+    group.add_argument("--register-interval-s", type=float, default=5.0, metavar="S",
+                       help="how often to check the proxy still has it (default 5)")  # fmt: skip
 
 
 def _add_fields(parser: argparse.ArgumentParser, model: type[Any]) -> None:
@@ -134,7 +150,27 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if args.dry_run:
         return _dry_run(config)
-    return asyncio.run(_serve(config))
+    registrar = None
+    if args.register:
+        if config.replicas > 1:
+            print(f"chaperone launch {args.engine}: --register takes one replica (got --replicas {config.replicas})",
+                  file=sys.stderr)  # fmt: skip
+            return 2
+        registrar = _registrar(args, config)
+    return asyncio.run(_serve(config, registrar, args.register_interval_s))
+
+
+def _registrar(args: argparse.Namespace, config: EngineConfig) -> Registrar:
+    from backends.launch.register import Registrar, default_name, proxy_root
+
+    return Registrar(
+        proxy=proxy_root(args.register),
+        admin_key=args.register_key or os.environ.get("CHAPERONE_ADMIN_KEY") or None,
+        name=args.register_name or default_name(config.engine, config.names[0]),
+        url="",  # the engine's, once it runs
+        models=list(config.names),
+        api_key=config.api_key,
+    )
 
 
 def _dry_run(config: EngineConfig) -> int:
@@ -151,10 +187,12 @@ def _dry_run(config: EngineConfig) -> int:
     return 0
 
 
-async def _serve(config: EngineConfig) -> int:
+async def _serve(config: EngineConfig, registrar: Registrar | None = None, interval_s: float = 5.0) -> int:
     from backends.launch.backend import EngineGroup
     from backends.launch.engine import EngineFailed
 
+    if registrar is not None and not await _reachable(registrar):
+        return 2
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):  # before the start: a signal while it starts stops it too
@@ -174,14 +212,65 @@ async def _serve(config: EngineConfig) -> int:
         return 1
     for engine in group.engines:
         print(f"{engine.label} ready: {engine.base_url} (models: {', '.join(config.names)})", flush=True)
+    if registrar is not None:
+        registrar.url = group.engines[0].base_url
+        if not await _keep_registered(registrar, first=True):
+            await group.stop()
+            return 2
+    next_check = loop.time() + interval_s
     while not stop.is_set() and not all(e.state == "failed" for e in group.engines):
         try:
-            await asyncio.wait_for(stop.wait(), 0.5)
+            await asyncio.wait_for(stop.wait(), min(0.5, interval_s))
         except TimeoutError:
             pass
+        if registrar is not None and group.engines[0].ready and loop.time() >= next_check:
+            await _keep_registered(registrar)
+            next_check = loop.time() + interval_s
     failed = all(e.state == "failed" for e in group.engines)
+    if registrar is not None:
+        await _unregister(registrar)
     await group.stop()
     if failed:
         print("chaperone launch: the engine kept crashing; gave up (see its log above)", file=sys.stderr)
         return 1
     return 0
+
+
+async def _reachable(registrar: Registrar) -> bool:
+    """Before the engine starts: the proxy answers and takes the admin key (else a clear line)."""
+    from backends.launch.register import RegisterError
+
+    try:
+        await registrar.check()
+    except RegisterError as exc:
+        print(f"chaperone launch: --register {registrar.proxy}: {exc}", file=sys.stderr)
+        return False
+    return True
+
+
+async def _keep_registered(registrar: Registrar, *, first: bool = False) -> bool:
+    """Register (again: a restarted proxy forgot it); the first failure is fatal, later ones are reported."""
+    from backends.launch.register import RegisterError
+
+    try:
+        if await registrar.register():
+            again = "" if first else " again (the proxy had forgotten it)"
+            print(f"registered {registrar.name} ({', '.join(registrar.models)}) with {registrar.proxy}{again}",
+                  flush=True)  # fmt: skip
+    except RegisterError as exc:
+        print(f"chaperone launch: --register {registrar.proxy}: {exc}", file=sys.stderr, flush=True)
+        return False
+    return True
+
+
+async def _unregister(registrar: Registrar) -> None:
+    """Best effort: a proxy that cannot be told keeps the route until it restarts, and the line says so."""
+    from backends.launch.register import RegisterError
+
+    try:
+        await registrar.unregister()
+    except RegisterError as exc:
+        print(f"chaperone launch: could not unregister {registrar.name} from {registrar.proxy} (it keeps a "
+              f"route to a stopped engine until it restarts): {exc}", file=sys.stderr, flush=True)  # fmt: skip
+        return
+    print(f"unregistered {registrar.name} from {registrar.proxy}", flush=True)

@@ -20,6 +20,7 @@ from proxy import errors as errors_module
 from proxy.errors import (
     BudgetExceeded,
     ChaperoneError,
+    Conflict,
     Forbidden,
     HTTPRefusal,
     InvalidRequest,
@@ -56,6 +57,7 @@ TABLE: list[tuple[type[ChaperoneError], int, str, str, str | None]] = [
     (Forbidden, 403, "permission_error", "model_not_allowed", "false"),
     (NotFound, 404, "invalid_request_error", "not_found", "false"),
     (ModelNotFound, 404, "invalid_request_error", "model_not_found", "false"),
+    (Conflict, 409, "invalid_request_error", "conflict", "false"),  # [register]
     (MethodNotAllowed, 405, "invalid_request_error", "method_not_allowed", "false"),
     (PayloadTooLarge, 413, "invalid_request_error", "payload_too_large", "false"),
     (PolicyViolation, 400, "invalid_request_error", "policy_violation", "false"),
