@@ -1,0 +1,156 @@
+"""``chaperone eval run`` and ``compare`` end to end: the real proxy in front of the mock backend, over sockets.
+
+The mock answers ``"Mock reply to: "`` plus the prompt's first words, so every expected value below
+is known; ``[[mock:...]]`` markers in a row's context reach only the factuality judge's prompt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from evals.cli import main
+from tests.conftest import MockUpstream, RunningProxy
+
+ROWS = [
+    {"id": "exact", "messages": [{"role": "user", "content": "hello there"}], "expected": "Mock reply to: hello there"},
+    {"id": "partial", "messages": [{"role": "user", "content": "red green blue yellow"}],
+     "expected": "Mock reply to: red green blue purple"},
+]  # fmt: skip
+
+
+def write_rows(path: Path, rows: list[dict[str, Any]]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def read_results(out: Path) -> dict[str, dict[str, Any]]:
+    return {(item := json.loads(line))["id"]: item for line in (out / "results.jsonl").read_text().splitlines()}
+
+
+async def eval_run(
+    proxy: RunningProxy, data: Path, out: Path, *extra: str, models: tuple[str, ...] = ("mock-gpt",)
+) -> tuple[int, Any]:
+    argv = ["run", str(data), "--base-url", proxy.url, "--api-key", "sk-test", "--out", str(out),
+            "--cache-dir", str(out.parent / "cache"), "-q", *extra]  # fmt: skip
+    argv += [arg for model in models for arg in ("--model", model)]
+    code = await asyncio.to_thread(main, argv)
+    summary = json.loads((out / "summary.json").read_text()) if (out / "summary.json").exists() else None
+    return code, summary
+
+
+async def test_scores_and_gates_through_the_gateway(proxy: RunningProxy, tmp_path: Path) -> None:
+    data = write_rows(tmp_path / "set.jsonl", ROWS)
+    code, summary = await eval_run(proxy, data, tmp_path / "a", "--cutoff", "f1=0.8")
+    assert code == 0
+    model = summary["models"]["mock-gpt"]
+    assert (model["rows"], model["pass_rate"]) == (2, 1.0)
+    scores = model["scores"]
+    assert scores["exact"] == 0.5
+    assert scores["f1"] == pytest.approx((1 + 6 / 7) / 2, abs=1e-5)
+    assert scores["bleu"] == pytest.approx((1 + 0.5**0.25) / 2, abs=1e-5)
+    assert scores["rouge2"] == pytest.approx((1 + 5 / 6) / 2, abs=1e-5)
+    results = [json.loads(line) for line in (tmp_path / "a" / "results.jsonl").read_text().splitlines()]
+    assert [r["answer"] for r in results] == ["Mock reply to: hello there", "Mock reply to: red green blue yellow"]
+
+    code, summary = await eval_run(proxy, data, tmp_path / "b", "--cutoff", "f1=0.9")
+    assert code == 1 and summary["models"]["mock-gpt"]["pass_rate"] == 0.5
+    assert summary["gate"] == {"passed": False, "failed_models": ["mock-gpt"], "min_pass_rate": 1.0,
+                               "cutoffs": {"f1": 0.9}}  # fmt: skip
+    code, _ = await eval_run(proxy, data, tmp_path / "c")  # default cutoff exact=1: "partial" fails
+    assert code == 1
+    code, _ = await eval_run(proxy, data, tmp_path / "d", "--min-pass-rate", "0.5")
+    assert code == 0
+    markdown = (tmp_path / "b" / "report.md").read_text()
+    assert "❌ fail" in markdown and "`partial`: f1=" in markdown
+    page = (tmp_path / "b" / "report.html").read_text()
+    assert "<script src" not in page and "<link" not in page and "Mock reply to: red green blue yellow" in page
+
+
+async def test_a_rerun_is_answered_from_the_cache(
+    proxy: RunningProxy, mock_upstream: MockUpstream, tmp_path: Path
+) -> None:
+    data = write_rows(tmp_path / "set.jsonl", ROWS)
+    code, first = await eval_run(proxy, data, tmp_path / "one", "--judge-model", "mock-gpt", "--judge-repeats", "2")
+    upstream = len(await mock_upstream.requests())
+    assert upstream == first["calls"]["upstream"] == 2 + 2 * 2  # two answers, two judge repeats per row
+    code_again, again = await eval_run(proxy, data, tmp_path / "two", "--judge-model", "mock-gpt",
+                                       "--judge-repeats", "2")  # fmt: skip
+    assert len(await mock_upstream.requests()) == upstream  # not one upstream call
+    assert again["calls"] == {"upstream": 0, "cached": upstream, "errors": 0}
+    assert (code_again, again["models"]) == (code, first["models"])
+    _, third = await eval_run(proxy, data, tmp_path / "three", models=("mock-gpt", "aliased"))  # no judge this time
+    assert third["calls"] == {"upstream": 2, "cached": 2, "errors": 0}  # only the new model's answers are asked
+    assert len(await mock_upstream.requests()) == upstream + 2
+
+
+async def test_errors_exit_2_and_are_never_cached(
+    proxy: RunningProxy, mock_upstream: MockUpstream, tmp_path: Path
+) -> None:
+    rows = [*ROWS, {"id": "flaky", "messages": [{"role": "user", "content": "hi [[mock:status=400,fail_times=1]]"}],
+                    "expected": "Mock reply to: hi"}]  # fmt: skip
+    data = write_rows(tmp_path / "set.jsonl", rows)
+    code, summary = await eval_run(proxy, data, tmp_path / "one", "--min-pass-rate", "0.5")
+    assert code == 2 and summary["models"]["mock-gpt"]["errors"] == 1
+    results = read_results(tmp_path / "one")
+    assert results["flaky"]["error"].startswith("HTTP 400")
+    before = len(await mock_upstream.requests())
+    code, summary = await eval_run(proxy, data, tmp_path / "two", "--min-pass-rate", "0.5")
+    assert code == 0 and summary["calls"] == {"upstream": 1, "cached": 2, "errors": 0}  # only the failed row again
+    assert len(await mock_upstream.requests()) == before + 1
+
+
+async def test_judge_repeats_agreement_and_invalid_json(proxy: RunningProxy, tmp_path: Path) -> None:
+    rows = [
+        {"id": "retried", "messages": [{"role": "user", "content": "what colour is the sky"}],
+         "context": "The sky is blue. [[mock:bad_json,fail_times=1]]"},
+        {"id": "hopeless", "messages": [{"role": "user", "content": "what colour is grass"}],
+         "context": "Grass is green. [[mock:wrong_json]]"},
+        {"id": "no-context", "messages": [{"role": "user", "content": "hello"}]},
+    ]  # fmt: skip
+    data = write_rows(tmp_path / "set.jsonl", rows)
+    code, summary = await eval_run(proxy, data, tmp_path / "j", "--judge-model", "mock-gpt", "--judge-repeats", "3",
+                                   "--cutoff", "factuality=0.5", "--cutoff", "judge=0.5")  # fmt: skip
+    assert code == 1
+    judges = summary["models"]["mock-gpt"]["judges"]
+    assert judges["judge"] == {"rows": 3, "agreement": 1.0, "unanimous": 3, "invalid_replies": 0, "invalid_votes": 0,
+                               "no_valid_vote": 0}  # fmt: skip
+    # "retried": one bad reply, asked again; "hopeless": 3 repeats x 3 attempts, all invalid
+    assert judges["factuality"] == {"rows": 2, "agreement": 1.0, "unanimous": 1, "invalid_replies": 1 + 9,
+                                    "invalid_votes": 3, "no_valid_vote": 1}  # fmt: skip
+    results = read_results(tmp_path / "j")
+    assert results["retried"]["judges"]["factuality"]["votes"] == ["pass", "pass", "pass"]
+    assert results["retried"]["passed"] and results["no-context"]["passed"]
+    assert results["hopeless"]["failed"] == ["factuality=None (cutoff 0.5)"]
+    assert "factuality" not in results["no-context"]["scores"]  # no context: not applicable
+
+
+async def test_compare_two_identical_runs_says_no_difference(proxy: RunningProxy, tmp_path: Path) -> None:
+    data = write_rows(tmp_path / "set.jsonl", ROWS)
+    await eval_run(proxy, data, tmp_path / "base")
+    await eval_run(proxy, data, tmp_path / "cand", models=("mock-gpt", "aliased"))
+    out = tmp_path / "cmp.json"
+    code = await asyncio.to_thread(main, ["compare", str(tmp_path / "base"), f"{tmp_path / 'cand'}:aliased",
+                                          "--scorer", "f1", "--json", str(out)])  # fmt: skip
+    result = json.loads(out.read_text())
+    assert code == 0 and result["verdict"] == "no difference"
+    assert result["scorers"]["f1"] | {"ci95": None} == {
+        "pairs": 2, "wins": 0, "ties": 2, "losses": 0, "mean_a": result["scorers"]["f1"]["mean_a"],
+        "mean_b": result["scorers"]["f1"]["mean_a"], "mean_diff": 0.0, "ci95": None, "verdict": "no difference",
+    }  # fmt: skip
+    assert await asyncio.to_thread(main, ["compare", str(tmp_path / "base"), str(tmp_path / "cand")]) == 2  # 2 models
+
+
+async def test_bad_input_is_exit_2_naming_the_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = tmp_path / "bad.jsonl"
+    data.write_text('{"id": 1, "messages": [{"role": "user", "content": "x"}]}\n{"id": 2, "messages": "hi"}\n')
+    argv = ["run", str(data), "--model", "m", "--base-url", "http://127.0.0.1:9/v1", "--out", str(tmp_path / "o")]
+    assert main(argv) == 2
+    assert f"{data}:2: 'messages' must be a non-empty array" in capsys.readouterr().err
+    good = write_rows(tmp_path / "good.jsonl", ROWS)
+    assert main(["run", str(good), "--model", "m", "--out", str(tmp_path / "o"), "--cutoff", "judge=1"]) == 2
+    assert "needs --judge-model" in capsys.readouterr().err
