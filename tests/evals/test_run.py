@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -154,3 +155,20 @@ async def test_bad_input_is_exit_2_naming_the_line(tmp_path: Path, capsys: pytes
     good = write_rows(tmp_path / "good.jsonl", ROWS)
     assert main(["run", str(good), "--model", "m", "--out", str(tmp_path / "o"), "--cutoff", "judge=1"]) == 2
     assert "needs --judge-model" in capsys.readouterr().err
+
+
+async def test_perplexity_of_the_reference_from_prompt_logprobs(proxy: RunningProxy, tmp_path: Path) -> None:
+    # the mock's echo logprobs: -0.1 for a word seen earlier in the text, -2.0 for a new one
+    rows = [
+        {"id": "copied", "messages": [{"role": "user", "content": "red green"}], "expected": "red green"},
+        {"id": "novel", "messages": [{"role": "user", "content": "red green"}], "expected": "blue violet"},
+        {"id": "no-reference", "messages": [{"role": "user", "content": "hello"}]},
+    ]
+    data = write_rows(tmp_path / "set.jsonl", rows)
+    code, summary = await eval_run(proxy, data, tmp_path / "p", "--scorer", "perplexity", "--cutoff", "perplexity=2")
+    results = read_results(tmp_path / "p")
+    assert results["copied"]["scores"]["perplexity"] == pytest.approx(math.exp(0.1), rel=1e-5)
+    assert results["novel"]["scores"]["perplexity"] == pytest.approx(math.exp(2.0), rel=1e-5)
+    assert "perplexity" not in results["no-reference"]["scores"]
+    assert code == 1 and results["novel"]["failed"] == [f"perplexity={math.exp(2.0):.6f} (cutoff 2.0)"]
+    assert summary["models"]["mock-gpt"]["scored_rows"]["perplexity"] == 2
