@@ -3,8 +3,9 @@
 The judge is just another model behind the same OpenAI-compatible URL. It is asked for JSON,
 ``{"verdict": "pass"|"fail", "reasons": [...]}`` (``response_format`` json_schema, which backends that
 do not support it ignore), and its reply is read with the judge plugin's verdict parser. A reply that
-is not a JSON object with a pass/fail verdict is invalid: it is asked again up to ``retries`` times
-(each retry its own cached call), then counted in ``invalid`` and left out of the vote.
+is not a JSON object with a pass/fail verdict is invalid: it is asked again up to ``retries`` times,
+the invalid reply shown back with a reminder of the format (each retry its own cached call), then
+counted in ``invalid`` and left out of the vote.
 
 With ``repeats`` K > 1 the judge is asked K times (each repeat cached on its own); the row's label is
 the majority (a tie counts as fail), its score the share of ``pass`` votes, and ``agreement`` the
@@ -31,6 +32,11 @@ _SYSTEM = (
     "You are a strict evaluator. Read the criteria, the request and the answer, then reply with only a JSON "
     'object: {"verdict": "pass" or "fail", "reasons": ["short reason", ...]}.'
 )
+_NUDGE = {
+    "role": "user",
+    "content": 'That reply was not a JSON object with a "verdict" of "pass" or "fail". '
+    'Reply again with only that JSON object: {"verdict": "pass" or "fail", "reasons": ["..."]}.',
+}
 _VERDICT_KEYS = frozenset({"verdict", "pass", "passed", "ok", "result", "decision", "grounded"})
 _SCHEMA = {
     "type": "object",
@@ -132,14 +138,16 @@ async def judge(caller: Caller, kind: str, row: Row, answer: str, options: Judge
     reasons: list[list[str]] = []
     invalid = replies = 0
     for repeat in range(options.repeats):
+        asked = body
         for attempt in range(options.retries + 1):
-            reply = answer_text(await caller.chat(body, f"{kind}#{repeat}.{attempt}"))
+            reply = answer_text(await caller.chat(asked, f"{kind}#{repeat}.{attempt}"))
             parsed = read(reply)
             if parsed is not None:
                 votes.append(parsed[0])
                 reasons.append(parsed[1])
                 break
             replies += 1
+            asked = {**body, "messages": [*body["messages"], {"role": "assistant", "content": reply}, _NUDGE]}
         else:
             invalid += 1
     return tally(votes, reasons, invalid, replies)

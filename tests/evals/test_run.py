@@ -9,13 +9,14 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from evals.cli import main
-from tests.conftest import MockUpstream, RunningProxy
+from tests.conftest import MockUpstream, ProxyFactory, RunningProxy
 
 ROWS = [
     {"id": "exact", "messages": [{"role": "user", "content": "hello there"}], "expected": "Mock reply to: hello there"},
@@ -105,29 +106,50 @@ async def test_errors_exit_2_and_are_never_cached(
     assert len(await mock_upstream.requests()) == before + 1
 
 
-async def test_judge_repeats_agreement_and_invalid_json(proxy: RunningProxy, tmp_path: Path) -> None:
+JUDGED_POLICY = """
+backends:
+  mock: {{url: "{url}"}}
+  sloppy: {{url: "{url}", headers: {{x-mock-fault: wrong_json}}}}   # every JSON answer breaks its schema
+models:
+  mock-gpt: {{backend: mock}}
+  sloppy-judge: {{backend: sloppy}}
+chains:
+  default: []
+"""
+
+
+async def test_judge_repeats_agreement_and_invalid_json(
+    start_proxy: ProxyFactory, mock_upstream: MockUpstream, write_policy: Callable[[str], Path], tmp_path: Path
+) -> None:
+    proxy = await start_proxy(write_policy(JUDGED_POLICY.format(url=mock_upstream.url)))
     rows = [
         {"id": "retried", "messages": [{"role": "user", "content": "what colour is the sky"}],
-         "context": "The sky is blue. [[mock:bad_json,fail_times=1]]"},
-        {"id": "hopeless", "messages": [{"role": "user", "content": "what colour is grass"}],
-         "context": "Grass is green. [[mock:wrong_json]]"},
+         "context": "The sky is blue. [[mock:bad_json,fail_times=1]]"},  # the first judge reply is cut short
         {"id": "no-context", "messages": [{"role": "user", "content": "hello"}]},
     ]  # fmt: skip
     data = write_rows(tmp_path / "set.jsonl", rows)
+    cutoffs = ("--cutoff", "factuality=0.5", "--cutoff", "judge=0.5")
     code, summary = await eval_run(proxy, data, tmp_path / "j", "--judge-model", "mock-gpt", "--judge-repeats", "3",
-                                   "--cutoff", "factuality=0.5", "--cutoff", "judge=0.5")  # fmt: skip
-    assert code == 1
+                                   *cutoffs)  # fmt: skip
+    assert code == 0
     judges = summary["models"]["mock-gpt"]["judges"]
-    assert judges["judge"] == {"rows": 3, "agreement": 1.0, "unanimous": 3, "invalid_replies": 0, "invalid_votes": 0,
+    assert judges["judge"] == {"rows": 2, "agreement": 1.0, "unanimous": 2, "invalid_replies": 0, "invalid_votes": 0,
                                "no_valid_vote": 0}  # fmt: skip
-    # "retried": one bad reply, asked again; "hopeless": 3 repeats x 3 attempts, all invalid
-    assert judges["factuality"] == {"rows": 2, "agreement": 1.0, "unanimous": 1, "invalid_replies": 1 + 9,
-                                    "invalid_votes": 3, "no_valid_vote": 1}  # fmt: skip
+    assert judges["factuality"] == {"rows": 1, "agreement": 1.0, "unanimous": 1, "invalid_replies": 1,
+                                    "invalid_votes": 0, "no_valid_vote": 0}  # fmt: skip
     results = read_results(tmp_path / "j")
     assert results["retried"]["judges"]["factuality"]["votes"] == ["pass", "pass", "pass"]
-    assert results["retried"]["passed"] and results["no-context"]["passed"]
-    assert results["hopeless"]["failed"] == ["factuality=None (cutoff 0.5)"]
+    assert results["retried"]["judges"]["factuality"]["reasons"][0] != []
     assert "factuality" not in results["no-context"]["scores"]  # no context: not applicable
+
+    # a judge that never writes a verdict: 2 repeats x (1 + 2 retries) invalid replies per row, no vote
+    code, summary = await eval_run(proxy, data, tmp_path / "s", "--judge-model", "sloppy-judge", "--judge-repeats",
+                                   "2", *cutoffs)  # fmt: skip
+    assert code == 1 and summary["models"]["mock-gpt"]["pass_rate"] == 0.0
+    sloppy = summary["models"]["mock-gpt"]["judges"]["judge"]
+    assert (sloppy["invalid_replies"], sloppy["invalid_votes"], sloppy["no_valid_vote"]) == (12, 4, 2)
+    assert sloppy["agreement"] is None
+    assert read_results(tmp_path / "s")["no-context"]["failed"] == ["judge=None (cutoff 0.5)"]
 
 
 async def test_compare_two_identical_runs_says_no_difference(proxy: RunningProxy, tmp_path: Path) -> None:
