@@ -98,7 +98,11 @@ def _run(args: argparse.Namespace) -> int:
     except (DataError, gate.GateError) as exc:
         print(f"chaperone eval: {exc}", file=sys.stderr)
         return 2
-    code, summary = run(options, rows)
+    try:
+        code, summary = run(options, rows)
+    except KeyboardInterrupt:  # the answers so far are in the cache: a re-run picks up from there
+        print("chaperone eval: interrupted (finished calls are cached; run again to resume)", file=sys.stderr)
+        return 130
     _print_summary(summary, args.out)
     return code
 

@@ -21,6 +21,7 @@ the row is left out of that scorer's mean and of its cutoff.
 
 from __future__ import annotations
 
+import functools
 import threading
 import unicodedata
 from collections import Counter
@@ -96,6 +97,7 @@ _ROUGE: Any = None
 _ROUGE_LOCK = threading.Lock()
 
 
+@functools.lru_cache(maxsize=256)  # rouge1, rouge2 and rougeL of one answer come from one scoring
 def rouge(answer: str, expected: str) -> dict[str, float]:
     """ROUGE-1/2/L F-measures (``rouge1``, ``rouge2``, ``rougeL``)."""
     global _ROUGE
