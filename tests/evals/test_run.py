@@ -7,6 +7,7 @@ is known; ``[[mock:...]]`` markers in a row's context reach only the factuality 
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import math
 from collections.abc import Callable
@@ -16,6 +17,8 @@ from typing import Any
 import pytest
 
 from evals.cli import main
+from evals.data import load_rows
+from evals.run import RunOptions, run
 from tests.conftest import MockUpstream, ProxyFactory, RunningProxy
 
 ROWS = [
@@ -194,3 +197,18 @@ async def test_perplexity_of_the_reference_from_prompt_logprobs(proxy: RunningPr
     assert "perplexity" not in results["no-reference"]["scores"]
     assert code == 1 and results["novel"]["failed"] == [f"perplexity={math.exp(2.0):.6f} (cutoff 2.0)"]
     assert summary["models"]["mock-gpt"]["scored_rows"]["perplexity"] == 2
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+async def test_a_progress_bar_on_a_terminal_only(proxy: RunningProxy, tmp_path: Path) -> None:
+    data = write_rows(tmp_path / "set.jsonl", ROWS)
+    rows = load_rows(data)
+    for stream, shown in ((_Terminal(), True), (io.StringIO(), False)):
+        options = RunOptions(data, ("mock-gpt",), proxy.url, "sk-test", tmp_path / "o", scorers=("f1",))
+        code, _ = await asyncio.to_thread(run, options, rows, stream)
+        assert code == 1  # exact=1 fails "partial"
+        assert ("eval: 100%" in stream.getvalue() and "2/2" in stream.getvalue()) is shown
