@@ -1,4 +1,4 @@
-"""The ``chaperone`` command: serve, check, scan, keys, mock-backend, bench."""
+"""The ``chaperone`` command: serve, check, scan, keys, mock-backend, bench, eval, rollout."""
 
 from __future__ import annotations
 
@@ -358,6 +358,14 @@ def _bench(args: argparse.Namespace) -> int:
     return bench_main(args.rest)
 
 
+def _delegate(command: str, rest: list[str]) -> int:
+    # [evals] `chaperone eval run|compare|plugins` and `chaperone rollout` live in the evals package (evals/cli.py)
+    from evals.cli import main as eval_main
+    from evals.cli import rollout_main
+
+    return eval_main(rest) if command == "eval" else rollout_main(rest)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="chaperone", description="An OpenAI-compatible LLM gateway with a plugin chain."
@@ -396,6 +404,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="load tests: run, sweep, compare, overhead", add_help=False)
     bench.add_argument("rest", nargs=argparse.REMAINDER)
     bench.set_defaults(func=_bench)
+    for name, text in (("eval", "evaluate models: run, compare, plugins"), ("rollout", "move a canary's weights")):
+        sub.add_parser(name, help=text, add_help=False)  # [evals] parsed by evals/cli.py (main() delegates)
     return parser
 
 
@@ -407,6 +417,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["bench"]:  # every option after `bench` belongs to bench/cli.py, --help included
         return _bench(argparse.Namespace(rest=argv[1:]))
+    if argv[:1] in (["eval"], ["rollout"]):  # [evals] every option after the command belongs to evals/cli.py
+        return _delegate(argv[0], argv[1:])
     args = build_parser().parse_args(argv)
     level = (
         logging.DEBUG if args.verbose else getattr(logging, os.environ.get("CHAPERONE_LOG_LEVEL", "INFO").upper(), 20)

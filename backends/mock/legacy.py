@@ -1,4 +1,8 @@
-"""``POST /v1/completions``: the legacy text-completion endpoint, streamed or not."""
+"""``POST /v1/completions``: the legacy text-completion endpoint, streamed or not.
+
+[evals] ``echo: true`` puts the prompt before the answer; with ``logprobs`` set too, every piece gets a
+deterministic log-probability (``echo_logprobs``), so a perplexity scorer has prompt logprobs to read.
+"""
 
 from __future__ import annotations
 
@@ -50,12 +54,33 @@ async def completions(request: web.Request) -> web.StreamResponse:
             "created": created,
             "model": model,
             "system_fingerprint": "fp_mock",
-            "choices": [
-                {"text": a.text, "index": i, "logprobs": None, "finish_reason": a.finish_reason} for i, a in choices
-            ],
+            "choices": [_choice(body, prompts[i // n], a, i) for i, a in choices],
             "usage": totals,
         }
     )
+
+
+def _choice(body: dict[str, Any], prompt: str | list[int], answer: Answer, index: int) -> dict[str, Any]:
+    choice = {"text": answer.text, "index": index, "logprobs": None, "finish_reason": answer.finish_reason}
+    if body.get("echo") is True and isinstance(prompt, str):  # [evals] echo the prompt, with prompt logprobs
+        choice["text"] = prompt + answer.text
+        if isinstance(body.get("logprobs"), int):
+            choice["logprobs"] = echo_logprobs(prompt + answer.text)
+    return choice
+
+
+def echo_logprobs(text: str) -> dict[str, Any]:
+    """[evals] Legacy ``logprobs`` for every piece of ``text``: null for the first (as OpenAI does), then
+    -0.1 for a word already seen earlier in the text (copied from the prompt), -2.0 for a new one."""
+    tokens, offsets, values, seen, at = [], [], [], set(), 0
+    for piece in split_pieces(text):
+        word = piece.strip().lower()
+        tokens.append(piece)
+        offsets.append(at)
+        values.append(None if at == 0 else (-0.1 if word in seen else -2.0))
+        seen.add(word)
+        at += len(piece)
+    return {"tokens": tokens, "token_logprobs": values, "text_offset": offsets, "top_logprobs": None}
 
 
 def _prompts(body: dict[str, Any]) -> list[str | list[int]]:
