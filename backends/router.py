@@ -191,7 +191,11 @@ def make_terminal(
             return await walk(ex, guarded_step)
         if LOOP in ex.stash or (breakers and (route.backend in breakers or route.split is not None)):
             return await guarded_step(ex)
-        return await plain_step(ex)
+        if route.split is not None:
+            return await plain_step(ex)
+        response = await call_upstream(ex)  # the common case: one plain attempt, no extra frames
+        response.headers[BACKEND_HEADER] = route.backend
+        return response
 
     return terminal
 
