@@ -1,4 +1,4 @@
-"""The ``chaperone`` command: serve, check, scan, keys, mock-backend, bench."""
+"""The ``chaperone`` command: serve, check, scan, keys, mock-backend, bench, dataset."""
 
 from __future__ import annotations
 
@@ -334,6 +334,13 @@ def _bench(args: argparse.Namespace) -> int:
     return bench_main(args.rest)
 
 
+def _dataset(args: argparse.Namespace) -> int:
+    # [loop] `chaperone dataset list|show|export` lives in the dataset package (dataset/cli.py)
+    from dataset.cli import main as dataset_main
+
+    return dataset_main(args.rest)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="chaperone", description="An OpenAI-compatible LLM gateway with a plugin chain."
@@ -369,6 +376,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="load tests: run, sweep, compare, overhead", add_help=False)
     bench.add_argument("rest", nargs=argparse.REMAINDER)
     bench.set_defaults(func=_bench)
+    dataset = sub.add_parser("dataset", help="captured traffic as fine-tuning files", add_help=False)  # [loop]
+    dataset.add_argument("rest", nargs=argparse.REMAINDER)
+    dataset.set_defaults(func=_dataset)
     return parser
 
 
@@ -380,6 +390,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["bench"]:  # every option after `bench` belongs to bench/cli.py, --help included
         return _bench(argparse.Namespace(rest=argv[1:]))
+    if argv[:1] == ["dataset"]:  # [loop] every option after `dataset` belongs to dataset/cli.py
+        return _dataset(argparse.Namespace(rest=argv[1:]))
     args = build_parser().parse_args(argv)
     level = (
         logging.DEBUG if args.verbose else getattr(logging, os.environ.get("CHAPERONE_LOG_LEVEL", "INFO").upper(), 20)

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from aiohttp import web
 
 import backends.wiring
-from proxy import admin, api_routes, backends_view, handlers, realtime, usage
+from proxy import admin, api_routes, backends_view, feedback, handlers, realtime, usage
 from proxy.accesslog import AccessLog
 from proxy.backend import Wiring
 from proxy.errors import ChaperoneError
@@ -132,5 +132,6 @@ def create_app(
     app.router.add_get("/readyz", handlers.readyz)
     usage.add_routes(app)  # before the admin catch-all
     backends_view.add_routes(app)  # [reliability] GET /chaperone/backends
+    feedback.add_routes(app)  # [loop] POST /chaperone/feedback (the capture plugin's store)
     admin.add_routes(app)
     return app
