@@ -46,7 +46,8 @@ class NearIndex:
     def __init__(self, threshold: float) -> None:
         self.threshold = threshold
         self._exact: set[str] = set()
-        self._lsh = MinHashLSH(threshold=threshold, num_perm=NUM_PERM)
+        # candidates from a looser index, weighted against misses; each is then checked against the threshold
+        self._lsh = MinHashLSH(threshold=max(0.3, threshold - 0.2), num_perm=NUM_PERM, weights=(0.2, 0.8))
         self._sketches: dict[str, MinHash] = {}
 
     def match(self, text: str) -> str | None:

@@ -9,7 +9,8 @@
     trl          {"prompt": [...], "chosen": [assistant], "rejected": [assistant]}  TRL's conversational
                  preference format (DPOTrainer, ORPO, KTO via pairs).
     sharegpt     {"conversations": [{"from": system|human|gpt|function_call|observation, "value"}], "tools"?}
-                 after an optional system turn, human/observation and gpt/function_call alternate, ending on gpt.
+                 after an optional system turn, human/observation and gpt/function_call alternate;
+                 the model's turn is last.
 """
 
 from __future__ import annotations
@@ -198,8 +199,10 @@ def _sharegpt_problems(line: dict[str, Any]) -> list[str]:
         side = _SIDE.get(turn["from"])
         if side != ("in" if i % 2 == 0 else "out"):
             found.append(f"conversations[{i}].from: {turn['from']!r} out of turn (human and gpt alternate)")
-    if not body or not isinstance(body[-1], dict) or body[-1].get("from") != "gpt" or not body[-1].get("value"):
-        found.append("conversations: must end with a non-empty gpt turn")
+    if not body or not isinstance(body[-1], dict) or _SIDE.get(body[-1].get("from", "")) != "out" or not body[-1].get(
+        "value"
+    ):
+        found.append("conversations: must end with a non-empty gpt or function_call turn")
     return found
 
 

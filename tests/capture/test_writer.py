@@ -1,0 +1,85 @@
+"""The background writer: a full queue drops and counts, never waits; what it kept is all written, even at stop."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import aiohttp
+import orjson
+
+from plugins._capture.mask import Masker, Pending
+from plugins._capture.store import CaptureStore
+from plugins._capture.writer import Writer
+from plugins._pii.config import DetectorConfig
+from plugins._pii.detect import PiiDetector
+from tests.capture.helpers import EMAIL, policy
+from tests.conftest import MockUpstream, ProxyFactory
+
+
+def store_bytes(directory: Path) -> bytes:
+    return b"".join(p.read_bytes() for p in directory.iterdir())
+
+
+def pending(n: int) -> Pending:
+    meta = {"request_id": f"r{n}", "ts": float(n), "endpoint": "chat", "model": "m", "key": "k", "status": 200,
+            "latency_ms": 1.0, "retention": "full", "tags": [], "verdicts": {}, "events": [], "attempts": []}
+    body = {"model": "m", "messages": [{"role": "user", "content": f"mail {EMAIL} #{n}"}]}
+    return Pending(meta, "chat", orjson.dumps(body), None)
+
+
+async def test_a_full_queue_drops_and_counts_and_stop_writes_every_kept_record(tmp_path: Path) -> None:
+    store = CaptureStore(tmp_path / "c.sqlite")
+    writer = Writer(store, Masker(PiiDetector(DetectorConfig())), max_queue=5, batch=2)
+    writer.start()
+    offered = [writer.offer(pending(n)) for n in range(20)]  # no await in between: the writer cannot drain
+    assert offered == [True] * 5 + [False] * 15
+    assert (writer.stats.kept, writer.stats.dropped) == (5, 15)
+    await writer.stop()
+    reader = CaptureStore(tmp_path / "c.sqlite", readonly=True)
+    rows = list(reader.rows())
+    assert [r["request_id"] for r in rows] == [f"r{n}" for n in range(5)]
+    assert writer.stats.written == 5 and writer.stats.failed == 0 and writer.stats.batches == 3
+    assert all("<EMAIL_ADDRESS_1>" in r["request"]["messages"][0]["content"] for r in rows)
+
+
+async def test_a_record_that_cannot_be_masked_is_not_stored_and_the_batch_goes_on(tmp_path: Path) -> None:
+    writer = Writer(CaptureStore(tmp_path / "c.sqlite"), Masker(None), max_queue=10, batch=10)  # no detector
+    writer.start()
+    unmasked, metadata = pending(1), pending(2)
+    metadata.text = False
+    writer.offer(unmasked)
+    writer.offer(metadata)
+    await writer.stop()
+    rows = list(CaptureStore(tmp_path / "c.sqlite", readonly=True).rows())
+    assert [r["request_id"] for r in rows] == ["r2"] and rows[0]["request"] is None
+    assert EMAIL.encode() not in store_bytes(tmp_path)
+
+
+async def test_under_load_every_request_is_kept_or_counted_dropped_and_every_kept_one_is_stored(
+    start_proxy: ProxyFactory, mock_upstream: MockUpstream, write_policy: Callable[[str], Path]
+) -> None:
+    proxy = await start_proxy(write_policy(policy(mock_upstream.url, "[pii, {capture: {max_queue: 8}}]", keyed=False)))
+    plugin = next(p for p in proxy.runtime.in_force().policy.plugins if getattr(p, "name", "") == "capture")
+    body = {"model": "mock-gpt", "messages": [{"role": "user", "content": f"hello {EMAIL}"}]}
+    async with aiohttp.ClientSession() as session:
+
+        async def one() -> int:
+            async with session.post(proxy.url + "/chat/completions", json=body) as response:
+                await response.read()
+                return response.status
+
+        statuses = await asyncio.gather(*(one() for _ in range(120)))
+        async with session.get(proxy.url.removesuffix("/v1") + "/metrics") as response:
+            metrics = await response.text()
+    assert statuses == [200] * 120
+    counted = {m[0]: int(float(m[1])) for m in re.findall(r'chaperone_capture_records_total\{outcome="(\w+)"\} (\S+)',
+                                                           metrics)}  # fmt: skip
+    stats = plugin.stats()
+    assert counted.get("kept", 0) + counted.get("dropped", 0) == 120
+    assert (stats["kept"], stats["dropped"]) == (counted.get("kept", 0), counted.get("dropped", 0))
+    path = plugin.path
+    await proxy.runner.cleanup()
+    assert CaptureStore(path, readonly=True).count() == stats["kept"]
