@@ -19,6 +19,7 @@ import hashlib
 import logging
 import time
 import zlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -26,9 +27,9 @@ from typing import Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
-from plugins._capture.mask import Masker, Pending
+from plugins._capture import worker
+from plugins._capture.mask import Pending
 from plugins._capture.schema import DEFAULT_PATH, OPEN_KEY, SCHEMA_VERSION
-from plugins._capture.store import CaptureStore
 from plugins._capture.writer import Writer
 from plugins._pii.config import DetectorConfig
 from proxy import ApiResponse, CallNext, Exchange, PluginRegistry, StashKey, hookimpl
@@ -67,6 +68,10 @@ class CaptureConfig(BaseModel):
     pii: DetectorConfig = Field(
         default_factory=DetectorConfig, description="Capture's own recognizers (same fields as the pii plugin's)."
     )
+    writer: Literal["process", "thread"] = Field(
+        default="process",
+        description="Where masking and writes run: a process of their own (no GIL shared with answers) or a thread.",
+    )
     max_queue: int = Field(default=10_000, ge=1, description="Records waiting to be written; beyond, dropped.")
     batch: int = Field(default=256, ge=1, le=10_000, description="Records masked and written per transaction.")
 
@@ -79,7 +84,7 @@ class _State:
     request: bytes | None = None
     last: bytes | None = None  # the last answer call_next returned through capture
     final: bytes | None = None
-    chunks: list[bytes] | None = None
+    chunks: list[bytes] | None = None  # a stream's raw SSE blocks
     drafts: list[tuple[str, bytes]] = field(default_factory=list)
 
 
@@ -100,14 +105,12 @@ class Capture:
 
     @hookimpl
     async def on_startup(self, resources: Resources) -> None:
-        from plugins._pii.detect import PiiDetector  # presidio: imported only by policies that capture
-
         path = Path(self.config.path)
         path = path if path.is_absolute() else resources.home / path
-        store = CaptureStore(path)
-        self.writer = Writer(store, Masker(PiiDetector(self.config.pii)), max_queue=self.config.max_queue,
-                             batch=self.config.batch)  # fmt: skip
-        self.writer.start()
+        writer = Writer(path, self.config.pii.model_dump(), max_queue=self.config.max_queue, batch=self.config.batch,
+                        mode=self.config.writer)  # fmt: skip
+        await writer.start()
+        self.writer = writer
 
     @hookimpl
     async def on_shutdown(self) -> None:
@@ -117,7 +120,7 @@ class Capture:
 
     @property
     def path(self) -> Path | None:
-        return self.writer.store.path if self.writer is not None else None
+        return self.writer.path if self.writer is not None else None
 
     def stats(self) -> dict[str, int]:
         """The writer's counters: kept, dropped, written, failed, batches."""
@@ -161,22 +164,13 @@ class Capture:
     async def on_response(self, exchange: Exchange) -> None:
         state = exchange.stash.get(STATE)
         response = exchange.response
-        if response is None:
+        if response is None or state is None:
             return
-        if response.stream is not None:
-            if state is None or self.config.retention == "metadata_only":
-                exchange.skip_stream_hooks(self)
-            else:
-                state.chunks = []
-        elif state is not None:
+        if response.stream is None:
             state.final = _snapshot(response)
-
-    @hookimpl
-    async def on_chunk(self, exchange: Exchange, chunk: dict[str, Any]) -> dict[str, Any]:
-        state = exchange.stash.get(STATE)
-        if state is not None and state.chunks is not None:
-            state.chunks.append(orjson.dumps(chunk))
-        return chunk
+        elif self.config.retention == "full" and response.status == 200:
+            state.chunks = []  # the upstream's bytes, before any step restores PII in them: never parsed here
+            response.stream = _tee(response.stream, state.chunks)
 
     @hookimpl
     async def on_complete(self, exchange: Exchange) -> None:
@@ -223,23 +217,19 @@ class Capture:
         if self.writer is None:
             return None
         await self.writer.flush()
-        return await self.writer.run_in_thread(self.writer.store.key_of, request_id)
+        owner = await self.writer.call(worker.key_of, str(self.writer.path), request_id)
+        return owner if isinstance(owner, str) else None
 
     async def add_feedback(self, request_id: str, author: str, feedback: dict[str, Any]) -> None:
         """Store feedback; its comment and correction are masked with capture's recognizers first."""
-        writer = self.writer
-        assert writer is not None
-        comment, correction = feedback.get("comment"), feedback.get("correction")
-        texts = [comment or "", correction or ""]
-        masked = await writer.run_in_thread(writer.masker.mask_free_text, texts)
-        comment_m, correction_m = masked
-        message = {"role": "assistant", "content": correction_m} if correction else None
-        await writer.run_in_thread(
-            lambda: writer.store.set_feedback(
-                request_id, author=author, good=feedback.get("good"), score=feedback.get("score"),
-                comment=comment_m if comment else None, correction=message,
-            )
-        )  # fmt: skip
+        assert self.writer is not None
+        await self.writer.call(worker.feedback, str(self.writer.path), request_id, author, feedback)
+
+
+async def _tee(stream: AsyncIterator[bytes], into: list[bytes]) -> AsyncIterator[bytes]:
+    async for block in stream:
+        into.append(block)
+        yield block
 
 
 def _index_of(exchange: Exchange, plugin: object) -> int:

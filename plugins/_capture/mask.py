@@ -22,6 +22,7 @@ import orjson
 from plugins._pii.restore import PlaceholderMap, Span
 from proxy import ApiRequest
 from proxy.answershapes import assemble
+from proxy.sse import decode_data, split_events
 from proxy.textview import TextRef, request_texts, response_texts
 
 if TYPE_CHECKING:
@@ -43,7 +44,7 @@ class Pending:
     endpoint: str
     request: bytes | None = None
     answer: bytes | None = None
-    chunks: list[bytes] | None = None
+    chunks: list[bytes] | None = None  # a stream's raw SSE blocks
     drafts: list[tuple[str, bytes]] = field(default_factory=list)
     pairs: list[tuple[str, str]] = field(default_factory=list)  # (original, placeholder) from the pii step
     own: bool = True  # run capture's own detector on the texts
@@ -99,7 +100,8 @@ class Masker:
         request = _request_body(pending.request) if pending.request else None
         answer_body = orjson.loads(pending.answer) if pending.answer else None
         if answer_body is None and pending.chunks:
-            answer_body = assemble(pending.endpoint, [orjson.loads(c) for c in pending.chunks])
+            events = [decode_data(e) for e in split_events(b"".join(pending.chunks))]
+            answer_body = assemble(pending.endpoint, [e for e in events if e is not None])
         answer = answer_message(pending.endpoint, answer_body)
         drafts: list[dict[str, Any]] = [
             {"source": source, "message": msg}

@@ -2,9 +2,10 @@
 
 ``offer`` is all the request path does (a ``put_nowait``): when the queue is full the record is dropped
 and counted, never waited for. One task drains the queue in batches (whatever is waiting, up to
-``batch``); masking (presidio) and the SQLite transaction run in one dedicated thread, so the store's
-connection stays on one thread. ``stop`` drains everything already offered: a record counted as kept is
-written unless the write itself fails (counted in ``failed``, logged).
+``batch``) and hands each to ``plugins._capture.worker`` in a separate process (``mode: process``, the
+default: no GIL shared with the event loop) or in one dedicated thread (``mode: thread``). ``stop`` drains
+everything already offered: a record counted as kept is written unless the write itself fails (counted
+in ``failed``, logged).
 """
 
 from __future__ import annotations
@@ -12,16 +13,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+import multiprocessing
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from pathlib import Path
+from typing import Any, Literal
 
-from plugins._capture.mask import Masker, Pending
-from plugins._capture.store import CaptureStore
+from plugins._capture import worker
+from plugins._capture.mask import Pending
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
+Mode = Literal["process", "thread"]
 
 
 @dataclass(slots=True)
@@ -40,14 +42,25 @@ class WriterStats:
 
 
 class Writer:
-    def __init__(self, store: CaptureStore, masker: Masker, *, max_queue: int, batch: int) -> None:
-        self.store = store
-        self.masker = masker
+    def __init__(self, path: Path, detector: dict[str, Any], *, max_queue: int, batch: int, mode: Mode) -> None:
+        self.path = path
         self.batch = batch
         self.stats = WriterStats()
+        self._key = str(path)
+        self._detector = detector
         self._queue: asyncio.Queue[Pending] = asyncio.Queue(maxsize=max_queue)
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chaperone-capture")
+        self._pool: Executor = (
+            ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+            if mode == "process"
+            else ThreadPoolExecutor(1, thread_name_prefix="chaperone-capture")
+        )
         self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Open the store and build the recognizers where they will run; then start draining."""
+        await self.call(worker.init, self._key, self._detector)
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="chaperone-capture-writer")
 
     def offer(self, pending: Pending) -> bool:
         """Queue a record without waiting; False (and counted as dropped) when the queue is full."""
@@ -59,29 +72,24 @@ class Writer:
         self.stats.kept += 1
         return True
 
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="chaperone-capture-writer")
-
     async def flush(self) -> None:
         """Wait until every record offered so far is written (or failed)."""
-        if self._task is None:
-            self.start()
         await self._queue.join()
 
     async def stop(self) -> None:
-        """Write what is queued, then stop the task, the thread and the store."""
+        """Write what is queued, then stop the task, close the store and the process (or thread)."""
         if self._task is not None:
             await self._queue.join()
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        await asyncio.get_running_loop().run_in_executor(self._pool, self.store.close)
+        with contextlib.suppress(Exception):
+            await self.call(worker.close, self._key)
         self._pool.shutdown(wait=True)
 
-    async def run_in_thread(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run ``fn(*args)`` on the writer's thread (the store's connection lives there)."""
+    async def call(self, fn: Any, *args: Any) -> Any:
+        """Run a ``plugins._capture.worker`` function where the store lives."""
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
 
     async def _run(self) -> None:
@@ -91,7 +99,7 @@ class Writer:
             while len(items) < self.batch and not queue.empty():
                 items.append(queue.get_nowait())
             try:
-                written = await asyncio.get_running_loop().run_in_executor(self._pool, self._write, items)
+                written = await self.call(worker.write, self._key, items)
                 self.stats.written += written
                 self.stats.failed += len(items) - written
                 self.stats.batches += 1
@@ -101,12 +109,3 @@ class Writer:
             finally:
                 for _ in items:
                     queue.task_done()
-
-    def _write(self, items: list[Pending]) -> int:
-        rows = []
-        for pending in items:
-            try:
-                rows.append(self.masker.row(pending))
-            except Exception:  # one bad record does not lose the batch; its text never goes in unmasked
-                log.exception("capture: record %s not stored", pending.meta.get("request_id"))
-        return self.store.insert_many(rows)

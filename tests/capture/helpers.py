@@ -20,6 +20,10 @@ keys:
 """
 
 
+THREAD = "{capture: {writer: thread}}"
+"""capture with its writer in a thread: tests start many proxies, and a writer process costs seconds to spawn."""
+
+
 def policy(upstream: str, chain: str, *, keyed: bool = True) -> str:
     return simple_policy(upstream, chain, KEYS if keyed else "")
 

@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 
 from plugins._capture.store import CaptureStore
-from tests.capture.helpers import EMAIL, PROMPT, assert_no_canary, policy, store_bytes
+from tests.capture.helpers import EMAIL, PROMPT, THREAD, assert_no_canary, policy, store_bytes
 from tests.conftest import MockUpstream, ProxyFactory, RunningProxy
 
 PII_CHAIN = "[pii, capture]"
@@ -27,7 +27,7 @@ async def rows(proxy: RunningProxy) -> list[dict[str, Any]]:
     return list(CaptureStore(plugin.path, readonly=True).rows())
 
 
-@pytest.mark.parametrize("chain", ["[pii, capture]", "[capture]", "[capture, pii]"])
+@pytest.mark.parametrize("chain", ["[pii, capture]", f"[{THREAD}]", f"[{THREAD}, pii]"])  # the first: a writer process
 async def test_captured_text_is_masked_whether_or_not_the_chain_masks(
     chain: str, start_proxy: ProxyFactory, mock_upstream: MockUpstream, write_policy: Callable[[str], Path],
     tmp_path: Path,
@@ -60,7 +60,7 @@ async def test_captured_text_is_masked_whether_or_not_the_chain_masks(
 async def test_record_holds_metadata_and_metadata_only_keeps_no_text(
     start_proxy: ProxyFactory, mock_upstream: MockUpstream, write_policy: Callable[[str], Path]
 ) -> None:
-    chain = "[pii, {capture: {retention: metadata_only}}]"
+    chain = "[pii, {capture: {retention: metadata_only, writer: thread}}]"
     proxy = await start_proxy(write_policy(policy(mock_upstream.url, chain)))
     async with proxy.client("sk-app2") as client:
         raw = await client.chat.completions.with_raw_response.create(
@@ -91,7 +91,8 @@ async def test_filters_choose_what_is_captured(
     config: str, kept: list[str], start_proxy: ProxyFactory, mock_upstream: MockUpstream,
     write_policy: Callable[[str], Path],
 ) -> None:
-    proxy = await start_proxy(write_policy(policy(mock_upstream.url, f"[pii, {{capture: {config}}}]")))
+    chain = "[pii, {capture: {writer: thread, " + config[1:] + "}]"
+    proxy = await start_proxy(write_policy(policy(mock_upstream.url, chain)))
     body = {"model": "mock-gpt", "messages": [{"role": "user", "content": "hi"}]}
     async with aiohttp.ClientSession(headers={"Authorization": "Bearer sk-app1"}) as session:
         for tags, fault in (("keep", ""), ("other", ""), ("failed", "status=500")):

@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 
 from plugins._capture.store import CaptureStore
-from tests.capture.helpers import ADMIN, CARD, EMAIL, assert_no_canary, policy, store_bytes
+from tests.capture.helpers import ADMIN, CARD, EMAIL, THREAD, assert_no_canary, policy, store_bytes
 from tests.conftest import MockUpstream, ProxyFactory, RunningProxy
 
 
@@ -18,7 +18,7 @@ from tests.conftest import MockUpstream, ProxyFactory, RunningProxy
 async def keyed(
     start_proxy: ProxyFactory, mock_upstream: MockUpstream, write_policy: Callable[[str], Path]
 ) -> RunningProxy:
-    return await start_proxy(write_policy(policy(mock_upstream.url, "[pii, capture]")))
+    return await start_proxy(write_policy(policy(mock_upstream.url, f"[pii, {THREAD}]")))
 
 
 async def ask(proxy: RunningProxy, key: str) -> str:

@@ -50,7 +50,7 @@ def gateway_policy(upstream: str, judge_url: str, steps: str) -> str:
       judge: {{backend: judging}}
       "*": {{backend: local}}
     chains:
-      default: [pii, {steps}, capture]
+      default: [pii, {steps}, {{capture: {{writer: thread}}}}]
     """)
 
 

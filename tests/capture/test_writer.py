@@ -9,12 +9,12 @@ from pathlib import Path
 
 import aiohttp
 import orjson
+import pytest
 
-from plugins._capture.mask import Masker, Pending
+from plugins._capture import worker
+from plugins._capture.mask import Pending
 from plugins._capture.store import CaptureStore
-from plugins._capture.writer import Writer
-from plugins._pii.config import DetectorConfig
-from plugins._pii.detect import PiiDetector
+from plugins._capture.writer import Mode, Writer
 from tests.capture.helpers import EMAIL, policy
 from tests.conftest import MockUpstream, ProxyFactory
 
@@ -30,10 +30,10 @@ def pending(n: int) -> Pending:
     return Pending(meta, "chat", orjson.dumps(body), None)
 
 
-async def test_a_full_queue_drops_and_counts_and_stop_writes_every_kept_record(tmp_path: Path) -> None:
-    store = CaptureStore(tmp_path / "c.sqlite")
-    writer = Writer(store, Masker(PiiDetector(DetectorConfig())), max_queue=5, batch=2)
-    writer.start()
+@pytest.mark.parametrize("mode", ["thread", "process"])
+async def test_a_full_queue_drops_and_counts_and_stop_writes_every_kept_record(mode: Mode, tmp_path: Path) -> None:
+    writer = Writer(tmp_path / "c.sqlite", {}, max_queue=5, batch=2, mode=mode)
+    await writer.start()
     offered = [writer.offer(pending(n)) for n in range(20)]  # no await in between: the writer cannot drain
     assert offered == [True] * 5 + [False] * 15
     assert (writer.stats.kept, writer.stats.dropped) == (5, 15)
@@ -46,8 +46,9 @@ async def test_a_full_queue_drops_and_counts_and_stop_writes_every_kept_record(t
 
 
 async def test_a_record_that_cannot_be_masked_is_not_stored_and_the_batch_goes_on(tmp_path: Path) -> None:
-    writer = Writer(CaptureStore(tmp_path / "c.sqlite"), Masker(None), max_queue=10, batch=10)  # no detector
-    writer.start()
+    writer = Writer(tmp_path / "c.sqlite", {}, max_queue=10, batch=10, mode="thread")
+    await writer.start()
+    worker._OPEN[str(tmp_path / "c.sqlite")][1].detector = None  # masking now fails: the record must not go in
     unmasked, metadata = pending(1), pending(2)
     metadata.text = False
     writer.offer(unmasked)
@@ -61,7 +62,8 @@ async def test_a_record_that_cannot_be_masked_is_not_stored_and_the_batch_goes_o
 async def test_under_load_every_request_is_kept_or_counted_dropped_and_every_kept_one_is_stored(
     start_proxy: ProxyFactory, mock_upstream: MockUpstream, write_policy: Callable[[str], Path]
 ) -> None:
-    proxy = await start_proxy(write_policy(policy(mock_upstream.url, "[pii, {capture: {max_queue: 8}}]", keyed=False)))
+    chain = "[pii, {capture: {max_queue: 8, writer: thread}}]"
+    proxy = await start_proxy(write_policy(policy(mock_upstream.url, chain, keyed=False)))
     plugin = next(p for p in proxy.runtime.in_force().policy.plugins if getattr(p, "name", "") == "capture")
     body = {"model": "mock-gpt", "messages": [{"role": "user", "content": f"hello {EMAIL}"}]}
     async with aiohttp.ClientSession() as session:
