@@ -32,6 +32,8 @@ from plugins._capture.mask import Pending
 from plugins._capture.schema import DEFAULT_PATH, OPEN_KEY, SCHEMA_VERSION
 from plugins._capture.writer import Writer
 from plugins._pii.config import DetectorConfig
+from plugins.judge import SCORES
+from plugins.pii import STATE as PII_STATE
 from proxy import ApiResponse, CallNext, Exchange, PluginRegistry, StashKey, hookimpl
 from proxy.runtime import Resources
 
@@ -185,9 +187,6 @@ class Capture:
         exchange.verdicts[self.name] = "kept" if writer.offer(pending) else "dropped"
 
     def _pending(self, exchange: Exchange, state: _State, status: int) -> Pending:
-        from plugins.judge import SCORES
-        from plugins.pii import STATE as PII_STATE
-
         scores = exchange.stash.get(SCORES) or []
         drafts = list(state.drafts)
         if exchange.verdicts.get("judge") == "fallback" and state.last is not None and state.last != state.final:

@@ -10,6 +10,7 @@ the process (or thread) that then owns it, and is found again by its path.
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 from plugins._capture.mask import Masker, Pending
@@ -20,10 +21,13 @@ log = logging.getLogger(__name__)
 _OPEN: dict[str, tuple[CaptureStore, Masker]] = {}  # path -> store and masker, in the owning process only
 
 
-def init(path: str, detector: dict[str, Any]) -> None:
-    """Open the store and build the recognizers (presidio), once per path."""
+def init(path: str, detector: dict[str, Any], nice: int = 0) -> None:
+    """Open the store and build the recognizers (presidio), once per path; ``nice`` lowers the process's priority
+    (its own process only: under CPU contention the proxy's answers go first, the writer catches up later)."""
     if path in _OPEN:
         return
+    if nice:
+        os.nice(nice)
     from plugins._pii.config import DetectorConfig
     from plugins._pii.detect import PiiDetector
 

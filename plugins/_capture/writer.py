@@ -24,6 +24,7 @@ from plugins._capture.mask import Pending
 
 log = logging.getLogger(__name__)
 Mode = Literal["process", "thread"]
+_NICE = 10  # the writer process yields the CPU to the proxy when both want it
 
 
 @dataclass(slots=True)
@@ -49,16 +50,17 @@ class Writer:
         self._key = str(path)
         self._detector = detector
         self._queue: asyncio.Queue[Pending] = asyncio.Queue(maxsize=max_queue)
+        self._process = mode == "process"
         self._pool: Executor = (
             ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
-            if mode == "process"
+            if self._process
             else ThreadPoolExecutor(1, thread_name_prefix="chaperone-capture")
         )
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Open the store and build the recognizers where they will run; then start draining."""
-        await self.call(worker.init, self._key, self._detector)
+        await self.call(worker.init, self._key, self._detector, _NICE if self._process else 0)
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="chaperone-capture-writer")
 

@@ -71,6 +71,7 @@ async def test_record_holds_metadata_and_metadata_only_keeps_no_text(
     assert row["tags"] == ["a", "b"] and row["backend"] == "mock" and row["latency_ms"] > 0
     assert row["prompt_tokens"] > 0 and row["completion_tokens"] > 0 and row["retention"] == "metadata_only"
     assert row["request"] is None and row["answer"] is None and row["drafts"] is None
+    assert row["policy_digest"] is not None and len(row["policy_digest"]) == 16 and row["schema"] == 1
 
 
 @pytest.mark.parametrize(

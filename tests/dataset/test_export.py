@@ -3,6 +3,7 @@ no eval-set leakage, errors and unwanted languages dropped, and a manifest that 
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 from pathlib import Path
@@ -12,7 +13,9 @@ import pytest
 
 from dataset.clean import NearIndex
 from dataset.cli import main as dataset_main
+from dataset.cli import store_path as find_store
 from dataset.formats import FORMATS, problems
+from proxy import cli
 from tests.dataset.helpers import WORDS, distinct, make_store, row
 
 LONG = " ".join(f"{WORDS[i % len(WORDS)]}{i}" for i in range(100))  # 100 distinct words
@@ -162,3 +165,14 @@ def test_list_and_show(store_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert shown["judge_score"] == 0.9 and shown["drafts"][0]["source"] == "judge_refine"
     assert dataset_main(["show", "nope", "--store", str(store_path)]) == 1
     assert dataset_main(["list", "--store", str(store_path.with_name("missing.sqlite"))]) == 2
+    assert cli.main(["dataset", "list", "--store", str(store_path), "--json", "--key", "app2"]) == 0  # the CLI wiring
+    assert len(capsys.readouterr().out.splitlines()) == 15
+
+
+def test_the_store_is_found_from_a_policy_or_chaperone_home(tmp_path: Path) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("chains:\n  default: [pii, {capture: {path: data/c.sqlite}}]\n")
+    args = argparse.Namespace(store=None, policy=str(policy))
+    assert find_store(args, {"CHAPERONE_HOME": str(tmp_path)}) == tmp_path / "data" / "c.sqlite"
+    args = argparse.Namespace(store=None, policy=None)
+    assert find_store(args, {"CHAPERONE_HOME": str(tmp_path)}) == tmp_path / "capture" / "capture.sqlite"
