@@ -216,13 +216,13 @@ class Capture:
         if self.writer is None:
             return None
         await self.writer.flush()
-        owner = await self.writer.call(worker.key_of, str(self.writer.path), request_id)
+        owner = await self.writer.call(worker.key_of, self.writer.key, request_id)
         return owner if isinstance(owner, str) else None
 
     async def add_feedback(self, request_id: str, author: str, feedback: dict[str, Any]) -> None:
         """Store feedback; its comment and correction are masked with capture's recognizers first."""
         assert self.writer is not None
-        await self.writer.call(worker.feedback, str(self.writer.path), request_id, author, feedback)
+        await self.writer.call(worker.feedback, self.writer.key, request_id, author, feedback)
 
 
 async def _tee(stream: AsyncIterator[bytes], into: list[bytes]) -> AsyncIterator[bytes]:

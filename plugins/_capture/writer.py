@@ -47,7 +47,7 @@ class Writer:
         self.path = path
         self.batch = batch
         self.stats = WriterStats()
-        self._key = str(path)
+        self.key = f"{path}#{id(self)}"
         self._detector = detector
         self._queue: asyncio.Queue[Pending] = asyncio.Queue(maxsize=max_queue)
         self._process = mode == "process"
@@ -60,7 +60,7 @@ class Writer:
 
     async def start(self) -> None:
         """Open the store and build the recognizers where they will run; then start draining."""
-        await self.call(worker.init, self._key, self._detector, _NICE if self._process else 0)
+        await self.call(worker.init, self.key, str(self.path), self._detector, _NICE if self._process else 0)
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="chaperone-capture-writer")
 
@@ -87,7 +87,7 @@ class Writer:
                 await self._task
             self._task = None
         with contextlib.suppress(Exception):
-            await self.call(worker.close, self._key)
+            await self.call(worker.close, self.key)
         self._pool.shutdown(wait=True)
 
     async def call(self, fn: Any, *args: Any) -> Any:
@@ -101,7 +101,7 @@ class Writer:
             while len(items) < self.batch and not queue.empty():
                 items.append(queue.get_nowait())
             try:
-                written = await self.call(worker.write, self._key, items)
+                written = await self.call(worker.write, self.key, items)
                 self.stats.written += written
                 self.stats.failed += len(items) - written
                 self.stats.batches += 1

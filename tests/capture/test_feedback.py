@@ -82,3 +82,18 @@ async def test_feedback_without_a_capture_step_is_404(
     proxy = await start_proxy(write_policy(policy(mock_upstream.url, "[pii]")))
     status, body = await feedback(proxy, "sk-app1", {"request_id": "x", "good": True})
     assert status == 404 and body["error"]["code"] == "capture_disabled"
+
+
+async def test_a_policy_reload_keeps_capturing_and_old_records_take_feedback(
+    start_proxy: ProxyFactory, mock_upstream: MockUpstream, write_policy: Callable[[str], Path]
+) -> None:
+    proxy = await start_proxy(write_policy(policy(mock_upstream.url, f"[pii, {THREAD}]")))
+    before = await ask(proxy, "sk-app1")
+    write_policy(policy(mock_upstream.url, "[pii, {capture: {writer: thread, tags: []}}]"))  # same file, new instance
+    assert await proxy.runtime.reload()
+    after = await ask(proxy, "sk-app1")
+    for request_id in (before, after):
+        status, _ = await feedback(proxy, "sk-app1", {"request_id": request_id, "good": True})
+        assert status == 200
+    found = stored(proxy)
+    assert found[before]["feedback"]["good"] is True and found[after]["feedback"]["good"] is True

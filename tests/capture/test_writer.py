@@ -48,7 +48,7 @@ async def test_a_full_queue_drops_and_counts_and_stop_writes_every_kept_record(m
 async def test_a_record_that_cannot_be_masked_is_not_stored_and_the_batch_goes_on(tmp_path: Path) -> None:
     writer = Writer(tmp_path / "c.sqlite", {}, max_queue=10, batch=10, mode="thread")
     await writer.start()
-    worker._OPEN[str(tmp_path / "c.sqlite")][1].detector = None  # masking now fails: the record must not go in
+    worker._OPEN[writer.key][1].detector = None  # masking now fails: the record must not go in
     unmasked, metadata = pending(1), pending(2)
     metadata.text = False
     writer.offer(unmasked)
