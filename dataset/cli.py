@@ -25,6 +25,7 @@ EXAMPLES = """examples:
   chaperone dataset export --format openai-sft --out sft.jsonl --feedback good --val-fraction 0.1 \\
       --stratify model --eval-set heldout.jsonl --lang en
   chaperone dataset export --format openai-dpo --out dpo.jsonl --source judge_refine --source schema_repair
+  chaperone dataset export --format eval --out heldout.jsonl --feedback good   (rows for chaperone eval run)
 
 The store: --store FILE, else the capture step's path in --policy, else $CHAPERONE_HOME/capture/capture.sqlite.
 Exports write FILE, FILE's .val split (with --val-fraction), FILE.labels.jsonl and FILE.manifest.json."""

@@ -11,6 +11,9 @@
     sharegpt     {"conversations": [{"from": system|human|gpt|function_call|observation, "value"}], "tools"?}
                  after an optional system turn, human/observation and gpt/function_call alternate;
                  the model's turn is last.
+    eval         {"id", "messages": [...], "expected"}  the rows ``chaperone eval run`` reads: the prompt (ending
+                 with a user or tool turn) and the answer kept as the reference, e.g. a held-out set to pass
+                 as ``--eval-set`` to later exports.
 """
 
 from __future__ import annotations
@@ -19,9 +22,9 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from dataset.examples import Example
+from dataset.examples import Example, message_text
 
-FORMATS = ("openai-sft", "openai-dpo", "trl", "sharegpt")
+FORMATS = ("openai-sft", "openai-dpo", "trl", "sharegpt", "eval")
 PAIRED = frozenset({"openai-dpo", "trl"})
 _ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
 _MESSAGE_KEYS = frozenset({"role", "content", "name", "tool_calls", "tool_call_id", "weight", "refusal"})
@@ -46,6 +49,8 @@ def to_line(fmt: str, example: Example) -> dict[str, Any]:
         return line
     if fmt == "sharegpt":
         return _sharegpt([*prompt, chosen], example.tools)
+    if fmt == "eval":
+        return {"id": example.id, "messages": prompt, "expected": message_text(example.chosen)}
     assert example.rejected is not None, "a preference format needs a pair"
     rejected = _clean({**example.rejected, "role": "assistant"})
     if fmt == "openai-dpo":
@@ -206,8 +211,21 @@ def _sharegpt_problems(line: dict[str, Any]) -> list[str]:
     return found
 
 
+def _eval(line: dict[str, Any]) -> list[str]:
+    found = [f"unknown key {k!r}" for k in line if k not in ("id", "messages", "expected", "context")]
+    if not isinstance(line.get("id"), str) or not line["id"]:
+        found.append("id: a non-empty string")
+    found += _messages_problems(line.get("messages"), "messages")
+    last = (line.get("messages") or [{}])[-1]
+    if isinstance(last, dict) and last.get("role") not in ("user", "tool"):
+        found.append("messages: must end with a user or tool message")
+    if not isinstance(line.get("expected"), str) or not line["expected"].strip():
+        found.append("expected: a non-empty string")
+    return found
+
+
 VALIDATORS: dict[str, Callable[[dict[str, Any]], list[str]]] = {
-    "openai-sft": _sft, "openai-dpo": _dpo, "trl": _trl, "sharegpt": _sharegpt_problems,
+    "openai-sft": _sft, "openai-dpo": _dpo, "trl": _trl, "sharegpt": _sharegpt_problems, "eval": _eval,
 }  # fmt: skip
 
 

@@ -126,6 +126,16 @@ def test_the_split_is_stable_stratified_and_changes_with_the_seed(store_path: Pa
     assert not train & set((tmp_path / "a.val.jsonl").read_text().splitlines())
 
 
+def test_an_eval_export_is_a_held_out_set_later_exports_keep_clear_of(store_path: Path, tmp_path: Path) -> None:
+    held, _ = export(store_path, tmp_path / "heldout.jsonl", "--format", "eval", "--model", "m2")
+    assert len(held) == 9 and all(set(r) == {"id", "messages", "expected"} for r in held)  # bulk-3: thumbs down
+    assert held[0]["messages"][-1]["role"] == "user" and held[0]["expected"].startswith("Answer number")
+    lines, manifest = export(store_path, tmp_path / "sft.jsonl", "--format", "openai-sft",
+                             "--eval-set", str(tmp_path / "heldout.jsonl"))  # fmt: skip
+    assert manifest["counts"]["eval_leakage_dropped"] == 9
+    assert not {r["messages"][0]["content"] for r in held} & {line["messages"][0]["content"] for line in lines}
+
+
 def test_nothing_equal_or_near_to_the_eval_set_is_exported(store_path: Path, tmp_path: Path) -> None:
     eval_set = tmp_path / "heldout.jsonl"
     eval_rows = [

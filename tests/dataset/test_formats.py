@@ -26,6 +26,7 @@ CALL = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": '
         ("trl", {"prompt": [USER], "chosen": [ANSWER], "rejected": [OTHER]}),
         ("sharegpt", {"conversations": [{"from": "system", "value": "s"}, {"from": "human", "value": "Hi"},
                                         {"from": "gpt", "value": "Hello!"}]}),
+        ("eval", {"id": "r1", "messages": [USER], "expected": "Hello!"}),
     ],
 )  # fmt: skip
 def test_valid_lines_pass(fmt: str, line: dict[str, Any]) -> None:
@@ -57,6 +58,9 @@ def test_valid_lines_pass(fmt: str, line: dict[str, Any]) -> None:
         ("sharegpt", {"conversations": [{"from": "human", "value": "x"}]}, "must end with"),
         ("sharegpt", {"conversations": [{"from": "human", "value": 3}, {"from": "gpt", "value": "y"}]},
          "a string 'value'"),
+        ("eval", {"id": "r1", "messages": [USER, ANSWER], "expected": "x"}, "must end with a user or tool"),
+        ("eval", {"id": "", "messages": [USER], "expected": "x"}, "id: a non-empty string"),
+        ("eval", {"id": "r1", "messages": [USER], "expected": ""}, "expected: a non-empty string"),
     ],
 )  # fmt: skip
 def test_broken_lines_are_named(fmt: str, line: dict[str, Any], problem: str) -> None:
