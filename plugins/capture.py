@@ -226,9 +226,15 @@ class Capture:
 
 
 async def _tee(stream: AsyncIterator[bytes], into: list[bytes]) -> AsyncIterator[bytes]:
-    async for block in stream:
-        into.append(block)
-        yield block
+    """Pass the upstream's blocks on unchanged, keeping each; closing the tee closes the upstream (a disconnect)."""
+    try:
+        async for block in stream:
+            into.append(block)
+            yield block
+    finally:
+        aclose = getattr(stream, "aclose", None)
+        if aclose is not None:
+            await aclose()
 
 
 def _index_of(exchange: Exchange, plugin: object) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import aiohttp
@@ -85,3 +85,23 @@ async def test_under_load_every_request_is_kept_or_counted_dropped_and_every_kep
     path = plugin.path
     await proxy.runner.cleanup()
     assert CaptureStore(path, readonly=True).count() == stats["kept"]
+
+
+async def test_closing_the_stream_tee_closes_the_upstream_stream() -> None:
+    from plugins.capture import _tee
+
+    closed: list[bool] = []
+
+    async def upstream() -> AsyncIterator[bytes]:
+        try:
+            for n in range(10):
+                yield b"data: {}\n\n" * n
+        finally:
+            closed.append(True)
+
+    kept: list[bytes] = []
+    tee = _tee(upstream(), kept)
+    assert await tee.__anext__() == b""
+    assert await tee.__anext__() == b"data: {}\n\n"
+    await tee.aclose()  # what the handler does when the client goes away
+    assert closed == [True] and kept == [b"", b"data: {}\n\n"]
