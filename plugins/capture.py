@@ -7,9 +7,10 @@ The request path only snapshots bytes and offers the record to a bounded queue (
 masking and SQLite writes happen in a background thread, a full queue drops the record (counted in
 ``exchange.verdicts["capture"] = "dropped"`` and the writer's stats), so capture never delays an answer.
 
-Masking (``plugins._capture.mask``): with a ``pii`` step before ``capture`` in the chain its placeholders are
-reused (and any original it restored into the answer is masked again); otherwise, or with ``mask: always``,
-capture runs the same recognizers itself. Originals never reach the store. Place ``capture`` after
+Masking (``plugins._capture.mask``): with a ``pii`` step before ``capture`` in the chain that masked something,
+its placeholders are reused (and any original it restored into the answer is masked again); otherwise (no
+such step, or it found nothing: it may have failed open), or with ``mask: always``, capture runs the same
+recognizers itself (cheap on clean text: their pre-checks skip it). Originals never reach the store. Place ``capture`` after
 ``pii``, ``judge`` and ``schema`` in the chain: its ``wrap_call`` then sees every draft those steps discard.
 """
 
@@ -199,7 +200,7 @@ class Capture:
         text = self.config.retention == "full" and state.request is not None
         return Pending(meta, exchange.request.endpoint, state.request, state.final, state.chunks, drafts,
                        pii.mapping.pairs() if pii is not None else [],
-                       own=self.config.mask == "always" or not pii_before, text=text)  # fmt: skip
+                       own=self.config.mask == "always" or not pii_before or pii is None, text=text)  # fmt: skip
 
     def _digest(self, source: str) -> str | None:
         if source not in self._digests:  # once per compiled policy (a reload builds a new instance)

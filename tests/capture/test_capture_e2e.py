@@ -106,3 +106,26 @@ async def test_filters_choose_what_is_captured(
         assert (row["status"] >= 500) == (row["tags"] == ["failed"])
         if row["status"] >= 500:
             assert row["answer"] is None and row["attempts"][-1]["status"] == 500
+
+
+async def test_a_pii_step_that_fails_open_does_not_let_originals_into_the_store(
+    start_proxy: ProxyFactory, mock_upstream: MockUpstream, write_policy: Callable[[str], Path], tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from plugins._pii.detect import PiiDetector
+
+    proxy = await start_proxy(write_policy(policy(mock_upstream.url, f"[{{pii: {{on_error: allow}}}}, {THREAD}]")))
+    real = PiiDetector.analyze_many
+
+    async def broken(self: PiiDetector, texts: list[str]) -> list[Any]:
+        if any("Please write" in t for t in texts):  # the pii step's call, not capture's own (a sync analyze)
+            raise RuntimeError("detector down")
+        return await real(self, texts)
+
+    monkeypatch.setattr(PiiDetector, "analyze_many", broken)
+    async with proxy.client("sk-app1") as client:
+        await client.chat.completions.create(model="mock-gpt", messages=[{"role": "user", "content": PROMPT}])
+    (row,) = await rows(proxy)
+    assert row["masked_by"] == "capture" and "<EMAIL_ADDRESS_1>" in row["request"]["messages"][0]["content"]
+    await proxy.runner.cleanup()
+    assert_no_canary(store_bytes(tmp_path / "home"))
