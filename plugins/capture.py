@@ -10,8 +10,9 @@ masking and SQLite writes happen in a background thread, a full queue drops the 
 Masking (``plugins._capture.mask``): with a ``pii`` step before ``capture`` in the chain that masked something,
 its placeholders are reused (and any original it restored into the answer is masked again); otherwise (no
 such step, or it found nothing: it may have failed open), or with ``mask: always``, capture runs the same
-recognizers itself (cheap on clean text: their pre-checks skip it). Originals never reach the store. Place ``capture`` after
-``pii``, ``judge`` and ``schema`` in the chain: its ``wrap_call`` then sees every draft those steps discard.
+recognizers itself (cheap on clean text: their pre-checks skip it). Originals never reach the store.
+Place ``capture`` after ``pii``, ``judge`` and ``schema`` in the chain: its ``wrap_call`` then sees every
+draft those steps discard.
 """
 
 from __future__ import annotations
