@@ -119,3 +119,21 @@ async def test_schema_repair_and_judge_refine_in_one_request(
     assert labels == ["schema_repair"] and manifest["counts"]["pairs_built"] == 1
     assert lines[0]["rejected"][0]["content"].startswith("Sure! Here it is")  # the malformed draft
     json.loads(lines[0]["chosen"][0]["content"])
+
+
+async def test_a_judge_fallback_is_a_pair_of_the_primary_answer_and_the_fallback_models(
+    start_proxy: ProxyFactory, mock_upstream: MockUpstream, judge: tuple[ScriptedJudge, str],
+    write_policy: Callable[[str], Path], tmp_path: Path,
+) -> None:
+    steps = "{judge: {model: judge, action: fallback, fallback_model: judge, threshold: 0.7}}"
+    proxy = await start_proxy(write_policy(gateway_policy(mock_upstream.url, judge[1], steps)))
+    judge[0].replies = [FAIL, "It was finished in 1889.", PASS]  # verdict, the fallback model's answer, verdict
+    async with proxy.client() as client:
+        answer = await client.chat.completions.create(model="any-model", messages=ASK)
+    assert answer.choices[0].message.content == "It was finished in 1889."
+    path, row = await captured(proxy)
+    assert row["verdicts"]["judge"] == "fallback" and row["events"] == ["judge_fallback"]
+    assert row["answer"]["content"] == "It was finished in 1889."
+    assert row["drafts"][0]["message"]["content"].startswith("Mock reply to")
+    lines, labels, _ = exported(path, "openai-dpo", tmp_path / "dpo.jsonl")
+    assert labels == ["judge_fallback"] and lines[0]["preferred_output"][0]["content"] == "It was finished in 1889."
