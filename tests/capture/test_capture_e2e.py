@@ -129,3 +129,24 @@ async def test_a_pii_step_that_fails_open_does_not_let_originals_into_the_store(
     assert row["masked_by"] == "capture" and "<EMAIL_ADDRESS_1>" in row["request"]["messages"][0]["content"]
     await proxy.runner.cleanup()
     assert_no_canary(store_bytes(tmp_path / "home"))
+
+
+async def test_a_router_fallback_is_an_event_of_the_record(
+    start_proxy: ProxyFactory, mock_upstream: MockUpstream, write_policy: Callable[[str], Path]
+) -> None:
+    text = f"""
+    backends:
+      dead: {{url: "http://127.0.0.1:9/v1", timeout_s: 2}}
+      mock: {{url: "{mock_upstream.url}"}}
+    models:
+      primary: {{backend: dead, fallback: [spare]}}
+      spare: {{backend: mock}}
+    chains:
+      default: [{THREAD}]
+    """
+    proxy = await start_proxy(write_policy(text))
+    async with proxy.client() as client:
+        await client.chat.completions.create(model="primary", messages=[{"role": "user", "content": "hi"}])
+    (row,) = await rows(proxy)
+    assert row["events"] == ["fallback"] and row["backend"] == "mock" and row["model"] == "primary"
+    assert [a["backend"] for a in row["attempts"]] == ["dead", "mock"] and row["attempts"][0]["error"]
