@@ -85,6 +85,8 @@ class _State:
     """One captured request: what capture saw of it while it ran."""
 
     tags: list[str]
+    calls: int = 0  # answers asked through capture's wrap_call
+    answered: bool = False  # the last call returned a whole 200 answer
     request: bytes | None = None
     last: bytes | None = None  # the last answer call_next returned through capture
     final: bytes | None = None
@@ -102,6 +104,7 @@ class Capture:
     def __init__(self, config: CaptureConfig) -> None:
         self.config = config
         self._cutoff = int(config.sample * 0xFFFFFFFF)
+        self._full = config.retention == "full"  # else metadata only: no text is even snapshotted
         self.writer: Writer | None = None
         self._digests: dict[str, str | None] = {}
 
@@ -155,13 +158,15 @@ class Capture:
         state = exchange.stash.get(STATE)
         if state is None:
             return await call_next(exchange)
-        if state.request is None:
-            state.request = orjson.dumps(exchange.request.body)
-        elif state.last is not None:  # called again: the previous answer was discarded, say why
-            state.drafts.append((_draft_source(exchange), state.last))
-            state.last = None
+        state.calls += 1
+        if state.calls == 1:
+            state.request = orjson.dumps(exchange.request.body) if self._full else None
+        elif state.answered:  # called again after an answer: that answer was discarded, say why
+            state.drafts.append((_draft_source(exchange), state.last or b""))
+        state.answered, state.last = False, None
         response = await call_next(exchange)
-        state.last = _snapshot(response)
+        state.answered = response.stream is None and response.status == 200
+        state.last = _snapshot(response) if self._full else None
         return response
 
     @hookimpl
@@ -170,9 +175,11 @@ class Capture:
         response = exchange.response
         if response is None or state is None:
             return
+        if not self._full:
+            return
         if response.stream is None:
             state.final = _snapshot(response)
-        elif self.config.retention == "full" and response.status == 200:
+        elif response.status == 200:
             state.chunks = []  # the upstream's bytes, before any step restores PII in them: never parsed here
             response.stream = _tee(response.stream, state.chunks)
 
@@ -191,14 +198,14 @@ class Capture:
     def _pending(self, exchange: Exchange, state: _State, status: int) -> Pending:
         scores = exchange.stash.get(SCORES) or []
         drafts = list(state.drafts)
-        if exchange.verdicts.get("judge") == "fallback" and state.last is not None and state.last != state.final:
-            drafts.append(("judge_fallback", state.last))
+        if exchange.verdicts.get("judge") == "fallback" and state.answered and state.last != state.final:
+            drafts.append(("judge_fallback", state.last or b""))
         pii = exchange.stash.get(PII_STATE)
         names = [step.name for step in exchange.chain.steps]
         pii_before = "pii" in names and names.index("pii") < _index_of(exchange, self)
         meta = _meta(exchange, status, state.tags, drafts, self._digest(exchange.policy.source))
         meta.update(judge_score=scores[-1] if scores else None, retention=self.config.retention)
-        text = self.config.retention == "full" and state.request is not None
+        text = self._full and state.request is not None
         return Pending(meta, exchange.request.endpoint, state.request, state.final, state.chunks, drafts,
                        pii.mapping.pairs() if pii is not None else [],
                        own=self.config.mask == "always" or not pii_before or pii is None, text=text)  # fmt: skip

@@ -106,7 +106,7 @@ class Masker:
         drafts: list[dict[str, Any]] = [
             {"source": source, "message": msg}
             for source, raw in pending.drafts
-            if (msg := answer_message(pending.endpoint, orjson.loads(raw))) is not None
+            if raw and (msg := answer_message(pending.endpoint, orjson.loads(raw))) is not None
         ]
         refs: list[TextRef] = []
         if request is not None:
