@@ -29,7 +29,7 @@ test: setup redis         ## set up, then run the whole test suite
 	$(BIN)/pytest -q
 
 lint: setup
-	$(BIN)/ruff check proxy plugins backends bench evals tests benchmarks
+	$(BIN)/ruff check proxy plugins backends bench evals dataset tests benchmarks
 	$(BIN)/mypy
 
 bench: setup

@@ -31,6 +31,7 @@ from proxy.answershapes import assemble
 log = logging.getLogger(__name__)
 CHUNKS = StashKey[list[dict[str, Any]]]()  # audit mode: the stream's chunks
 ASKED = StashKey[tuple[str, str]]()  # the question and context as the client sent them (before later steps edit)
+SCORES = StashKey[list[float]]()  # [loop] every verdict's score on this request, in order (the capture plugin reads it)
 _HEADER = "x-chaperone-judge"
 
 
@@ -170,6 +171,8 @@ class Judge:
         verdict = read_verdict(texts[0][1] if texts else "")
         if verdict.passed is None and verdict.score is None:
             raise _NoVerdict("the judge's reply holds no verdict")
+        if verdict.score is not None:  # [loop] kept for capture's judge_score
+            exchange.stash.setdefault(SCORES, []).append(verdict.score)
         return verdict
 
     def _no_verdict(self, exchange: Exchange, response: ApiResponse, why: str) -> ApiResponse:

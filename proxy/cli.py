@@ -1,4 +1,4 @@
-"""The ``chaperone`` command: serve, check, scan, keys, mock-backend, bench, eval, rollout."""
+"""The ``chaperone`` command: serve, check, scan, keys, mock-backend, bench, eval, rollout, dataset."""
 
 from __future__ import annotations
 
@@ -366,6 +366,16 @@ def _delegate(command: str, rest: list[str]) -> int:
     return eval_main(rest) if command == "eval" else rollout_main(rest)
 
 
+def _dataset(args: argparse.Namespace) -> int:
+    # [loop] `chaperone dataset list|show|export` lives in the dataset package (dataset/cli.py)
+    try:
+        from dataset.cli import main as dataset_main
+    except ImportError as exc:  # the `dataset` extra (datasketch, langdetect) is not installed
+        print(f"chaperone dataset: {exc}; install it with: pip install 'chaperone[dataset]'", file=sys.stderr)
+        return 2
+    return dataset_main(args.rest)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="chaperone", description="An OpenAI-compatible LLM gateway with a plugin chain."
@@ -406,6 +416,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.set_defaults(func=_bench)
     for name, text in (("eval", "evaluate models: run, compare, plugins"), ("rollout", "move a canary's weights")):
         sub.add_parser(name, help=text, add_help=False)  # [evals] parsed by evals/cli.py (main() delegates)
+    dataset = sub.add_parser("dataset", help="captured traffic as fine-tuning files", add_help=False)  # [loop]
+    dataset.add_argument("rest", nargs=argparse.REMAINDER)
+    dataset.set_defaults(func=_dataset)
     return parser
 
 
@@ -419,6 +432,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _bench(argparse.Namespace(rest=argv[1:]))
     if argv[:1] in (["eval"], ["rollout"]):  # [evals] every option after the command belongs to evals/cli.py
         return _delegate(argv[0], argv[1:])
+    if argv[:1] == ["dataset"]:  # [loop] every option after `dataset` belongs to dataset/cli.py
+        return _dataset(argparse.Namespace(rest=argv[1:]))
     args = build_parser().parse_args(argv)
     level = (
         logging.DEBUG if args.verbose else getattr(logging, os.environ.get("CHAPERONE_LOG_LEVEL", "INFO").upper(), 20)

@@ -145,6 +145,8 @@ class _Instruments:
         self.tokens = counter("chaperone_tokens", "Tokens by model, key and type.", "model", "key", "type")
         self.cost = counter("chaperone_cost_usd", "Spend in USD by model and key.", "model", "key")
         self.cache = counter("chaperone_cache_lookups", "Cache outcomes (hit, miss, shadow-hit, …).", "outcome")
+        # [loop] the capture plugin's verdict per request: kept (queued for the dataset store) or dropped (queue full)
+        self.capture = counter("chaperone_capture_records", "Requests the capture plugin kept or dropped.", "outcome")
         self.rejections = counter(
             "chaperone_rejections", "Requests refused by a plugin (budget, rate limit, …).", "plugin", "reason"
         )
@@ -312,6 +314,9 @@ class Metrics:
         cache = verdicts.get("cache")
         if cache is not None:
             self._child(self.m.cache, cache).inc()
+        captured = verdicts.get("capture")  # [loop]
+        if captured is not None:
+            self._child(self.m.capture, captured).inc()
         for plugin, verdict in verdicts.items():
             if verdict.startswith("rejected:"):
                 self._child(self.m.rejections, plugin, verdict[9:]).inc()

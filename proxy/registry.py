@@ -12,6 +12,7 @@ from proxy import hookspecs
 
 DEFAULT_PLUGINS: tuple[str, ...] = (
     "plugins.budget",
+    "plugins.capture",
     "plugins.cache",
     "plugins.cost",
     "plugins.headers",

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from aiohttp import web
 
 import backends.wiring
-from proxy import admin, api_routes, backends_view, engines_api, handlers, realtime, usage
+from proxy import admin, api_routes, backends_view, engines_api, feedback, handlers, realtime, usage
 from proxy.accesslog import AccessLog
 from proxy.backend import Wiring
 from proxy.errors import ChaperoneError
@@ -133,5 +133,6 @@ def create_app(
     usage.add_routes(app)  # before the admin catch-all
     backends_view.add_routes(app)  # [reliability] GET /chaperone/backends
     engines_api.add_routes(app)  # [register] POST/DELETE /chaperone/engines
+    feedback.add_routes(app)  # [loop] POST /chaperone/feedback (the capture plugin's store)
     admin.add_routes(app)
     return app

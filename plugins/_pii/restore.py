@@ -129,6 +129,10 @@ class PlaceholderMap:
         """How many reversible placeholders were issued."""
         return len(self._originals)
 
+    def pairs(self) -> list[tuple[str, str]]:
+        """[loop] ``(original, placeholder)`` for every issued placeholder: capture re-masks restored text with them."""
+        return [(value, placeholder) for (_, value), placeholder in self._by_value.items()]
+
     def entity_counts(self) -> dict[str, int]:
         """Spans replaced per (upper-cased) entity type, all modes together: for logs and metrics, never values."""
         return dict(self._counts)

@@ -123,7 +123,7 @@ def test_a_policy_must_be_a_mapping(registry: PluginRegistry) -> None:
 
 def test_unknown_plugin(registry: PluginRegistry) -> None:
     errors = errors_of(MINIMAL + "chains:\n  default: [params, {piii: {}}]\n", registry)
-    known = "budget, cache, cost, headers, injection, judge, params, pii, retry, schema"
+    known = "budget, cache, capture, cost, headers, injection, judge, params, pii, retry, schema"
     assert errors == [f"chains.default[1]: unknown plugin 'piii' (known: {known})"]
 
 
@@ -188,7 +188,7 @@ def test_the_report_names_the_source_and_the_line(registry: PluginRegistry, tmp_
         load_policy(path, registry, env={})
     assert info.value.report() == (
         f"{path}: chains.default[1]: unknown plugin 'nope' "
-        f"(known: budget, cache, cost, headers, injection, judge, params, pii, retry, schema) (line {line})"
+        f"(known: budget, cache, capture, cost, headers, injection, judge, params, pii, retry, schema) (line {line})"
     )
     with pytest.raises(PolicyError, match="cannot read the file"):
         load_policy(tmp_path / "missing.yaml", registry, env={})
