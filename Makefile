@@ -24,7 +24,7 @@ test: setup redis         ## set up, then run the whole test suite
 	$(BIN)/pytest -q
 
 lint: setup
-	$(BIN)/ruff check proxy plugins backends bench tests benchmarks
+	$(BIN)/ruff check proxy plugins backends bench console tests benchmarks
 	$(BIN)/mypy
 
 bench: setup

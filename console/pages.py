@@ -23,6 +23,7 @@ from proxy.requestlog import PAGE_MAX, Filters
 from proxy.runtime import RUNTIME
 
 WINDOWS = {"15m": 900, "1h": 3600, "6h": 6 * 3600, "24h": 86400, "7d": 7 * 86400, "30d": 30 * 86400}
+GUARD_VERDICTS = frozenset({"blocked", "flagged", "masked", "sanitized", "rejected", "audit_fail", "audit_invalid"})
 _FILTERS = ("model", "key", "backend", "status", "plugin", "verdict")
 
 
@@ -111,8 +112,14 @@ async def request_page(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     step_ms: dict[str, float] = {}
     for plugin, _hook, ms in record["detail"].get("times", []):
         step_ms[plugin] = step_ms.get(plugin, 0.0) + ms
-    return ctx.render("request.html", r=record, step_ms=step_ms, waterfall=charts.waterfall(segments) if segments else None,
-                      steps=record["detail"].get("steps", []))  # fmt: skip
+    return ctx.render(
+        "request.html",
+        r=record,
+        step_ms=step_ms,
+        guard_verdicts=GUARD_VERDICTS,
+        waterfall=charts.waterfall(segments) if segments else None,
+        steps=record["detail"].get("steps", []),
+    )
 
 
 async def guards(request: web.Request, ctx: Ctx) -> web.StreamResponse:
@@ -155,9 +162,10 @@ async def labels_export(request: web.Request, ctx: Ctx) -> web.StreamResponse:
 async def spend(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     name, since, until = _window(ctx)
     log = ctx.log
-    by_key = await ctx.console.run(lambda: log.spend(since, until, "key"))
-    by_model = await ctx.console.run(lambda: log.spend(since, until, "model"))
-    fired = [g for g in await ctx.console.run(lambda: log.guards(since, until)) if g["verdict"].startswith("rejected")]
+    by_key, by_model, counts = await ctx.console.run(
+        lambda: (log.spend(since, until, "key"), log.spend(since, until, "model"), log.guards(since, until))
+    )
+    fired = [g for g in counts if g["verdict"].startswith("rejected")]
     limits: dict[str, Any] = {}
     for entry in list((request.app[RUNTIME].in_force().policy.keys or {}).values())[:PAGE_MAX]:
         if entry[4] is not None:  # a static key's own rate limits and budgets

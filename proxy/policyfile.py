@@ -325,7 +325,7 @@ class ConsoleConfig(_Strict):
     )
     session_ttl_s: float = Field(default=8 * 3600, gt=0, description="How long a console login lasts.")
     step_timing: bool = Field(
-        default=True, description="Time every plugin hook so a request's page shows each step's time (a timer per hook)."
+        default=True, description="Time every plugin hook, so a request's console page shows each step's time."
     )
 
     @field_validator("viewer_keys")

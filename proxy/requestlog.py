@@ -51,6 +51,8 @@ _MINUTE_SUMS = ("n", "errors", "tokens_in", "tokens_out", "cost", "cache_hits", 
 PAGE_MAX = 200  # no list is ever longer than this
 SAVED_USD = StashKey[float]()
 """What a cache hit saved (its price had the upstream answered): set by the ``cost`` plugin, read here."""
+STEP_NOTES = StashKey[dict[str, str]]()
+"""Plugin name → a short, redacted note on what the step changed ("EMAIL_ADDRESS=2"): never original text."""
 
 
 class QueryTimeout(Exception):
@@ -71,12 +73,20 @@ class Filters:
     until: float | None = None
 
 
+def note(exchange: Exchange, plugin: str, text: str) -> None:
+    """Say, for the console, what ``plugin`` changed on this request: counts and types, never original text."""
+    notes = exchange.stash.get(STEP_NOTES)
+    if notes is None:
+        notes = exchange.stash[STEP_NOTES] = {}
+    notes[plugin] = text
+
+
 def _bucket(ms: float) -> int:
     return bisect.bisect_left(BOUNDS_MS, ms)
 
 
 def percentile(hist: Sequence[float], q: float) -> float | None:
-    """The ``q`` quantile (0–1) of a bucket histogram, interpolated inside its bucket; None when empty."""
+    """The ``q`` quantile (0 to 1) of a bucket histogram, interpolated inside its bucket; None when empty."""
     total = sum(hist)
     if total <= 0:
         return None
@@ -101,7 +111,8 @@ def row_of(exchange: Exchange, status: int, code: str | None, now: float) -> tup
         "endpoint": exchange.request.endpoint,
         "route": exchange.route.name,
         "stream": exchange.request.stream,
-        "upstream_model": exchange.response_model or (last.model if last is not None else exchange.route.upstream_model),
+        "upstream_model": exchange.response_model
+        or (last.model if last is not None else exchange.route.upstream_model),
         "steps": steps,
         "entered": exchange.entered,
         "times": [[p, h, s * 1000] for (p, h), s in times.items()] if times else [],
@@ -112,6 +123,7 @@ def row_of(exchange: Exchange, status: int, code: str | None, now: float) -> tup
         "usage": None if usage is None else [usage.cached_tokens, usage.reasoning_tokens],
         "subcalls": len(exchange.subcalls),
         "source": exchange.response.source if exchange.response is not None else None,
+        "notes": exchange.stash.get(STEP_NOTES) or {},
     }
     return (
         time.time(),
@@ -138,6 +150,17 @@ def _saved(exchange: Exchange) -> float:
     return float(saved) if saved else 0.0
 
 
+GRAINS = ("minutes", "hours")  # rollup tables per grain; both keep the bucket start as a minute number
+_ROLLUP_SCHEMA = "".join(
+    f"""CREATE TABLE IF NOT EXISTS {g}(minute INTEGER PRIMARY KEY,
+  {", ".join(f"{c} REAL DEFAULT 0" for c in (*_MINUTE_SUMS, *_LAT, *_TTFT))});
+CREATE TABLE IF NOT EXISTS spend_{g}(minute INTEGER, key TEXT, model TEXT, n INTEGER, errors INTEGER,
+  tokens_in INTEGER, tokens_out INTEGER, cost REAL, PRIMARY KEY(minute, key, model)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS verdict_{g}(minute INTEGER, plugin TEXT, verdict TEXT, key TEXT, n INTEGER,
+  PRIMARY KEY(minute, plugin, verdict, key)) WITHOUT ROWID;
+"""
+    for g in GRAINS
+)
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS requests(
   seq INTEGER PRIMARY KEY, ts REAL NOT NULL, id TEXT NOT NULL, key TEXT, model TEXT, backend TEXT,
@@ -153,20 +176,16 @@ CREATE INDEX IF NOT EXISTS req_ok ON requests(ok, seq);
 CREATE TABLE IF NOT EXISTS verdicts(plugin TEXT, verdict TEXT, seq INTEGER, PRIMARY KEY(plugin, verdict, seq))
   WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS verdict_seq ON verdicts(seq);
-CREATE TABLE IF NOT EXISTS minutes(minute INTEGER PRIMARY KEY, {", ".join(f"{c} REAL DEFAULT 0" for c in
-    (*_MINUTE_SUMS, *_LAT, *_TTFT))});
-CREATE TABLE IF NOT EXISTS spend_minutes(minute INTEGER, key TEXT, model TEXT, n INTEGER, errors INTEGER,
-  tokens_in INTEGER, tokens_out INTEGER, cost REAL, PRIMARY KEY(minute, key, model)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS verdict_minutes(minute INTEGER, plugin TEXT, verdict TEXT, key TEXT, n INTEGER,
-  PRIMARY KEY(minute, plugin, verdict, key)) WITHOUT ROWID;
+{_ROLLUP_SCHEMA}
 CREATE TABLE IF NOT EXISTS labels(seq INTEGER, plugin TEXT, verdict TEXT, label TEXT, at REAL,
   PRIMARY KEY(seq, plugin));
 """
 
 _COLUMNS = "seq, ts, id, key, model, backend, status, latency_ms, ttft_ms, tokens_in, tokens_out, cost, cache, error"
 _SUMS = ", ".join(f"sum({c})" for c in (*_MINUTE_SUMS, *_LAT, *_TTFT))
-_MINUTE_UPSERT = (
-    f"INSERT INTO minutes(minute, {', '.join((*_MINUTE_SUMS, *_LAT, *_TTFT))}) "
+_ROLLUP_UPSERT = (
+    "INSERT INTO {g}(minute, "
+    f"{', '.join((*_MINUTE_SUMS, *_LAT, *_TTFT))}) "
     f"VALUES ({', '.join('?' * (1 + len(_MINUTE_SUMS) + 2 * NBUCKETS))}) ON CONFLICT(minute) DO UPDATE SET "
     + ", ".join(f"{c} = {c} + excluded.{c}" for c in (*_MINUTE_SUMS, *_LAT, *_TTFT))
 )
@@ -285,9 +304,24 @@ class RequestLog:
         spend: dict[tuple[int, str, str], list[float]] = {}
         verdict_counts: dict[tuple[int, str, str, str], int] = {}
         cur = conn.cursor()
-        for ts, rid, key, model, backend, status, lat, ttft, tin, tout, cost, cache, error, verdicts, detail, saved in (
-            rows
-        ):
+        for (
+            ts,
+            rid,
+            key,
+            model,
+            backend,
+            status,
+            lat,
+            ttft,
+            tin,
+            tout,
+            cost,
+            cache,
+            error,
+            verdicts,
+            detail,
+            saved,
+        ) in rows:
             cur.execute(
                 "INSERT INTO requests(ts, id, key, model, backend, status, ok, latency_ms, ttft_ms, tokens_in,"
                 " tokens_out, cost, cache, error, verdicts, detail) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
@@ -298,7 +332,9 @@ class RequestLog:
             minute = int(ts // 60)
             failed = int(status >= 400)
             m = minutes.setdefault(minute, [0.0] * (len(_MINUTE_SUMS) + 2 * NBUCKETS))
-            for i, value in enumerate((1, failed, tin, tout, cost or 0.0, int(cache == "hit"), saved, ttft is not None)):
+            for i, value in enumerate(
+                (1, failed, tin, tout, cost or 0.0, int(cache == "hit"), saved, ttft is not None)
+            ):
                 m[i] += value
             m[len(_MINUTE_SUMS) + _bucket(lat)] += 1
             if ttft is not None:
@@ -310,17 +346,8 @@ class RequestLog:
                 cur.execute("INSERT OR IGNORE INTO verdicts VALUES (?,?,?)", (plugin, verdict, seq))
                 vk = (minute, plugin, verdict, key or "")
                 verdict_counts[vk] = verdict_counts.get(vk, 0) + 1
-        cur.executemany(_MINUTE_UPSERT, [(minute, *sums) for minute, sums in minutes.items()])
-        cur.executemany(
-            "INSERT INTO spend_minutes VALUES (?,?,?,?,?,?,?,?) ON CONFLICT DO UPDATE SET n = n + excluded.n,"
-            " errors = errors + excluded.errors, tokens_in = tokens_in + excluded.tokens_in,"
-            " tokens_out = tokens_out + excluded.tokens_out, cost = cost + excluded.cost",
-            [(*k, *v) for k, v in spend.items()],
-        )
-        cur.executemany(
-            "INSERT INTO verdict_minutes VALUES (?,?,?,?,?) ON CONFLICT DO UPDATE SET n = n + excluded.n",
-            [(*k, v) for k, v in verdict_counts.items()],
-        )
+        _upsert(cur, "minutes", minutes, spend, verdict_counts)
+        _upsert(cur, "hours", *_by_hour(minutes, spend, verdict_counts))
         conn.execute("COMMIT")
 
     def prune(self, conn: sqlite3.Connection, batch: int = 50_000) -> int:
@@ -336,7 +363,7 @@ class RequestLog:
             conn.execute("DELETE FROM requests WHERE seq <= ?", (cutoff,))
             conn.execute("DELETE FROM verdicts WHERE seq <= ?", (cutoff,))
             oldest = int((time.time() - max(self.retention_s, 90 * 86400)) // 60)
-            for table in ("minutes", "spend_minutes", "verdict_minutes"):
+            for table in (*GRAINS, *(f"spend_{g}" for g in GRAINS), *(f"verdict_{g}" for g in GRAINS)):
                 conn.execute(f"DELETE FROM {table} WHERE minute < ?", (oldest,))
         return cutoff - low + 1
 
@@ -405,11 +432,12 @@ class RequestLog:
 
     def guards(self, since: float, until: float, limit: int = 100) -> list[dict[str, Any]]:
         """Verdict counts per plugin and verdict over the window, with how many keys saw them."""
+        grain, lo, hi = _grain(since, until)
         sql = (
-            "SELECT plugin, verdict, sum(n) AS n, count(DISTINCT key) AS keys FROM verdict_minutes"
+            f"SELECT plugin, verdict, sum(n) AS n, count(DISTINCT key) AS keys FROM verdict_{grain}"
             " WHERE minute >= ? AND minute < ? GROUP BY plugin, verdict ORDER BY plugin, n DESC LIMIT ?"
         )
-        args = (int(since // 60), int(until // 60) + 1, min(limit, PAGE_MAX))
+        args = (lo, hi, min(limit, PAGE_MAX))
         return [dict(r) for r in self.query(lambda conn: conn.execute(sql, args).fetchall())]
 
     def label(self, seq: int, plugin: str, label: str) -> bool:
@@ -420,7 +448,9 @@ class RequestLog:
             if found is None:
                 return False
             with conn:
-                conn.execute("INSERT OR REPLACE INTO labels VALUES (?,?,?,?,?)", (seq, plugin, found[0], label, time.time()))
+                conn.execute(
+                    "INSERT OR REPLACE INTO labels VALUES (?,?,?,?,?)", (seq, plugin, found[0], label, time.time())
+                )
             return True
         finally:
             conn.close()
@@ -436,7 +466,8 @@ class RequestLog:
 
 
 def _page(conn: sqlite3.Connection, f: Filters, before: int | None, limit: int) -> Iterable[dict[str, Any]]:
-    where, args = [], []
+    where: list[str] = []
+    args: list[Any] = []
     table = "requests r"
     if f.plugin and f.verdict:
         table = "verdicts v JOIN requests r ON r.seq = v.seq"
@@ -474,19 +505,20 @@ def _page(conn: sqlite3.Connection, f: Filters, before: int | None, limit: int) 
 
 
 def _overview(conn: sqlite3.Connection, since: float, until: float, points: int) -> dict[str, Any]:
-    lo, hi = int(since // 60), int(until // 60) + 1
-    row = conn.execute(f"SELECT {_SUMS} FROM minutes WHERE minute >= ? AND minute < ?", (lo, hi)).fetchone()
+    grain, lo, hi = _grain(since, until)
+    row = conn.execute(f"SELECT {_SUMS} FROM {grain} WHERE minute >= ? AND minute < ?", (lo, hi)).fetchone()
     sums = [float(v or 0) for v in row]
     k = len(_MINUTE_SUMS)
     totals = dict(zip(_MINUTE_SUMS, sums[:k], strict=True))
     lat, ttft = sums[k : k + NBUCKETS], sums[k + NBUCKETS :]
-    step = max(1, (hi - lo + points - 1) // points)
+    unit = 60 if grain == "hours" else 1
+    step = max(1, (hi - lo + points * unit - 1) // (points * unit)) * unit
     series = conn.execute(
-        "SELECT (minute - ?) / ? AS slot, sum(n), sum(errors), sum(cost), sum(tokens_in + tokens_out) FROM minutes"
+        f"SELECT (minute - ?) / ? AS slot, sum(n), sum(errors), sum(cost), sum(tokens_in + tokens_out) FROM {grain}"
         " WHERE minute >= ? AND minute < ? GROUP BY slot ORDER BY slot",
         (lo, step, lo, hi),
     ).fetchall()
-    seconds = max(until - since, 1.0)
+    seconds = max((hi - lo) * 60 if grain == "hours" else until - since, 1.0)
     n = totals["n"]
     return {
         "totals": totals,
@@ -496,6 +528,7 @@ def _overview(conn: sqlite3.Connection, since: float, until: float, points: int)
         "latency": {f"p{int(q * 100)}": percentile(lat, q) for q in (0.5, 0.95, 0.99)},
         "ttft": {f"p{int(q * 100)}": percentile(ttft, q) for q in (0.5, 0.95, 0.99)},
         "step_s": step * 60,
+        "grain": grain,
         "start": lo * 60,
         "series": [
             {"t": (lo + int(slot) * step) * 60, "n": r[1], "errors": r[2], "cost": r[3], "tokens": r[4]}
@@ -503,3 +536,57 @@ def _overview(conn: sqlite3.Connection, since: float, until: float, points: int)
             for slot in (r[0],)
         ],
     }
+
+
+HOURLY_AFTER_S = 6 * 3600  # windows longer than this read the hourly rollups (whole hours)
+
+
+def _grain(since: float, until: float) -> tuple[str, int, int]:
+    """Which rollup a window reads, and its [lo, hi) in minute numbers (whole hours for the hourly one)."""
+    lo, hi = int(since // 60), int(until // 60) + 1
+    if until - since <= HOURLY_AFTER_S:
+        return "minutes", lo, hi
+    return "hours", lo // 60 * 60, (hi + 59) // 60 * 60
+
+
+def _upsert(
+    cur: sqlite3.Cursor,
+    grain: str,
+    minutes: dict[int, list[float]],
+    spend: dict[tuple[int, str, str], list[float]],
+    verdicts: dict[tuple[int, str, str, str], int],
+) -> None:
+    cur.executemany(_ROLLUP_UPSERT.format(g=grain), [(minute, *sums) for minute, sums in minutes.items()])
+    cur.executemany(
+        f"INSERT INTO spend_{grain} VALUES (?,?,?,?,?,?,?,?) ON CONFLICT DO UPDATE SET n = n + excluded.n,"
+        " errors = errors + excluded.errors, tokens_in = tokens_in + excluded.tokens_in,"
+        " tokens_out = tokens_out + excluded.tokens_out, cost = cost + excluded.cost",
+        [(*k, *v) for k, v in spend.items()],
+    )
+    cur.executemany(
+        f"INSERT INTO verdict_{grain} VALUES (?,?,?,?,?) ON CONFLICT DO UPDATE SET n = n + excluded.n",
+        [(*k, v) for k, v in verdicts.items()],
+    )
+
+
+def _by_hour(
+    minutes: dict[int, list[float]],
+    spend: dict[tuple[int, str, str], list[float]],
+    verdicts: dict[tuple[int, str, str, str], int],
+) -> tuple[dict[int, list[float]], dict[tuple[int, str, str], list[float]], dict[tuple[int, str, str, str], int]]:
+    """The same sums keyed by the minute number of their hour's start."""
+    hours: dict[int, list[float]] = {}
+    for minute, sums in minutes.items():
+        into = hours.setdefault(minute // 60 * 60, [0.0] * len(sums))
+        for i, value in enumerate(sums):
+            into[i] += value
+    hour_spend: dict[tuple[int, str, str], list[float]] = {}
+    for (minute, key, model), sums in spend.items():
+        into = hour_spend.setdefault((minute // 60 * 60, key, model), [0.0] * len(sums))
+        for i, value in enumerate(sums):
+            into[i] += value
+    hour_verdicts: dict[tuple[int, str, str, str], int] = {}
+    for (minute, plugin, verdict, key), n in verdicts.items():
+        k = (minute // 60 * 60, plugin, verdict, key)
+        hour_verdicts[k] = hour_verdicts.get(k, 0) + n
+    return hours, hour_spend, hour_verdicts

@@ -28,7 +28,9 @@ def ui(proxy: RunningProxy, path: str = "/") -> str:
 
 
 @pytest.fixture
-async def proxy(start_proxy: ProxyFactory, mock_upstream: MockUpstream, write_policy: Callable[[str], Path]) -> RunningProxy:
+async def proxy(
+    start_proxy: ProxyFactory, mock_upstream: MockUpstream, write_policy: Callable[[str], Path]
+) -> RunningProxy:
     return await start_proxy(write_policy(simple_policy(mock_upstream.url, chain=CHAIN, extra=EXTRA)))
 
 
@@ -83,7 +85,9 @@ async def test_changes_need_csrf_and_the_admin_role(proxy: RunningProxy) -> None
         async with s.get(ui(proxy, "/keys")) as r:
             html = await r.text()
             assert 'id="role">viewer' in html and 'id="create"' not in html
-        token = re.search(r'name="csrf" (?:value|content)="([0-9a-f]+)"', (await (await s.get(ui(proxy, "/"))).text()) or "")
+        token = re.search(
+            r'name="csrf" (?:value|content)="([0-9a-f]+)"', (await (await s.get(ui(proxy, "/"))).text()) or ""
+        )
         assert token is not None
         async with s.post(ui(proxy, "/keys"), data={"name": "x", "csrf": token.group(1)}) as r:
             assert r.status == 403 and "read_only" in await r.text()
