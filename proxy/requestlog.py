@@ -422,12 +422,13 @@ class RequestLog:
     def spend(self, since: float, until: float, group: str, limit: int = 100) -> list[dict[str, Any]]:
         """Requests, errors, tokens and cost by ``key`` or ``model`` over the window (a bounded list)."""
         column = {"key": "key", "model": "model"}[group]
+        grain, lo, hi = _grain(since, until)
         sql = (
             f"SELECT {column} AS name, sum(n) AS n, sum(errors) AS errors, sum(tokens_in) AS tokens_in,"
-            f" sum(tokens_out) AS tokens_out, sum(cost) AS cost FROM spend_minutes WHERE minute >= ? AND minute < ?"
+            f" sum(tokens_out) AS tokens_out, sum(cost) AS cost FROM spend_{grain} WHERE minute >= ? AND minute < ?"
             f" GROUP BY {column} ORDER BY cost DESC, n DESC LIMIT ?"
         )
-        args = (int(since // 60), int(until // 60) + 1, min(limit, PAGE_MAX))
+        args = (lo, hi, min(limit, PAGE_MAX))
         return [dict(r) for r in self.query(lambda conn: conn.execute(sql, args).fetchall())]
 
     def guards(self, since: float, until: float, limit: int = 100) -> list[dict[str, Any]]:
@@ -484,24 +485,31 @@ def _page(conn: sqlite3.Connection, f: Filters, before: int | None, limit: int) 
     elif f.status and f.status.isdigit():
         where.append("r.status = ?")
         args.append(int(f.status))
+    seq = "v.seq" if table != "requests r" else "r.seq"  # order by the index that filters
     high = before
     if f.until is not None:  # time bounds become seq bounds through the ts index
-        found = conn.execute("SELECT min(seq) FROM requests WHERE ts >= ?", (f.until,)).fetchone()[0]
+        found = _first_at(conn, f.until)
         if found is not None:
             high = found if high is None else min(high, found)
     if f.since is not None:
-        low = conn.execute("SELECT min(seq) FROM requests WHERE ts >= ?", (f.since,)).fetchone()[0]
-        where.append("r.seq >= ?")
+        low = _first_at(conn, f.since)
+        where.append(f"{seq} >= ?")
         args.append(low if low is not None else 1 << 62)
     if high is not None:
-        where.append("r.seq < ?")
+        where.append(f"{seq} < ?")
         args.append(high)
     sql = f"SELECT {', '.join('r.' + c.strip() for c in _COLUMNS.split(','))} FROM {table}"
     if where:
         sql += " WHERE " + " AND ".join(where)
-    sql += " ORDER BY r.seq DESC LIMIT ?"
+    sql += f" ORDER BY {seq} DESC LIMIT ?"
     args.append(limit)
     return [dict(r) for r in conn.execute(sql, args)]
+
+
+def _first_at(conn: sqlite3.Connection, ts: float) -> int | None:
+    """The first row at or after ``ts``, found through the ts index (``min(seq)`` would walk the table)."""
+    row = conn.execute("SELECT seq FROM requests INDEXED BY req_ts WHERE ts >= ? ORDER BY ts LIMIT 1", (ts,)).fetchone()
+    return None if row is None else int(row[0])
 
 
 def _overview(conn: sqlite3.Connection, since: float, until: float, points: int) -> dict[str, Any]:
