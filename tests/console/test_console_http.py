@@ -43,9 +43,11 @@ async def traffic(proxy: RunningProxy, n: int) -> None:
     log.flush()
 
 
-async def get(url: str, key: str | None = ADMIN, **kw: Any) -> tuple[int, str, aiohttp.ClientResponse]:
-    headers = {"Authorization": f"Bearer {key}"} if key else {}
-    async with aiohttp.ClientSession() as s, s.get(url, headers=headers, allow_redirects=False, **kw) as r:
+async def get(
+    url: str, key: str | None = ADMIN, headers: dict[str, str] | None = None
+) -> tuple[int, str, aiohttp.ClientResponse]:
+    headers = {**(headers or {}), **({"Authorization": f"Bearer {key}"} if key else {})}
+    async with aiohttp.ClientSession() as s, s.get(url, headers=headers, allow_redirects=False) as r:
         return r.status, await r.text(), r
 
 
@@ -118,3 +120,17 @@ async def test_off_on_a_public_listener_unless_the_policy_says_so(
     running = await start_proxy(write_policy(simple_policy(mock_upstream.url, extra=EXTRA)), host="0.0.0.0")
     status, body, _ = await get(ui(running, "/"))
     assert status == 403 and "console_disabled" in body
+
+
+async def test_the_log_never_holds_prompt_text(proxy: RunningProxy, tmp_path: Path) -> None:
+    await traffic(proxy, 2)
+    files = list((tmp_path / "home" / "console").glob("requests.sqlite*"))
+    assert files and all(b"my secret prompt text" not in f.read_bytes() for f in files)
+
+
+async def test_links_follow_a_forwarded_sub_path(proxy: RunningProxy) -> None:
+    await traffic(proxy, 1)
+    status, html, _ = await get(ui(proxy, "/requests"), headers={"X-Forwarded-Prefix": "/gw"})
+    assert status == 200 and 'href="/gw/chaperone/ui/requests/1"' in html
+    status, _, response = await get(ui(proxy, "/"), key=None, headers={"X-Forwarded-Prefix": "/gw"})
+    assert response.headers["Location"].startswith("/gw/chaperone/ui/login")
