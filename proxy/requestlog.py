@@ -299,11 +299,15 @@ class RequestLog:
         return conn
 
     def _write(self, conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
-        conn.execute("BEGIN")
+        conn.execute("BEGIN IMMEDIATE")  # the write lock first: max(seq) stays ours (several workers, one file)
+        cur = conn.cursor()
+        seq = int(cur.execute("SELECT coalesce(max(seq), 0) FROM requests").fetchone()[0])
         minutes: dict[int, list[float]] = {}
         spend: dict[tuple[int, str, str], list[float]] = {}
         verdict_counts: dict[tuple[int, str, str, str], int] = {}
-        cur = conn.cursor()
+        raw: list[tuple[Any, ...]] = []
+        verdict_rows: list[tuple[str, str, int]] = []
+        width = len(_MINUTE_SUMS) + 2 * NBUCKETS
         for (
             ts,
             rid,
@@ -322,30 +326,44 @@ class RequestLog:
             detail,
             saved,
         ) in rows:
-            cur.execute(
-                "INSERT INTO requests(ts, id, key, model, backend, status, ok, latency_ms, ttft_ms, tokens_in,"
-                " tokens_out, cost, cache, error, verdicts, detail) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (ts, rid, key, model, backend, status, int(status < 400), lat, ttft, tin, tout, cost, cache, error,
-                 orjson.dumps(verdicts), orjson.dumps(detail)),
-            )  # fmt: skip
-            seq = cur.lastrowid
+            seq += 1
+            raw.append((seq, ts, rid, key, model, backend, status, int(status < 400), lat, ttft, tin, tout, cost,
+                        cache, error, orjson.dumps(verdicts), orjson.dumps(detail)))  # fmt: skip
             minute = int(ts // 60)
             failed = int(status >= 400)
-            m = minutes.setdefault(minute, [0.0] * (len(_MINUTE_SUMS) + 2 * NBUCKETS))
-            for i, value in enumerate(
-                (1, failed, tin, tout, cost or 0.0, int(cache == "hit"), saved, ttft is not None)
-            ):
-                m[i] += value
+            m = minutes.get(minute)
+            if m is None:
+                m = minutes[minute] = [0.0] * width
+            m[0] += 1
+            m[1] += failed
+            m[2] += tin
+            m[3] += tout
+            m[4] += cost or 0.0
+            m[5] += cache == "hit"
+            m[6] += saved
             m[len(_MINUTE_SUMS) + _bucket(lat)] += 1
             if ttft is not None:
+                m[7] += 1
                 m[len(_MINUTE_SUMS) + NBUCKETS + _bucket(ttft)] += 1
-            s = spend.setdefault((minute, key or "", model or ""), [0, 0, 0, 0, 0.0])
-            for i, value in enumerate((1, failed, tin, tout, cost or 0.0)):
-                s[i] += value
+            sk = (minute, key or "", model or "")
+            sp = spend.get(sk)
+            if sp is None:
+                sp = spend[sk] = [0, 0, 0, 0, 0.0]
+            sp[0] += 1
+            sp[1] += failed
+            sp[2] += tin
+            sp[3] += tout
+            sp[4] += cost or 0.0
             for plugin, verdict in verdicts.items():
-                cur.execute("INSERT OR IGNORE INTO verdicts VALUES (?,?,?)", (plugin, verdict, seq))
+                verdict_rows.append((plugin, verdict, seq))
                 vk = (minute, plugin, verdict, key or "")
                 verdict_counts[vk] = verdict_counts.get(vk, 0) + 1
+        cur.executemany(
+            "INSERT INTO requests(seq, ts, id, key, model, backend, status, ok, latency_ms, ttft_ms, tokens_in,"
+            " tokens_out, cost, cache, error, verdicts, detail) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            raw,
+        )
+        cur.executemany("INSERT OR IGNORE INTO verdicts VALUES (?,?,?)", verdict_rows)
         _upsert(cur, "minutes", minutes, spend, verdict_counts)
         _upsert(cur, "hours", *_by_hour(minutes, spend, verdict_counts))
         conn.execute("COMMIT")
