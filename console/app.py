@@ -13,13 +13,15 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import parse_qsl
 
 import jinja2
 from aiohttp import web
+from multidict import MultiDict, MultiDictProxy
 
 from console import auth
 from console.auth import Session
-from proxy.errors import Forbidden, NotFound, ServiceUnavailable, Unauthorized
+from proxy.errors import Forbidden, NotFound, PayloadTooLarge, ServiceUnavailable, Unauthorized
 from proxy.policy import Policy
 from proxy.requestlog import QueryTimeout, RequestLog
 from proxy.runtime import RUNTIME
@@ -72,6 +74,7 @@ class Ctx:
         self.session = session
         self.base = base
         self.request = request
+        self.form: MultiDictProxy[str] = MultiDictProxy(MultiDict())  # a change's posted form, read once
 
     @property
     def log(self) -> RequestLog:
@@ -115,6 +118,19 @@ def mount(app: web.Application, log: RequestLog | None, env: Mapping[str, str]) 
         router.add_route("POST" if change else "GET", prefix + path, _guarded(page, change))
 
 
+_MAX_FORM = 64 * 1024
+
+
+async def _form(request: web.Request) -> MultiDictProxy[str]:
+    """The posted form, refused past 64 KiB (the app's own limit is sized for API bodies)."""
+    if request.content_length is not None and request.content_length > _MAX_FORM:
+        raise PayloadTooLarge("A console form is at most 64 KiB.")
+    body = await request.content.read(_MAX_FORM + 1)
+    if len(body) > _MAX_FORM:
+        raise PayloadTooLarge("A console form is at most 64 KiB.")
+    return MultiDictProxy(MultiDict(parse_qsl(body.decode(errors="replace"), keep_blank_values=True)))
+
+
 def _base(request: web.Request, console: Console) -> str:
     forwarded = request.headers.get("X-Forwarded-Prefix", "").rstrip("/")
     if forwarded and not _PREFIX_OK.fullmatch(forwarded):
@@ -142,7 +158,7 @@ def _guarded(page: Page, change: bool) -> Callable[[web.Request], Awaitable[web.
             raise web.HTTPSeeOther(f"{base}/login?next={request.rel_url.path_qs.removeprefix(base)}")
         ctx = Ctx(console, policy, session, base, request)
         if change:
-            form = await request.post()
+            form = ctx.form = await _form(request)
             sent = form.get("csrf")
             if not auth.csrf_ok(session, sent if isinstance(sent, str) else None):
                 raise Forbidden("This form is missing its CSRF token (reload the page and try again).", code="csrf")
@@ -167,7 +183,7 @@ async def login(request: web.Request) -> web.StreamResponse:
         target = "/"
     error = None
     if request.method == "POST":
-        form = await request.post()
+        form = await _form(request)
         key = form.get("key")
         target = str(form.get("next") or "/")
         if not target.startswith("/") or target.startswith("//"):
@@ -189,6 +205,11 @@ async def login(request: web.Request) -> web.StreamResponse:
 async def logout(request: web.Request) -> web.StreamResponse:
     console = request.app[CONSOLE]
     base = _base(request, console)
+    policy = _policy(request)
+    session = auth.from_cookie(policy, request.cookies.get(auth.COOKIE))
+    sent = (await _form(request)).get("csrf")
+    if session is not None and not auth.csrf_ok(session, sent if isinstance(sent, str) else None):
+        raise Forbidden("This form is missing its CSRF token (reload the page and try again).", code="csrf")
     out = web.HTTPSeeOther(base + "/login")
     out.del_cookie(auth.COOKIE, path=base)
     raise out

@@ -129,14 +129,20 @@ async def guards(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     plugin = request.query.get("plugin") or None
     verdict = request.query.get("verdict") or None
     review: list[dict[str, Any]] = []
+    per_key: list[dict[str, Any]] = []
     if plugin and verdict:
-        review = await ctx.console.run(lambda: log.page(Filters(plugin=plugin, verdict=verdict), None, 50))
+        review, per_key = await ctx.console.run(
+            lambda: (
+                log.page(Filters(plugin=plugin, verdict=verdict), None, 50),
+                log.guard_keys(since, until, plugin, verdict),
+            )
+        )
     return ctx.render("guards.html", window=name, windows=WINDOWS, counts=counts, review=review,
-                      plugin=plugin, verdict=verdict)  # fmt: skip
+                      per_key=per_key, plugin=plugin, verdict=verdict)  # fmt: skip
 
 
 async def label(request: web.Request, ctx: Ctx) -> web.StreamResponse:
-    form = await request.post()
+    form = ctx.form
     seq, plugin, value = str(form.get("seq", "")), str(form.get("plugin", "")), str(form.get("label", ""))
     if not seq.isdigit() or value not in ("false_positive", "true_positive"):
         raise InvalidRequest("seq must be a request number and label false_positive or true_positive")
@@ -189,7 +195,7 @@ async def keys(request: web.Request, ctx: Ctx, created: dict[str, Any] | None = 
 
 
 async def key_create(request: web.Request, ctx: Ctx) -> web.StreamResponse:
-    form = await request.post()
+    form = ctx.form
     active = request.app[RUNTIME].in_force()
     body: dict[str, Any] = {"name": str(form.get("name", "")).strip()}
     if form.get("chain"):

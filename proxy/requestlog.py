@@ -459,6 +459,18 @@ class RequestLog:
         args = (lo, hi, min(limit, PAGE_MAX))
         return [dict(r) for r in self.query(lambda conn: conn.execute(sql, args).fetchall())]
 
+    def guard_keys(
+        self, since: float, until: float, plugin: str, verdict: str, limit: int = 50
+    ) -> list[dict[str, Any]]:
+        """How often ``plugin`` said ``verdict`` per key over the window, most first (a bounded list)."""
+        grain, lo, hi = _grain(since, until)
+        sql = (
+            f"SELECT key, sum(n) AS n FROM verdict_{grain} WHERE minute >= ? AND minute < ? AND plugin = ?"
+            " AND verdict = ? GROUP BY key ORDER BY n DESC LIMIT ?"
+        )
+        args = (lo, hi, plugin, verdict, min(limit, PAGE_MAX))
+        return [dict(r) for r in self.query(lambda conn: conn.execute(sql, args).fetchall())]
+
     def label(self, seq: int, plugin: str, label: str) -> bool:
         """Mark one verdict of one request (e.g. ``false_positive``); False when the request has no such verdict."""
         conn = self._connect()

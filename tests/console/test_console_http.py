@@ -93,6 +93,12 @@ async def test_changes_need_csrf_and_the_admin_role(proxy: RunningProxy) -> None
         assert token is not None
         async with s.post(ui(proxy, "/keys"), data={"name": "x", "csrf": token.group(1)}) as r:
             assert r.status == 403 and "read_only" in await r.text()
+        async with s.post(ui(proxy, "/logout"), allow_redirects=False) as r:  # a forged logout
+            assert r.status == 403
+        async with s.post(ui(proxy, "/logout"), data={"csrf": token.group(1)}, allow_redirects=False) as r:
+            assert r.status == 303
+        async with s.get(ui(proxy, "/keys"), allow_redirects=False) as r:
+            assert r.status == 303  # logged out
 
 
 async def test_bearer_admin_creates_a_key_without_csrf(proxy: RunningProxy) -> None:
@@ -134,3 +140,11 @@ async def test_links_follow_a_forwarded_sub_path(proxy: RunningProxy) -> None:
     assert status == 200 and 'href="/gw/chaperone/ui/requests/1"' in html
     status, _, response = await get(ui(proxy, "/"), key=None, headers={"X-Forwarded-Prefix": "/gw"})
     assert response.headers["Location"].startswith("/gw/chaperone/ui/login")
+
+
+async def test_off_without_an_admin_section(
+    start_proxy: ProxyFactory, mock_upstream: MockUpstream, write_policy: Callable[[str], Path]
+) -> None:
+    running = await start_proxy(write_policy(simple_policy(mock_upstream.url)))
+    status, body, _ = await get(ui(running, "/"))
+    assert status == 403 and "no admin section" in body
