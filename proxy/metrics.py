@@ -459,6 +459,8 @@ class Recorder:
                 self.metrics.refused(endpoint, status, code, seconds)
             if self.access is not None:
                 self.access.refused(request_id, endpoint, status, code, seconds)
+            if self.requests is not None:  # [console]
+                self.requests.refused(request_id, endpoint, status, code, seconds)
         except Exception:
             log.exception("recording metrics failed (request_id=%s)", request_id)
 

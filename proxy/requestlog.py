@@ -252,6 +252,12 @@ class RequestLog:
         """Queue one finished request (on the loop: a tuple and an append); dropped when the queue is full."""
         self.add(row_of(exchange, status, code, now))
 
+    def refused(self, request_id: str, endpoint: str, status: int, code: str | None, seconds: float) -> None:
+        """Queue a request refused before its chain ran (no key, a bad body, an unknown model)."""
+        detail = {"endpoint": endpoint, "steps": [], "entered": 0, "times": [], "attempts": [], "refused": True}
+        ms = seconds * 1000
+        self.add((time.time(), request_id, None, None, None, status, ms, None, 0, 0, None, None, code, {}, detail, 0.0))
+
     def add(self, row: tuple[Any, ...]) -> None:
         with self._lock:
             if len(self._queue) >= self.queue_max:

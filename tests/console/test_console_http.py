@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import openai
 import pytest
 
 from tests.conftest import MockUpstream, ProxyFactory, RunningProxy, simple_policy
@@ -67,6 +68,22 @@ async def test_overview_counts_the_requests_sent(proxy: RunningProxy) -> None:
     await traffic(proxy, 4)
     _, html, _ = await get(ui(proxy, "/?window=15m"))
     assert re.search(r'id="n-requests">4<', html), html
+
+
+async def test_refused_requests_count_as_errors(proxy: RunningProxy) -> None:
+    await traffic(proxy, 1)
+    async with proxy.client("sk-wrong-0123456789") as client:
+        with pytest.raises(openai.AuthenticationError):
+            await client.chat.completions.create(model="mock-gpt", messages=MESSAGES)
+    await traffic(proxy, 0)
+    _, html, _ = await get(ui(proxy, "/?window=15m"))
+    assert re.search(r'id="n-requests">2<', html) and re.search(r'id="error-rate">50.0%<', html)
+    _, html, _ = await get(ui(proxy, "/requests?status=401"))
+    assert html.count('class="req"') == 1 and "invalid_api_key" in html
+    seq = re.search(r'class="req">(\d+)<', html)
+    assert seq is not None
+    status, page, _ = await get(ui(proxy, f"/requests/{seq.group(1)}"))
+    assert status == 200 and "refused before the chain ran" in page
 
 
 async def test_request_page_has_the_waterfall_and_attempts(proxy: RunningProxy) -> None:
