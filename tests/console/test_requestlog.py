@@ -28,7 +28,7 @@ def log(tmp_path: Path) -> RequestLog:
 
 
 def test_percentiles_come_from_the_histogram_within_a_bucket() -> None:
-    from proxy.requestlog import NBUCKETS, _bucket
+    from proxy.requestlog_sql import NBUCKETS, _bucket
 
     hist = [0.0] * NBUCKETS
     for ms in range(1, 1001):  # 1..1000 ms, uniform
