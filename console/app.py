@@ -83,8 +83,13 @@ class Ctx:
         return self.console.log
 
     def render(self, template: str, status: int = 200, **values: Any) -> web.Response:
+        refresh = self.request.query.get("refresh", "")
         html = self.console.templates.get_template(template).render(
-            base=self.base, session=self.session, page=template.removesuffix(".html"), **values
+            base=self.base,
+            session=self.session,
+            page=template.removesuffix(".html"),
+            refresh_s=min(max(int(refresh), 1), 60) if refresh.isdigit() else 5,  # live pages poll this often
+            **values,
         )
         return web.Response(text=html, status=status, content_type="text/html", headers=_NO_STORE)
 

@@ -92,11 +92,20 @@ async def test_admin_sees_traffic_opens_a_waterfall_marks_a_false_positive_and_r
     assert await page.text("#n-requests") == "4"
     assert await page.eval("document.querySelectorAll('svg.chart').length") == 4
     await page.screenshot(SHOTS / "overview.png")
+    await page.goto(base + "/?window=15m&refresh=1")  # live: the numbers follow new traffic without a reload
+    await chat(proxy, APP_KEY)
+    flush(proxy)
+    seen = await page.eval(
+        "new Promise(done => { const t0 = Date.now(); (function look() {"
+        " const n = document.getElementById('n-requests').innerText;"
+        " if (n === '5' || Date.now() - t0 > 5000) done(n); else setTimeout(look, 100); })(); })"
+    )
+    assert seen == "5"
 
     await page.goto(base + "/requests")
-    assert await page.eval("document.querySelectorAll('#requests a.req').length") == 4
+    assert await page.eval("document.querySelectorAll('#requests a.req').length") == 5
     await page.screenshot(SHOTS / "requests.png")
-    await page.until_load(page.eval("document.querySelector('#requests a.req').click()"))  # the newest: the attack
+    await page.until_load(page.eval("document.querySelectorAll('#requests a.req')[1].click()"))  # the attack
     steps = await page.text("#steps")
     assert "injection" in steps and "flagged" in steps and ATTACK not in await page.text()
     assert await page.eval("document.querySelectorAll('#waterfall svg rect').length") >= 4
