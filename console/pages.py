@@ -183,7 +183,12 @@ async def spend(request: web.Request, ctx: Ctx) -> web.StreamResponse:
 async def backends(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     active = request.app[RUNTIME].in_force()
     rows = backends_status(active)[:PAGE_MAX]
-    return ctx.render("backends.html", rows=rows, dumps=lambda v: orjson.dumps(v, default=str).decode())
+    now = time.time()
+    recent: dict[str, dict[str, float]] = {}
+    if ctx.console.log is not None:
+        log = ctx.console.log
+        recent = await ctx.console.run(lambda: log.backends(now - 900, now))
+    return ctx.render("backends.html", rows=rows, recent=recent, dumps=lambda v: orjson.dumps(v, default=str).decode())
 
 
 async def keys(request: web.Request, ctx: Ctx, created: dict[str, Any] | None = None) -> web.StreamResponse:

@@ -44,6 +44,7 @@ from proxy.requestlog_sql import (
     _page,
     _upsert,
     percentile,
+    upsert_backends,
 )
 
 if TYPE_CHECKING:
@@ -242,6 +243,7 @@ class RequestLog:
         minutes: dict[int, list[float]] = {}
         spend: dict[tuple[int, str, str], list[float]] = {}
         verdict_counts: dict[tuple[int, str, str, str], int] = {}
+        by_backend: dict[tuple[int, str], list[float]] = {}
         raw: list[tuple[Any, ...]] = []
         verdict_rows: list[tuple[str, str, int]] = []
         width = len(_MINUTE_SUMS) + 2 * NBUCKETS
@@ -291,6 +293,12 @@ class RequestLog:
             sp[2] += tin
             sp[3] += tout
             sp[4] += cost or 0.0
+            bk = by_backend.get((minute, backend or ""))
+            if bk is None:
+                bk = by_backend[(minute, backend or "")] = [0, 0, 0.0]
+            bk[0] += 1
+            bk[1] += failed
+            bk[2] += lat
             for plugin, verdict in verdicts.items():
                 verdict_rows.append((plugin, verdict, seq))
                 vk = (minute, plugin, verdict, key or "")
@@ -303,6 +311,7 @@ class RequestLog:
         cur.executemany("INSERT OR IGNORE INTO verdicts VALUES (?,?,?)", verdict_rows)
         _upsert(cur, "minutes", minutes, spend, verdict_counts)
         _upsert(cur, "hours", *_by_hour(minutes, spend, verdict_counts))
+        upsert_backends(cur, by_backend)
         conn.execute("COMMIT")
 
     def prune(self, conn: sqlite3.Connection, batch: int = 50_000) -> int:
@@ -318,7 +327,7 @@ class RequestLog:
             conn.execute("DELETE FROM requests WHERE seq <= ?", (cutoff,))
             conn.execute("DELETE FROM verdicts WHERE seq <= ?", (cutoff,))
             oldest = int((time.time() - max(self.retention_s, 90 * 86400)) // 60)
-            for table in (*GRAINS, *(f"spend_{g}" for g in GRAINS), *(f"verdict_{g}" for g in GRAINS)):
+            for table in (*GRAINS, *(f"{t}_{g}" for t in ("spend", "verdict", "backend") for g in GRAINS)):
                 conn.execute(f"DELETE FROM {table} WHERE minute < ?", (oldest,))
         return cutoff - low + 1
 
@@ -407,6 +416,20 @@ class RequestLog:
         )
         args = (lo, hi, plugin, verdict, min(limit, PAGE_MAX))
         return [dict(r) for r in self.query(lambda conn: conn.execute(sql, args).fetchall())]
+
+    def backends(self, since: float, until: float) -> dict[str, dict[str, float]]:
+        """Per backend over the window: requests, error rate, mean latency (ms), from the minute rollup."""
+        sql = (
+            "SELECT backend, sum(n) AS n, sum(errors) AS errors, sum(latency_ms) AS latency_ms FROM backend_minutes"
+            " WHERE minute >= ? AND minute < ? GROUP BY backend LIMIT ?"
+        )
+        args = (int(since // 60), int(until // 60) + 1, PAGE_MAX)
+        rows = self.query(lambda conn: conn.execute(sql, args).fetchall())
+        return {
+            r["backend"]: {"n": r["n"], "error_rate": r["errors"] / r["n"], "latency_ms": r["latency_ms"] / r["n"]}
+            for r in rows
+            if r["n"]
+        }
 
     def label(self, seq: int, plugin: str, label: str) -> bool:
         """Mark one verdict of one request (e.g. ``false_positive``); False when the request has no such verdict."""

@@ -64,6 +64,8 @@ _ROLLUP_SCHEMA = "".join(
   {", ".join(f"{c} REAL DEFAULT 0" for c in (*_MINUTE_SUMS, *_LAT, *_TTFT))});
 CREATE TABLE IF NOT EXISTS spend_{g}(minute INTEGER, key TEXT, model TEXT, n INTEGER, errors INTEGER,
   tokens_in INTEGER, tokens_out INTEGER, cost REAL, PRIMARY KEY(minute, key, model)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS backend_{g}(minute INTEGER, backend TEXT, n INTEGER, errors INTEGER, latency_ms REAL,
+  PRIMARY KEY(minute, backend)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS verdict_{g}(minute INTEGER, plugin TEXT, verdict TEXT, key TEXT, n INTEGER,
   PRIMARY KEY(minute, plugin, verdict, key)) WITHOUT ROWID;
 """
@@ -231,3 +233,12 @@ def _by_hour(
         k = (minute // 60 * 60, plugin, verdict, key)
         hour_verdicts[k] = hour_verdicts.get(k, 0) + n
     return hours, hour_spend, hour_verdicts
+
+
+def upsert_backends(cur: sqlite3.Cursor, counts: dict[tuple[int, str], list[float]]) -> None:
+    """Requests, errors and summed latency per (minute, backend): the Backends page's recent figures."""
+    cur.executemany(
+        "INSERT INTO backend_minutes VALUES (?,?,?,?,?) ON CONFLICT DO UPDATE SET n = n + excluded.n,"
+        " errors = errors + excluded.errors, latency_ms = latency_ms + excluded.latency_ms",
+        [(*k, *v) for k, v in counts.items()],
+    )

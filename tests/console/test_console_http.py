@@ -86,6 +86,13 @@ async def test_refused_requests_count_as_errors(proxy: RunningProxy) -> None:
     assert status == 200 and "refused before the chain ran" in page
 
 
+async def test_backends_show_circuit_and_recent_traffic(proxy: RunningProxy) -> None:
+    await traffic(proxy, 3)
+    _, html, _ = await get(ui(proxy, "/backends"))
+    assert "closed" in html or "off" in html
+    assert re.search(r'class="recent">3 requests, 0.0% errors', html), html
+
+
 async def test_request_page_has_the_waterfall_and_attempts(proxy: RunningProxy) -> None:
     await traffic(proxy, 1)
     _, html, _ = await get(ui(proxy, "/requests/1"))
