@@ -24,6 +24,8 @@ COPY pyproject.toml README.md ./
 COPY proxy ./proxy
 COPY plugins ./plugins
 COPY backends ./backends
+# [console] the web console's package (templates and static files ship as package data)
+COPY console ./console
 COPY policies ./policies
 RUN /opt/venv/bin/pip install -c constraints.txt . \
  && /opt/venv/bin/python -c "import proxy.cli, backends.wiring, plugins.params"
