@@ -78,9 +78,12 @@ class Ctx:
 
     @property
     def log(self) -> RequestLog:
-        if self.console.log is None:
+        log = self.console.log
+        if log is None:
             raise ServiceUnavailable("The request log is off (CHAPERONE_REQUEST_LOG=off).")
-        return self.console.log
+        if log.unavailable is not None:
+            raise ServiceUnavailable(f"The request log could not be opened: {log.unavailable}")
+        return log
 
     def render(self, template: str, status: int = 200, **values: Any) -> web.Response:
         refresh = self.request.query.get("refresh", "")

@@ -185,7 +185,7 @@ async def backends(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     rows = backends_status(active)[:PAGE_MAX]
     now = time.time()
     recent: dict[str, dict[str, float]] = {}
-    if ctx.console.log is not None:
+    if ctx.console.log is not None and ctx.console.log.unavailable is None:
         log = ctx.console.log
         recent = await ctx.console.run(lambda: log.backends(now - 900, now))
     return ctx.render("backends.html", rows=rows, recent=recent, dumps=lambda v: orjson.dumps(v, default=str).decode())

@@ -151,6 +151,7 @@ class RequestLog:
         self._thread: threading.Thread | None = None
         self._readers = threading.local()
         self._last_prune = 0.0
+        self.unavailable: str | None = None  # why the log could not be opened (then nothing is recorded)
 
     # ---- writing ---------------------------------------------------------------------------
 
@@ -176,7 +177,11 @@ class RequestLog:
             self._thread = None
 
     async def lifecycle(self, app: web.Application) -> AsyncIterator[None]:
-        await asyncio.to_thread(self.start)
+        try:
+            await asyncio.to_thread(self.start)
+        except (OSError, sqlite3.Error) as exc:  # the gateway serves on without it; the console says so
+            log.error("request log disabled: %s cannot be used (%s)", self.path, exc)
+            self.unavailable = f"{self.path}: {exc}"
         yield
         await asyncio.to_thread(self.stop)
 
@@ -191,6 +196,8 @@ class RequestLog:
         self.add((time.time(), request_id, None, None, None, status, ms, None, 0, 0, None, None, code, {}, detail, 0.0))
 
     def add(self, row: tuple[Any, ...]) -> None:
+        if self.unavailable is not None:
+            return
         with self._lock:
             if len(self._queue) >= self.queue_max:
                 self.dropped += 1

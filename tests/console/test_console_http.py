@@ -172,3 +172,17 @@ async def test_off_without_an_admin_section(
     running = await start_proxy(write_policy(simple_policy(mock_upstream.url)))
     status, body, _ = await get(ui(running, "/"))
     assert status == 403 and "no admin section" in body
+
+
+async def test_an_unwritable_log_leaves_the_gateway_serving(
+    start_proxy: ProxyFactory, mock_upstream: MockUpstream, write_policy: Callable[[str], Path], tmp_path: Path
+) -> None:
+    (tmp_path / "home").mkdir(exist_ok=True)
+    (tmp_path / "home" / "console").write_text("not a directory")
+    running = await start_proxy(write_policy(simple_policy(mock_upstream.url, chain=CHAIN, extra=EXTRA)))
+    async with running.client(APP_KEY) as client:
+        await client.chat.completions.create(model="mock-gpt", messages=MESSAGES)
+    status, body, _ = await get(ui(running, "/"))
+    assert status == 503 and "could not be opened" in body
+    status, _, _ = await get(ui(running, "/backends"))
+    assert status == 200
