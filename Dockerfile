@@ -25,6 +25,8 @@ COPY proxy ./proxy
 COPY plugins ./plugins
 COPY backends ./backends
 COPY bench ./bench
+# [console] the web console's package (templates and static files ship as package data)
+COPY console ./console
 COPY policies ./policies
 RUN /opt/venv/bin/pip install -c constraints.txt . \
  && /opt/venv/bin/python -c "import proxy.cli, backends.wiring, plugins.params"

@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-stamp
 # pip caches (~/.cache/pip/wheels) stays usable on another machine of the same kind.
 LLAMA_CMAKE_ARGS ?= -DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF
 
-.PHONY: setup run test lint bench redis clean lock
+.PHONY: setup run test lint bench redis chromium clean lock
 
 $(STAMP): pyproject.toml constraints.txt requirements-models.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,11 +25,14 @@ run: setup                ## set up, then serve the embedded default policy on 1
 redis:                    ## the tests start their own redis-server; make sure the binary is there
 	@scripts/ensure-redis-server
 
-test: setup redis         ## set up, then run the whole test suite
+chromium:                 ## the console's browser tests drive Debian's chromium headless
+	@scripts/ensure-chromium
+
+test: setup redis chromium  ## set up, then run the whole test suite
 	$(BIN)/pytest -q
 
 lint: setup
-	$(BIN)/ruff check proxy plugins backends bench evals dataset tests benchmarks
+	$(BIN)/ruff check proxy plugins backends bench evals dataset console tests benchmarks
 	$(BIN)/mypy
 
 bench: setup

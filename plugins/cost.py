@@ -30,6 +30,7 @@ from plugins._cost.account import StreamTally
 from plugins._cost.sinks import LineSinks, MeterSink
 from proxy import ApiResponse, ChaperoneError, Exchange, PluginRegistry, StashKey, Usage, hookimpl
 from proxy.pricing import ask_stream_usage, cost_usd, take_stream_usage
+from proxy.requestlog import SAVED_USD  # [console]
 from proxy.runtime import Resources
 from proxy.usage import NANO, OPEN_KEY, Ledger, day_of
 
@@ -142,6 +143,8 @@ class Cost:
     async def on_complete(self, exchange: Exchange) -> None:
         record = await self._account(exchange)
         exchange.cost_usd = record["cost_usd"]
+        if record["saved_usd"]:  # [console] what the cache hit saved, for the request log's rollups
+            exchange.stash[SAVED_USD] = record["saved_usd"]
         exchange.verdicts[self.name] = "priced" if record["priced_as"] is not None else "unpriced"
         if self._meter is not None:
             self._meter.write(record)

@@ -36,12 +36,14 @@ from proxy import (
     StashKey,
     hookimpl,
 )
+from proxy.requestlog import note as step_note  # [console]
 from proxy.textview import TextRef, add_instruction, request_texts
 
 log = logging.getLogger(__name__)
 
 FLAG = "prompt_injection"
 FLAGS_HEADER = "x-chaperone-flags"
+_DONE = {"block": "blocked", "flag": "flagged", "sanitize": "sanitized"}  # [console] action → verdict
 _SOURCES: dict[str, Source] = {"user": "user", "untrusted": "untrusted"}
 _THREAD_CHARS = 4000  # above this much text (or _THREAD_TEXTS texts), scan in a worker thread, not on the loop
 _THREAD_TEXTS = 8
@@ -283,6 +285,8 @@ class Injection:
             "prompt injection %s request_id=%s score=%.3f source=%s categories=%s path=%s",
             self.config.action, exchange.request_id, v.score, v.source, ",".join(v.categories), worst.path,
         )  # fmt: skip
+        exchange.verdicts[self.name] = _DONE[self.config.action]  # [console] the request log's guard verdicts
+        step_note(exchange, self.name, f"{v.score:.2f} {v.source}")
         if self.config.action == "block":
             raise PolicyViolation(
                 f"The request was refused: possible prompt injection in {v.source} content "

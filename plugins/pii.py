@@ -17,6 +17,7 @@ from pydantic import Field, field_validator
 from plugins._pii.config import DetectorConfig
 from plugins._pii.restore import PlaceholderMap, Span, StreamRestorer
 from proxy import ApiRequest, ApiResponse, Exchange, PluginRegistry, PolicyViolation, StashKey, hookimpl
+from proxy.requestlog import note as step_note  # [console]
 from proxy.textview import (
     StreamKey,
     TextRef,
@@ -119,6 +120,8 @@ class Pii:
         blocked = sorted({f.entity for fs in found for f in fs if self._mode(f.entity, endpoint) == "block"})
         if blocked:
             log.info("request blocked for PII types %s (request_id=%s)", ",".join(blocked), exchange.request_id)
+            exchange.verdicts[self.name] = "blocked"  # [console] the request log's guard verdicts
+            step_note(exchange, self.name, ",".join(blocked))
             raise PolicyViolation(
                 f"The request contains personal data this gateway does not let through: {', '.join(blocked)}.",
                 code="pii_detected",
@@ -131,6 +134,9 @@ class Pii:
         counts = mapping.entity_counts()
         log.debug("masked PII %s (request_id=%s)", counts, exchange.request_id)
         exchange.stash[STATE] = _State(mapping, _json_mode(request), counts)
+        exchange.verdicts[self.name] = "masked"  # [console] types and counts only, never the values
+        note = ",".join(f"{k}={v}" for k, v in sorted(counts.items()))
+        step_note(exchange, self.name, note)
         return None
 
     # ---- answer ---------------------------------------------------------------------------

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 
     from proxy.accesslog import AccessLog
     from proxy.realtime import RealtimeStats
+    from proxy.requestlog import RequestLog  # [console]
     from proxy.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -424,15 +425,20 @@ async def handle_metrics(request: web.Request) -> web.Response:
 class Recorder:
     """Metrics and the access log behind one call per request; the handlers' only contact with either."""
 
-    __slots__ = ("access", "metrics")
+    __slots__ = ("access", "metrics", "requests")
 
-    def __init__(self, metrics: Metrics | None, access: AccessLog | None) -> None:
+    def __init__(self, metrics: Metrics | None, access: AccessLog | None, requests: RequestLog | None = None) -> None:
         self.metrics = metrics
         self.access = access
+        self.requests = requests  # [console] the request log the console reads
 
     def wants(self, exchange: Exchange) -> bool:
-        """Whether this request's usage must be read (metrics on in its policy, or an access log)."""
-        return self.access is not None or (self.metrics is not None and exchange.policy.metrics.enabled)
+        """Whether this request's usage must be read (metrics on in its policy, an access log, a request log)."""
+        return (
+            self.access is not None
+            or self.requests is not None
+            or (self.metrics is not None and exchange.policy.metrics.enabled)
+        )
 
     def finished(self, exchange: Exchange, error: BaseException | None, status: int) -> None:
         """One finished request: ``status`` as sent, or 0 when the error (if any) is yet to be answered."""
@@ -444,6 +450,8 @@ class Recorder:
                 self.metrics.record(exchange, status, code, now)
             if self.access is not None:
                 self.access.write(exchange, status, code, now)
+            if self.requests is not None:  # [console]
+                self.requests.record(exchange, status, code, now)
         except Exception:
             log.exception("recording metrics failed (request_id=%s)", exchange.request_id)
 
@@ -456,6 +464,8 @@ class Recorder:
                 self.metrics.refused(endpoint, status, code, seconds)
             if self.access is not None:
                 self.access.refused(request_id, endpoint, status, code, seconds)
+            if self.requests is not None:  # [console]
+                self.requests.refused(request_id, endpoint, status, code, seconds)
         except Exception:
             log.exception("recording metrics failed (request_id=%s)", request_id)
 

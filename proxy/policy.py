@@ -28,6 +28,7 @@ from proxy.metrics import MetricsConfig
 from proxy.passthrough import DEFAULT_ALLOW, RealtimeConfig, Rules
 from proxy.policyfile import AdminConfig as AdminConfig
 from proxy.policyfile import BackendConfig as BackendConfig
+from proxy.policyfile import ConsoleConfig as ConsoleConfig
 from proxy.policyfile import KeyConfig as KeyConfig
 from proxy.policyfile import Limits as Limits
 from proxy.policyfile import ModelConfig as ModelConfig
@@ -177,6 +178,7 @@ class Policy:
     realtime: RealtimeConfig = field(default_factory=RealtimeConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)  # [metrics]
     access_log: AccessLogConfig = field(default_factory=AccessLogConfig)  # [metrics]
+    console: ConsoleConfig = field(default_factory=ConsoleConfig)  # [console]
 
     @property
     def open(self) -> bool:
@@ -323,7 +325,8 @@ def compile_policy(
         plugins.extend(instance for _, instance in instances)
         try:
             chains[chain_name] = compile_chain(
-                chain_name, instances, tracer=tracer, timed=spec.metrics.enabled and spec.metrics.plugin_timing
+                chain_name, instances, tracer=tracer, timed=(spec.metrics.enabled and spec.metrics.plugin_timing)
+                or (spec.console.step_timing and spec.console.enabled is not False),  # [console] the waterfall
             )
         except TypeError as exc:
             errors.append(f"chains.{chain_name}: {exc}")
@@ -334,6 +337,8 @@ def compile_policy(
     keys = _compile_keys(spec, chains, errors)
     if spec.metrics.require_admin_key and spec.admin is None:  # [metrics]
         errors.append("metrics.require_admin_key: needs an admin section (the key GET /metrics asks for)")
+    if spec.console.enabled and spec.admin is None:  # [console]
+        errors.append("console.enabled: needs an admin section (the key the console's login asks for)")
     if errors:
         raise PolicyError(source, errors)
     return Policy(
@@ -353,6 +358,7 @@ def compile_policy(
         realtime=spec.realtime,
         metrics=spec.metrics,  # [metrics]
         access_log=spec.access_log,  # [metrics]
+        console=spec.console,  # [console]
     )
 
 

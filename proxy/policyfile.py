@@ -324,6 +324,41 @@ class AdminConfig(_Strict):
         return hmac.compare_digest(hashlib.sha256(token.encode()).digest(), self.digest())
 
 
+# [console] the web console at /chaperone/ui (console/): who may see it
+class ConsoleConfig(_Strict):
+    enabled: bool | None = Field(
+        default=None,
+        description="Serve the console. Default: on for a loopback listener when the policy has an admin section; "
+        "on any other listener only when true (and it then needs an admin section).",
+    )
+    viewer_keys: list[str] = Field(
+        default_factory=list,
+        description="Keys (16+ characters, or 'sha256:<hex>') that may log in read-only; the admin key may change.",
+    )
+    session_ttl_s: float = Field(default=8 * 3600, gt=0, description="How long a console login lasts.")
+    step_timing: bool = Field(
+        default=True, description="Time every plugin hook, so a request's console page shows each step's time."
+    )
+
+    @field_validator("viewer_keys")
+    @classmethod
+    def _viewer_keys(cls, values: list[str]) -> list[str]:
+        for value in values:
+            AdminConfig._strong_or_hashed(value)
+        return values
+
+    def viewer(self, token: str | None) -> bool:
+        """True when ``token`` is one of the viewer keys (constant-time compare of SHA-256 digests)."""
+        if not token:
+            return False
+        digest = hashlib.sha256(token.encode()).digest()
+        found = False
+        for key in self.viewer_keys:
+            want = bytes.fromhex(key[7:]) if key.startswith("sha256:") else hashlib.sha256(key.encode()).digest()
+            found |= hmac.compare_digest(digest, want)
+        return found
+
+
 class Limits(_Strict):
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024, description="Larger request bodies get a 413.")
 
@@ -358,6 +393,9 @@ class PolicyFile(_Strict):
     )
     access_log: AccessLogConfig = Field(  # [metrics]
         default_factory=AccessLogConfig, description="What the JSON access log may hold (CHAPERONE_ACCESS_LOG)."
+    )
+    console: ConsoleConfig = Field(  # [console]
+        default_factory=ConsoleConfig, description="The web console (/chaperone/ui): on or off, viewer keys."
     )
 
 

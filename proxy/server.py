@@ -6,10 +6,12 @@ import asyncio
 import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from pathlib import Path
 
 from aiohttp import web
 
 import backends.wiring
+import console
 from proxy import admin, api_routes, backends_view, engines_api, feedback, handlers, realtime, usage
 from proxy.accesslog import AccessLog
 from proxy.backend import Wiring
@@ -18,6 +20,7 @@ from proxy.handlers import REQUEST_ID
 from proxy.metrics import METRICS, RECORDER, Metrics, Recorder, handle_metrics
 from proxy.protocol import error_response, from_http_exception, request_id_for, unreadable_body
 from proxy.registry import PluginRegistry, build_registry
+from proxy.requestlog import RequestLog
 from proxy.runtime import RUNTIME, Runtime
 from proxy.settings import SETTINGS, Settings
 from proxy.tracing import get_tracer
@@ -58,6 +61,17 @@ async def request_middleware(request: web.Request, handler: Handler) -> web.Stre
 async def _anonymous(request: web.Request, response: web.StreamResponse) -> None:
     """Drop the ``Server: Python/3.x aiohttp/x`` header aiohttp adds: responses do not name our software."""
     response.headers.popall("Server", None)
+
+
+def _request_log(settings: Settings, env: Mapping[str, str]) -> RequestLog | None:
+    """[console] From CHAPERONE_REQUEST_LOG (``off``, or a file; default CHAPERONE_HOME/console/requests.sqlite)."""
+    value = (env.get("CHAPERONE_REQUEST_LOG") or "").strip()
+    if value.lower() in ("off", "none", "0", "false"):
+        return None
+    path = Path(value).expanduser() if value else settings.home / "console" / "requests.sqlite"
+    max_rows = int(env.get("CHAPERONE_REQUEST_LOG_MAX_ROWS") or 1_000_000)
+    days = float(env.get("CHAPERONE_REQUEST_LOG_RETENTION_DAYS") or 30)
+    return RequestLog(path, max_rows=max_rows, retention_s=days * 86400)
 
 
 def create_app(
@@ -105,7 +119,10 @@ def create_app(
     metrics = Metrics.from_env(runtime, app[realtime.STATS], env)
     access = AccessLog.from_env(env)
     app[METRICS] = metrics
-    app[RECORDER] = Recorder(metrics, access)
+    requests = _request_log(settings, env)  # [console] the request log the console reads, and the console
+    app[RECORDER] = Recorder(metrics, access, requests)
+    if requests is not None:
+        app.cleanup_ctx.append(requests.lifecycle)
     app.cleanup_ctx.append(metrics.lifecycle)
     if access is not None:
         app.cleanup_ctx.append(access.lifecycle)
@@ -131,6 +148,7 @@ def create_app(
     app.router.add_get("/healthz", handlers.healthz)
     app.router.add_get("/readyz", handlers.readyz)
     usage.add_routes(app)  # before the admin catch-all
+    console.mount(app, requests, env)  # [console] /chaperone/ui, before the admin catch-all
     backends_view.add_routes(app)  # [reliability] GET /chaperone/backends
     engines_api.add_routes(app)  # [register] POST/DELETE /chaperone/engines
     feedback.add_routes(app)  # [loop] POST /chaperone/feedback (the capture plugin's store)
