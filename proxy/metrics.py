@@ -425,18 +425,29 @@ async def handle_metrics(request: web.Request) -> web.Response:
 class Recorder:
     """Metrics and the access log behind one call per request; the handlers' only contact with either."""
 
-    __slots__ = ("access", "metrics", "requests")
+    __slots__ = ("access", "always", "metrics", "requests")
 
-    def __init__(self, metrics: Metrics | None, access: AccessLog | None, requests: RequestLog | None = None) -> None:
+    def __init__(
+        self,
+        metrics: Metrics | None,
+        access: AccessLog | None,
+        requests: RequestLog | None = None,
+        *,
+        always: bool = False,
+    ) -> None:
         self.metrics = metrics
         self.access = access
         self.requests = requests  # [console] the request log the console reads
+        self.always = always  # [console] record every request (CHAPERONE_REQUEST_LOG named a file), else per policy
+
+    def _logs(self, exchange: Exchange) -> bool:
+        return self.requests is not None and (self.always or exchange.policy.records_requests)
 
     def wants(self, exchange: Exchange) -> bool:
         """Whether this request's usage must be read (metrics on in its policy, an access log, a request log)."""
         return (
             self.access is not None
-            or self.requests is not None
+            or self._logs(exchange)
             or (self.metrics is not None and exchange.policy.metrics.enabled)
         )
 
@@ -450,7 +461,8 @@ class Recorder:
                 self.metrics.record(exchange, status, code, now)
             if self.access is not None:
                 self.access.write(exchange, status, code, now)
-            if self.requests is not None:  # [console]
+            if self._logs(exchange):  # [console]
+                assert self.requests is not None
                 self.requests.record(exchange, status, code, now)
         except Exception:
             log.exception("recording metrics failed (request_id=%s)", exchange.request_id)

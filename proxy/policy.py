@@ -181,6 +181,12 @@ class Policy:
     console: ConsoleConfig = field(default_factory=ConsoleConfig)  # [console]
 
     @property
+    def records_requests(self) -> bool:
+        """[console] Whether requests go into the request log: the policy can serve a console (an admin
+        section, the console not turned off). Without one nobody could read the log, so nothing pays for it."""
+        return self.admin is not None and self.console.enabled is not False
+
+    @property
     def open(self) -> bool:
         """Open (any caller, no key) only without static keys and without an admin section."""
         return self.keys is None and self.admin is None
@@ -325,8 +331,11 @@ def compile_policy(
         plugins.extend(instance for _, instance in instances)
         try:
             chains[chain_name] = compile_chain(
-                chain_name, instances, tracer=tracer, timed=(spec.metrics.enabled and spec.metrics.plugin_timing)
-                or (spec.console.step_timing and spec.console.enabled is not False),  # [console] the waterfall
+                chain_name,
+                instances,
+                tracer=tracer,
+                timed=(spec.metrics.enabled and spec.metrics.plugin_timing)
+                or (spec.admin is not None and spec.console.step_timing and spec.console.enabled is not False),
             )
         except TypeError as exc:
             errors.append(f"chains.{chain_name}: {exc}")

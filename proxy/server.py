@@ -120,7 +120,8 @@ def create_app(
     access = AccessLog.from_env(env)
     app[METRICS] = metrics
     requests = _request_log(settings, env)  # [console] the request log the console reads, and the console
-    app[RECORDER] = Recorder(metrics, access, requests)
+    explicit = (env.get("CHAPERONE_REQUEST_LOG") or "").strip().lower() not in ("", "off", "none", "0", "false")
+    app[RECORDER] = Recorder(metrics, access, requests, always=explicit)
     if requests is not None:
         app.cleanup_ctx.append(requests.lifecycle)
     app.cleanup_ctx.append(metrics.lifecycle)

@@ -11,6 +11,8 @@ import aiohttp
 import openai
 import pytest
 
+from proxy.metrics import RECORDER
+from proxy.requestlog import Filters
 from tests.conftest import MockUpstream, ProxyFactory, RunningProxy, simple_policy
 
 ADMIN = "admin-key-0123456789"
@@ -167,11 +169,17 @@ async def test_links_follow_a_forwarded_sub_path(proxy: RunningProxy) -> None:
 
 
 async def test_off_without_an_admin_section(
-    start_proxy: ProxyFactory, mock_upstream: MockUpstream, write_policy: Callable[[str], Path]
+    start_proxy: ProxyFactory, mock_upstream: MockUpstream, write_policy: Callable[[str], Path], tmp_path: Path
 ) -> None:
     running = await start_proxy(write_policy(simple_policy(mock_upstream.url)))
+    async with running.client() as client:  # nobody could read the log: nothing pays for writing it
+        await client.chat.completions.create(model="mock-gpt", messages=MESSAGES)
     status, body, _ = await get(ui(running, "/"))
     assert status == 403 and "no admin section" in body
+    log = running.app[RECORDER].requests
+    assert log is not None
+    log.flush()
+    assert log.page(Filters(), None, 10) == []
 
 
 async def test_an_unwritable_log_leaves_the_gateway_serving(
