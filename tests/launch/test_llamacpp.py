@@ -129,3 +129,26 @@ async def test_killing_the_proxy_leaves_no_engine_behind(served: Served) -> None
     served.proc.kill()  # SIGKILL: no cleanup runs in the proxy
     await served.proc.wait()
     assert await gone(engine)  # the engine was told to go with its parent (PR_SET_PDEATHSIG)
+
+
+async def test_eval_runs_through_the_local_model_and_reruns_from_its_cache(served: Served, tmp_path: Path) -> None:
+    """The loop's gate on the real local model: ``chaperone eval run`` through the default policy, then
+    again answered from the eval cache (the tiny model's answers are not asserted, only their shape)."""
+    import json
+
+    from proxy.cli import main as chaperone
+
+    data = tmp_path / "held_out.jsonl"
+    rows = [{"id": f"q{i}", "messages": [{"role": "user", "content": f"Name a colour. ({i})"}]} for i in range(2)]
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    argv = ["eval", "run", str(data), "--model", "smollm2-135m-instruct", "--base-url", served.url,
+            "--api-key", "local", "--out", str(tmp_path / "run"), "--cache-dir", str(tmp_path / "cache"),
+            "--max-tokens", "8", "-q"]  # fmt: skip
+    assert await asyncio.to_thread(chaperone, argv) == 0
+    first = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert first["models"]["smollm2-135m-instruct"]["rows"] == 2
+    results = [json.loads(line) for line in (tmp_path / "run" / "results.jsonl").read_text().splitlines()]
+    assert len(results) == 2 and all(isinstance(r.get("answer"), str) and r["answer"] for r in results), results
+    assert await asyncio.to_thread(chaperone, argv) == 0
+    again = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert again["calls"] == {**again["calls"], "upstream": 0}, again["calls"]
