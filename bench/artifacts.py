@@ -1,4 +1,5 @@
-"""The files of a run in ``--out DIR``: results.jsonl, summary.json, summary.csv, manifest.json, report.html, *.svg."""
+"""The files of a run in ``--out DIR``: results.jsonl, summary.json, summary.csv, manifest.json, report.html,
+the charts as ``*.svg`` and, with matplotlib installed (the ``bench`` extra), as ``*.png``."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 
-from bench import report
+from bench import png, report
 from bench.summary import LATENCIES
 
 
@@ -132,9 +133,14 @@ def write(
                 f.write(orjson.dumps(row) + b"\n")
     _dump(out / "summary.json", summary)
     (out / "summary.csv").write_text(csv_text(summary))
-    _dump(out / "manifest.json", manifest_)
     if sweep is not None:
         _dump(out / "sweep.json", sweep)
-    for name, chart in report.plots(records, sweep, standalone=True).items():
-        (out / f"{name}.svg").write_text(chart)
+    charts = report.charts(records, sweep)
+    for name, chart in charts.items():
+        (out / f"{name}.svg").write_text(chart.svg(standalone=True))
+    pngs = png.write(out, charts)
+    if pngs is None:
+        print(f"bench: {png.MISSING}", file=sys.stderr)
+    manifest_["png"] = {"written": pngs or [], "skipped": None if pngs is not None else png.MISSING}
+    _dump(out / "manifest.json", manifest_)
     (out / "report.html").write_text(report.render(manifest_, summary, records, sweep))

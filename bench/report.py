@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from html import escape
-from typing import Any
+from typing import Any, NamedTuple
 
 from bench import svg
 from bench.stats import cdf_points
@@ -40,42 +40,55 @@ def _cell(value: Any) -> str:
     return escape(str(value))
 
 
+class Chart(NamedTuple):
+    """One chart's data, drawn by ``svg.chart`` (the report, ``*.svg``) and ``png.write`` (``*.png``)."""
+
+    series: svg.Series
+    title: str
+    xlabel: str
+    ylabel: str
+    scatter: bool = False
+
+    def svg(self, standalone: bool = False) -> str:
+        return svg.chart(self.series, self.title, self.xlabel, self.ylabel, scatter=self.scatter, standalone=standalone)
+
+
+def charts(records: dict[str, list[dict[str, Any]]], sweep: list[dict[str, Any]] | None = None) -> dict[str, Chart]:
+    """Chart name → its series: latency CDFs, TTFT over time, and throughput vs latency for a sweep."""
+    ok = {name: [r for r in rows if r["measured"] and r["ok"]] for name, rows in records.items()}
+    out: dict[str, Chart] = {}
+    for metric, label in (("ttfc_ms", "time to first content token"), ("e2e_ms", "end-to-end latency")):
+        series = {n: cdf_points([r[metric] for r in rows if r[metric] is not None]) for n, rows in ok.items()}
+        out[f"cdf_{metric.removesuffix('_ms')}"] = Chart(series, f"CDF of {label}", "ms", "fraction of requests")
+    itl = {n: cdf_points([g for r in rows for g in r["itl_ms"]]) for n, rows in ok.items()}
+    out["cdf_itl"] = Chart(itl, "CDF of inter-token latency", "ms", "fraction of gaps")
+    over = {n: [(r["start_s"], r["ttft_ms"]) for r in rows if r["ttft_ms"] is not None] for n, rows in ok.items()}
+    out["ttft_over_time"] = Chart(over, "TTFT over time", "s since start", "TTFT ms", scatter=True)
+    if sweep:
+        out.update(_knees(sweep))
+    return out
+
+
+def _knees(sweep: list[dict[str, Any]]) -> dict[str, Chart]:
+    """Throughput against p50 latency, one point per sweep level, per target."""
+    out: dict[str, Chart] = {}
+    for metric in ("ttfc_ms", "e2e_ms"):
+        knee: svg.Series = {}
+        for level in sweep:
+            for name, summary in level["summary"]["targets"].items():
+                x, y = summary.get("output_tokens_per_s"), get(summary, f"{metric}.p50")
+                if x is not None and y is not None:
+                    knee.setdefault(name, []).append((x, y))
+        short = metric.removesuffix("_ms")
+        out[f"knee_{short}"] = Chart(knee, f"throughput vs p50 {short} (sweep)", "output tokens/s", f"p50 {metric}")
+    return out
+
+
 def plots(
     records: dict[str, list[dict[str, Any]]], sweep: list[dict[str, Any]] | None = None, standalone: bool = False
 ) -> dict[str, str]:
-    """Chart name → SVG text: latency CDFs, TTFT over time, and throughput vs latency for a sweep."""
-    ok = {name: [r for r in rows if r["measured"] and r["ok"]] for name, rows in records.items()}
-    out: dict[str, str] = {}
-    for metric, label in (("ttfc_ms", "time to first content token"), ("e2e_ms", "end-to-end latency")):
-        series = {
-            n: [(x, y) for x, y in cdf_points([r[metric] for r in rows if r[metric] is not None])]
-            for n, rows in ok.items()
-        }
-        out[f"cdf_{metric.removesuffix('_ms')}"] = svg.chart(
-            series, f"CDF of {label}", "ms", "fraction of requests", standalone=standalone
-        )
-    itl = {n: cdf_points([g for r in rows for g in r["itl_ms"]]) for n, rows in ok.items()}
-    out["cdf_itl"] = svg.chart(itl, "CDF of inter-token latency", "ms", "fraction of gaps", standalone=standalone)
-    over = {n: [(r["start_s"], r["ttft_ms"]) for r in rows if r["ttft_ms"] is not None] for n, rows in ok.items()}
-    out["ttft_over_time"] = svg.chart(
-        over, "TTFT over time", "s since start", "TTFT ms", scatter=True, standalone=standalone
-    )
-    if sweep:
-        for metric in ("ttfc_ms", "e2e_ms"):
-            knee: svg.Series = {}
-            for level in sweep:
-                for name, summary in level["summary"]["targets"].items():
-                    x, y = summary.get("output_tokens_per_s"), get(summary, f"{metric}.p50")
-                    if x is not None and y is not None:
-                        knee.setdefault(name, []).append((x, y))
-            out[f"knee_{metric.removesuffix('_ms')}"] = svg.chart(
-                knee,
-                f"throughput vs p50 {metric.removesuffix('_ms')} (sweep)",
-                "output tokens/s",
-                f"p50 {metric}",
-                standalone=standalone,
-            )
-    return out
+    """Chart name → SVG text, for every chart of ``charts``."""
+    return {name: chart.svg(standalone) for name, chart in charts(records, sweep).items()}
 
 
 def _side_by_side(summary: dict[str, Any]) -> str:

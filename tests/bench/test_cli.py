@@ -126,8 +126,8 @@ def test_artifacts_and_manifest(two_targets: tuple[Path, str]) -> None:
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["seed"] == 3 and manifest["machine"]["cpus"] >= 1 and manifest["version"]
     assert manifest["workload"]["injection_share"] == 0.2 and manifest["load"]["concurrency"] == 4
-    text = "".join(p.read_text() for p in out.iterdir())
-    assert "sk-secret-123" not in text  # the key is never written
+    data = b"".join(p.read_bytes() for p in out.iterdir())
+    assert b"sk-secret-123" not in data  # the key is never written
     assert {p.name for p in out.glob("*.svg")} >= {"cdf_ttfc.svg", "cdf_e2e.svg", "cdf_itl.svg", "ttft_over_time.svg"}
 
 
