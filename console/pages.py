@@ -249,10 +249,11 @@ async def policy_page(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     chains = {name: [s.name for s in chain.steps] for name, chain in policy.chains.items()}
     routes = {name: {"backend": r.backend, "upstream_model": r.upstream_model} for name, r in policy.routes.items()}
     backend_urls = {name: _safe_url(getattr(b, "url", None)) for name, b in policy.backends.items()}
+    failure = runtime.last_failure  # kept after a later good reload, with when it happened
     return ctx.render("policy.html", source=policy.source, digest=active.digest, chains=chains, routes=routes,
-                      backends=backend_urls, last_error=getattr(runtime, "last_error", None),
+                      backends=backend_urls, failure=failure, failing_now=runtime.last_error is not None,
                       keys=len(policy.keys or {}), admin=policy.admin is not None,
-                      loaded_at=getattr(active, "loaded_at", None))  # fmt: skip
+                      loaded_at=active.loaded_at or None, reloads=runtime.reloads)  # fmt: skip
 
 
 def _safe_url(url: object) -> str | None:
