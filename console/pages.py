@@ -15,12 +15,14 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from console import charts
+from console import spend as spending
 from console.app import Ctx
 from proxy.backends_view import backends_status
 from proxy.errors import InvalidRequest, NotFound
 from proxy.keys import KeyNotFound, KeySpec, KeyStateError, grant_problem
 from proxy.requestlog import PAGE_MAX, Filters
 from proxy.runtime import RUNTIME
+from proxy.store import StoreError
 
 WINDOWS = {"15m": 900, "1h": 3600, "6h": 6 * 3600, "24h": 86400, "7d": 7 * 86400, "30d": 30 * 86400}
 GUARD_VERDICTS = frozenset({"blocked", "flagged", "masked", "sanitized", "rejected", "audit_fail", "audit_invalid"})
@@ -168,16 +170,25 @@ async def labels_export(request: web.Request, ctx: Ctx) -> web.StreamResponse:
 async def spend(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     name, since, until = _window(ctx)
     log = ctx.log
-    by_key, by_model, counts = await ctx.console.run(
-        lambda: (log.spend(since, until, "key"), log.spend(since, until, "model"), log.guards(since, until))
+    by_key, by_model, fired = await ctx.console.run(
+        lambda: (log.spend(since, until, "key"), log.spend(since, until, "model"), log.limits_fired(since, until))
     )
-    fired = [g for g in counts if g["verdict"].startswith("rejected")]
+    active = request.app[RUNTIME].in_force()
+    records = (await active.keyring.manager.list())[:PAGE_MAX]
     limits: dict[str, Any] = {}
-    for entry in list((request.app[RUNTIME].in_force().policy.keys or {}).values())[:PAGE_MAX]:
+    for entry in list((active.policy.keys or {}).values())[:PAGE_MAX]:
         if entry[4] is not None:  # a static key's own rate limits and budgets
             limits[entry[0]] = entry[4].model_dump(exclude_none=True)
+    try:
+        left = await spending.remaining(active.policy, records, active.keyring.manager.clock())
+        left_error = None
+    except TimeoutError:
+        left, left_error = [], "The budget counters took too long to read."
+    except StoreError as exc:
+        left, left_error = [], f"The store is unavailable: {exc}"
     return ctx.render("spend.html", window=name, windows=WINDOWS, by_key=by_key, by_model=by_model, fired=fired,
-                      limits=limits)  # fmt: skip
+                      limits=limits, by_team=spending.by_team(by_key, records), remaining=left,
+                      remaining_error=left_error, keys_max=spending.KEYS_MAX)  # fmt: skip
 
 
 async def backends(request: web.Request, ctx: Ctx) -> web.StreamResponse:
@@ -207,6 +218,8 @@ async def key_create(request: web.Request, ctx: Ctx) -> web.StreamResponse:
         body["chain"] = str(form["chain"])
     if str(form.get("models", "")).strip():
         body["models"] = [m.strip() for m in str(form["models"]).split(",") if m.strip()]
+    if str(form.get("team", "")).strip():
+        body["metadata"] = {"team": str(form["team"]).strip()}
     if str(form.get("expires", "")).strip():
         body["expires"] = str(form["expires"]).strip()
     try:

@@ -424,6 +424,16 @@ class RequestLog:
         args = (lo, hi, plugin, verdict, min(limit, PAGE_MAX))
         return [dict(r) for r in self.query(lambda conn: conn.execute(sql, args).fetchall())]
 
+    def limits_fired(self, since: float, until: float, limit: int = 100) -> list[dict[str, Any]]:
+        """[console2] Refusals (verdicts ``rejected…``) per key, plugin and verdict over the window, most first."""
+        grain, lo, hi = _grain(since, until)
+        sql = (
+            f"SELECT key, plugin, verdict, sum(n) AS n FROM verdict_{grain} WHERE minute >= ? AND minute < ?"
+            " AND verdict LIKE 'rejected%' GROUP BY key, plugin, verdict ORDER BY n DESC LIMIT ?"
+        )
+        args = (lo, hi, min(limit, PAGE_MAX))
+        return [dict(r) for r in self.query(lambda conn: conn.execute(sql, args).fetchall())]
+
     def backends(self, since: float, until: float) -> dict[str, dict[str, float]]:
         """Per backend over the window: requests, error rate, mean latency (ms), from the minute rollup."""
         sql = (

@@ -10,8 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import openai
 import pytest
 
+from proxy.metrics import RECORDER
 from tests.conftest import MockUpstream, ProxyFactory, RunningProxy, simple_policy
 from tests.console.test_console_http import ADMIN, APP_KEY, CHAIN, EXTRA, get, ui
 from tests.launch.conftest import standins, until  # noqa: F401  (standins: a fixture)
@@ -99,3 +101,37 @@ async def test_a_launched_engine_shows_its_command_uptime_restarts_and_metrics(
     assert "--api-key &#39;***&#39;" in command.group(1) and "engine-key" not in html and "hf-secret-1" not in html
     assert "HF_TOKEN" in html and re.search(r'class="uptime">\d+ s<', html) and 'class="restarts">0<' in html
     assert "kv_cache_usage=0.1" in html
+
+
+BUDGET_CHAIN = "[{budget: {per_key: {tokens_per_day: 100000, rpm: 2}}}, {cost: {}}]"
+
+
+async def test_spend_shows_teams_remaining_budgets_and_limits_that_fired(
+    start_proxy: ProxyFactory, mock_upstream: MockUpstream, write_policy: Callable[[str], Path]
+) -> None:
+    proxy = await start_proxy(write_policy(simple_policy(mock_upstream.url, chain=BUDGET_CHAIN, extra=EXTRA)))
+    headers = {"Authorization": f"Bearer {ADMIN}"}
+    async with aiohttp.ClientSession() as s:
+        async with s.post(ui(proxy, "/keys"), data={"name": "blue-app", "team": "blue"}, headers=headers) as r:
+            found = re.search(r'id="new-key">(sk-chp-[^<]+)<', await r.text())
+    assert found is not None
+    hi: list[Any] = [{"role": "user", "content": "hi"}]
+    for key, n in ((APP_KEY, 3), (found.group(1), 1)):
+        async with proxy.client(key) as client:
+            for i in range(n):
+                try:
+                    await client.chat.completions.create(model="mock-gpt", messages=hi)
+                except openai.RateLimitError:
+                    assert key == APP_KEY and i == 2  # the third request in a minute: over rpm 2
+    log = proxy.app[RECORDER].requests
+    assert log is not None
+    log.flush()
+    _, html, _ = await get(ui(proxy, "/spend?window=15m"))
+    teams = html[html.index('id="by-team"') : html.index('id="by-key"')]
+    assert re.search(r"<td>blue <span[^>]*>\(1 keys\)</span></td><td>1</td>", teams), teams
+    assert re.search(r"<td>\(no team\) <span[^>]*>\(1 keys\)</span></td><td>3</td>", teams), teams
+    row = re.search(r'data-key="app1" data-limit="tokens_per_day">.*?class="used">([\d.]+)<.*?class="left">([\d.]+)<',
+                    html, re.S)  # fmt: skip
+    assert row is not None and float(row.group(1)) > 0 and float(row.group(1)) + float(row.group(2)) == 100000
+    assert re.search(r'data-key="blue-app" data-limit="rpm">.*?class="used">1<', html, re.S)
+    assert re.search(r"<td>app1</td><td>budget</td><td>rejected:rpm</td><td class=\"n\">1</td>", html), html
