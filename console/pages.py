@@ -130,17 +130,22 @@ async def guards(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     counts = await ctx.console.run(lambda: log.guards(since, until))
     plugin = request.query.get("plugin") or None
     verdict = request.query.get("verdict") or None
+    key = request.query.get("key")  # with plugin and verdict: that key's counts over time ("" is open mode)
     review: list[dict[str, Any]] = []
     per_key: list[dict[str, Any]] = []
+    chart = None
     if plugin and verdict:
-        review, per_key = await ctx.console.run(
+        review, per_key, found = await ctx.console.run(
             lambda: (
-                log.page(Filters(plugin=plugin, verdict=verdict), None, 50),
+                log.page(Filters(plugin=plugin, verdict=verdict, key=key or None), None, 50),
                 log.guard_keys(since, until, plugin, verdict),
+                log.guard_series(since, until, plugin, verdict, key),
             )
         )
-    return ctx.render("guards.html", window=name, windows=WINDOWS, counts=counts, review=review,
-                      per_key=per_key, plugin=plugin, verdict=verdict)  # fmt: skip
+        starts = [found["start"] + i * found["step_s"] for i in range(len(found["counts"]))]
+        chart = charts.bars(found["counts"], starts, title=f"{plugin} = {verdict} per slot")
+    return ctx.render("guards.html", window=name, windows=WINDOWS, counts=counts, review=review, chart=chart,
+                      per_key=per_key, plugin=plugin, verdict=verdict, key=key)  # fmt: skip
 
 
 async def label(request: web.Request, ctx: Ctx) -> web.StreamResponse:

@@ -135,3 +135,27 @@ async def test_spend_shows_teams_remaining_budgets_and_limits_that_fired(
     assert row is not None and float(row.group(1)) > 0 and float(row.group(1)) + float(row.group(2)) == 100000
     assert re.search(r'data-key="blue-app" data-limit="rpm">.*?class="used">1<', html, re.S)
     assert re.search(r"<td>app1</td><td>budget</td><td>rejected:rpm</td><td class=\"n\">1</td>", html), html
+
+
+async def test_guards_show_a_verdict_over_time_for_one_key(
+    start_proxy: ProxyFactory, mock_upstream: MockUpstream, write_policy: Callable[[str], Path]
+) -> None:
+    proxy = await start_proxy(write_policy(simple_policy(mock_upstream.url, chain=BUDGET_CHAIN, extra=EXTRA)))
+    hi: list[Any] = [{"role": "user", "content": "hi"}]
+    async with proxy.client(APP_KEY) as client:
+        for _ in range(4):
+            try:
+                await client.chat.completions.create(model="mock-gpt", messages=hi)
+            except openai.RateLimitError:
+                pass
+    log = proxy.app[RECORDER].requests
+    assert log is not None
+    log.flush()
+    _, html, _ = await get(ui(proxy, "/guards?window=1h&plugin=budget&verdict=rejected:rpm"))
+    assert 'id="guard-series"><svg' in html and "peak 2)" in html
+    link = re.search(r'<a class="key" href="\?([^"]+)">app1</a>', html)
+    assert link is not None
+    _, html, _ = await get(ui(proxy, "/guards?" + link.group(1).replace("&amp;", "&")))
+    assert "key app1" in html and "peak 2)" in html and html.count('href="/chaperone/ui/requests/') == 2
+    _, html, _ = await get(ui(proxy, "/guards?window=1h&plugin=budget&verdict=rejected:rpm&key=nobody"))
+    assert "key nobody" in html and "peak 2)" not in html
