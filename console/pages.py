@@ -6,6 +6,7 @@ list has a hard cap (``PAGE_MAX``) and a link to the next page, never a count ov
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
@@ -15,6 +16,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from console import charts
+from console import data as loop_data
 from console import spend as spending
 from console.app import Ctx
 from proxy.backends_view import backends_status
@@ -22,6 +24,7 @@ from proxy.errors import InvalidRequest, NotFound
 from proxy.keys import KeyNotFound, KeySpec, KeyStateError, grant_problem
 from proxy.requestlog import PAGE_MAX, Filters
 from proxy.runtime import RUNTIME
+from proxy.settings import SETTINGS
 from proxy.store import StoreError
 
 WINDOWS = {"15m": 900, "1h": 3600, "6h": 6 * 3600, "24h": 86400, "7d": 7 * 86400, "30d": 30 * 86400}
@@ -274,6 +277,18 @@ async def policy_page(request: web.Request, ctx: Ctx) -> web.StreamResponse:
                       loaded_at=active.loaded_at or None, reloads=runtime.reloads)  # fmt: skip
 
 
+async def capture_page(request: web.Request, ctx: Ctx) -> web.StreamResponse:
+    paths = loop_data.capture_paths(ctx.policy)[:4]
+    stores = [await ctx.console.run(functools.partial(loop_data.capture_summary, p)) for p in paths]
+    return ctx.render("capture.html", stores=stores, recent_max=loop_data.RECENT_MAX)
+
+
+async def evals_page(request: web.Request, ctx: Ctx) -> web.StreamResponse:
+    root = loop_data.runs_dir(ctx.console.env, request.app[SETTINGS].home)
+    runs = await ctx.console.run(lambda: loop_data.eval_runs(root))
+    return ctx.render("evals.html", runs=runs, root=str(root), runs_max=loop_data.RUNS_MAX)
+
+
 def _safe_url(url: object) -> str | None:
     """A URL without user:password (secrets hidden)."""
     if not isinstance(url, str):
@@ -302,4 +317,6 @@ ROUTES: tuple[tuple[str, Any, bool], ...] = (
     ("/keys", key_create, True),
     ("/keys/{id}/{action}", key_action, True),
     ("/policy", policy_page, False),
+    ("/capture", capture_page, False),
+    ("/evals", evals_page, False),
 )

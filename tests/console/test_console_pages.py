@@ -11,6 +11,7 @@ from typing import Any
 
 import aiohttp
 import openai
+import orjson
 import pytest
 
 from proxy.metrics import RECORDER
@@ -159,3 +160,39 @@ async def test_guards_show_a_verdict_over_time_for_one_key(
     assert "key app1" in html and "peak 2)" in html and html.count('href="/chaperone/ui/requests/') == 2
     _, html, _ = await get(ui(proxy, "/guards?window=1h&plugin=budget&verdict=rejected:rpm&key=nobody"))
     assert "key nobody" in html and "peak 2)" not in html
+
+
+async def test_capture_and_eval_pages_show_counts_feedback_and_run_summaries(
+    start_proxy: ProxyFactory, mock_upstream: MockUpstream, write_policy: Callable[[str], Path], tmp_path: Path
+) -> None:
+    runs = tmp_path / "home" / "evals"
+    (runs / "pr-42").mkdir(parents=True)
+    small = {"gate": "fail", "pass_rate": 0.75, "errors": 1, "scores": {"f1": 0.51}}
+    summary = {"gate": {"passed": False, "cutoffs": {"f1": 0.6}, "min_pass_rate": 0.9}, "data": {"rows": 12},
+               "models": {"small": small}}  # fmt: skip
+    (runs / "pr-42" / "summary.json").write_bytes(orjson.dumps(summary))
+    (runs / "broken").mkdir()
+    (runs / "broken" / "summary.json").write_text("{not json")
+    chain = "[{capture: {}}, {cost: {}}]"
+    proxy = await start_proxy(write_policy(simple_policy(mock_upstream.url, chain=chain, extra=EXTRA)))
+    async with proxy.client(APP_KEY) as client:
+        for text in ("my secret prompt text", "second"):
+            raw = await client.chat.completions.with_raw_response.create(
+                model="mock-gpt", messages=[{"role": "user", "content": text}]
+            )
+    request_id = raw.headers["x-request-id"]
+    base = proxy.url.removesuffix("/v1")
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {ADMIN}"}) as s:
+        async with s.post(base + "/chaperone/feedback", json={"request_id": request_id, "good": True}) as r:
+            assert r.status == 200
+    html = ""
+    for _ in range(200):  # the capture writer is asynchronous: bounded wait for both records
+        _, html, _ = await get(ui(proxy, "/capture"))
+        if 'id="captured-total">2<' in html:
+            break
+        await asyncio.sleep(0.02)
+    assert 'id="captured-total">2<' in html and 'id="captured-day">2<' in html and "1 good" in html
+    assert request_id in html and "my secret prompt text" not in html and "second" not in html
+    _, html, _ = await get(ui(proxy, "/evals"))
+    assert 'data-run="pr-42"' in html and 'class="gate">fail' in html and "75.0%" in html and "f1=0.510" in html
+    assert "unreadable summary.json" in html
