@@ -119,14 +119,28 @@ def make_terminal(
 
         return step
 
+    inflight = dict.fromkeys(backends, 0)  # [console2] attempts under way per backend (a stream until it ends)
+
     async def attempt(ex: Exchange) -> ApiResponse:
-        backend = backends[ex.route.backend]
+        name = ex.route.backend
+        backend = backends[name]
         endpoint = ex.request.endpoint
-        if endpoint == "responses":
-            return await adapters.send_responses(backend, ex, conversations)
-        if endpoint == "messages":
-            return await adapters.send_messages(backend, ex)
-        return await backend.send(ex)
+        inflight[name] += 1  # [console2]
+        try:
+            if endpoint == "responses":
+                response = await adapters.send_responses(backend, ex, conversations)
+            elif endpoint == "messages":
+                response = await adapters.send_messages(backend, ex)
+            else:
+                response = await backend.send(ex)
+        except BaseException:
+            inflight[name] -= 1
+            raise
+        if response.stream is None:
+            inflight[name] -= 1
+        else:
+            response.stream = _Counted(response.stream, inflight, name)
+        return response
 
     async def traced(ex: Exchange) -> ApiResponse:
         assert tracer is not None
@@ -197,7 +211,41 @@ def make_terminal(
         response.headers[BACKEND_HEADER] = route.backend
         return response
 
+    terminal.inflight = inflight  # type: ignore[attr-defined]  # [console2] read by GET /chaperone/backends
     return terminal
+
+
+class _Counted:
+    """[console2] A stream that takes itself off its backend's in-flight count when it ends, fails or is dropped."""
+
+    __slots__ = ("_counts", "_name", "_open", "_stream")
+
+    def __init__(self, stream: AsyncIterator[bytes], counts: dict[str, int], name: str) -> None:
+        self._stream, self._counts, self._name, self._open = stream, counts, name, True
+
+    def __aiter__(self) -> _Counted:
+        return self
+
+    async def __anext__(self) -> bytes:
+        try:
+            return await anext(self._stream)
+        except BaseException:
+            self._done()
+            raise
+
+    async def aclose(self) -> None:
+        self._done()
+        aclose = getattr(self._stream, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+    def _done(self) -> None:
+        if self._open:
+            self._open = False
+            self._counts[self._name] -= 1
+
+    def __del__(self) -> None:
+        self._done()
 
 
 async def walk(exchange: Exchange, call: Terminal) -> ApiResponse:

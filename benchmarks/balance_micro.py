@@ -45,6 +45,7 @@ class StubExchange:
         self.request = ApiRequest("chat", "/chat/completions", {"model": "m", "user": user})
         self.caller = Caller("app", None, None)  # type: ignore[arg-type]
         self.request_id = "req"
+        self.stash: dict[Any, Any] = {}  # [console2] the router reads it (LOOP)
 
 
 def ns_per(iterations: int, started: float) -> float:

@@ -84,8 +84,9 @@ PAGES = [
     "/requests", "/requests?model=gpt-4o", "/requests?key=app3&status=error", "/requests?status=502",
     "/requests?plugin=injection&verdict=flagged", "/requests?model=embed-small&backend=local&key=app7",
     "/requests?window=15m", "/requests?limit=200", "/requests/{middle}", "/guards?window=7d",
-    "/guards?window=7d&plugin=injection&verdict=flagged", "/spend?window=7d", "/spend?window=30d",
-    "/backends", "/keys", "/policy",
+    "/guards?window=7d&plugin=injection&verdict=flagged", "/guards?window=30d&plugin=pii&verdict=masked",
+    "/guards?window=7d&plugin=pii&verdict=masked&key=app3", "/spend?window=7d", "/spend?window=30d",
+    "/backends", "/keys", "/policy", "/capture", "/evals",
 ]  # fmt: skip
 
 

@@ -38,9 +38,10 @@ _PREFIX_OK = re.compile(r"(/[A-Za-z0-9._~-]+)*")
 class Console:
     """What the pages share: the request log, a small thread pool for its queries, templates, a render cap."""
 
-    def __init__(self, log: RequestLog | None, prefix: str) -> None:
+    def __init__(self, log: RequestLog | None, prefix: str, env: Mapping[str, str] | None = None) -> None:
         self.log = log
         self.prefix = prefix
+        self.env: Mapping[str, str] = dict(env or {})  # [console2] CHAPERONE_EVAL_RUNS
         self.pool: ThreadPoolExecutor | None = None
         self.renders = asyncio.Semaphore(4)
         self.templates = jinja2.Environment(
@@ -112,7 +113,7 @@ def mount(app: web.Application, log: RequestLog | None, env: Mapping[str, str]) 
     prefix = "/" + (env.get(CONSOLE_PREFIX_ENV) or DEFAULT_PREFIX).strip("/")
     if not _PREFIX_OK.fullmatch(prefix):
         raise ValueError(f"{CONSOLE_PREFIX_ENV}: {prefix!r} is not a URL path")
-    console = Console(log, prefix)
+    console = Console(log, prefix, env)
     app[CONSOLE] = console
     app.cleanup_ctx.append(console.lifecycle)
     from console import pages  # the pages import this module

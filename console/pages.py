@@ -6,6 +6,7 @@ list has a hard cap (``PAGE_MAX``) and a link to the next page, never a count ov
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
@@ -15,12 +16,16 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from console import charts
+from console import data as loop_data
+from console import spend as spending
 from console.app import Ctx
 from proxy.backends_view import backends_status
 from proxy.errors import InvalidRequest, NotFound
 from proxy.keys import KeyNotFound, KeySpec, KeyStateError, grant_problem
 from proxy.requestlog import PAGE_MAX, Filters
 from proxy.runtime import RUNTIME
+from proxy.settings import SETTINGS
+from proxy.store import StoreError
 
 WINDOWS = {"15m": 900, "1h": 3600, "6h": 6 * 3600, "24h": 86400, "7d": 7 * 86400, "30d": 30 * 86400}
 GUARD_VERDICTS = frozenset({"blocked", "flagged", "masked", "sanitized", "rejected", "audit_fail", "audit_invalid"})
@@ -128,17 +133,22 @@ async def guards(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     counts = await ctx.console.run(lambda: log.guards(since, until))
     plugin = request.query.get("plugin") or None
     verdict = request.query.get("verdict") or None
+    key = request.query.get("key")  # with plugin and verdict: that key's counts over time ("" is open mode)
     review: list[dict[str, Any]] = []
     per_key: list[dict[str, Any]] = []
+    chart = None
     if plugin and verdict:
-        review, per_key = await ctx.console.run(
+        review, per_key, found = await ctx.console.run(
             lambda: (
-                log.page(Filters(plugin=plugin, verdict=verdict), None, 50),
+                log.page(Filters(plugin=plugin, verdict=verdict, key=key or None), None, 50),
                 log.guard_keys(since, until, plugin, verdict),
+                log.guard_series(since, until, plugin, verdict, key),
             )
         )
-    return ctx.render("guards.html", window=name, windows=WINDOWS, counts=counts, review=review,
-                      per_key=per_key, plugin=plugin, verdict=verdict)  # fmt: skip
+        starts = [found["start"] + i * found["step_s"] for i in range(len(found["counts"]))]
+        chart = charts.bars(found["counts"], starts, title=f"{plugin} = {verdict} per slot")
+    return ctx.render("guards.html", window=name, windows=WINDOWS, counts=counts, review=review, chart=chart,
+                      per_key=per_key, plugin=plugin, verdict=verdict, key=key)  # fmt: skip
 
 
 async def label(request: web.Request, ctx: Ctx) -> web.StreamResponse:
@@ -168,16 +178,25 @@ async def labels_export(request: web.Request, ctx: Ctx) -> web.StreamResponse:
 async def spend(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     name, since, until = _window(ctx)
     log = ctx.log
-    by_key, by_model, counts = await ctx.console.run(
-        lambda: (log.spend(since, until, "key"), log.spend(since, until, "model"), log.guards(since, until))
+    by_key, by_model, fired = await ctx.console.run(
+        lambda: (log.spend(since, until, "key"), log.spend(since, until, "model"), log.limits_fired(since, until))
     )
-    fired = [g for g in counts if g["verdict"].startswith("rejected")]
+    active = request.app[RUNTIME].in_force()
+    records = (await active.keyring.manager.list())[:PAGE_MAX]
     limits: dict[str, Any] = {}
-    for entry in list((request.app[RUNTIME].in_force().policy.keys or {}).values())[:PAGE_MAX]:
+    for entry in list((active.policy.keys or {}).values())[:PAGE_MAX]:
         if entry[4] is not None:  # a static key's own rate limits and budgets
             limits[entry[0]] = entry[4].model_dump(exclude_none=True)
+    try:
+        left = await spending.remaining(active.policy, records, active.keyring.manager.clock())
+        left_error = None
+    except TimeoutError:
+        left, left_error = [], "The budget counters took too long to read."
+    except StoreError as exc:
+        left, left_error = [], f"The store is unavailable: {exc}"
     return ctx.render("spend.html", window=name, windows=WINDOWS, by_key=by_key, by_model=by_model, fired=fired,
-                      limits=limits)  # fmt: skip
+                      limits=limits, by_team=spending.by_team(by_key, records), remaining=left,
+                      remaining_error=left_error, keys_max=spending.KEYS_MAX)  # fmt: skip
 
 
 async def backends(request: web.Request, ctx: Ctx) -> web.StreamResponse:
@@ -207,6 +226,8 @@ async def key_create(request: web.Request, ctx: Ctx) -> web.StreamResponse:
         body["chain"] = str(form["chain"])
     if str(form.get("models", "")).strip():
         body["models"] = [m.strip() for m in str(form["models"]).split(",") if m.strip()]
+    if str(form.get("team", "")).strip():
+        body["metadata"] = {"team": str(form["team"]).strip()}
     if str(form.get("expires", "")).strip():
         body["expires"] = str(form["expires"]).strip()
     try:
@@ -249,10 +270,23 @@ async def policy_page(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     chains = {name: [s.name for s in chain.steps] for name, chain in policy.chains.items()}
     routes = {name: {"backend": r.backend, "upstream_model": r.upstream_model} for name, r in policy.routes.items()}
     backend_urls = {name: _safe_url(getattr(b, "url", None)) for name, b in policy.backends.items()}
+    failure = runtime.last_failure  # kept after a later good reload, with when it happened
     return ctx.render("policy.html", source=policy.source, digest=active.digest, chains=chains, routes=routes,
-                      backends=backend_urls, last_error=getattr(runtime, "last_error", None),
+                      backends=backend_urls, failure=failure, failing_now=runtime.last_error is not None,
                       keys=len(policy.keys or {}), admin=policy.admin is not None,
-                      loaded_at=getattr(active, "loaded_at", None))  # fmt: skip
+                      loaded_at=active.loaded_at or None, reloads=runtime.reloads)  # fmt: skip
+
+
+async def capture_page(request: web.Request, ctx: Ctx) -> web.StreamResponse:
+    paths = loop_data.capture_paths(ctx.policy)[:4]
+    stores = [await ctx.console.run(functools.partial(loop_data.capture_summary, p)) for p in paths]
+    return ctx.render("capture.html", stores=stores, recent_max=loop_data.RECENT_MAX)
+
+
+async def evals_page(request: web.Request, ctx: Ctx) -> web.StreamResponse:
+    root = loop_data.runs_dir(ctx.console.env, request.app[SETTINGS].home)
+    runs = await ctx.console.run(lambda: loop_data.eval_runs(root))
+    return ctx.render("evals.html", runs=runs, root=str(root), runs_max=loop_data.RUNS_MAX)
 
 
 def _safe_url(url: object) -> str | None:
@@ -283,4 +317,6 @@ ROUTES: tuple[tuple[str, Any, bool], ...] = (
     ("/keys", key_create, True),
     ("/keys/{id}/{action}", key_action, True),
     ("/policy", policy_page, False),
+    ("/capture", capture_page, False),
+    ("/evals", evals_page, False),
 )

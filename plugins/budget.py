@@ -169,6 +169,21 @@ class Budget:
             )
         return made
 
+    async def key_levels(self, who: str, own: KeyLimits | None, now: float) -> list[dict[str, Any]]:
+        """[console2] Each limit on key ``who`` (a virtual key's id, a static key's name): read-only, for the console.
+
+        ``[{"label", "what", "limit", "used", "remaining"}]``; empty when no limit applies to the key.
+        """
+        if self.store is None:
+            return []
+        found = self._of(f"key:{who}", self._key_limits(own))
+        store = self.store
+        used = await asyncio.gather(*(meters.level(store, m, now) for m in found))
+        return [
+            {"label": m.label, "what": m.what, "limit": m.limit, "used": u, "remaining": max(0.0, m.limit - u)}
+            for m, u in zip(found, used, strict=True)
+        ]
+
     async def _admit(self, exchange: Exchange, state: State) -> None:
         """Admit from this process's leases; only meters whose lease is short go to the store (see leases)."""
         wanted = self._meters(exchange, state)

@@ -27,6 +27,7 @@ def add_routes(app: web.Application) -> None:
 
 def backends_status(active: Active) -> list[dict[str, Any]]:
     circuits = active.circuits.status() if active.circuits is not None else {}
+    inflight: dict[str, int] = getattr(active.terminal, "inflight", {})  # [console2] counted by the terminal
     out = []
     for name, config in active.policy.backends.items():
         entry: dict[str, Any] = {"name": name, "enabled": config.enabled}
@@ -40,6 +41,8 @@ def backends_status(active: Active) -> list[dict[str, Any]]:
         if name in active.engines:  # [register] POST /chaperone/engines
             entry["registered"] = True
         entry["circuit"] = circuits.get(name, OFF)
+        if name in inflight:
+            entry["in_flight"] = inflight[name]  # [console2]
         out.append(entry)
     return out
 

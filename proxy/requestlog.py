@@ -43,7 +43,9 @@ from proxy.requestlog_sql import (
     _overview,
     _page,
     _upsert,
+    backfill_days,
     percentile,
+    series,
     upsert_backends,
 )
 
@@ -161,6 +163,7 @@ class RequestLog:
         conn = self._connect()
         try:
             conn.executescript(_SCHEMA)
+            backfill_days(conn)  # [console2]
         finally:
             conn.close()
 
@@ -318,6 +321,7 @@ class RequestLog:
         cur.executemany("INSERT OR IGNORE INTO verdicts VALUES (?,?,?)", verdict_rows)
         _upsert(cur, "minutes", minutes, spend, verdict_counts)
         _upsert(cur, "hours", *_by_hour(minutes, spend, verdict_counts))
+        _upsert(cur, "days", *_by_hour(minutes, spend, verdict_counts, unit=1440))  # [console2]
         upsert_backends(cur, by_backend)
         conn.execute("COMMIT")
 
@@ -423,6 +427,22 @@ class RequestLog:
         )
         args = (lo, hi, plugin, verdict, min(limit, PAGE_MAX))
         return [dict(r) for r in self.query(lambda conn: conn.execute(sql, args).fetchall())]
+
+    def limits_fired(self, since: float, until: float, limit: int = 100) -> list[dict[str, Any]]:
+        """[console2] Refusals (verdicts ``rejected…``) per key, plugin and verdict over the window, most first."""
+        grain, lo, hi = _grain(since, until)
+        sql = (
+            f"SELECT key, plugin, verdict, sum(n) AS n FROM verdict_{grain} WHERE minute >= ? AND minute < ?"
+            " AND verdict LIKE 'rejected%' GROUP BY key, plugin, verdict ORDER BY n DESC LIMIT ?"
+        )
+        args = (lo, hi, min(limit, PAGE_MAX))
+        return [dict(r) for r in self.query(lambda conn: conn.execute(sql, args).fetchall())]
+
+    def guard_series(
+        self, since: float, until: float, plugin: str, verdict: str, key: str | None = None, points: int = 60
+    ) -> dict[str, Any]:
+        """[console2] ``plugin`` saying ``verdict`` per slot over the window, for one key or all, from the rollups."""
+        return dict(self.query(lambda conn: series(conn, since, until, plugin, verdict, key, points)))
 
     def backends(self, since: float, until: float) -> dict[str, dict[str, float]]:
         """Per backend over the window: requests, error rate, mean latency (ms), from the minute rollup."""

@@ -58,7 +58,8 @@ def percentile(hist: Sequence[float], q: float) -> float | None:
     return BOUNDS_MS[-1]
 
 
-GRAINS = ("minutes", "hours")  # rollup tables per grain; both keep the bucket start as a minute number
+GRAINS = ("minutes", "hours", "days")  # rollup tables per grain; each keeps its bucket's start as a minute number
+UNIT_MINUTES = {"minutes": 1, "hours": 60, "days": 1440}  # [console2] days
 _ROLLUP_SCHEMA = "".join(
     f"""CREATE TABLE IF NOT EXISTS {g}(minute INTEGER PRIMARY KEY,
   {", ".join(f"{c} REAL DEFAULT 0" for c in (*_MINUTE_SUMS, *_LAT, *_TTFT))});
@@ -154,14 +155,14 @@ def _overview(conn: sqlite3.Connection, since: float, until: float, points: int)
     k = len(_MINUTE_SUMS)
     totals = dict(zip(_MINUTE_SUMS, sums[:k], strict=True))
     lat, ttft = sums[k : k + NBUCKETS], sums[k + NBUCKETS :]
-    unit = 60 if grain == "hours" else 1
+    unit = UNIT_MINUTES[grain]
     step = max(1, (hi - lo + points * unit - 1) // (points * unit)) * unit
     series = conn.execute(
         f"SELECT (minute - ?) / ? AS slot, sum(n), sum(errors), sum(cost), sum(tokens_in + tokens_out) FROM {grain}"
         " WHERE minute >= ? AND minute < ? GROUP BY slot ORDER BY slot",
         (lo, step, lo, hi),
     ).fetchall()
-    seconds = max((hi - lo) * 60 if grain == "hours" else until - since, 1.0)
+    seconds = max((hi - lo) * 60 if grain != "minutes" else until - since, 1.0)
     n = totals["n"]
     return {
         "totals": totals,
@@ -182,14 +183,16 @@ def _overview(conn: sqlite3.Connection, since: float, until: float, points: int)
 
 
 HOURLY_AFTER_S = 6 * 3600  # windows longer than this read the hourly rollups (whole hours)
+DAILY_AFTER_S = 7 * 86400  # [console2] longer than this: the daily rollups (whole UTC days)
 
 
 def _grain(since: float, until: float) -> tuple[str, int, int]:
-    """Which rollup a window reads, and its [lo, hi) in minute numbers (whole hours for the hourly one)."""
+    """Which rollup a window reads, and its [lo, hi) in minute numbers (whole hours or days for the coarse ones)."""
     lo, hi = int(since // 60), int(until // 60) + 1
     if until - since <= HOURLY_AFTER_S:
         return "minutes", lo, hi
-    return "hours", lo // 60 * 60, (hi + 59) // 60 * 60
+    unit = 60 if until - since <= DAILY_AFTER_S else 1440
+    return ("hours" if unit == 60 else "days"), lo // unit * unit, (hi + unit - 1) // unit * unit
 
 
 def _upsert(
@@ -216,23 +219,63 @@ def _by_hour(
     minutes: dict[int, list[float]],
     spend: dict[tuple[int, str, str], list[float]],
     verdicts: dict[tuple[int, str, str, str], int],
+    unit: int = 60,
 ) -> tuple[dict[int, list[float]], dict[tuple[int, str, str], list[float]], dict[tuple[int, str, str, str], int]]:
-    """The same sums keyed by the minute number of their hour's start."""
+    """The same sums keyed by the minute number of their hour's start (of their day's, with ``unit=1440``)."""
     hours: dict[int, list[float]] = {}
     for minute, sums in minutes.items():
-        into = hours.setdefault(minute // 60 * 60, [0.0] * len(sums))
+        into = hours.setdefault(minute // unit * unit, [0.0] * len(sums))
         for i, value in enumerate(sums):
             into[i] += value
     hour_spend: dict[tuple[int, str, str], list[float]] = {}
     for (minute, key, model), sums in spend.items():
-        into = hour_spend.setdefault((minute // 60 * 60, key, model), [0.0] * len(sums))
+        into = hour_spend.setdefault((minute // unit * unit, key, model), [0.0] * len(sums))
         for i, value in enumerate(sums):
             into[i] += value
     hour_verdicts: dict[tuple[int, str, str, str], int] = {}
     for (minute, plugin, verdict, key), n in verdicts.items():
-        k = (minute // 60 * 60, plugin, verdict, key)
+        k = (minute // unit * unit, plugin, verdict, key)
         hour_verdicts[k] = hour_verdicts.get(k, 0) + n
     return hours, hour_spend, hour_verdicts
+
+
+def backfill_days(conn: sqlite3.Connection) -> None:
+    """[console2] A log written before daily rollups existed: fill ``days`` from ``hours`` once (when empty)."""
+    if conn.execute("SELECT 1 FROM days LIMIT 1").fetchone() is not None:
+        return
+    if conn.execute("SELECT 1 FROM hours LIMIT 1").fetchone() is None:
+        return
+    cols = ", ".join((*_MINUTE_SUMS, *_LAT, *_TTFT))
+    with conn:
+        conn.execute(
+            f"INSERT OR IGNORE INTO days(minute, {cols})"
+            f" SELECT minute / 1440 * 1440 AS d, {_SUMS} FROM hours GROUP BY d"
+        )
+        conn.execute(
+            "INSERT OR IGNORE INTO spend_days SELECT minute / 1440 * 1440 AS d, key, model, sum(n), sum(errors),"
+            " sum(tokens_in), sum(tokens_out), sum(cost) FROM spend_hours GROUP BY d, key, model"
+        )
+        conn.execute(
+            "INSERT OR IGNORE INTO verdict_days SELECT minute / 1440 * 1440 AS d, plugin, verdict, key, sum(n)"
+            " FROM verdict_hours GROUP BY d, plugin, verdict, key"
+        )
+
+
+def series(
+    conn: sqlite3.Connection, since: float, until: float, plugin: str, verdict: str, key: str | None, points: int
+) -> dict[str, Any]:
+    """[console2] How often ``plugin`` said ``verdict`` per slot over the window (for one key, or all)."""
+    grain, lo, hi = _grain(since, until)
+    unit = UNIT_MINUTES[grain]
+    step = max(1, (hi - lo + points * unit - 1) // (points * unit)) * unit
+    sql = (
+        f"SELECT (minute - ?) / ? AS slot, sum(n) FROM verdict_{grain} WHERE minute >= ? AND minute < ?"
+        " AND plugin = ? AND verdict = ?" + (" AND key = ?" if key is not None else "") + " GROUP BY slot ORDER BY slot"
+    )
+    args: list[Any] = [lo, step, lo, hi, plugin, verdict] + ([key] if key is not None else [])
+    found = {int(slot): n for slot, n in conn.execute(sql, args).fetchall()}
+    slots = (hi - lo + step - 1) // step
+    return {"step_s": step * 60, "start": lo * 60, "counts": [found.get(i, 0) for i in range(slots)]}
 
 
 def upsert_backends(cur: sqlite3.Cursor, counts: dict[tuple[int, str], list[float]]) -> None:

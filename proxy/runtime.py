@@ -67,6 +67,7 @@ class Active:
     models_cache: dict[str | None, tuple[float, list[Any]]] = field(default_factory=dict)  # [launcher] GET /v1/models
     data: bytes = b""  # [register] the policy file this was compiled from, to compile it again with new engines
     engines: dict[str, Registration] = field(default_factory=dict)  # [register] the registered engines merged in
+    loaded_at: float = 0.0  # [console2] wall time this policy took effect
 
     async def authenticate(self, authorization: str | None) -> Caller:
         """The caller for an ``Authorization`` header: static keys, virtual keys or open mode (401 if none)."""
@@ -96,6 +97,8 @@ class Runtime:
         self.clock = clock  # wall time for the store and virtual keys; a fake one in tests
         self.current: Active | None = None
         self.last_error: str | None = None
+        self.last_failure: tuple[float, str, str] | None = None  # [console2] (when, digest, error), kept
+        self._failed_digest: str | None = None  # [console2] a broken file reported once, not every poll
         self.reloads = 0
         self.stopping = False  # set when the server stops accepting; in-flight requests are finishing
         self.streams: set[asyncio.Task[Any]] = set()  # handlers writing a stream right now
@@ -219,20 +222,19 @@ class Runtime:
         except OSError as exc:
             self._report(f"{self.policy_path}: cannot read the file: {exc.strerror or exc}")
             return False
-        if self.current is not None and digest == self.current.digest and not force:
+        if self.current is not None and digest in (self.current.digest, self._failed_digest) and not force:
+            if digest == self.current.digest and self._failed_digest is not None:  # [console2] the file is back
+                self.last_error = self._failed_digest = None
             return False
         try:
             active = await self._activate(self._compile(data), digest, data)
         except PolicyError as exc:
-            self._report(exc.report())
-            if self.current is not None:
-                self.current.digest = digest  # do not report the same broken file every poll
+            self._report(exc.report(), digest)
             return False
         except Exception as exc:
-            self._report(f"{self.policy_path}: could not activate the new policy: {exc}")
-            if self.current is not None:
-                self.current.digest = digest
+            self._report(f"{self.policy_path}: could not activate the new policy: {exc}", digest)
             return False
+        self._failed_digest = None  # [console2]
         self._swap(active)
         self.last_error = None
         self.reloads += 1
@@ -291,8 +293,10 @@ class Runtime:
         """The policy in force again (compiled afresh: plugins are never started twice), with ``self.engines``."""
         self._swap(await self._activate(self._compile(current.data), current.digest, current.data))
 
-    def _report(self, message: str) -> None:
+    def _report(self, message: str, digest: str = "") -> None:
         self.last_error = message
+        self.last_failure = (self.clock(), digest, message)  # [console2]
+        self._failed_digest = digest or None  # [console2] the active policy keeps its own digest
         log.error("policy not reloaded, the last good policy stays in force:\n%s", message)
 
     def _compile(self, data: bytes) -> Policy:
@@ -356,6 +360,7 @@ class Runtime:
         active.circuits = circuits
         active.conversations = conversations
         active.subcaller = Subcaller(terminal)
+        active.loaded_at = self.clock()  # [console2]
         return active
 
     def _schedule_close(self, active: Active) -> None:

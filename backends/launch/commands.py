@@ -56,6 +56,10 @@ class Command:
         env = [f"{k}={shlex.quote(self._redact(v))}" for k, v in sorted(self.env.items())]
         return " ".join([*env, *(shlex.quote(self._redact(a)) for a in self.argv)])
 
+    def shown_argv(self) -> str:
+        """[console2] The command line alone (no environment values), with secrets replaced by ``***``."""
+        return " ".join(shlex.quote(self._redact(a)) for a in self.argv)
+
     def _redact(self, text: str) -> str:
         for secret in self.secrets:
             text = text.replace(secret, "***")

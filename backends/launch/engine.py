@@ -285,6 +285,9 @@ class Engine:
             "state": self.state,
             "ready": self.ready,
             "restarts": self.restarts,
+            "command": self.command.shown_argv(),  # [console2] secrets as ***; the environment by name only
+            "env": sorted(self.command.env),  # [console2]
+            "uptime_s": round(time.monotonic() - self.started_at, 1) if self.state in ("starting", "ready") else None,
             "last_exit": self.last_exit,
             "outstanding": self.outstanding,
             "adapters": sorted(self.loaded_adapters),

@@ -135,6 +135,18 @@ async def take(store: Store, meter: Meter, amount: float, now: float, previous: 
     return Taken(meter, at.key, at.window_s, at.slot, amount, prior * at.weight + current)
 
 
+async def level(store: Store, meter: Meter, now: float) -> float:
+    """[console2] The meter's level at ``now`` (weighted for a sliding meter), read without changing anything.
+
+    Quota a process has leased but not yet used counts as used (``leases``), so what remains is a lower bound.
+    """
+    at = locate(meter, now)
+    current = await store.counter(at.key, window_s=at.window_s)
+    if at.prev_key is None:
+        return current
+    return await store.counter(at.prev_key) * at.weight + current
+
+
 async def adjust(store: Store, taken: Taken, delta: float, now: float) -> None:
     """Change what ``taken`` added by ``delta`` (settle to actual usage, or undo with ``-amount``).
 

@@ -137,9 +137,16 @@ async def test_admin_sees_traffic_opens_a_waterfall_marks_a_false_positive_and_r
         await chat(proxy, secret)
 
     assert await post_status(page, "/chaperone/ui/keys", {"name": "forged"}) == 403  # no CSRF token
-    for path, shot in (("/spend?window=15m", "spend"), ("/backends", "backends"), ("/policy", "policy")):
+    pages = (
+        ("/spend?window=15m", "spend", "Spend"),
+        ("/backends", "backends", "Backends"),
+        ("/policy", "policy", "Policy"),
+        ("/capture", "capture", "Captured data"),
+        ("/evals", "evals", "Eval runs"),
+    )
+    for path, shot, title in pages:
         await page.goto(base + path)
-        assert await page.eval("document.querySelector('h1').innerText") == shot.capitalize()
+        assert await page.eval("document.querySelector('h1').innerText") == title
         await page.screenshot(SHOTS / f"{shot}.png")
 
 

@@ -56,7 +56,18 @@ async def get(
 
 async def test_every_page_needs_a_key_and_bearer_admin_sees_them(proxy: RunningProxy) -> None:
     await traffic(proxy, 3)
-    for path in ("/", "/requests", "/guards", "/spend", "/backends", "/keys", "/policy", "/requests/1"):
+    for path in (
+        "/",
+        "/requests",
+        "/guards",
+        "/spend",
+        "/backends",
+        "/keys",
+        "/policy",
+        "/requests/1",
+        "/capture",
+        "/evals",
+    ):
         status, _, response = await get(ui(proxy, path), key=None)
         assert status == 303 and "/chaperone/ui/login" in response.headers["Location"], path
         status, _, _ = await get(ui(proxy, path), key="wrong-key-0123456789")
