@@ -51,7 +51,7 @@ def add_routes(app: web.Application) -> None:
     router.add_route("*", "/chaperone/{tail:.*}", unknown)
 
 
-def _admin(request: web.Request) -> Active:
+def require_admin(request: web.Request) -> Active:
     """The active policy, once the request proved it holds the admin key."""
     active = request.app[RUNTIME].in_force()
     admin = active.policy.admin
@@ -65,7 +65,7 @@ def _admin(request: web.Request) -> Active:
 @asynccontextmanager
 async def _keys(request: web.Request) -> AsyncIterator[tuple[Active, KeyManager]]:
     """Admin check, then a manager on the active store; store and key errors become API errors."""
-    active = _admin(request)
+    active = require_admin(request)
     try:
         yield active, active.keyring.manager
     except KeyNotFound as exc:
@@ -85,7 +85,7 @@ async def list_keys(request: web.Request) -> web.Response:
 
 async def create_key(request: web.Request) -> web.Response:
     async with _keys(request) as (active, manager):
-        body = await _body(request)
+        body = await read_json_body(request)
         try:
             spec = KeySpec.model_validate(body)
         except ValidationError as exc:
@@ -112,7 +112,7 @@ async def show_key(request: web.Request) -> web.Response:
 
 async def rotate_key(request: web.Request) -> web.Response:
     async with _keys(request) as (active, manager):
-        body = await _body(request, optional=True)
+        body = await read_json_body(request, optional=True)
         assert active.policy.admin is not None
         overlap = body.get("overlap_s", active.policy.admin.rotation_overlap_s)
         if isinstance(overlap, bool) or not isinstance(overlap, int | float) or not 0 <= overlap < math.inf:
@@ -131,11 +131,12 @@ async def revoke_key(request: web.Request) -> web.Response:
 
 
 async def unknown(request: web.Request) -> web.Response:
-    _admin(request)
+    require_admin(request)
     raise NotFound(f"Unknown admin URL: {request.method} {request.path}", code="unknown_url")
 
 
-async def _body(request: web.Request, *, optional: bool = False) -> dict[str, Any]:
+async def read_json_body(request: web.Request, *, optional: bool = False) -> dict[str, Any]:
+    """An admin request's JSON object (decoded, bounded); a 400 ``invalid_json`` for anything else."""
     raw = await read_body(request, _MAX_BODY)  # [edge] decoded (gzip, deflate) and bounded once decoded
     if optional and not raw.strip():
         return {}

@@ -24,7 +24,7 @@ import os
 from aiohttp import web
 from pydantic import ValidationError
 
-from proxy.admin import _admin, _body
+from proxy.admin import read_json_body, require_admin
 from proxy.errors import Conflict, InvalidRequest, NotFound, ServiceUnavailable
 from proxy.policy import PolicyError
 from proxy.registered import EngineClash, Registration
@@ -42,12 +42,12 @@ def add_routes(app: web.Application) -> None:
 
 
 async def list_engines(request: web.Request) -> web.Response:
-    active = _admin(request)
+    active = require_admin(request)
     return web.json_response({"object": "list", "data": [reg.view() for reg in active.engines.values()]})
 
 
 async def show_engine(request: web.Request) -> web.Response:
-    active = _admin(request)
+    active = require_admin(request)
     reg = active.engines.get(request.match_info["name"])
     if reg is None:
         raise _not_found(request.match_info["name"])
@@ -55,7 +55,7 @@ async def show_engine(request: web.Request) -> web.Response:
 
 
 async def register_engine(request: web.Request) -> web.Response:
-    _admin(request)
+    require_admin(request)
     if os.environ.get(WORKER_ENV):
         raise Conflict(
             "Engines can be registered only with a proxy of one process: this is a worker of 'serve --workers N' "
@@ -63,7 +63,7 @@ async def register_engine(request: web.Request) -> web.Response:
             code="engines_need_one_process",
         )
     try:
-        reg = Registration.model_validate(await _body(request))
+        reg = Registration.model_validate(await read_json_body(request))
     except ValidationError as exc:
         first = exc.errors()[0]
         param = ".".join(str(part) for part in first["loc"]) or None
@@ -78,7 +78,7 @@ async def register_engine(request: web.Request) -> web.Response:
 
 
 async def unregister_engine(request: web.Request) -> web.Response:
-    _admin(request)
+    require_admin(request)
     name = request.match_info["name"]
     try:
         reg = await request.app[RUNTIME].unregister(name)

@@ -263,9 +263,9 @@ class _Bar(Progress):
             sized = os.get_terminal_size(stream.fileno()).columns >= 20
         except (AttributeError, OSError, ValueError):
             sized = False
-        self.bar = tqdm(  # a terminal that reports no size (a bare pty, a serial console) gets 80 columns
-            total=total, file=stream, unit="input", desc="scan", leave=True,
-            dynamic_ncols=sized, ncols=None if sized else 80,
+        self.bar = tqdm(  # a terminal that reports no size (a bare pty, a serial console) gets 80x20: tqdm hides
+            total=total, file=stream, unit="input", desc="scan", leave=True,  # its bar on a terminal of 0 rows
+            dynamic_ncols=sized, ncols=None if sized else 80, nrows=None if sized else 20,
         )  # fmt: skip
 
     def advance(self, summary: Summary) -> None:

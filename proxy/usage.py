@@ -244,9 +244,9 @@ def _date(name: str, value: str) -> date:
 
 async def usage_view(request: web.Request) -> web.Response:
     """``GET /chaperone/usage``: the spend summary (admin key required)."""
-    from proxy.admin import _admin  # the one admin guard
+    from proxy.admin import require_admin  # the one admin guard
 
-    active = _admin(request)
+    active = require_admin(request)
     query = request.query
     try:
         start, end = parse_range(query.get("from"), query.get("to"))
