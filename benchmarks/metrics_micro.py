@@ -29,9 +29,10 @@ import orjson
 from proxy.accesslog import AccessLog
 from proxy.chain import compile_chain
 from proxy.exchange import ApiRequest, ApiResponse, Attempt, Exchange, Usage
-from proxy.metrics import FIRST_EVENT, Metrics, Recorder, note_usage, usage_from_raw
+from proxy.metrics import FIRST_EVENT, Metrics, note_usage, usage_from_raw
 from proxy.policy import Caller, Route
 from proxy.realtime import RealtimeStats
+from proxy.recorder import Recorder
 
 ANSWER = orjson.dumps(
     {

@@ -32,8 +32,9 @@ from proxy.errors import (
     UpstreamError,
 )
 from proxy.exchange import ApiRequest, ApiResponse, Exchange, Usage
-from proxy.metrics import FIRST_EVENT, RECORDER, note_usage
+from proxy.metrics import FIRST_EVENT, note_usage
 from proxy.protocol import read_body
+from proxy.recorder import RECORDER
 from proxy.runtime import RUNTIME, Active
 from proxy.tracing import request_attributes, response_attributes
 from proxy.upstream_models import upstream_models  # [launcher]

@@ -404,6 +404,10 @@ class RequestLog:
             f" GROUP BY {column} ORDER BY cost DESC, n DESC LIMIT ?"
         )
         args = (lo, hi, min(limit, PAGE_MAX))
+        return self._rows(sql, args)
+
+    def _rows(self, sql: str, args: tuple[object, ...]) -> list[dict[str, Any]]:
+        """The rows of one bounded query (under the query deadline), as dicts."""
         return [dict(r) for r in self.query(lambda conn: conn.execute(sql, args).fetchall())]
 
     def guards(self, since: float, until: float, limit: int = 100) -> list[dict[str, Any]]:
@@ -414,7 +418,7 @@ class RequestLog:
             " WHERE minute >= ? AND minute < ? GROUP BY plugin, verdict ORDER BY plugin, n DESC LIMIT ?"
         )
         args = (lo, hi, min(limit, PAGE_MAX))
-        return [dict(r) for r in self.query(lambda conn: conn.execute(sql, args).fetchall())]
+        return self._rows(sql, args)
 
     def guard_keys(
         self, since: float, until: float, plugin: str, verdict: str, limit: int = 50
@@ -426,7 +430,7 @@ class RequestLog:
             " AND verdict = ? GROUP BY key ORDER BY n DESC LIMIT ?"
         )
         args = (lo, hi, plugin, verdict, min(limit, PAGE_MAX))
-        return [dict(r) for r in self.query(lambda conn: conn.execute(sql, args).fetchall())]
+        return self._rows(sql, args)
 
     def limits_fired(self, since: float, until: float, limit: int = 100) -> list[dict[str, Any]]:
         """[console2] Refusals (verdicts ``rejected…``) per key, plugin and verdict over the window, most first."""
@@ -436,7 +440,7 @@ class RequestLog:
             " AND verdict LIKE 'rejected%' GROUP BY key, plugin, verdict ORDER BY n DESC LIMIT ?"
         )
         args = (lo, hi, min(limit, PAGE_MAX))
-        return [dict(r) for r in self.query(lambda conn: conn.execute(sql, args).fetchall())]
+        return self._rows(sql, args)
 
     def guard_series(
         self, since: float, until: float, plugin: str, verdict: str, key: str | None = None, points: int = 60
@@ -480,4 +484,4 @@ class RequestLog:
             " JOIN requests r ON r.seq = l.seq WHERE l.seq > ? ORDER BY l.seq LIMIT ?"
         )
         args = (after or 0, min(limit, 10_000))
-        return [dict(r) for r in self.query(lambda conn: conn.execute(sql, args).fetchall())]
+        return self._rows(sql, args)

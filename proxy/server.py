@@ -17,8 +17,9 @@ from proxy.accesslog import AccessLog
 from proxy.backend import Wiring
 from proxy.errors import ChaperoneError
 from proxy.handlers import REQUEST_ID
-from proxy.metrics import METRICS, RECORDER, Metrics, Recorder, handle_metrics
+from proxy.metrics import METRICS, Metrics, handle_metrics
 from proxy.protocol import error_response, from_http_exception, request_id_for, unreadable_body
+from proxy.recorder import RECORDER, Recorder
 from proxy.registry import PluginRegistry, build_registry
 from proxy.requestlog import RequestLog
 from proxy.runtime import RUNTIME, Runtime

@@ -29,7 +29,10 @@ async def rows(proxy: RunningProxy) -> list[dict[str, Any]]:
 
 @pytest.mark.parametrize("chain", ["[pii, capture]", f"[{THREAD}]", f"[{THREAD}, pii]"])  # the first: a writer process
 async def test_captured_text_is_masked_whether_or_not_the_chain_masks(
-    chain: str, start_proxy: ProxyFactory, mock_upstream: MockUpstream, write_policy: Callable[[str], Path],
+    chain: str,
+    start_proxy: ProxyFactory,
+    mock_upstream: MockUpstream,
+    write_policy: Callable[[str], Path],
     tmp_path: Path,
 ) -> None:
     proxy = await start_proxy(write_policy(policy(mock_upstream.url, chain)))
@@ -89,7 +92,10 @@ async def test_record_holds_metadata_and_metadata_only_keeps_no_text(
     ],
 )
 async def test_filters_choose_what_is_captured(
-    config: str, kept: list[str], start_proxy: ProxyFactory, mock_upstream: MockUpstream,
+    config: str,
+    kept: list[str],
+    start_proxy: ProxyFactory,
+    mock_upstream: MockUpstream,
     write_policy: Callable[[str], Path],
 ) -> None:
     chain = "[pii, {capture: {writer: thread, " + config[1:] + "}]"
@@ -109,7 +115,10 @@ async def test_filters_choose_what_is_captured(
 
 
 async def test_a_pii_step_that_fails_open_does_not_let_originals_into_the_store(
-    start_proxy: ProxyFactory, mock_upstream: MockUpstream, write_policy: Callable[[str], Path], tmp_path: Path,
+    start_proxy: ProxyFactory,
+    mock_upstream: MockUpstream,
+    write_policy: Callable[[str], Path],
+    tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from plugins._pii.detect import PiiDetector

@@ -23,7 +23,8 @@ async def test_exports_of_captured_traffic_hold_no_original_pii(
             model="mock-gpt", messages=[{"role": "system", "content": f"Account {IBAN}."},
                                         {"role": "user", "content": PROMPT}])  # fmt: skip
         stream = await client.chat.completions.create(
-            model="mock-gpt", messages=[{"role": "user", "content": f"Stream it back: {EMAIL} and {CARD}"}],
+            model="mock-gpt",
+            messages=[{"role": "user", "content": f"Stream it back: {EMAIL} and {CARD}"}],
             stream=True,
         )
         assert EMAIL in "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])

@@ -45,8 +45,17 @@ def stored(proxy: RunningProxy) -> dict[str, Any]:
 async def test_feedback_is_attached_by_request_id_and_its_text_masked(keyed: RunningProxy, tmp_path: Path) -> None:
     request_id = await ask(keyed, "sk-app1")  # feedback right after the answer: the record may still be queued
     correction = f"Paris. Write to {EMAIL} for more; my card is {CARD}."
-    status, body = await feedback(keyed, "sk-app1", {"request_id": request_id, "good": False, "score": 0.2,
-                                                      "comment": f"wrong, mail {EMAIL}", "correction": correction})
+    status, body = await feedback(
+        keyed,
+        "sk-app1",
+        {
+            "request_id": request_id,
+            "good": False,
+            "score": 0.2,
+            "comment": f"wrong, mail {EMAIL}",
+            "correction": correction,
+        },
+    )
     assert status == 200 and body == {"object": "feedback", "request_id": request_id, "stored": True}
     fb = stored(keyed)[request_id]["feedback"]
     assert fb["good"] is False and fb["score"] == 0.2 and fb["author"] == "app1"

@@ -75,8 +75,11 @@ def exported(path: Path, fmt: str, out: Path) -> tuple[list[dict[str, Any]], lis
 
 
 async def test_a_judge_refinement_is_a_pair_of_the_failed_draft_and_the_refined_answer(
-    start_proxy: ProxyFactory, mock_upstream: MockUpstream, judge: tuple[ScriptedJudge, str],
-    write_policy: Callable[[str], Path], tmp_path: Path,
+    start_proxy: ProxyFactory,
+    mock_upstream: MockUpstream,
+    judge: tuple[ScriptedJudge, str],
+    write_policy: Callable[[str], Path],
+    tmp_path: Path,
 ) -> None:
     proxy = await start_proxy(write_policy(gateway_policy(mock_upstream.url, judge[1], JUDGE)))
     judge[0].replies = [FAIL, PASS]
@@ -101,8 +104,11 @@ async def test_a_judge_refinement_is_a_pair_of_the_failed_draft_and_the_refined_
 
 
 async def test_schema_repair_and_judge_refine_in_one_request(
-    start_proxy: ProxyFactory, mock_upstream: MockUpstream, judge: tuple[ScriptedJudge, str],
-    write_policy: Callable[[str], Path], tmp_path: Path,
+    start_proxy: ProxyFactory,
+    mock_upstream: MockUpstream,
+    judge: tuple[ScriptedJudge, str],
+    write_policy: Callable[[str], Path],
+    tmp_path: Path,
 ) -> None:
     proxy = await start_proxy(write_policy(gateway_policy(mock_upstream.url, judge[1], f"{JUDGE}, {SCHEMA}")))
     judge[0].replies = [FAIL, PASS]
@@ -122,8 +128,11 @@ async def test_schema_repair_and_judge_refine_in_one_request(
 
 
 async def test_a_judge_fallback_is_a_pair_of_the_primary_answer_and_the_fallback_models(
-    start_proxy: ProxyFactory, mock_upstream: MockUpstream, judge: tuple[ScriptedJudge, str],
-    write_policy: Callable[[str], Path], tmp_path: Path,
+    start_proxy: ProxyFactory,
+    mock_upstream: MockUpstream,
+    judge: tuple[ScriptedJudge, str],
+    write_policy: Callable[[str], Path],
+    tmp_path: Path,
 ) -> None:
     steps = "{judge: {model: judge, action: fallback, fallback_model: judge, threshold: 0.7}}"
     proxy = await start_proxy(write_policy(gateway_policy(mock_upstream.url, judge[1], steps)))

@@ -24,8 +24,20 @@ def store_bytes(directory: Path) -> bytes:
 
 
 def pending(n: int) -> Pending:
-    meta = {"request_id": f"r{n}", "ts": float(n), "endpoint": "chat", "model": "m", "key": "k", "status": 200,
-            "latency_ms": 1.0, "retention": "full", "tags": [], "verdicts": {}, "events": [], "attempts": []}
+    meta = {
+        "request_id": f"r{n}",
+        "ts": float(n),
+        "endpoint": "chat",
+        "model": "m",
+        "key": "k",
+        "status": 200,
+        "latency_ms": 1.0,
+        "retention": "full",
+        "tags": [],
+        "verdicts": {},
+        "events": [],
+        "attempts": [],
+    }
     body = {"model": "m", "messages": [{"role": "user", "content": f"mail {EMAIL} #{n}"}]}
     return Pending(meta, "chat", orjson.dumps(body), None)
 

@@ -14,7 +14,7 @@ from typing import Any
 import openai
 import pytest
 
-from proxy.metrics import RECORDER
+from proxy.recorder import RECORDER
 from tests.conftest import MockUpstream, ProxyFactory, RunningProxy, simple_policy
 from tests.console.browser import Browser, Page, chromium, chromium_path
 

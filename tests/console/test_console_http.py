@@ -11,7 +11,7 @@ import aiohttp
 import openai
 import pytest
 
-from proxy.metrics import RECORDER
+from proxy.recorder import RECORDER
 from proxy.requestlog import Filters
 from tests.conftest import MockUpstream, ProxyFactory, RunningProxy, simple_policy
 
@@ -41,7 +41,7 @@ async def traffic(proxy: RunningProxy, n: int) -> None:
     async with proxy.client(APP_KEY) as client:
         for _ in range(n):
             await client.chat.completions.create(model="mock-gpt", messages=MESSAGES)
-    log = proxy.app[__import__("proxy.metrics", fromlist=["RECORDER"]).RECORDER].requests
+    log = proxy.app[RECORDER].requests
     assert log is not None
     log.flush()
 

@@ -14,7 +14,7 @@ import openai
 import orjson
 import pytest
 
-from proxy.metrics import RECORDER
+from proxy.recorder import RECORDER
 from tests.conftest import MockUpstream, ProxyFactory, RunningProxy, simple_policy
 from tests.console.test_console_http import ADMIN, APP_KEY, CHAIN, EXTRA, get, ui
 from tests.launch.conftest import standins, until  # noqa: F401  (standins: a fixture)

@@ -44,8 +44,13 @@ def rows() -> list[dict[str, Any]]:
     ]  # fmt: skip
     out += [row(f"bulk-{n}", distinct(n), f"Answer number {n} about the story.", ts=20 + n,
                 model="m1" if n % 3 else "m2", key="app1" if n % 2 else "app2") for n in range(30)]  # fmt: skip
-    out[7]["answer"] = {"role": "assistant", "content": None, "tool_calls": [
-        {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}]}
+    out[7]["answer"] = {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [
+            {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}
+        ],
+    }
     return out
 
 

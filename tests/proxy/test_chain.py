@@ -202,8 +202,20 @@ def test_hook_register_plugins(monkeypatch: pytest.MonkeyPatch, events: Events) 
     assert registry.get("rec") is rec
 
     both = build_registry(entry_points=False, extra=(module.__name__,))
-    known = ["budget", "cache", "capture", "cost", "headers", "injection", "judge", "params", "pii", "rec", "retry",
-             "schema"]
+    known = [
+        "budget",
+        "cache",
+        "capture",
+        "cost",
+        "headers",
+        "injection",
+        "judge",
+        "params",
+        "pii",
+        "rec",
+        "retry",
+        "schema",
+    ]
     assert both.names() == known
 
 
