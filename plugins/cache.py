@@ -77,7 +77,11 @@ class Cache:
         self.embedder = Embedder() if self.semantic else None
         self.shared: Shared | None = None
         self.inflight: dict[str, asyncio.Future[bytes | None]] = {}
-        self.stored = 0  # answers this instance has stored (diagnostics; tests wait on it)
+
+    @property
+    def stored(self) -> int:
+        """Answers this instance has written to the store (diagnostics; tests wait on it)."""
+        return self.shared.written if self.shared is not None else 0
 
     @hookimpl
     async def on_startup(self, resources: Resources) -> None:
@@ -85,6 +89,11 @@ class Cache:
         self.shared = Shared(resources.store, ttl_s=c.ttl_s, cap=c.max_entries, sync_interval_s=c.sync_interval_s)
         if self.embedder is not None:
             await asyncio.to_thread(self.embedder.load)
+
+    @hookimpl
+    async def on_shutdown(self) -> None:
+        if self.shared is not None:
+            await self.shared.flush()  # answers put in the last moments reach the store before it closes
 
     @hookimpl
     async def on_request(self, exchange: Exchange) -> ApiResponse | None:
@@ -293,8 +302,7 @@ class Cache:
         vector = state.vector
         if query is not None and vector is None and self.embedder is not None:
             vector = await asyncio.to_thread(self.embedder.embed, query)
-        await self.shared.put(state.keys.partition, state.keys.exact, body, query, vector if query else None)
-        self.stored += 1
+        self.shared.put(state.keys.partition, state.keys.exact, body, query, vector if query else None)
 
 
 @hookimpl

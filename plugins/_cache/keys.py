@@ -15,6 +15,7 @@ only compares the last user turns of requests whose everything-else matches exac
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 from dataclasses import dataclass
@@ -66,8 +67,17 @@ def tenant_of(caller: Caller, share: bool) -> str:
         return "k:" + caller.key_id
     if caller.name:
         return "n:" + caller.name
-    credential = (caller.authorization or "").encode()
-    return "o:" + hashlib.sha256(credential).hexdigest()[:32]
+    return _open_tenant(caller.authorization or "")
+
+
+@functools.lru_cache(maxsize=4096)
+def _open_tenant(credential: str) -> str:
+    return "o:" + hashlib.sha256(credential.encode()).hexdigest()[:32]
+
+
+@functools.lru_cache(maxsize=4096)
+def _exact_partition(tenant: str, endpoint: str, model: str) -> str:
+    return hashlib.sha256(f"{tenant}\x00{endpoint}\x00{model}".encode()).hexdigest()[:32]
 
 
 def temperature_of(request: ApiRequest, missing: float) -> float:
@@ -82,8 +92,7 @@ def exact_keys(request: ApiRequest, tenant: str) -> Keys:
     body = _canonical(request.body)
     head = f"{tenant}\x00{request.endpoint}\x00".encode()
     exact = hashlib.sha256(head + orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
-    partition = hashlib.sha256(head + str(request.body.get("model", "")).encode()).hexdigest()[:32]
-    return Keys(exact, partition, None)
+    return Keys(exact, _exact_partition(tenant, request.endpoint, str(request.body.get("model", ""))), None)
 
 
 def semantic_keys(request: ApiRequest, tenant: str) -> Keys:

@@ -17,6 +17,7 @@ import orjson
 
 from proxy import tokens
 from proxy.exchange import Exchange, Usage
+from proxy.metrics import usage_from_raw
 from proxy.pricing import Price, cost_usd, price_of
 from proxy.textview import chunk_texts, request_texts, response_texts
 
@@ -74,24 +75,8 @@ def _chunk_model(chunk: dict[str, Any]) -> str | None:
 
 
 def usage_in_raw(raw: bytes) -> Usage | None:
-    """The top-level ``usage`` of a JSON answer without parsing the whole body (it comes last in every API)."""
-    at = raw.rfind(b'"usage":')
-    if at < 0:
-        return None
-    start = at + 8
-    while start < len(raw) and raw[start] in b" \t\r\n":
-        start += 1
-    if start >= len(raw) or raw[start] != 0x7B:  # null, or not an object
-        return None
-    end = start
-    while (end := raw.find(b"}", end + 1)) >= 0:
-        piece = raw[start : end + 1]
-        if piece.count(b"{") == piece.count(b"}"):  # usage holds numbers and flat detail objects only
-            try:
-                return Usage.from_openai(orjson.loads(piece))
-            except ValueError:
-                return None
-    return None
+    """The top-level ``usage`` of a JSON answer without parsing a long body whole (the metrics' reader)."""
+    return usage_from_raw(raw)
 
 
 def answer_body(exchange: Exchange) -> dict[str, Any] | None:

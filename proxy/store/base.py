@@ -16,7 +16,7 @@ but it only ever removes what the clock already considers gone (when the clock i
 """
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Protocol, runtime_checkable
 
 __all__ = [
@@ -60,6 +60,10 @@ class Store(Protocol):
 
     async def set(self, key: str, value: bytes, *, ttl_s: float | None = None) -> None:
         """Store ``value``, replacing any value and TTL. ``ttl_s`` (> 0) makes it expire; None keeps it."""
+
+    async def set_many(self, items: Sequence[tuple[str, bytes]], *, ttl_s: float | None = None) -> None:
+        """``set`` each ``(key, value)``, with one TTL, in one go (diskcache: one transaction; Redis: one
+        pipeline round trip). Not atomic on Redis: after a failure some may be stored."""
 
     async def add(self, key: str, value: bytes, *, ttl_s: float | None = None) -> bool:
         """Store ``value`` only if the key is absent (or expired), atomically. True if this call stored it.

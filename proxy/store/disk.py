@@ -24,7 +24,7 @@ import functools
 import io
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -84,6 +84,14 @@ class DiskStore:
         check_positive("ttl_s", ttl_s)
         packed = pack_value(value, expires_at(self._clock(), ttl_s))
         await self._write(self._set, self._prefix + key, packed, ttl_s)
+
+    async def set_many(self, items: Sequence[tuple[str, bytes]], *, ttl_s: float | None = None) -> None:
+        check_positive("ttl_s", ttl_s)
+        if not items:
+            return
+        expires = expires_at(self._clock(), ttl_s)
+        packed = [(self._prefix + key, pack_value(value, expires)) for key, value in items]
+        await self._write(self._set_many, packed, ttl_s)
 
     async def add(self, key: str, value: bytes, *, ttl_s: float | None = None) -> bool:
         check_positive("ttl_s", ttl_s)
@@ -231,6 +239,12 @@ class DiskStore:
         cache = self._open()
         with self._write_lock:
             cache.set(key, packed, expire=ttl_s)
+
+    def _set_many(self, packed: list[tuple[str, bytes]], ttl_s: float | None) -> None:
+        cache = self._open()
+        with self._write_lock, cache.transact():
+            for key, value in packed:
+                cache.set(key, value, expire=ttl_s)
 
     def _add(self, key: str, packed: bytes, ttl_s: float | None, now: float) -> bool:
         cache = self._open()

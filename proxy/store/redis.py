@@ -11,7 +11,7 @@ The client retries a command once after a connection error and never after a tim
 """
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from urllib.parse import urlsplit, urlunsplit
 
@@ -103,6 +103,18 @@ class RedisStore:
         packed = pack_value(value, expires_at(self._clock(), ttl_s))
         with self._translate(key):
             await self._client.set(self._prefix + key, packed, px=None if ttl_s is None else _ms(ttl_s))
+
+    async def set_many(self, items: Sequence[tuple[str, bytes]], *, ttl_s: float | None = None) -> None:
+        check_positive("ttl_s", ttl_s)
+        if not items:
+            return
+        expires = expires_at(self._clock(), ttl_s)
+        px = None if ttl_s is None else _ms(ttl_s)
+        with self._translate(items[0][0]):
+            async with self._client.pipeline(transaction=False) as pipe:
+                for key, value in items:
+                    _ = pipe.set(self._prefix + key, pack_value(value, expires), px=px)  # sent by execute()
+                await pipe.execute()
 
     async def add(self, key: str, value: bytes, *, ttl_s: float | None = None) -> bool:
         check_positive("ttl_s", ttl_s)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 from typing import Any
@@ -211,7 +212,8 @@ async def test_entries_evict_past_the_cap_and_replicas_converge(
         b = Shared(two, ttl_s=60, cap=3, sync_interval_s=0)
         texts = ["reset my password", "poem about the sea", "tax rules in Ohio", "boil an egg"]
         for i, text in enumerate(texts):
-            await a.put("p", f"k{i}", b'{"n": %d}' % i, text, embedder.embed(text))
+            a.put("p", f"k{i}", b'{"n": %d}' % i, text, embedder.embed(text))
+            await a.flush()
         assert await a.get("k0") is None  # the oldest went when the fourth came
         assert (await b.get("k3")).body == b'{"n": 3}'  # type: ignore[union-attr]
         seen = await b.index("p")  # the other replica reads the log
@@ -227,8 +229,48 @@ async def test_without_a_cap_an_exact_answer_is_one_write(tmp_path: Path) -> Non
     store = open_store(StoreConfig(), tmp_path, clock=time.time)
     try:
         shared = Shared(store, ttl_s=60, cap=None, sync_interval_s=0)
-        await shared.put("p", "k", b'{"a": 1}', None, None)
+        shared.put("p", "k", b'{"a": 1}', None, None)
+        await shared.flush()
         assert (await shared.get("k")).body == b'{"a": 1}'  # type: ignore[union-attr]
         assert await store.counter("cache:n:p") == 0
     finally:
+        await store.close()
+
+
+async def test_answers_are_seen_here_at_once_and_elsewhere_once_written(
+    store_config: StoreConfig, tmp_path: Path
+) -> None:
+    one = open_store(store_config, tmp_path, clock=time.time)
+    two = open_store(store_config, tmp_path, clock=time.time)
+    try:
+        a = Shared(one, ttl_s=60, cap=2, sync_interval_s=0, write_delay_s=60)
+        b = Shared(two, ttl_s=60, cap=2, sync_interval_s=0)
+        for i in range(3):
+            a.put("p", f"k{i}", b'{"n": %d}' % i, None, None)
+        assert (await a.get("k2")).body == b'{"n": 2}'  # type: ignore[union-attr]
+        assert await b.get("k2") is None  # not written yet (a minute's delay)
+        await a.flush()
+        assert a.written == 3
+        assert (await b.get("k2")).body == b'{"n": 2}'  # type: ignore[union-attr]
+        assert await b.get("k0") is None  # written in one batch, and the cap of 2 still holds
+        assert await one.counter("cache:n:p") == 3
+    finally:
+        await one.close()
+        await two.close()
+
+
+async def test_a_full_batch_is_written_without_waiting_for_the_delay(tmp_path: Path) -> None:
+    store = open_store(StoreConfig(), tmp_path, clock=time.time)
+    try:
+        shared = Shared(store, ttl_s=60, cap=None, sync_interval_s=0, write_delay_s=3600)
+        for i in range(300):
+            shared.put("p", f"k{i}", b"{}", None, None)
+        for _ in range(500):
+            if shared.written >= 256:
+                break
+            await asyncio.sleep(0.01)
+        assert shared.written >= 256
+        assert await store.get("cache:e:k0") is not None
+    finally:
+        await shared.flush()
         await store.close()

@@ -71,6 +71,23 @@ async def test_get_set_delete(store: Store) -> None:
     assert await store.delete("k") is False
 
 
+async def test_set_many_stores_each_with_its_ttl(store: Store, clock: FakeClock) -> None:
+    await store.set("a", b"old")
+    await store.set_many([("a", b"1"), ("b", b"2"), ("c", b"")], ttl_s=10)
+    await store.set_many([], ttl_s=10)
+    assert [await store.get(k) for k in "abc"] == [b"1", b"2", b""]
+    clock.advance(11)
+    assert [await store.get(k) for k in "abc"] == [None, None, None]
+
+
+async def test_set_many_concurrent_with_single_writes(store: Store) -> None:
+    await asyncio.gather(
+        store.set_many([(f"m{i}", b"x") for i in range(50)]), *(store.set(f"s{i}", b"y") for i in range(20))
+    )
+    assert all([await store.get(f"m{i}") == b"x" for i in range(50)])
+    assert all([await store.get(f"s{i}") == b"y" for i in range(20)])
+
+
 async def test_empty_value(store: Store) -> None:
     await store.set("k", b"")
     assert await store.get("k") == b""
