@@ -31,7 +31,7 @@ from plugins._budget.settle import Settler
 from proxy import ApiRequest, ApiResponse, Exchange, PluginRegistry, StashKey, Usage, hookimpl, tokens
 from proxy.errors import BudgetExceeded, RequestRejected, ServiceUnavailable
 from proxy.limits import KeyLimits
-from proxy.pricing import cost_usd, price_for
+from proxy.pricing import ask_stream_usage, cost_usd, price_for
 from proxy.store import Store, StoreError
 
 if TYPE_CHECKING:
@@ -60,7 +60,6 @@ class State:
     taken: list[Taken] = field(default_factory=list)
     est_tokens: int = 0
     est_usd: float = 0.0
-    injected_usage: bool = False
     headers: dict[str, str] = field(default_factory=dict)
 
 
@@ -106,7 +105,7 @@ class Budget:
             exchange.verdicts[self.name] = "rejected:context"
             exc.extra_headers["x-chaperone-budget"] = "rejected:context"
             raise
-        self._ask_for_usage(exchange, state)
+        ask_stream_usage(exchange)  # usage settles the reservation (the chain drops what the client did not ask for)
         out = fit.max_output if fit.max_output is not None else self.config.output_estimate
         state.est_tokens = fit.tokens + out
         price = price_for(exchange.route.upstream_model or exchange.request.model, exchange.policy.prices)
@@ -116,17 +115,6 @@ class Budget:
         estimate = "" if fit.exact else " (estimate)"
         state.headers["x-chaperone-budget"] = f"{fit.verdict}; input_tokens={fit.tokens}{estimate}{fit.note}"
         return None
-
-    def _ask_for_usage(self, exchange: Exchange, state: State) -> None:
-        """Have a stream end with a usage chunk (the ``cost`` plugin may already have asked: then leave it)."""
-        body = exchange.request.body
-        if not (exchange.request.stream and exchange.request.endpoint in _USAGE_ENDPOINTS):
-            return
-        options = body.get("stream_options")
-        if isinstance(options, dict) and options.get("include_usage") is True:
-            return
-        body["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
-        state.injected_usage = True
 
     def _plan(self, limits: KeyLimits) -> tuple[tuple[str, str, str, float], ...]:
         """(label, what, kind, limit) of every limit set, worked out once per distinct ``KeyLimits``."""
@@ -262,20 +250,6 @@ class Budget:
         if state is None or exchange.response is None:
             return
         exchange.response.headers.update(state.headers)
-        if exchange.response.stream is not None and not state.injected_usage:
-            exchange.skip_stream_hooks(self)
-
-    @hookimpl
-    async def on_chunk(self, exchange: Exchange, chunk: dict[str, object]) -> dict[str, object] | None:
-        state = exchange.stash.get(STATE)
-        usage = chunk.get("usage")
-        if state is None or not state.injected_usage or not isinstance(usage, dict):
-            return chunk
-        exchange.usage = Usage.from_openai(usage) or exchange.usage
-        if not chunk.get("choices"):
-            return None  # the usage chunk the client did not ask for
-        del chunk["usage"]
-        return chunk
 
     @hookimpl
     async def on_complete(self, exchange: Exchange) -> None:
@@ -311,16 +285,6 @@ class Budget:
                 sub_price = price_for(sub.model, exchange.policy.prices)
                 usd += cost_usd(sub_price, sub.usage) if sub_price and exchange.cost_usd is None else 0.0
         return used, usd
-
-
-def injected_usage(exchange: Exchange) -> bool:
-    """Whether ``budget`` (not the client) set ``stream_options.include_usage`` on this request.
-
-    For the ``cost`` plugin: when True, the client did not ask for the usage chunk, and ``budget`` removes
-    it from the stream (after ``cost``'s ``on_chunk`` saw it, when ``cost`` comes later in the chain).
-    """
-    state = exchange.stash.get(STATE)
-    return state is not None and state.injected_usage
 
 
 @hookimpl

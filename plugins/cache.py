@@ -234,11 +234,10 @@ class Cache:
             state.raw = response.raw if response.body is None else orjson.dumps(response.body)
 
     @hookimpl
-    async def on_chunk(self, exchange: Exchange, chunk: dict[str, Any]) -> dict[str, Any]:
+    def observe_chunk(self, exchange: Exchange, chunk: dict[str, Any]) -> None:
         state = exchange.stash.get(STATE)
         if state is not None and state.assembler is not None:
             state.assembler.feed(chunk)
-        return chunk
 
     @hookimpl
     async def on_complete(self, exchange: Exchange) -> None:

@@ -1,10 +1,12 @@
 """Count what each request cost, by key, model and day: usage from the upstream (asked for on streams), else counted.
 
 Put ``cost`` first in the chain: its ``on_complete`` then sees every request, cache hits (priced 0,
-with what they saved) and early answers included, and its ``on_chunk`` runs last, on what the client
-gets. For a whole answer the cost is known before it is sent and goes out in ``x-chaperone-cost``
-(USD, when the upstream reported usage and the model has a price); a stream's cost is known only after
-its last event, so it is in the records, never in a header. Records (no prompt or answer text) go to a
+with what they saved) and early answers included, and its ``observe_chunk`` runs last, on what the
+client gets (it only reads the stream, so a chain of observers passes the upstream's bytes on). The
+usage chunk it asks for on streams the client did not ask for is dropped by the chain after it.
+For a whole answer the cost is known before it is sent and goes out in ``x-chaperone-cost`` (USD,
+when the upstream reported usage and the model has a price); a stream's cost is known only after its
+last event, so it is in the records, never in a header. Records (no prompt or answer text) go to a
 rotating JSON-lines file, stdout and OpenTelemetry metrics; per-day counters in the store feed
 ``GET /chaperone/usage`` and ``chaperone usage`` (``proxy.usage``).
 
@@ -29,7 +31,7 @@ from plugins._cost import account
 from plugins._cost.account import StreamTally
 from plugins._cost.sinks import LineSinks, MeterSink
 from proxy import ApiResponse, ChaperoneError, Exchange, PluginRegistry, StashKey, Usage, hookimpl
-from proxy.pricing import ask_stream_usage, cost_usd, take_stream_usage
+from proxy.pricing import ask_stream_usage, cost_usd
 from proxy.requestlog import SAVED_USD  # [console]
 from proxy.runtime import Resources
 from proxy.usage import NANO, OPEN_KEY, Ledger, day_of
@@ -125,19 +127,17 @@ class Cost:
                 response.headers["x-chaperone-cost"] = f"{cost:.9f}"
 
     @hookimpl
-    async def on_chunk(self, exchange: Exchange, chunk: dict[str, Any]) -> dict[str, Any] | None:
+    def observe_chunk(self, exchange: Exchange, chunk: dict[str, Any]) -> None:
         tally = exchange.stash.get(TALLY)
         if tally is None:
             tally = exchange.stash[TALLY] = StreamTally()
         endpoint = exchange.request.endpoint
         tally.see(endpoint, chunk)
-        if endpoint not in _SEEN_USAGE_ENDPOINTS:
-            return chunk
-        reported = isinstance(chunk.get("usage"), dict)
-        out = take_stream_usage(exchange, chunk)
-        if reported:
-            tally.usage, tally.final = exchange.usage, True
-        return out
+        if endpoint in _SEEN_USAGE_ENDPOINTS:
+            usage = chunk.get("usage")
+            if isinstance(usage, dict):
+                exchange.usage = Usage.from_openai(usage) or exchange.usage
+                tally.usage, tally.final = exchange.usage, True
 
     @hookimpl
     async def on_complete(self, exchange: Exchange) -> None:

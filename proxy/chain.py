@@ -20,6 +20,7 @@ import pluggy
 from proxy import hookspecs, sse, wholeanswer
 from proxy.errors import ChaperoneError
 from proxy.exchange import ApiResponse, Exchange, StashKey
+from proxy.pricing import CLIENT_ASKED_USAGE, take_stream_usage
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Tracer
@@ -29,11 +30,13 @@ log = logging.getLogger(__name__)
 Terminal = Callable[[Exchange], Awaitable[ApiResponse]]
 # [metrics] (plugin name, hook) → seconds spent in it for this request, when the policy's metrics.plugin_timing is on
 HOOK_TIMES = StashKey[dict[tuple[str, str], float]]()
+_NULL_USAGE = b',"usage":null'  # bare quotes: a key, never inside a JSON string
 _SPEC_ARGS = {
     "on_request": ("exchange",),
     "wrap_call": ("exchange", "call_next"),
     "on_response": ("exchange",),
     "on_chunk": ("exchange", "chunk"),
+    "observe_chunk": ("exchange", "chunk"),
     "on_stream_end": ("exchange",),
     "on_complete": ("exchange",),
     "on_startup": ("resources",),
@@ -55,6 +58,7 @@ class Chain:
         "_chunk",
         "_complete",
         "_end",
+        "_observe",
         "_request",
         "_response",
         "_shutdown",
@@ -74,6 +78,7 @@ class Chain:
         self._wraps = tuple(fn for _, fn in hooks["wrap_call"])
         self._response = tuple(reversed(hooks["on_response"]))
         self._chunk = tuple(reversed(hooks["on_chunk"]))
+        self._observe = tuple(reversed(hooks["observe_chunk"]))
         self._end = tuple(reversed(hooks["on_stream_end"]))
         self._complete = tuple(reversed(hooks["on_complete"]))
         self._startup = tuple(fn for _, fn in hooks["on_startup"])
@@ -88,13 +93,16 @@ class Chain:
 
     @property
     def parses_chunks(self) -> bool:
-        return bool(self._chunk or self._end)
+        return bool(self._chunk or self._observe or self._end)
 
     def parses_chunks_for(self, exchange: Exchange) -> bool:
-        """Whether this request's stream must be parsed: some entered step hooks chunks and did not opt out."""
-        if not (self._chunk or self._end):
+        """Whether this request's stream must be parsed: some entered step hooks chunks and did not opt out, or
+        a plugin asked for usage the client did not (``proxy.pricing.ask_stream_usage``: the chain drops it)."""
+        if exchange.stash.get(CLIENT_ASKED_USAGE) is False:
+            return True
+        if not (self._chunk or self._observe or self._end):
             return False
-        return any(self._wants(exchange, index) for index, _ in (*self._chunk, *self._end))
+        return any(self._wants(exchange, index) for index, _ in (*self._chunk, *self._observe, *self._end))
 
     def _wants(self, exchange: Exchange, index: int) -> bool:
         return index < exchange.entered and id(self.steps[index].plugin) not in exchange.stream_idle
@@ -145,10 +153,13 @@ class Chain:
         writes: the client gets the events of a read together, as it would have without plugins.
         The ``on_stream_end`` hooks run once, before ``[DONE]``, at the end, or before a failure.
         """
+        chunk_hooks = [(index, hook, False) for index, hook in self._chunk if self._wants(exchange, index)]
+        observers = [(index, hook, True) for index, hook in self._observe if self._wants(exchange, index)]
         run = _StreamRun(
             exchange,
-            [(index, hook) for index, hook in self._chunk if self._wants(exchange, index)],
+            sorted((*chunk_hooks, *observers), key=lambda h: (-h[0], h[2])),  # reverse order; on_chunk first
             [(index, hook) for index, hook in self._end if self._wants(exchange, index)],
+            strip_usage=exchange.stash.get(CLIENT_ASKED_USAGE) is False,
         )
         cutter = sse.EventCutter()
         out: list[bytes] = []
@@ -202,16 +213,19 @@ class _StreamRun:
     Re-encoding keeps the stream's framing: when its events are named (``event: <type>`` lines, as the
     Responses and Messages APIs send them) each chunk is named by its ``type`` again, and chunks that
     carry a ``sequence_number`` are renumbered in the order they go out, so the numbers stay contiguous
-    when a plugin adds or drops events.
+    when a plugin adds or drops events. When every hook only observes (``observe_chunk``) and no step
+    has an ``on_stream_end``, nothing can change, so each event's own bytes go out (``passthrough``).
     """
 
-    __slots__ = ("ended", "ends", "exchange", "hooks", "named", "sequence")
+    __slots__ = ("ended", "ends", "exchange", "hooks", "named", "passthrough", "sequence", "strip_usage")
 
     def __init__(
         self,
         exchange: Exchange,
-        hooks: list[tuple[int, Callable[..., Any]]],
+        hooks: list[tuple[int, Callable[..., Any], bool]],
         ends: list[tuple[int, Callable[..., Any]]],
+        *,
+        strip_usage: bool = False,
     ) -> None:
         self.exchange = exchange
         self.hooks = hooks
@@ -219,6 +233,8 @@ class _StreamRun:
         self.ended = False
         self.named = False
         self.sequence = 0
+        self.passthrough = not ends and all(observe for _, _, observe in hooks)
+        self.strip_usage = strip_usage
 
     async def block(self, block: bytes, out: list[bytes]) -> None:
         for event in sse.split_events(block):
@@ -230,7 +246,20 @@ class _StreamRun:
                 continue
             if event.startswith(b"event:"):
                 self.named = True
-            await self.chunk(chunk, None, out)
+            if not self.passthrough:
+                await self.chunk(chunk, None, out)
+                continue
+            exchange = self.exchange
+            for _, hook, _ in self.hooks:
+                hook(exchange, chunk)
+            if self.strip_usage and "usage" in chunk:
+                at = event.rfind(_NULL_USAGE) if chunk["usage"] is None else -1
+                if at >= 0:  # OpenAI's usage: null on every chunk but the last: cut, not re-encoded
+                    out.append(event[:at] + event[at + len(_NULL_USAGE) :])
+                else:
+                    self.emit(chunk, out)
+            else:
+                out.append(event)
 
     async def chunk(self, chunk: dict[str, Any], below: int | None, out: list[bytes], start: int = 0) -> None:
         """Run ``chunk`` through the chunk hooks (of steps before ``below``, when given), innermost first.
@@ -239,8 +268,11 @@ class _StreamRun:
         """
         hooks = self.hooks
         for position in range(start, len(hooks)):
-            index, hook = hooks[position]
+            index, hook, observe = hooks[position]
             if below is not None and index >= below:
+                continue
+            if observe:
+                hook(self.exchange, chunk)
                 continue
             result = await hook(self.exchange, chunk)
             if result is None:
@@ -250,6 +282,16 @@ class _StreamRun:
                     await self.chunk(item, below, out, position + 1)
                 return
             chunk = result
+        self.emit(chunk, out)
+
+    def emit(self, chunk: dict[str, Any], out: list[bytes]) -> None:
+        """Encode a chunk the hooks are done with, without the usage the client did not ask for (kept in
+        ``exchange.usage``)."""
+        if self.strip_usage and "usage" in chunk:
+            kept = take_stream_usage(self.exchange, chunk)
+            if kept is None:
+                return
+            chunk = kept
         out.append(self.encode(chunk))
 
     def encode(self, chunk: dict[str, Any]) -> bytes:
@@ -297,8 +339,14 @@ def compile_chain(
             impl = by_plugin.get(id(step.plugin))
             if impl is None:
                 continue
-            if not asyncio.iscoroutinefunction(impl.function):
-                raise TypeError(f"plugin {step.name!r}: hook {hook_name} must be 'async def'")
+            sync = hook_name in hookspecs.HOOKS_SYNC
+            if asyncio.iscoroutinefunction(impl.function) == sync:
+                kind = "a plain 'def'" if sync else "'async def'"
+                raise TypeError(f"plugin {step.name!r}: hook {hook_name} must be {kind}")
+            if sync:
+                fn = _adapt_sync(impl.function, tuple(impl.argnames), spec_args)
+                bound.append((step.index, _timed_sync(fn, (step.name, hook_name)) if timed else fn))
+                continue
             fn = _adapt(impl.function, tuple(impl.argnames), spec_args)
             if tracer is not None and hook_name != "on_chunk":
                 fn = _traced(fn, tracer, f"chaperone.plugin {step.name}.{hook_name}", step.name)
@@ -324,6 +372,17 @@ def _adapt(fn: Callable[..., Any], argnames: tuple[str, ...], spec_args: tuple[s
 
     async def adapted(*args: Any) -> Any:
         return await fn(*(args[i] for i in picks))
+
+    return adapted
+
+
+def _adapt_sync(fn: Callable[..., Any], argnames: tuple[str, ...], spec_args: tuple[str, ...]) -> Callable[..., Any]:
+    if argnames == spec_args:
+        return fn
+    picks = [spec_args.index(a) for a in argnames]
+
+    def adapted(*args: Any) -> Any:
+        return fn(*(args[i] for i in picks))
 
     return adapted
 
@@ -355,6 +414,17 @@ def _timed(fn: Callable[..., Any], key: tuple[str, str]) -> Callable[..., Any]:
         start = time.perf_counter()
         try:
             return await fn(exchange, *args)
+        finally:
+            _add_time(exchange, key, time.perf_counter() - start)
+
+    return timed
+
+
+def _timed_sync(fn: Callable[..., Any], key: tuple[str, str]) -> Callable[..., Any]:
+    def timed(exchange: Exchange, *args: Any) -> Any:
+        start = time.perf_counter()
+        try:
+            return fn(exchange, *args)
         finally:
             _add_time(exchange, key, time.perf_counter() - start)
 

@@ -185,7 +185,7 @@ async def on_chunk(exchange: Exchange, chunk: dict[str, Any]) -> dict[str, Any] 
 
     Runs: for every ``data:`` event of a stream (``[DONE]`` excluded), in reverse policy order.
     Chunks are parsed only when at least one step of the chain implements this hook (or
-    ``on_stream_end``) and has not called ``exchange.skip_stream_hooks(self)`` in its ``on_response``
+    ``observe_chunk``, ``on_stream_end``) and has not called ``exchange.skip_stream_hooks(self)`` in its ``on_response``
     to say it has nothing to do on this request's stream.
     May mutate: ``chunk`` in place, this plugin's own stash keys (e.g. a carry-over buffer).
     Returns: the chunk to pass on (the same or a new dict), None to drop it (later, outer steps do
@@ -200,6 +200,27 @@ async def on_chunk(exchange: Exchange, chunk: dict[str, Any]) -> dict[str, Any] 
         Responses stream event (``response.output_text.delta`` …) or an Anthropic Messages event
         (``content_block_delta`` …), per ``exchange.request.endpoint``. Read and replace its texts
         through ``proxy.textview``, never by walking the shape.
+    """
+
+
+@hookspec
+def observe_chunk(exchange: Exchange, chunk: dict[str, Any]) -> None:
+    """See one parsed chunk of a streamed response without changing it: a plain ``def``, not ``async``.
+
+    Runs: where this step's ``on_chunk`` would, for the same events (reverse policy order, entered
+    steps that did not call ``exchange.skip_stream_hooks``), on the chunk as the inner steps left it.
+    For plugins that only read a stream (counting, assembling, logging). When no step that wants this
+    request's stream hooks ``on_chunk`` or ``on_stream_end``, the chain parses each event once for its
+    observers and passes the upstream's bytes on unchanged (no re-encoding): about a third of what a
+    do-nothing ``on_chunk`` costs per event. A step may implement both hooks; its ``on_chunk`` runs first.
+    The usage-only chunk of a stream whose usage a plugin asked for (``proxy.pricing.ask_stream_usage``)
+    and the client did not is recorded in ``exchange.usage`` and dropped by the chain before any hook.
+    May mutate: this plugin's own stash keys and ``exchange.usage``; never ``chunk`` (its bytes may go
+    to the client as they came).
+    Returns: nothing.
+
+    :param exchange: the request in flight.
+    :param chunk: one parsed event, as for ``on_chunk``.
     """
 
 
@@ -237,5 +258,9 @@ async def on_complete(exchange: Exchange) -> None:
     """
 
 
-HOOKS_REQUEST_TIME = ("on_request", "wrap_call", "on_response", "on_chunk", "on_stream_end", "on_complete")
+HOOKS_REQUEST_TIME = (
+    "on_request", "wrap_call", "on_response", "on_chunk", "observe_chunk", "on_stream_end", "on_complete",
+)  # fmt: skip
+HOOKS_SYNC = ("register_plugins", "observe_chunk")
+"""Hooks implemented as plain functions; every other hook is ``async def``."""
 HOOKS_LIFECYCLE = ("on_startup", "on_shutdown")

@@ -28,6 +28,7 @@ from proxy import (
     sse,
 )
 from proxy.policy import PolicyError, compile_policy_text
+from proxy.pricing import ask_stream_usage
 from proxy.registry import PluginRegistry, build_registry
 from proxy.runtime import Resources
 from tests.chain_helpers import CHAT_OK, StubBackend, closed_port_url, compile_chain_policy, make_exchange, sse_data
@@ -326,6 +327,74 @@ async def test_hook_on_stream_end(start_chain: StartChain, events: Events) -> No
     assert after_end_c[:2] == [("chunk", "b", None), ("chunk", "a", None)]  # c's tail
     after_end_b = chunk_events[chunk_events.index(("end", "b")) + 1 :]
     assert after_end_b[:2] == [("chunk", "a", None), ("end", "a")]  # b's tail skips b and c
+
+
+class ObsConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    label: str = Field(description="Recorded with every chunk it sees.")
+    scribble: bool = Field(default=False, description="Writes into the chunk (which observers must not do).")
+    ask_usage: bool = Field(default=False, description="Asks for stream usage, as the cost plugin does.")
+
+
+def observer(events: Events) -> type:
+    class Obs:
+        name = "obs"
+        Config = ObsConfig
+
+        def __init__(self, config: ObsConfig) -> None:
+            self.config = config
+
+        @hookimpl
+        async def on_request(self, exchange: Exchange) -> None:
+            if self.config.ask_usage:
+                ask_stream_usage(exchange)
+
+        @hookimpl
+        def observe_chunk(self, exchange: Exchange, chunk: dict[str, Any]) -> None:
+            events.append(("observe", self.config.label, chunk.get("seq"), "usage" in chunk))
+            if self.config.scribble:
+                chunk["scribbled"] = True
+
+    return Obs
+
+
+async def test_hook_observe_chunk(
+    start_proxy: ProxyFactory, mock_upstream: MockUpstream, write_policy: Callable[[str], Path],
+    rec_registry: PluginRegistry, events: Events,
+) -> None:  # fmt: skip
+    # Observers see each chunk where their step stands: c (innermost) before b numbers it, a after.
+    rec_registry(observer(events))
+    chain = "[{obs: {label: a}}, {rec: {label: b, tag: true}}, {obs: {label: c}}]"
+    running = await start_proxy(write_policy(simple_policy(mock_upstream.url, chain=chain)))
+    body = {"model": "mock-gpt", "messages": [{"role": "user", "content": "hi [[mock:tokens=3]]"}], "stream": True}
+    status, raw = await post_chat(running.url, body)
+    assert status == 200
+    seen = [(e[1], e[2]) for e in events if e[0] == "observe"]
+    total = len(seen) // 2
+    assert total >= 4
+    assert seen == [pair for n in range(total) for pair in (("c", None), ("a", n))]
+    assert [d["seq"] for d in sse_data(raw)[:-1]] == list(range(total))
+
+
+async def test_a_chain_of_observers_passes_the_upstreams_bytes_and_drops_the_usage_it_asked_for(
+    start_proxy: ProxyFactory, mock_upstream: MockUpstream, write_policy: Callable[[str], Path],
+    rec_registry: PluginRegistry, events: Events,
+) -> None:  # fmt: skip
+    rec_registry(observer(events))
+    chain = "[{obs: {label: a, ask_usage: true}}, {obs: {label: b, scribble: true}}]"
+    running = await start_proxy(write_policy(simple_policy(mock_upstream.url, chain=chain)))
+    body = {"model": "mock-gpt", "messages": [{"role": "user", "content": "hi [[mock:tokens=3]]"}], "stream": True}
+    status, raw = await post_chat(running.url, body)
+    assert status == 200
+    data = sse_data(raw)
+    assert data[-1] == "[DONE]"
+    assert not any("scribbled" in d for d in data[:-1])  # no re-encoding: what the observer wrote never left
+    assert not any("usage" in d for d in data[:-1])  # the client did not ask: no usage field, no usage chunk
+    assert any(e[3] for e in events if e[0] == "observe" and e[1] == "a")  # the observers saw it
+    asked = {**body, "stream_options": {"include_usage": True}}
+    status, raw = await post_chat(running.url, asked)
+    usage = [d["usage"] for d in sse_data(raw)[:-1] if d.get("usage")]
+    assert len(usage) == 1 and usage[0]["completion_tokens"] == 3  # asked for: passed on as it came
 
 
 async def test_a_step_idle_on_a_stream_sees_no_chunks_and_an_all_idle_chain_parses_nothing(

@@ -30,6 +30,7 @@ def test_the_contract_has_the_documented_hooks() -> None:
         "wrap_call",
         "on_response",
         "on_chunk",
+        "observe_chunk",
         "on_stream_end",
         "on_complete",
     }
@@ -60,6 +61,6 @@ def test_the_chain_binds_hooks_with_the_spec_arguments(name: str) -> None:
     assert _SPEC_ARGS[name] == tuple(inspect.signature(all_hookspecs()[name]).parameters)
 
 
-def test_request_time_hooks_are_async_and_register_plugins_is_sync() -> None:
+def test_hooks_are_async_but_register_plugins_and_observe_chunk() -> None:
     for name, fn in all_hookspecs().items():
-        assert inspect.iscoroutinefunction(fn) == (name != "register_plugins"), name
+        assert inspect.iscoroutinefunction(fn) == (name not in hookspecs.HOOKS_SYNC), name
