@@ -256,6 +256,8 @@ class Cache:
                 if self.inflight.get(state.keys.exact) is state.leader:
                     del self.inflight[state.keys.exact]
                 if self.config.coalesce_across_processes and self.shared is not None:
+                    if body is not None:
+                        await self.shared.flush()  # written before the lock goes: followers elsewhere then find it
                     await self.shared.unlock(state.keys.exact)
 
     def _storable(self, exchange: Exchange, state: _State) -> bytes | None:

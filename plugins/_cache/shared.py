@@ -85,7 +85,7 @@ class Shared:
 
     def __init__(
         self, store: Store, *, ttl_s: float, cap: int | None, sync_interval_s: float,
-        write_delay_s: float = WRITE_DELAY_S,
+        write_delay_s: float | None = None,
     ) -> None:  # fmt: skip
         self.store = store
         self.ttl_s = ttl_s
@@ -93,12 +93,12 @@ class Shared:
         self.bounded = cap is not None
         self.sync_interval_s = sync_interval_s
         self.partitions: OrderedDict[str, tuple[Partition, _Sync]] = OrderedDict()
-        self.write_delay_s = write_delay_s
+        self.write_delay_s = WRITE_DELAY_S if write_delay_s is None else write_delay_s
         self.written = 0  # answers written to the store (diagnostics; tests wait on it)
         self._pending: dict[str, _Put] = {}  # put, not yet being written (a key put twice: the newer answer)
         self._writing: dict[str, _Put] = {}  # being written now
         self._flusher: asyncio.Task[None] | None = None
-        self._wake: asyncio.Event | None = None
+        self._wake = asyncio.Event()  # set: write now (a full batch, or flush)
 
     async def get(self, key: str) -> Entry | None:
         """The stored answer for an exact key (or one put and not yet written), or None."""
@@ -127,27 +127,25 @@ class Shared:
         self._pending[key] = _Put(partition, key, body, text, vector, time.time())
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.ensure_future(self._flush_soon())
-        elif len(self._pending) >= _BATCH and self._wake is not None:
+        elif len(self._pending) >= _BATCH:
             self._wake.set()
 
     async def flush(self) -> None:
         """Write every answer put so far (on shutdown, and in tests)."""
         while self._pending or (self._flusher is not None and not self._flusher.done()):
             if self._flusher is not None and not self._flusher.done():
-                if self._wake is not None:
-                    self._wake.set()
+                self._wake.set()
                 await asyncio.shield(self._flusher)
             elif self._pending:
                 await self._write(self._take())
 
     async def _flush_soon(self) -> None:
         while self._pending:
-            self._wake = asyncio.Event()
-            if len(self._pending) < _BATCH:
+            if len(self._pending) < _BATCH and not self._wake.is_set():
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.write_delay_s)
+            self._wake.clear()
             await self._write(self._take())
-        self._wake = None
 
     def _take(self) -> list[_Put]:
         batch = list(self._pending.values())[:_BATCH]

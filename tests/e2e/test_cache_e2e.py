@@ -10,6 +10,7 @@ from typing import Any
 import openai
 import pytest
 
+from plugins._cache import shared
 from proxy.registry import PluginRegistry, build_registry
 from tests.conftest import MockUpstream, ProxyFactory, RunningProxy, simple_policy
 
@@ -177,8 +178,10 @@ async def test_coalesces_identical_concurrent_requests(
 
 
 async def test_coalesces_across_replicas_on_redis(
-    start_proxy: ProxyFactory, write_policy: Callable[[str], Path], mock_upstream: MockUpstream, clean_redis_url: str
-) -> None:
+    start_proxy: ProxyFactory, write_policy: Callable[[str], Path], mock_upstream: MockUpstream, clean_redis_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    monkeypatch.setattr(shared, "WRITE_DELAY_S", 30.0)  # the leader's answer is written before its lock goes, not later
     store = f"store: {{backend: redis, url: '{clean_redis_url}'}}\n"
     config = "{mode: exact, coalesce_across_processes: true}"
     one = await start(start_proxy, write_policy, mock_upstream, config, store)

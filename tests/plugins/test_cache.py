@@ -274,3 +274,15 @@ async def test_a_full_batch_is_written_without_waiting_for_the_delay(tmp_path: P
     finally:
         await shared.flush()
         await store.close()
+
+
+async def test_flush_right_after_a_put_writes_it_without_waiting_for_the_delay(tmp_path: Path) -> None:
+    store = open_store(StoreConfig(), tmp_path, clock=time.time)
+    try:
+        shared = Shared(store, ttl_s=60, cap=10, sync_interval_s=0, write_delay_s=3600)
+        shared.put("p", "k", b"{}", None, None)
+        async with asyncio.timeout(5):  # in this task: the flusher has not even started; flush must not wait an hour
+            await shared.flush()
+        assert await store.get("cache:e:k") is not None
+    finally:
+        await store.close()
