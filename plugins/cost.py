@@ -45,7 +45,8 @@ class JsonlConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
     path: str = Field(
         default="usage/cost.jsonl",
-        description="File for one JSON record per request; relative to the Chaperone home; '{pid}' is replaced.",
+        description="File for one JSON record per request; relative to the Chaperone home; '{pid}' and '{worker}' are "
+        "replaced; with serve --workers, each worker gets its own file (.w<index> when neither is given).",
     )
     max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, description="Rotate when the file reaches this size.")
     keep: int = Field(default=5, ge=1, le=1000, description="Rotated files kept (cost.jsonl.1 … .N).")

@@ -4,7 +4,8 @@ The file and stdout are written by a ``logging.handlers.QueueListener`` thread, 
 loop: a record is one ``queue.put`` of its dict; encoding and writing happen in the thread. The file
 rotates by size (``max_bytes``) and
 keeps ``keep`` old files (``usage.jsonl.1`` … ``.N``), as ``RotatingFileHandler`` does. Rotation is
-per process: with ``chaperone serve --workers N`` put ``{pid}`` in the path so each worker owns its file.
+per process, so with ``chaperone serve --workers N`` each worker writes its own file: ``{worker}`` (its
+index) or ``{pid}`` in the path, else ``.w<index>`` before the suffix (``cost.w0.jsonl``, ``cost.w1.jsonl``).
 
 OpenTelemetry: counters ``chaperone.cost`` (USD) and ``chaperone.tokens`` (``{token}``, by
 ``gen_ai.token.type``), and a histogram ``chaperone.request.cost`` (USD per request), on the meter
@@ -24,6 +25,8 @@ from typing import Any
 
 import orjson
 from opentelemetry import metrics
+
+from proxy.workers import WORKER_ENV
 
 _TOKEN_TYPES = (
     ("input", "prompt_tokens"),
@@ -49,13 +52,24 @@ class _Listener(logging.handlers.QueueListener):
         return logging.LogRecord("chaperone.cost", logging.INFO, "", 0, line, None, None)
 
 
+def worker_path(path: Path) -> Path:
+    """The file of this process: ``{pid}`` and ``{worker}`` replaced; a worker of ``serve --workers N`` whose
+    path names neither gets ``<stem>.w<index><suffix>``, so no two processes rotate one file."""
+    text = str(path)
+    worker = os.environ.get(WORKER_ENV)
+    if worker is not None and "{pid}" not in text and "{worker}" not in text:
+        path = Path(text)
+        text = str(path.with_name(f"{path.stem}.w{worker}{path.suffix}"))
+    return Path(text.replace("{pid}", str(os.getpid())).replace("{worker}", worker or "0"))
+
+
 class LineSinks:
     """JSON lines to a rotating file and/or stdout, written by one background thread."""
 
     def __init__(self, path: Path | None, *, max_bytes: int, keep: int, stdout: bool) -> None:
         handlers: list[logging.Handler] = []
         if path is not None:
-            path = Path(str(path).replace("{pid}", str(os.getpid())))
+            path = worker_path(path)
             path.parent.mkdir(parents=True, exist_ok=True)
             handlers.append(
                 logging.handlers.RotatingFileHandler(path, maxBytes=max_bytes, backupCount=keep, encoding="utf-8")

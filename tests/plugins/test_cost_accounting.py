@@ -27,6 +27,7 @@ from proxy.store import open_store
 from proxy.store.config import StoreConfig
 from proxy.subcall import SubcallRecord
 from proxy.usage import summarize
+from proxy.workers import WORKER_ENV
 from tests.chain_helpers import CHAT_OK, StubBackend, compile_chain_policy, make_exchange
 
 NOON = datetime.datetime(2026, 11, 5, 12, tzinfo=datetime.UTC)
@@ -241,6 +242,15 @@ def test_pid_in_the_path_gives_each_worker_its_own_file(tmp_path: Path) -> None:
     sinks.close()
     (only,) = tmp_path.iterdir()
     assert only.name == f"cost-{os.getpid()}.jsonl" and json.loads(only.read_text()) == {"a": 1}
+
+
+def test_each_worker_of_serve_workers_writes_its_own_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(WORKER_ENV, "1")
+    for name in ("cost.jsonl", "cost-{worker}.jsonl"):
+        sinks = LineSinks(tmp_path / name, max_bytes=4096, keep=1, stdout=False)
+        sinks.write({"a": 1})
+        sinks.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cost-1.jsonl", "cost.w1.jsonl"]
 
 
 # ---- reading usage and model from an answer's bytes without parsing it -------------------------------------
