@@ -24,7 +24,7 @@ OUTPUT_FIELDS: dict[str, tuple[str, ...]] = {
 
 
 # Endpoints whose conversation can be cut, and where it lives.
-_CONVERSATIONS = {"chat": "messages", "responses": "input"}
+_CONVERSATIONS = {"chat": "messages", "responses": "input", "messages": "messages"}
 
 
 @dataclass(slots=True)
@@ -121,7 +121,7 @@ class Fitter:
         messages = body.get(where)
         if not isinstance(messages, list):
             return False
-        parts = fitting.units(enc, messages)
+        parts = (fitting.rounds if request.endpoint == "messages" else fitting.units)(enc, messages)
         dropped = fitting.choose_drops(parts, fit.tokens - room, middle_out)
         if dropped is None:
             return False

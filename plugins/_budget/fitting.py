@@ -7,6 +7,11 @@ progress: the last user message, or the latest tool call and its results in an a
 older tool rounds after the last user message may go, so a long agent loop can be cut too.
 ``truncate`` drops the oldest units first; ``middle_out`` drops the unit nearest the middle of the
 droppable ones first (keeping the conversation's opening and its latest turns).
+
+Anthropic Messages (``rounds``): a unit is one user turn and everything up to the next one (the
+assistant's answer, its ``tool_use`` blocks and the ``tool_result`` turns answering them), so what is
+left still starts with a user turn and still alternates, as the API requires; the system prompt is a
+top-level field there, never dropped.
 """
 
 from __future__ import annotations
@@ -70,6 +75,31 @@ def units(enc: tiktoken.Encoding, messages: list[Any]) -> list[Unit]:
         i = j
     if out:
         out[-1].pinned = True
+    return out
+
+
+def _only_tool_results(message: Any) -> bool:
+    content = message.get("content") if isinstance(message, dict) else None
+    return (
+        isinstance(content, list)
+        and bool(content)
+        and all(isinstance(b, dict) and b.get("type") == "tool_result" for b in content)
+    )
+
+
+def rounds(enc: tiktoken.Encoding, messages: list[Any]) -> list[Unit]:
+    """Anthropic Messages as keep-or-drop units: a user turn (not only tool results) and what follows it."""
+    starts = [
+        i for i, m in enumerate(messages)
+        if isinstance(m, dict) and m.get("role") == "user" and not _only_tool_results(m)
+    ]  # fmt: skip
+    if not starts or starts[0] != 0:
+        starts = [0, *(i for i in starts if i != 0)]
+    out: list[Unit] = []
+    for n, start in enumerate(starts):
+        stop = starts[n + 1] if n + 1 < len(starts) else len(messages)
+        size = sum(tokens.message_tokens(enc, m) for m in messages[start:stop] if isinstance(m, dict))
+        out.append(Unit(start, stop, size, n == len(starts) - 1))
     return out
 
 

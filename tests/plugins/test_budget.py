@@ -6,6 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import anthropic
 import openai
 import pytest
 
@@ -242,3 +243,31 @@ async def test_truncate_cuts_a_responses_input_keeping_call_and_output_together(
     results = [m["tool_call_id"] for m in sent if m["role"] == "tool"]
     assert calls == results and calls[-1] == "c5" and "c0" not in calls
     assert [m["content"] for m in sent if m["role"] == "user"] == ["Read the files."]
+
+
+async def test_truncate_cuts_a_messages_conversation_by_whole_rounds(
+    start_proxy: ProxyFactory, mock_upstream: MockUpstream, write_policy: Callable[[str], Path]
+) -> None:
+    budget = "{on_overflow: truncate, context_windows: {mock-gpt: 400}, output_reserve: 50}"
+    proxy = await start(start_proxy, mock_upstream, write_policy, budget)
+    turns: list[Any] = []
+    for i in range(6):  # each round: a question, a tool call, its result, an answer
+        turns.append({"role": "user", "content": f"Question {i}: " + "word " * 30})
+        use = {"type": "tool_use", "id": f"t{i}", "name": "look", "input": {"n": i}}
+        turns.append({"role": "assistant", "content": [use]})
+        turns.append({"role": "user", "content": [{"type": "tool_result", "tool_use_id": f"t{i}", "content": "ok"}]})
+        turns.append({"role": "assistant", "content": f"Answer {i}."})
+    turns.append({"role": "user", "content": "And now?"})
+    async with anthropic.AsyncAnthropic(base_url=proxy.url.removesuffix("/v1"), api_key="k", max_retries=0) as claude:
+        raw = await claude.messages.with_raw_response.create(
+            model="mock-gpt", max_tokens=40, system="Be brief.", messages=turns
+        )
+    assert raw.headers["x-chaperone-budget"].startswith("truncated;")
+    sent = (await upstream_chats(mock_upstream))[-1]["messages"]
+    assert sent[0] == {"role": "system", "content": "Be brief."}
+    asked = [m["content"] for m in sent if m["role"] == "user"]
+    assert asked[-1] == "And now?" and not any("Question 0" in str(a) for a in asked)
+    calls = [c["id"] for m in sent if m.get("tool_calls") for c in m["tool_calls"]]
+    results = [m["tool_call_id"] for m in sent if m["role"] == "tool"]
+    assert calls == results and calls and calls[-1] == "t5"  # whole rounds went: no call without its result
+    assert sent[1]["role"] == "user"  # what is left still opens with a user turn

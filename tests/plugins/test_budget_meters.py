@@ -137,3 +137,19 @@ def test_nothing_can_go_when_only_pinned_turns_are_left() -> None:
     enc = tokens.get_encoding("o200k_base")
     parts = fitting.units(enc, [{"role": "system", "content": "s"}, {"role": "user", "content": "u " * 100}])
     assert fitting.choose_drops(parts, 10, False) is None
+
+
+def test_messages_rounds_start_at_user_turns_and_keep_tool_results_with_their_call() -> None:
+    enc = tokens.get_encoding("o200k_base")
+    result = {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t", "content": "ok"}]}
+    messages: list[Any] = [
+        {"role": "user", "content": "a"},
+        {"role": "assistant", "content": [{"type": "tool_use", "id": "t", "name": "f", "input": {}}]},
+        result,
+        {"role": "assistant", "content": "done"},
+        {"role": "user", "content": "b"},
+        {"role": "assistant", "content": "c"},
+        {"role": "user", "content": "d"},
+    ]
+    parts = fitting.rounds(enc, messages)
+    assert [(u.start, u.stop, u.pinned) for u in parts] == [(0, 4, False), (4, 6, False), (6, 7, True)]
