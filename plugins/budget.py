@@ -77,6 +77,7 @@ class Budget:
         self.previous = meters.Previous()
         self.settler: Settler | None = None
         self.leases: Leases | None = None
+        self._idle: asyncio.Task[None] | None = None
         self._plans: dict[KeyLimits, tuple[tuple[str, str, str, float], ...]] = {}
         self._merged: dict[KeyLimits, KeyLimits] = {}
         self._scoped: dict[tuple[str, KeyLimits], tuple[Meter, ...]] = {}
@@ -86,11 +87,24 @@ class Budget:
         self.store = resources.store
         self.settler = Settler(resources.store)
         self.leases = Leases(resources.store, self.previous, self.config.lease_fraction)
+        self._idle = asyncio.ensure_future(self._return_idle(self.leases))
         for name in ("o200k_base", "cl100k_base"):  # ~0.3-0.7 s each on first use: never on the event loop
             await asyncio.to_thread(tokens.get_encoding, name)
 
+    async def _return_idle(self, leases: Leases) -> None:
+        idle_s = self.config.lease_idle_s
+        while True:
+            await asyncio.sleep(idle_s / 2)
+            try:
+                await leases.return_idle(idle_s)
+            except Exception:  # never ends the loop: the next tick tries again
+                log.exception("budget: giving idle leases back failed")
+
     @hookimpl
     async def on_shutdown(self) -> None:
+        if self._idle is not None:
+            self._idle.cancel()
+            await asyncio.gather(self._idle, return_exceptions=True)
         if self.settler is not None:
             await self.settler.close()
         if self.leases is not None:

@@ -31,6 +31,7 @@ Terminal = Callable[[Exchange], Awaitable[ApiResponse]]
 # [metrics] (plugin name, hook) → seconds spent in it for this request, when the policy's metrics.plugin_timing is on
 HOOK_TIMES = StashKey[dict[tuple[str, str], float]]()
 _NULL_USAGE = b',"usage":null'  # bare quotes: a key, never inside a JSON string
+_USAGE = b'"usage":'
 _SPEC_ARGS = {
     "on_request": ("exchange",),
     "wrap_call": ("exchange", "call_next"),
@@ -164,13 +165,22 @@ class Chain:
         cutter = sse.EventCutter()
         out: list[bytes] = []
         try:
-            async for data in stream:
-                block = cutter.feed(data)
-                if block:
-                    await run.block(block, out)
-                    if out:
-                        yield b"".join(out)
-                        out.clear()
+            if run.passthrough:  # observers only: no coroutine per block, the events' own bytes go on
+                async for data in stream:
+                    block = cutter.feed(data)
+                    if block:
+                        run.observe(block, out)
+                        if out:
+                            yield b"".join(out)
+                            out.clear()
+            else:
+                async for data in stream:
+                    block = cutter.feed(data)
+                    if block:
+                        await run.block(block, out)
+                        if out:
+                            yield b"".join(out)
+                            out.clear()
             rest = cutter.rest()
             if rest:
                 await run.block(rest, out)
@@ -237,6 +247,9 @@ class _StreamRun:
         self.strip_usage = strip_usage
 
     async def block(self, block: bytes, out: list[bytes]) -> None:
+        if self.passthrough:
+            self.observe(block, out)
+            return
         for event in sse.split_events(block):
             chunk = sse.decode_data(event)
             if chunk is None:  # [DONE], comments, non-JSON events pass unchanged
@@ -246,20 +259,39 @@ class _StreamRun:
                 continue
             if event.startswith(b"event:"):
                 self.named = True
-            if not self.passthrough:
-                await self.chunk(chunk, None, out)
-                continue
-            exchange = self.exchange
-            for _, hook, _ in self.hooks:
-                hook(exchange, chunk)
-            if self.strip_usage and "usage" in chunk:
-                at = event.rfind(_NULL_USAGE) if chunk["usage"] is None else -1
-                if at >= 0:  # OpenAI's usage: null on every chunk but the last: cut, not re-encoded
+            await self.chunk(chunk, None, out)
+
+    def observe(self, block: bytes, out: list[bytes]) -> None:
+        """The passthrough path: observers see each chunk, and each event's own bytes go on (less the usage
+        the client did not ask for). No ``on_stream_end`` here, so ``[DONE]`` has nothing to run."""
+        hooks, strip = self.hooks, self.strip_usage
+        if not hooks and not (strip and _USAGE in block):
+            out.append(block)  # nothing to see and nothing to cut: the block as it came
+            return
+        exchange = self.exchange
+        for event in sse.split_events(block):
+            if not hooks:  # only the usage to cut: parse the one event that carries it, not the others
+                if _USAGE not in event:
+                    out.append(event)
+                    continue
+                at = event.rfind(_NULL_USAGE)
+                if at >= 0:
                     out.append(event[:at] + event[at + len(_NULL_USAGE) :])
-                else:
-                    self.emit(chunk, out)
-            else:
+                    continue
+            chunk = sse.decode_data(event)
+            if chunk is None:
                 out.append(event)
+                continue
+            for _, hook, _ in hooks:
+                hook(exchange, chunk)
+            if not (strip and "usage" in chunk):
+                out.append(event)
+                continue
+            at = event.rfind(_NULL_USAGE) if chunk["usage"] is None else -1
+            if at >= 0:  # OpenAI's usage: null on every chunk but the last: cut, not re-encoded
+                out.append(event[:at] + event[at + len(_NULL_USAGE) :])
+            else:
+                self.emit(chunk, out)
 
     async def chunk(self, chunk: dict[str, Any], below: int | None, out: list[bytes], start: int = 0) -> None:
         """Run ``chunk`` through the chunk hooks (of steps before ``below``, when given), innermost first.

@@ -61,6 +61,12 @@ class BudgetConfig(BaseModel):
         description="Share of each limit a process takes from the store at a time and admits from locally "
         "(smaller near the limit). Larger: fewer store writes; smaller: less quota held unused per process.",
     )
+    lease_idle_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="A lease unused this long gives its rest back to the store, so an idle replica does not "
+        "hold quota the busy ones could use (a day or month budget would otherwise stay short all window).",
+    )
     fail_open: bool = Field(
         default=False, description="When the store cannot be reached: admit requests (true) or answer 503 (false)."
     )

@@ -20,8 +20,10 @@ so the last chunks are small and one process does not hoard the tail.
 Cost (the bound): **under-admission of at most one process's unused lease per meter per window**, i.e.
 less than ``fraction * limit`` plus one request's amount per process (a request meter: under
 ``max(1, fraction * limit)`` requests), plus transient refusals while another process's excess is on its
-way back (as with one ``incr`` per request). A lease dies with its window; at shutdown the unused part
-of the current window's lease is given back to the store. A crash loses at most the unused leases.
+way back (as with one ``incr`` per request). A lease dies with its window; one left unused for
+``lease_idle_s`` gives its rest back (``return_idle``, run by the plugin), so an idle replica does not
+keep a day's or a month's quota from the busy ones; at shutdown the unused part of every current lease
+is given back. A crash loses at most the unused leases.
 
 Token meters: a reservation comes out of the lease; settling gives an unused part back to the lease (if
 it is still the window's), and an overrun is charged to the lease while it has room, else through the
@@ -61,12 +63,14 @@ class Lease:
     seen: float = 0.0  # the meter's level right after our last chunk
     grows: int = 0  # chunks asked for in this window
     short: bool = False  # whether the last ask got less than it wanted (the meter is full)
+    touched: float = 0.0  # monotonic time of the last admission from it
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def room(self) -> float:
         return self.granted - self.used
 
     def use(self, amount: float) -> Taken:
+        self.touched = time.monotonic()
         self.used += amount
         self.since += amount
         at = self.place
@@ -137,6 +141,22 @@ class Leases:
         await asyncio.gather(
             *(self.store.incr(at.key, -room, window_s=at.window_s) for at, room in back), return_exceptions=True
         )
+
+    async def return_idle(self, idle_s: float) -> int:
+        """Give back the rest of every lease of the current window unused for ``idle_s``; how many went."""
+        now, tick = self.clock(), time.monotonic()
+        back = []
+        for lease in self._leases.values():
+            room = lease.room()
+            idle = tick - lease.touched >= idle_s and not lease.lock.locked()
+            if idle and room > _EPS and meters.slot_of(lease.meter, now) == lease.place.slot:
+                lease.granted -= room  # gone from the lease before the store hears of it: never admitted twice
+                lease.seen -= room
+                back.append((lease.place, room))
+        await asyncio.gather(
+            *(self.store.incr(at.key, -room, window_s=at.window_s) for at, room in back), return_exceptions=True
+        )
+        return len(back)
 
     def used(self, name: str) -> float:
         """What this process admitted on meter ``name`` in its lease's window (0 without a lease)."""

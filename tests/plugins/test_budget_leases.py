@@ -132,3 +132,21 @@ async def test_a_burst_on_a_full_meter_asks_the_store_once(store_and_clock: tupl
         taken = await asyncio.gather(*(mine.take(TPD, 100, clock.now) for _ in range(50)))
     assert all(t.refused and t.level > TPD.limit for t in taken)
     assert incr.call_count == 2  # one chunk asked for and given back, for all 50
+
+
+async def test_an_idle_lease_gives_its_rest_back_so_a_busy_process_can_use_it(
+    store_and_clock: tuple[Store, Clock],
+) -> None:
+    store, clock = store_and_clock
+    tight = Meter("budget:key:k:tokens_per_day", "day", 1_000, "tokens", "tokens_per_day")
+    idle, busy = leases(store, clock, fraction=0.5), leases(store, clock, fraction=0.5)
+    await idle.take(tight, 10, clock.now)  # a chunk of 250 (a quarter of the room), it uses 10, goes quiet
+    admitted = [t for t in [await busy.take(tight, 10, clock.now) for _ in range(100)] if not t.refused]
+    assert sum(t.amount for t in admitted) <= 1_000 - 250  # the idle one holds 240 the busy one cannot have
+    assert await idle.return_idle(3600) == 0  # not idle for an hour yet: kept
+    assert await idle.return_idle(0) == 1
+    assert idle.local(tight, 10, clock.now) is None  # its lease is empty now: the next request asks the store
+    more = [t for t in [await busy.take(tight, 10, clock.now) for _ in range(100)] if not t.refused]
+    total = sum(t.amount for t in admitted + more) + 10
+    assert 1_000 - 10 * 2 <= total <= 1_000  # now the day's budget is used almost whole, never past it
+    assert await store.counter(tight.name, window_s=meters.DAY) <= 1_000

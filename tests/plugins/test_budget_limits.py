@@ -164,6 +164,15 @@ async def test_stream_settles_to_actual_usage_with_and_without_the_client_asking
             break
         await asyncio.sleep(0.01)
     assert spent == expected  # the reservation (9 + 500) was settled to the actual usage
+    if not client_asks:  # not even the "usage": null the upstream put on every chunk reaches the client
+        body = {"model": "mock-gpt", "messages": HELLO, "stream": True}
+        headers = {"authorization": "Bearer sk-b"}
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(f"{proxy.url}/chat/completions", json=body, headers=headers) as r,
+        ):
+            raw = await r.read()
+        assert raw.endswith(b"data: [DONE]\n\n") and b'"usage"' not in raw and raw.count(b'"content"') >= 2
 
 
 async def test_a_virtual_keys_own_limits_apply(
