@@ -99,10 +99,14 @@ async def cpu_per_request(chain_text: str, stream: bool, requests: int) -> float
         body = {"model": "bench-model", "messages": messages, "max_tokens": 256, "stream": stream}
         exchange = make_exchange(policy, body)
         response = await chain.run(exchange, terminal)
-        if response.stream is not None:
-            parsed = chain.process_stream(exchange, response.stream) if chain.parses_chunks_for(exchange) else None
-            async for _ in parsed if parsed is not None else response.stream:
+        if response.stream is not None and chain.parses_chunks_for(exchange):
+            async for _ in chain.process_stream(exchange, response.stream):
                 pass
+        elif response.stream is not None:  # as the server passes a stream through: the byte observers see it
+            seen = chain.byte_observers_for(exchange)
+            async for data in response.stream:
+                for hook in seen:
+                    hook(exchange, data)
         await chain.complete(exchange)
 
     try:
@@ -127,7 +131,8 @@ async def main_async(requests: int, rounds: int) -> int:
             print(f"{'stream' if stream else 'chat'} round {r + 1}/{rounds} done", file=sys.stderr)
         medians = {name: statistics.median(values) for name, values in samples.items()}
         empty = medians["empty"]
-        print(f"\n{'stream' if stream else 'chat'}: CPU µs per request (median of {rounds}), added over the empty chain")
+        kind = "stream" if stream else "chat"
+        print(f"\n{kind}: CPU µs per request (median of {rounds}), added over the empty chain")
         for name, value in medians.items():
             print(f"  {name:7s} {value:7.1f}  +{value - empty:6.1f}")
     return 0

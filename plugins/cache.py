@@ -60,7 +60,7 @@ class _State:
     similarity: float | None = None
     vector: Vector | None = None
     leader: asyncio.Future[bytes | None] | None = None
-    assembler: replay.Assembler | None = None
+    blocks: list[bytes] | None = None  # a streamed answer's bytes, assembled once it is whole
     raw: bytes | None = None
 
 
@@ -229,15 +229,15 @@ class Cache:
             state.store = False
             exchange.skip_stream_hooks(self)
         elif response.stream is not None:
-            state.assembler = replay.Assembler(exchange.request.endpoint)
+            state.blocks = []
         else:
             state.raw = response.raw if response.body is None else orjson.dumps(response.body)
 
     @hookimpl
-    def observe_chunk(self, exchange: Exchange, chunk: dict[str, Any]) -> None:
+    def observe_bytes(self, exchange: Exchange, data: bytes) -> None:
         state = exchange.stash.get(STATE)
-        if state is not None and state.assembler is not None:
-            state.assembler.feed(chunk)
+        if state is not None and state.blocks is not None:
+            state.blocks.append(data)
 
     @hookimpl
     async def on_complete(self, exchange: Exchange) -> None:
@@ -263,8 +263,8 @@ class Cache:
     def _storable(self, exchange: Exchange, state: _State) -> bytes | None:
         if exchange.error is not None or not state.store:
             return None
-        if state.assembler is not None:
-            whole = state.assembler.result()
+        if state.blocks is not None:
+            whole = replay.assemble(exchange.request.endpoint, state.blocks, exchange.usage)
             if whole is None or not self._complete(exchange.request.endpoint, whole):
                 return None
             return orjson.dumps(whole)

@@ -1,9 +1,10 @@
 """Count what each request cost, by key, model and day: usage from the upstream (asked for on streams), else counted.
 
 Put ``cost`` first in the chain: its ``on_complete`` then sees every request, cache hits (priced 0,
-with what they saved) and early answers included, and its ``observe_chunk`` runs last, on what the
-client gets (it only reads the stream, so a chain of observers passes the upstream's bytes on). The
-usage chunk it asks for on streams the client did not ask for is dropped by the chain after it.
+with what they saved) and early answers included. On a stream it keeps the bytes the client got
+(``observe_bytes``: nothing is parsed while the stream runs) and reads only their ends for the usage
+and the model, the whole only when the usage is missing (a cut stream, an upstream that reports none).
+The usage chunk it asks for and the client did not is dropped by the chain, after recording it.
 For a whole answer the cost is known before it is sent and goes out in ``x-chaperone-cost`` (USD,
 when the upstream reported usage and the model has a price); a stream's cost is known only after its
 last event, so it is in the records, never in a header. Records (no prompt or answer text) go to a
@@ -39,6 +40,7 @@ from proxy.usage import NANO, OPEN_KEY, Ledger, day_of
 log = logging.getLogger(__name__)
 TALLY = StashKey[StreamTally]()
 _SEEN_USAGE_ENDPOINTS = frozenset({"chat", "completions"})
+_READ_INLINE_BLOCKS = 256  # a stream with more blocks is parsed on a worker thread when its text must be counted
 
 
 class JsonlConfig(BaseModel):
@@ -128,17 +130,11 @@ class Cost:
                 response.headers["x-chaperone-cost"] = f"{cost:.9f}"
 
     @hookimpl
-    def observe_chunk(self, exchange: Exchange, chunk: dict[str, Any]) -> None:
+    def observe_bytes(self, exchange: Exchange, data: bytes) -> None:
         tally = exchange.stash.get(TALLY)
         if tally is None:
             tally = exchange.stash[TALLY] = StreamTally()
-        endpoint = exchange.request.endpoint
-        tally.see(endpoint, chunk)
-        if endpoint in _SEEN_USAGE_ENDPOINTS:
-            usage = chunk.get("usage")
-            if isinstance(usage, dict):
-                exchange.usage = Usage.from_openai(usage) or exchange.usage
-                tally.usage, tally.final = exchange.usage, True
+        tally.blocks.append(data)
 
     @hookimpl
     async def on_complete(self, exchange: Exchange) -> None:
@@ -184,9 +180,16 @@ class Cost:
         if response.stream is not None:
             tally = exchange.stash.get(TALLY) or StreamTally()
             partial = exchange.error is not None
+            endpoint = exchange.request.endpoint
+            if endpoint not in _SEEN_USAGE_ENDPOINTS or exchange.usage is None:
+                tally.read(endpoint)  # chat's usage is in exchange.usage already (the chain or the handler read it)
             usage = tally.usage if tally.final else exchange.usage
             if usage is not None:
                 return usage, False, partial
+            if len(tally.blocks) > _READ_INLINE_BLOCKS:  # a long stream: parse it off the event loop
+                await asyncio.to_thread(tally.read, endpoint, whole=True)
+            else:
+                tally.read(endpoint, whole=True)
             counted = await _count(exchange, tally.texts)
             if tally.usage is not None and tally.usage.prompt_tokens:  # Anthropic's message_start: exact input
                 counted = Usage(

@@ -38,6 +38,7 @@ _SPEC_ARGS = {
     "on_response": ("exchange",),
     "on_chunk": ("exchange", "chunk"),
     "observe_chunk": ("exchange", "chunk"),
+    "observe_bytes": ("exchange", "data"),
     "on_stream_end": ("exchange",),
     "on_complete": ("exchange",),
     "on_startup": ("resources",),
@@ -56,6 +57,7 @@ class Chain:
     """An immutable, compiled chain of plugin steps."""
 
     __slots__ = (
+        "_bytes",
         "_chunk",
         "_complete",
         "_end",
@@ -80,6 +82,7 @@ class Chain:
         self._response = tuple(reversed(hooks["on_response"]))
         self._chunk = tuple(reversed(hooks["on_chunk"]))
         self._observe = tuple(reversed(hooks["observe_chunk"]))
+        self._bytes = tuple(reversed(hooks["observe_bytes"]))
         self._end = tuple(reversed(hooks["on_stream_end"]))
         self._complete = tuple(reversed(hooks["on_complete"]))
         self._startup = tuple(fn for _, fn in hooks["on_startup"])
@@ -104,6 +107,12 @@ class Chain:
         if not (self._chunk or self._observe or self._end):
             return False
         return any(self._wants(exchange, index) for index, _ in (*self._chunk, *self._observe, *self._end))
+
+    def byte_observers_for(self, exchange: Exchange) -> tuple[Callable[[Exchange, bytes], None], ...]:
+        """The ``observe_bytes`` hooks of the entered steps that did not opt out of this request's stream."""
+        if not self._bytes:
+            return ()
+        return tuple(hook for index, hook in self._bytes if self._wants(exchange, index))
 
     def _wants(self, exchange: Exchange, index: int) -> bool:
         return index < exchange.entered and id(self.steps[index].plugin) not in exchange.stream_idle
@@ -164,6 +173,7 @@ class Chain:
         )
         cutter = sse.EventCutter()
         out: list[bytes] = []
+        seen = self.byte_observers_for(exchange)
         try:
             if run.passthrough:  # observers only: no coroutine per block, the events' own bytes go on
                 async for data in stream:
@@ -171,16 +181,14 @@ class Chain:
                     if block:
                         run.observe(block, out)
                         if out:
-                            yield b"".join(out)
-                            out.clear()
+                            yield _seen(exchange, seen, out)
             else:
                 async for data in stream:
                     block = cutter.feed(data)
                     if block:
                         await run.block(block, out)
                         if out:
-                            yield b"".join(out)
-                            out.clear()
+                            yield _seen(exchange, seen, out)
             rest = cutter.rest()
             if rest:
                 await run.block(rest, out)
@@ -188,10 +196,10 @@ class Chain:
         except ChaperoneError:
             await run.end(out)
             if out:  # the events before the failure still reach the client
-                yield b"".join(out)
+                yield _seen(exchange, seen, out)
             raise
         if out:
-            yield b"".join(out)
+            yield _seen(exchange, seen, out)
 
     async def complete(self, exchange: Exchange) -> None:
         """Run ``on_complete`` for every entered step; failures are logged, never raised."""
@@ -215,6 +223,15 @@ class Chain:
                 await hook()
             except Exception:
                 log.exception("on_shutdown failed in chain %s", self.name)
+
+
+def _seen(exchange: Exchange, observers: tuple[Callable[[Exchange, bytes], None], ...], out: list[bytes]) -> bytes:
+    """The block about to go out, shown to the ``observe_bytes`` hooks; ``out`` is emptied for the next one."""
+    data = b"".join(out)
+    out.clear()
+    for hook in observers:
+        hook(exchange, data)
+    return data
 
 
 class _StreamRun:
@@ -265,19 +282,17 @@ class _StreamRun:
         """The passthrough path: observers see each chunk, and each event's own bytes go on (less the usage
         the client did not ask for). No ``on_stream_end`` here, so ``[DONE]`` has nothing to run."""
         hooks, strip = self.hooks, self.strip_usage
-        if not hooks and not (strip and _USAGE in block):
-            out.append(block)  # nothing to see and nothing to cut: the block as it came
-            return
+        if not hooks:
+            if strip:  # only the usage to cut: OpenAI's "usage": null on every chunk goes in one pass
+                block = block.replace(_NULL_USAGE, b"")
+            if not (strip and _USAGE in block):
+                out.append(block)  # nothing (more) to see or cut: the block goes on as one piece
+                return
         exchange = self.exchange
         for event in sse.split_events(block):
-            if not hooks:  # only the usage to cut: parse the one event that carries it, not the others
-                if _USAGE not in event:
-                    out.append(event)
-                    continue
-                at = event.rfind(_NULL_USAGE)
-                if at >= 0:
-                    out.append(event[:at] + event[at + len(_NULL_USAGE) :])
-                    continue
+            if not hooks and _USAGE not in event:  # parse only the event that carries the usage
+                out.append(event)
+                continue
             chunk = sse.decode_data(event)
             if chunk is None:
                 out.append(event)

@@ -243,15 +243,20 @@ async def _write_stream(
                     prev, last = last, data
             else:  # bytes pass through as they come, cut only at event boundaries
                 cutter = sse.EventCutter()
+                seen = chain.byte_observers_for(exchange)
                 async for data in upstream:
                     whole = cutter.feed(data)
                     if whole:
+                        for hook in seen:
+                            hook(exchange, whole)
                         await out.write(whole)
                         if not last:
                             exchange.stash[FIRST_EVENT] = time.monotonic()  # [metrics] TTFT
                         prev, last = last, whole
                 rest = cutter.rest()  # an upstream that ends without the final blank line
                 if rest:
+                    for hook in seen:
+                        hook(exchange, rest)
                     await out.write(rest)
                     prev, last = last, rest
         except ChaperoneError as exc:

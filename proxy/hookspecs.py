@@ -225,6 +225,24 @@ def observe_chunk(exchange: Exchange, chunk: dict[str, Any]) -> None:
 
 
 @hookspec
+def observe_bytes(exchange: Exchange, data: bytes) -> None:
+    """See a streamed response's bytes as the client gets them, without parsing: a plain ``def``.
+
+    Runs: once per block of whole SSE events on its way out (an upstream read, after the chunk hooks
+    and the chain's cut of the usage the client did not ask for), in reverse policy order, for entered
+    steps that did not call ``exchange.skip_stream_hooks``. It does not make the chain parse the stream:
+    the cheapest way to keep a stream for later (keep the blocks, parse them in ``on_complete`` only if
+    needed, e.g. with ``proxy.sse.split_events`` and ``decode_data``). Not called for the error event
+    the proxy sends when a stream fails (``exchange.error`` is set then).
+    May mutate: this plugin's own stash keys; never ``data``.
+    Returns: nothing.
+
+    :param exchange: the request in flight.
+    :param data: the bytes of one or more whole events, exactly as they go to the client.
+    """
+
+
+@hookspec
 async def on_stream_end(exchange: Exchange) -> list[dict[str, Any]] | None:
     """Release what this plugin held back while a stream ran (text waiting for more chunks).
 
@@ -259,8 +277,9 @@ async def on_complete(exchange: Exchange) -> None:
 
 
 HOOKS_REQUEST_TIME = (
-    "on_request", "wrap_call", "on_response", "on_chunk", "observe_chunk", "on_stream_end", "on_complete",
+    "on_request", "wrap_call", "on_response", "on_chunk", "observe_chunk", "observe_bytes", "on_stream_end",
+    "on_complete",
 )  # fmt: skip
-HOOKS_SYNC = ("register_plugins", "observe_chunk")
+HOOKS_SYNC = ("register_plugins", "observe_chunk", "observe_bytes")
 """Hooks implemented as plain functions; every other hook is ``async def``."""
 HOOKS_LIFECYCLE = ("on_startup", "on_shutdown")

@@ -219,6 +219,9 @@ def take_stream_usage(exchange: Exchange, chunk: dict[str, Any]) -> dict[str, An
         return chunk
     if isinstance(usage, dict):
         exchange.usage = Usage.from_openai(usage) or exchange.usage
+        model = chunk.get("model")
+        if isinstance(model, str) and exchange.response_model is None:
+            exchange.response_model = model  # the handler would have read it from this chunk, now dropped
     if exchange.stash.get(CLIENT_ASKED_USAGE, True):
         return chunk
     if not chunk.get("choices"):

@@ -12,6 +12,9 @@ from typing import Any
 
 import orjson
 
+from proxy.exchange import Usage
+from proxy.sse import decode_data, split_events
+
 STREAMABLE = frozenset({"chat", "completions"})
 
 
@@ -78,6 +81,38 @@ class Assembler:
         if c["tools"]:
             message["tool_calls"] = [c["tools"][i] for i in sorted(c["tools"])]
         return {"index": c["index"], "message": message, "finish_reason": c["finish_reason"]}
+
+
+def assemble(endpoint: str, blocks: list[bytes], usage: Usage | None) -> dict[str, Any] | None:
+    """The whole answer from a stream's bytes as the client got them, or None when it never finished.
+
+    ``usage`` (what the chain recorded) stands in for a usage chunk the client did not ask for and so
+    did not get: a hit then carries the usage its answer cost, as a whole answer's entry does.
+    """
+    assembler = Assembler(endpoint)
+    for block in blocks:
+        for event in split_events(block):
+            chunk = decode_data(event)
+            if chunk is not None:
+                assembler.feed(chunk)
+    whole = assembler.result()
+    if whole is not None and "usage" not in whole and usage is not None:
+        whole["usage"] = usage_dict(usage)
+    return whole
+
+
+def usage_dict(usage: Usage) -> dict[str, Any]:
+    """A ``Usage`` in OpenAI's chat shape."""
+    out: dict[str, Any] = {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.total_tokens,
+    }
+    if usage.cached_tokens:
+        out["prompt_tokens_details"] = {"cached_tokens": usage.cached_tokens}
+    if usage.reasoning_tokens:
+        out["completion_tokens_details"] = {"reasoning_tokens": usage.reasoning_tokens}
+    return out
 
 
 def chunks(endpoint: str, body: dict[str, Any], include_usage: bool) -> list[dict[str, Any]]:

@@ -76,8 +76,7 @@ def _request_body(raw: bytes) -> dict[str, Any]:
     kept = {k: v for k, v in body.items() if k in KEPT_FIELDS}
     if isinstance(kept.get("messages"), list):
         kept["messages"] = [
-            {k: v for k, v in m.items() if k in _MESSAGE_FIELDS} if isinstance(m, dict) else m
-            for m in kept["messages"]
+            {k: v for k, v in m.items() if k in _MESSAGE_FIELDS} if isinstance(m, dict) else m for m in kept["messages"]
         ]
     return kept
 

@@ -70,4 +70,3 @@ def close(key: str) -> None:
     opened = _OPEN.pop(key, None)
     if opened is not None:
         opened[0].close()
-

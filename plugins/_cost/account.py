@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from proxy import tokens
+from proxy import sse, tokens
 from proxy.exchange import Exchange, Usage
 from proxy.metrics import usage_from_raw
 from proxy.pricing import Price, cost_usd, price_of
@@ -24,18 +24,31 @@ from proxy.textview import chunk_texts, request_texts, response_texts
 
 @dataclass(slots=True)
 class StreamTally:
-    """What a stream showed the cost plugin: its chunks (for their text deltas), and the usage it reported.
+    """What a stream showed the cost plugin: its bytes as they went out, read only when needed.
 
-    The chunks are kept as they passed and read for text only when the stream's usage is missing
-    (``texts``): most upstreams report usage, and then no chunk's text is ever looked at.
+    ``blocks`` keeps each block the client got (``observe_bytes``: no parsing while the stream runs).
+    ``read`` parses the ends of the stream, where the usage and the model are (Anthropic's input count
+    in ``message_start``, the output in the last ``message_delta``), and all of it only when the usage is
+    missing, for the text deltas that went out (``texts``).
     """
 
     endpoint: str = "chat"
+    blocks: list[bytes] = field(default_factory=list)
     chunks: list[dict[str, Any]] = field(default_factory=list)
     usage: Usage | None = None
     raw_usage: dict[str, Any] | None = None  # Anthropic: message_start's usage, updated by message_delta
     final: bool = False  # the usage came from the stream's last word (not only Anthropic's message_start)
     model: str | None = None  # the model the upstream named in its first chunk
+
+    def read(self, endpoint: str, *, whole: bool = False) -> None:
+        """Parse the blocks (only the first and the last two unless ``whole``) into ``see``."""
+        self.chunks, self.usage, self.raw_usage, self.final, self.model = [], None, None, False, None
+        blocks = self.blocks if whole or len(self.blocks) <= 3 else [self.blocks[0], *self.blocks[-2:]]
+        for block in blocks:
+            for event in sse.split_events(block):
+                chunk = sse.decode_data(event)
+                if chunk is not None:
+                    self.see(endpoint, chunk)
 
     def see(self, endpoint: str, chunk: dict[str, Any]) -> None:
         if self.model is None:
@@ -44,6 +57,10 @@ class StreamTally:
         if endpoint in ("chat", "completions"):
             if chunk.get("choices"):  # not the usage-only chunk
                 self.chunks.append(chunk)
+            usage = chunk.get("usage")
+            if isinstance(usage, dict):
+                self.usage = Usage.from_openai(usage) or self.usage
+                self.final = self.usage is not None
             return
         self.chunks.append(chunk)
         if endpoint == "responses":

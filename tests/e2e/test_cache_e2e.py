@@ -43,7 +43,7 @@ async def raw_chat(client: openai.AsyncOpenAI, body: dict[str, Any], **headers: 
 
 async def stored(proxy: RunningProxy, count: int) -> None:
     """Wait until the cache has stored ``count`` answers (stores run after the answer was sent)."""
-    plugin = proxy.runtime.in_force().policy.chains["default"].steps[0].plugin
+    plugin = next(s.plugin for s in proxy.runtime.in_force().policy.chains["default"].steps if s.name == "cache")
     for _ in range(500):
         if plugin.stored >= count:
             return
@@ -239,3 +239,22 @@ async def test_cut_and_failed_answers_are_not_stored(
             _, h = await raw_chat(alice, body)
             assert h["x-chaperone-cache"] == "miss", body
     assert await chat_calls(mock_upstream) == 4
+
+
+async def test_a_stream_stored_without_its_usage_chunk_still_carries_its_usage(
+    start_proxy: ProxyFactory, write_policy: Callable[[str], Path], mock_upstream: MockUpstream
+) -> None:
+    # cost asks the upstream for usage and the chain drops that chunk (the client did not ask): the
+    # stored answer keeps the usage it cost, so a later hit reports it (and cost books what it saved).
+    chain = "[{cost: {}}, {cache: {mode: exact}}]"
+    proxy = await start_proxy(write_policy(simple_policy(mock_upstream.url, chain, extra=KEYS)))
+    body = ask("Name three rivers.")
+    async with proxy.client("sk-alice") as alice:
+        first = [c async for c in await alice.chat.completions.create(**body, stream=True)]
+        assert all(c.usage is None for c in first)
+        await stored(proxy, 1)
+        hit = await alice.chat.completions.with_raw_response.create(**body)
+        assert hit.headers["x-chaperone-cache"] == "hit"
+        usage = hit.parse().usage
+        assert usage is not None and usage.completion_tokens > 0 and usage.total_tokens > usage.completion_tokens
+    assert await chat_calls(mock_upstream) == 1

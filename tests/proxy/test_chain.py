@@ -397,6 +397,44 @@ async def test_a_chain_of_observers_passes_the_upstreams_bytes_and_drops_the_usa
     assert len(usage) == 1 and usage[0]["completion_tokens"] == 3  # asked for: passed on as it came
 
 
+class TapConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    label: str = Field(description="Names this step's record of bytes.")
+
+
+def tap(seen: dict[str, list[bytes]]) -> type:
+    class Tap:
+        name = "tap"
+        Config = TapConfig
+
+        def __init__(self, config: TapConfig) -> None:
+            self.label = config.label
+
+        @hookimpl
+        def observe_bytes(self, exchange: Exchange, data: bytes) -> None:
+            seen.setdefault(self.label, []).append(data)
+
+    return Tap
+
+
+@pytest.mark.parametrize("with_chunk_hook", [False, True], ids=["unparsed", "parsed"])
+async def test_hook_observe_bytes(
+    start_proxy: ProxyFactory, mock_upstream: MockUpstream, write_policy: Callable[[str], Path],
+    rec_registry: PluginRegistry, with_chunk_hook: bool,
+) -> None:  # fmt: skip
+    # Each observer gets exactly the bytes the client got, block by block, whether the chain parses or not.
+    seen: dict[str, list[bytes]] = {}
+    rec_registry(tap(seen))
+    inner = ", {rec: {label: b, tag: true}}" if with_chunk_hook else ""
+    chain = f"[{{tap: {{label: a}}}}{inner}, {{tap: {{label: c}}}}]"
+    running = await start_proxy(write_policy(simple_policy(mock_upstream.url, chain=chain)))
+    body = {"model": "mock-gpt", "messages": [{"role": "user", "content": "hi [[mock:tokens=3]]"}], "stream": True}
+    status, raw = await post_chat(running.url, body)
+    assert status == 200
+    assert b"".join(seen["a"]) == raw == b"".join(seen["c"]) and seen["a"]
+    assert (b'"seq":0' in raw) == with_chunk_hook
+
+
 async def test_a_step_idle_on_a_stream_sees_no_chunks_and_an_all_idle_chain_parses_nothing(
     start_chain: StartChain, events: Events, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -31,6 +31,7 @@ def test_the_contract_has_the_documented_hooks() -> None:
         "on_response",
         "on_chunk",
         "observe_chunk",
+        "observe_bytes",
         "on_stream_end",
         "on_complete",
     }
@@ -61,6 +62,6 @@ def test_the_chain_binds_hooks_with_the_spec_arguments(name: str) -> None:
     assert _SPEC_ARGS[name] == tuple(inspect.signature(all_hookspecs()[name]).parameters)
 
 
-def test_hooks_are_async_but_register_plugins_and_observe_chunk() -> None:
+def test_hooks_are_async_but_register_plugins_and_the_observers() -> None:
     for name, fn in all_hookspecs().items():
         assert inspect.iscoroutinefunction(fn) == (name not in hookspecs.HOOKS_SYNC), name
