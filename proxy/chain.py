@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 Terminal = Callable[[Exchange], Awaitable[ApiResponse]]
 # [metrics] (plugin name, hook) → seconds spent in it for this request, when the policy's metrics.plugin_timing is on
 HOOK_TIMES = StashKey[dict[tuple[str, str], float]]()
-_NULL_USAGE = b',"usage":null'  # bare quotes: a key, never inside a JSON string
+_NULL_USAGE = (b',"usage":null', b', "usage": null')  # compact and spaced; bare quotes: a key, never in a string
 _USAGE = b'"usage":'
 _SPEC_ARGS = {
     "on_request": ("exchange",),
@@ -225,6 +225,12 @@ class Chain:
                 log.exception("on_shutdown failed in chain %s", self.name)
 
 
+def _cut_null_usage(data: bytes) -> bytes:
+    for null in _NULL_USAGE:
+        data = data.replace(null, b"")
+    return data
+
+
 def _seen(exchange: Exchange, observers: tuple[Callable[[Exchange, bytes], None], ...], out: list[bytes]) -> bytes:
     """The block about to go out, shown to the ``observe_bytes`` hooks; ``out`` is emptied for the next one."""
     data = b"".join(out)
@@ -284,7 +290,7 @@ class _StreamRun:
         hooks, strip = self.hooks, self.strip_usage
         if not hooks:
             if strip:  # only the usage to cut: OpenAI's "usage": null on every chunk goes in one pass
-                block = block.replace(_NULL_USAGE, b"")
+                block = _cut_null_usage(block)
             if not (strip and _USAGE in block):
                 out.append(block)  # nothing (more) to see or cut: the block goes on as one piece
                 return
@@ -302,9 +308,9 @@ class _StreamRun:
             if not (strip and "usage" in chunk):
                 out.append(event)
                 continue
-            at = event.rfind(_NULL_USAGE) if chunk["usage"] is None else -1
-            if at >= 0:  # OpenAI's usage: null on every chunk but the last: cut, not re-encoded
-                out.append(event[:at] + event[at + len(_NULL_USAGE) :])
+            cut = _cut_null_usage(event) if chunk["usage"] is None else event
+            if len(cut) < len(event):  # usage: null on every chunk but the last: cut, not re-encoded
+                out.append(cut)
             else:
                 self.emit(chunk, out)
 

@@ -802,3 +802,27 @@ async def test_a_third_party_plugin_is_found_through_entry_points(fake_distribut
     stub = StubBackend()
     await policy.default_chain.run(make_exchange(policy), stub)
     assert stub.calls[0]["greeting"] == "hello"
+
+
+@pytest.mark.parametrize("spaced", [False, True], ids=["compact", "spaced"])
+async def test_the_usage_a_plugin_asked_for_is_cut_from_compact_and_spaced_json(spaced: bool) -> None:
+    policy = compile_chain_policy("[]", build_registry())
+    exchange = make_exchange(policy, {"model": "m", "messages": MESSAGES, "stream": True})
+    ask_stream_usage(exchange)
+    dumps = (lambda o: json.dumps(o).encode()) if spaced else (lambda o: json.dumps(o, separators=(",", ":")).encode())
+    head = {"id": "c", "object": "chat.completion.chunk", "model": "m"}
+    chunks = [{**head, "choices": [{"index": 0, "delta": {"content": w}, "finish_reason": None}], "usage": None}
+              for w in ("a", "b")]  # fmt: skip
+    chunks.append({**head, "choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}})
+
+    async def upstream() -> AsyncIterator[bytes]:
+        for chunk in chunks:
+            yield b"data: " + dumps(chunk) + b"\n\n"
+        yield b"data: [DONE]\n\n"
+
+    assert policy.default_chain.parses_chunks_for(exchange)
+    out = b"".join([block async for block in policy.default_chain.process_stream(exchange, upstream())])
+    data = sse_data(out)
+    assert data[-1] == "[DONE]" and [d["choices"][0]["delta"]["content"] for d in data[:-1]] == ["a", "b"]
+    assert b"usage" not in out
+    assert exchange.usage is not None and exchange.usage.total_tokens == 5 and exchange.response_model == "m"
