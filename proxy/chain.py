@@ -20,7 +20,8 @@ import pluggy
 from proxy import hookspecs, sse, wholeanswer
 from proxy.errors import ChaperoneError
 from proxy.exchange import ApiResponse, Exchange, StashKey
-from proxy.pricing import CLIENT_ASKED_USAGE, take_stream_usage
+from proxy.pricing import CLIENT_ASKED_USAGE
+from proxy.streamrun import StreamRun, seen_block
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Tracer
@@ -30,8 +31,6 @@ log = logging.getLogger(__name__)
 Terminal = Callable[[Exchange], Awaitable[ApiResponse]]
 # [metrics] (plugin name, hook) → seconds spent in it for this request, when the policy's metrics.plugin_timing is on
 HOOK_TIMES = StashKey[dict[tuple[str, str], float]]()
-_NULL_USAGE = (b',"usage":null', b', "usage": null')  # compact and spaced; bare quotes: a key, never in a string
-_USAGE = b'"usage":'
 _SPEC_ARGS = {
     "on_request": ("exchange",),
     "wrap_call": ("exchange", "call_next"),
@@ -165,7 +164,7 @@ class Chain:
         """
         chunk_hooks = [(index, hook, False) for index, hook in self._chunk if self._wants(exchange, index)]
         observers = [(index, hook, True) for index, hook in self._observe if self._wants(exchange, index)]
-        run = _StreamRun(
+        run = StreamRun(
             exchange,
             sorted((*chunk_hooks, *observers), key=lambda h: (-h[0], h[2])),  # reverse order; on_chunk first
             [(index, hook) for index, hook in self._end if self._wants(exchange, index)],
@@ -181,14 +180,14 @@ class Chain:
                     if block:
                         run.observe(block, out)
                         if out:
-                            yield _seen(exchange, seen, out)
+                            yield seen_block(exchange, seen, out)
             else:
                 async for data in stream:
                     block = cutter.feed(data)
                     if block:
                         await run.block(block, out)
                         if out:
-                            yield _seen(exchange, seen, out)
+                            yield seen_block(exchange, seen, out)
             rest = cutter.rest()
             if rest:
                 await run.block(rest, out)
@@ -196,10 +195,10 @@ class Chain:
         except ChaperoneError:
             await run.end(out)
             if out:  # the events before the failure still reach the client
-                yield _seen(exchange, seen, out)
+                yield seen_block(exchange, seen, out)
             raise
         if out:
-            yield _seen(exchange, seen, out)
+            yield seen_block(exchange, seen, out)
 
     async def complete(self, exchange: Exchange) -> None:
         """Run ``on_complete`` for every entered step; failures are logged, never raised."""
@@ -223,148 +222,6 @@ class Chain:
                 await hook()
             except Exception:
                 log.exception("on_shutdown failed in chain %s", self.name)
-
-
-def _cut_null_usage(data: bytes) -> bytes:
-    for null in _NULL_USAGE:
-        data = data.replace(null, b"")
-    return data
-
-
-def _seen(exchange: Exchange, observers: tuple[Callable[[Exchange, bytes], None], ...], out: list[bytes]) -> bytes:
-    """The block about to go out, shown to the ``observe_bytes`` hooks; ``out`` is emptied for the next one."""
-    data = b"".join(out)
-    out.clear()
-    for hook in observers:
-        hook(exchange, data)
-    return data
-
-
-class _StreamRun:
-    """One stream's pass through the chunk hooks: which steps see which chunk, and the end hooks, once.
-
-    Re-encoding keeps the stream's framing: when its events are named (``event: <type>`` lines, as the
-    Responses and Messages APIs send them) each chunk is named by its ``type`` again, and chunks that
-    carry a ``sequence_number`` are renumbered in the order they go out, so the numbers stay contiguous
-    when a plugin adds or drops events. When every hook only observes (``observe_chunk``) and no step
-    has an ``on_stream_end``, nothing can change, so each event's own bytes go out (``passthrough``).
-    """
-
-    __slots__ = ("ended", "ends", "exchange", "hooks", "named", "passthrough", "sequence", "strip_usage")
-
-    def __init__(
-        self,
-        exchange: Exchange,
-        hooks: list[tuple[int, Callable[..., Any], bool]],
-        ends: list[tuple[int, Callable[..., Any]]],
-        *,
-        strip_usage: bool = False,
-    ) -> None:
-        self.exchange = exchange
-        self.hooks = hooks
-        self.ends = ends
-        self.ended = False
-        self.named = False
-        self.sequence = 0
-        self.passthrough = not ends and all(observe for _, _, observe in hooks)
-        self.strip_usage = strip_usage
-
-    async def block(self, block: bytes, out: list[bytes]) -> None:
-        if self.passthrough:
-            self.observe(block, out)
-            return
-        for event in sse.split_events(block):
-            chunk = sse.decode_data(event)
-            if chunk is None:  # [DONE], comments, non-JSON events pass unchanged
-                if sse.is_done(event):
-                    await self.end(out)
-                out.append(event)
-                continue
-            if event.startswith(b"event:"):
-                self.named = True
-            await self.chunk(chunk, None, out)
-
-    def observe(self, block: bytes, out: list[bytes]) -> None:
-        """The passthrough path: observers see each chunk, and each event's own bytes go on (less the usage
-        the client did not ask for). No ``on_stream_end`` here, so ``[DONE]`` has nothing to run."""
-        hooks, strip = self.hooks, self.strip_usage
-        if not hooks:
-            if strip:  # only the usage to cut: OpenAI's "usage": null on every chunk goes in one pass
-                block = _cut_null_usage(block)
-            if not (strip and _USAGE in block):
-                out.append(block)  # nothing (more) to see or cut: the block goes on as one piece
-                return
-        exchange = self.exchange
-        for event in sse.split_events(block):
-            if not hooks and _USAGE not in event:  # parse only the event that carries the usage
-                out.append(event)
-                continue
-            chunk = sse.decode_data(event)
-            if chunk is None:
-                out.append(event)
-                continue
-            for _, hook, _ in hooks:
-                hook(exchange, chunk)
-            if not (strip and "usage" in chunk):
-                out.append(event)
-                continue
-            cut = _cut_null_usage(event) if chunk["usage"] is None else event
-            if len(cut) < len(event):  # usage: null on every chunk but the last: cut, not re-encoded
-                out.append(cut)
-            else:
-                self.emit(chunk, out)
-
-    async def chunk(self, chunk: dict[str, Any], below: int | None, out: list[bytes], start: int = 0) -> None:
-        """Run ``chunk`` through the chunk hooks (of steps before ``below``, when given), innermost first.
-
-        A hook may return a list of chunks: each goes on through the hooks after it, in order.
-        """
-        hooks = self.hooks
-        for position in range(start, len(hooks)):
-            index, hook, observe = hooks[position]
-            if below is not None and index >= below:
-                continue
-            if observe:
-                hook(self.exchange, chunk)
-                continue
-            result = await hook(self.exchange, chunk)
-            if result is None:
-                return
-            if isinstance(result, list):
-                for item in result:
-                    await self.chunk(item, below, out, position + 1)
-                return
-            chunk = result
-        self.emit(chunk, out)
-
-    def emit(self, chunk: dict[str, Any], out: list[bytes]) -> None:
-        """Encode a chunk the hooks are done with, without the usage the client did not ask for (kept in
-        ``exchange.usage``)."""
-        if self.strip_usage and "usage" in chunk:
-            kept = take_stream_usage(self.exchange, chunk)
-            if kept is None:
-                return
-            chunk = kept
-        out.append(self.encode(chunk))
-
-    def encode(self, chunk: dict[str, Any]) -> bytes:
-        if "sequence_number" in chunk:
-            chunk["sequence_number"] = self.sequence
-            self.sequence += 1
-        data = sse.encode_data(chunk)
-        kind = chunk.get("type")
-        if self.named and isinstance(kind, str):
-            return b"event: " + kind.encode() + b"\n" + data
-        return data
-
-    async def end(self, out: list[bytes]) -> None:
-        if self.ended:
-            return
-        self.ended = True
-        for index, hook in self.ends:
-            extra = await hook(self.exchange)
-            for chunk in extra or ():
-                await self.chunk(chunk, index, out)
 
 
 def compile_chain(
@@ -397,7 +254,7 @@ def compile_chain(
                 kind = "a plain 'def'" if sync else "'async def'"
                 raise TypeError(f"plugin {step.name!r}: hook {hook_name} must be {kind}")
             if sync:
-                fn = _adapt_sync(impl.function, tuple(impl.argnames), spec_args)
+                fn = _adapt(impl.function, tuple(impl.argnames), spec_args, sync=True)
                 bound.append((step.index, _timed_sync(fn, (step.name, hook_name)) if timed else fn))
                 continue
             fn = _adapt(impl.function, tuple(impl.argnames), spec_args)
@@ -417,27 +274,21 @@ def _bind_next(wrap: Callable[..., Awaitable[ApiResponse]], call_next: Terminal)
     return step
 
 
-def _adapt(fn: Callable[..., Any], argnames: tuple[str, ...], spec_args: tuple[str, ...]) -> Callable[..., Any]:
+def _adapt(
+    fn: Callable[..., Any], argnames: tuple[str, ...], spec_args: tuple[str, ...], *, sync: bool = False
+) -> Callable[..., Any]:
     """Let an impl take fewer arguments than its spec (as pluggy allows), at compile time, not per call."""
     if argnames == spec_args:
         return fn
     picks = [spec_args.index(a) for a in argnames]
 
+    def adapted_sync(*args: Any) -> Any:
+        return fn(*(args[i] for i in picks))
+
     async def adapted(*args: Any) -> Any:
         return await fn(*(args[i] for i in picks))
 
-    return adapted
-
-
-def _adapt_sync(fn: Callable[..., Any], argnames: tuple[str, ...], spec_args: tuple[str, ...]) -> Callable[..., Any]:
-    if argnames == spec_args:
-        return fn
-    picks = [spec_args.index(a) for a in argnames]
-
-    def adapted(*args: Any) -> Any:
-        return fn(*(args[i] for i in picks))
-
-    return adapted
+    return adapted_sync if sync else adapted
 
 
 def _traced(fn: Callable[..., Any], tracer: Tracer, span_name: str, plugin: str) -> Callable[..., Any]:
