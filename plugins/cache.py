@@ -143,7 +143,7 @@ class Cache:
         assert self.shared is not None
         shared = self.shared
         if self.embedder is None or state.keys.query is None:
-            entry = await shared.get(state.keys.exact)
+            entry = await shared.lookup(state.keys.partition, state.keys.exact)
             return None if entry is None else (entry, 1.0)
         index = await shared.index(state.keys.partition)
         query, embedder, config = state.keys.query, self.embedder, self.config
@@ -160,7 +160,9 @@ class Cache:
                     hits.append((cand.key, cand.similarity))
             return vector, hits
 
-        entry, (state.vector, hits) = await asyncio.gather(shared.get(state.keys.exact), asyncio.to_thread(search))
+        entry, (state.vector, hits) = await asyncio.gather(
+            shared.lookup(state.keys.partition, state.keys.exact), asyncio.to_thread(search)
+        )
         if entry is not None:
             return entry, 1.0
         for key, similarity in hits:

@@ -26,8 +26,8 @@ class CacheConfig(BaseModel):
     max_entries: int | None = Field(
         default=100_000,
         ge=1,
-        description="Entries kept per partition; the oldest are evicted beyond this. null: TTL only (in exact "
-        "mode a miss then costs one store write instead of three).",
+        description="Entries kept per partition; the oldest are evicted beyond this. null: TTL only (no "
+        "partition log: a miss then costs one store write fewer, but every lookup reads the store).",
     )
     max_temperature: float = Field(
         default=0.3, ge=0.0, description="Requests with a higher temperature are not cached (bypass)."
@@ -53,7 +53,8 @@ class CacheConfig(BaseModel):
         default=60.0, gt=0, description="How long a coalesced request waits for the first one before calling itself."
     )
     sync_interval_s: float = Field(
-        default=1.0, ge=0, description="How often a replica reads entries other replicas added to a partition."
+        default=1.0, ge=0, description="How often a process reads the answers other workers and replicas added to a partition "
+        "(it finds them within this); 0: every lookup reads the store.",
     )
     max_query_chars: int = Field(
         default=2000,

@@ -22,14 +22,17 @@ cache entries a TTL.
 import asyncio
 import functools
 import io
+import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
 import diskcache  # type: ignore[import-untyped]
+from diskcache.core import MODE_RAW  # type: ignore[import-untyped]
 
 from proxy.store.base import (
     Clock,
@@ -49,6 +52,7 @@ __all__ = ["DiskStore"]
 T = TypeVar("T")
 
 _WORKERS = 2
+_UPSERT_ROWS = 500  # keys per statement, well under SQLite's limit on bound parameters
 _CLOSE_TIMEOUT_S = 5.0
 _BACKEND_ERRORS = (OSError, sqlite3.Error, diskcache.Timeout)
 
@@ -241,10 +245,15 @@ class DiskStore:
             cache.set(key, packed, expire=ttl_s)
 
     def _set_many(self, packed: list[tuple[str, bytes]], ttl_s: float | None) -> None:
+        """Write many values in one transaction: small ones in one upsert statement (see ``_upsert``)."""
         cache = self._open()
+        small = [(key, value) for key, value in packed if len(value) < cache.disk_min_file_size]
         with self._write_lock, cache.transact():
+            for start in range(0, len(small), _UPSERT_ROWS):
+                _upsert(cache, small[start : start + _UPSERT_ROWS], ttl_s)
             for key, value in packed:
-                cache.set(key, value, expire=ttl_s)
+                if len(value) >= cache.disk_min_file_size:
+                    cache.set(key, value, expire=ttl_s)
 
     def _add(self, key: str, packed: bytes, ttl_s: float | None, now: float) -> bool:
         cache = self._open()
@@ -302,6 +311,43 @@ class DiskStore:
             for closer in closers:
                 closer.result()
         self._executor.shutdown(wait=True)
+
+
+_UPSERT = (
+    "INSERT INTO Cache(key, raw, store_time, expire_time, access_time, access_count, tag, size, mode, filename, value)"
+    " VALUES (?, 1, ?, ?, ?, 0, NULL, 0, ?, NULL, ?)"
+    " ON CONFLICT(key, raw) DO UPDATE SET store_time = excluded.store_time, expire_time = excluded.expire_time,"
+    " access_time = excluded.access_time, access_count = 0, tag = NULL, size = 0, mode = excluded.mode,"
+    " filename = NULL, value = excluded.value"
+)
+_EXPIRED = "SELECT {} FROM Cache WHERE expire_time IS NOT NULL AND expire_time < ? ORDER BY expire_time LIMIT ?"
+
+
+def _upsert(cache: Any, items: list[tuple[str, bytes]], ttl_s: float | None) -> None:
+    """Write small byte values straight into diskcache's table, inside the caller's transaction.
+
+    ``Cache.set`` costs ~47 µs a row (a lookup, an insert, a cull query, its own transaction and
+    bookkeeping in Python); one ``executemany`` upsert of the same rows costs a fifth of that. The rows
+    are what ``set`` writes for a string key and a bytes value under ``disk_min_file_size`` (inline,
+    ``MODE_RAW``, size 0); the conflict clause is an UPDATE, so diskcache's count and size triggers stay
+    right. A key that held a value in a file of its own gets that file removed, and as many expired rows
+    as were written are culled, as ``set`` does one at a time. The schema is diskcache 5's (pinned in
+    ``pyproject.toml``); ``tests/store`` checks the rows read back through diskcache's own API.
+    """
+    now = time.time()
+    expires = None if ttl_s is None else now + ttl_s
+    con = cache._con  # the connection of this thread, inside the transaction the caller holds
+    marks = ",".join("?" * len(items))
+    keys = [key for key, _ in items]
+    files = con.execute(
+        f"SELECT filename FROM Cache WHERE raw = 1 AND filename IS NOT NULL AND key IN ({marks})", keys
+    ).fetchall()
+    con.executemany(_UPSERT, [(key, now, expires, now, MODE_RAW, value) for key, value in items])
+    files += con.execute(_EXPIRED.format("filename"), (now, len(items))).fetchall()
+    con.execute(f"DELETE FROM Cache WHERE rowid IN ({_EXPIRED.format('rowid')})", (now, len(items)))
+    for (filename,) in files:
+        if filename is not None:
+            cache._disk.remove(os.path.join(cache.directory, filename))
 
 
 def _close_in_thread(caches: list[Any], barrier: threading.Barrier) -> None:

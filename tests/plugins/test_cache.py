@@ -225,6 +225,68 @@ async def test_entries_evict_past_the_cap_and_replicas_converge(
         await two.close()
 
 
+def _resync(shared: Shared, partition: str) -> None:
+    """As if ``sync_interval_s`` had passed for one partition."""
+    shared.partitions[partition][1].at = float("-inf")
+
+
+async def test_a_miss_needs_no_store_read_and_another_replicas_answer_is_found_after_a_sync(
+    store_config: StoreConfig, tmp_path: Path
+) -> None:
+    one = open_store(store_config, tmp_path, clock=time.time)
+    two = open_store(store_config, tmp_path, clock=time.time)
+    try:
+        a = Shared(one, ttl_s=60, cap=100, sync_interval_s=3600)
+        b = Shared(two, ttl_s=60, cap=100, sync_interval_s=3600)
+        a.put("p", "k0", b'{"n": 0}', None, None)
+        await a.flush()
+        assert (await b.lookup("p", "k0")).body == b'{"n": 0}'  # type: ignore[union-attr]  # b's first read of the log
+        reads = b.skipped
+        assert await b.lookup("p", "never-stored") is None
+        assert b.skipped == reads + 1  # answered from what b knows: no store read
+        a.put("p", "k1", b'{"n": 1}', None, None)
+        await a.flush()
+        assert (await a.lookup("p", "k1")).body == b'{"n": 1}'  # type: ignore[union-attr]  # its own: at once
+        assert await b.lookup("p", "k1") is None  # b has not read the log since: a miss, never a wrong answer
+        _resync(b, "p")
+        assert (await b.lookup("p", "k1")).body == b'{"n": 1}'  # type: ignore[union-attr]
+        await one.delete("cache:e:k1")  # gone (TTL, eviction elsewhere): one read finds out, then b knows
+        assert await b.lookup("p", "k1") is None
+        assert await b.lookup("p", "k1") is None and b.skipped == reads + 3
+    finally:
+        await one.close()
+        await two.close()
+
+
+async def test_a_log_row_counted_before_it_is_written_is_read_at_a_later_sync(tmp_path: Path) -> None:
+    store = open_store(StoreConfig(), tmp_path, clock=time.time)
+    try:
+        b = Shared(store, ttl_s=60, cap=100, sync_interval_s=3600)
+        assert await store.incr("cache:n:p") == 1  # another replica took row 1 and has not written it yet
+        assert await b.lookup("p", "k") is None
+        await store.set_many([("cache:e:k", b'{"c": 1, "s": 1}\x00{"late": true}'),
+                              ("cache:l:p:1", b'{"k": "k", "t": ""}')])  # fmt: skip
+        assert await b.lookup("p", "k") is None  # not read again before the interval
+        _resync(b, "p")
+        assert (await b.lookup("p", "k")).body == b'{"late": true}'  # type: ignore[union-attr]
+    finally:
+        await store.close()
+
+
+async def test_without_a_sync_interval_or_a_cap_every_lookup_reads_the_store(tmp_path: Path) -> None:
+    store = open_store(StoreConfig(), tmp_path, clock=time.time)
+    try:
+        for cap, interval in ((100, 0.0), (None, 3600.0)):
+            shared = Shared(store, ttl_s=60, cap=cap, sync_interval_s=interval)
+            assert await shared.lookup("p", "k") is None
+            await store.set("cache:e:k", b'{"c": 1, "s": 0}\x00{}')  # written by a process that logs nothing
+            assert (await shared.lookup("p", "k")).body == b"{}"  # type: ignore[union-attr]
+            assert shared.skipped == 0
+            await store.delete("cache:e:k")
+    finally:
+        await store.close()
+
+
 async def test_without_a_cap_an_exact_answer_is_one_write(tmp_path: Path) -> None:
     store = open_store(StoreConfig(), tmp_path, clock=time.time)
     try:
