@@ -19,7 +19,7 @@ import orjson
 from aiohttp import web
 from opentelemetry import trace
 
-from proxy import messages_api, sse, validate
+from proxy import eager, messages_api, sse, validate
 from proxy.backend import request_headers
 from proxy.backends_view import circuits_for_readyz
 from proxy.conversations import EXPANDED
@@ -210,12 +210,7 @@ async def _run(request: web.Request, exchange: Exchange, active: Active) -> web.
 
 
 async def _complete(exchange: Exchange) -> None:
-    task = asyncio.ensure_future(exchange.chain.complete(exchange))
-    try:
-        await asyncio.shield(task)
-    except asyncio.CancelledError:
-        await asyncio.wait([task])  # accounting finishes even when the client went away
-        raise
+    await eager.finish(exchange.chain.complete(exchange))  # accounting finishes even when the client went away
 
 
 async def _write_stream(
