@@ -272,10 +272,14 @@ class Cache:
             return orjson.dumps(whole)
         if state.raw is None:
             return None
-        try:
-            parsed = orjson.loads(state.raw)
-        except orjson.JSONDecodeError:
-            return None
+        response = exchange.response
+        if response is not None and response.body is None and response.raw is state.raw:
+            parsed = response.peek()  # the handler and the cost plugin read the same parse
+        else:
+            try:
+                parsed = orjson.loads(state.raw)
+            except orjson.JSONDecodeError:
+                return None
         return state.raw if isinstance(parsed, dict) and self._complete(exchange.request.endpoint, parsed) else None
 
     def _complete(self, endpoint: str, body: dict[str, Any]) -> bool:

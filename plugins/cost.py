@@ -32,6 +32,7 @@ from plugins._cost import account
 from plugins._cost.account import StreamTally
 from plugins._cost.sinks import LineSinks, MeterSink
 from proxy import ApiResponse, ChaperoneError, Exchange, PluginRegistry, StashKey, Usage, hookimpl
+from proxy.metrics import fast_usage
 from proxy.pricing import ask_stream_usage, cost_usd
 from proxy.requestlog import SAVED_USD  # [console]
 from proxy.runtime import Resources
@@ -160,12 +161,10 @@ class Cost:
             return sub_cost
         if response.source != "upstream":  # another step answered: no model ran (on_complete counts 0 too)
             return None
-        if response.body is not None:
-            usage = Usage.from_openai(response.body.get("usage"))
-            model = response.body.get("model")
-        else:
-            raw = response.raw or b""
-            usage, model = account.usage_in_raw(raw), account.model_in_raw(raw)
+        body = response.peek()  # parsed once for every reader (the handler reads it too)
+        if body is None:
+            return None
+        usage, model = fast_usage(body.get("usage")), body.get("model")
         if usage is None:
             return None
         names = account.price_names(exchange, model if isinstance(model, str) else None)
@@ -198,11 +197,9 @@ class Cost:
                 )  # fmt: skip
             return counted, True, partial
         usage = exchange.usage
-        if usage is None and response.raw is not None and response.body is None:
-            usage = account.usage_in_raw(response.raw)
         if usage is None:
-            body = account.answer_body(exchange)
-            usage = Usage.from_openai(body.get("usage")) if body else None
+            body = account.answer_body(exchange)  # parsed once, shared with the handler and other plugins
+            usage = fast_usage(body.get("usage")) if body else None
         if usage is not None:
             return usage, False, False
         return await _count(exchange, account.answer_texts(exchange)), True, False

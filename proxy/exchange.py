@@ -8,6 +8,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
+import orjson
+
 if TYPE_CHECKING:
     from proxy.chain import Chain
     from proxy.policy import Caller, Policy, Route
@@ -95,6 +97,7 @@ class ApiResponse:
     headers: dict[str, str] = field(default_factory=dict)
     source: str = "upstream"  # "upstream", or the name of the plugin that answered early
     raw: bytes | None = None  # the upstream's JSON bytes, sent as-is while ``body`` was never parsed
+    _peeked: tuple[bytes, dict[str, Any] | None] | None = field(default=None, init=False, repr=False, compare=False)
 
     def json(self) -> dict[str, Any]:
         """The JSON body, parsed from ``raw`` on first use (plugins that edit it call this)."""
@@ -102,6 +105,24 @@ class ApiResponse:
             parsed = json.loads(self.raw) if self.raw else {}
             self.body = parsed if isinstance(parsed, dict) else {"data": parsed}
         return self.body
+
+    def peek(self) -> dict[str, Any] | None:
+        """The JSON body to read, not to edit: ``body``, else ``raw`` parsed once for every reader (the
+        cost, budget and cache plugins and the handler all read the same answer) while ``raw`` stays what
+        is sent. None when there is no body or it is not a JSON object."""
+        if self.body is not None:
+            return self.body
+        raw = self.raw
+        if not raw:
+            return None
+        peeked = self._peeked
+        if peeked is None or peeked[0] is not raw:
+            try:
+                value = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                value = None
+            peeked = self._peeked = (raw, value if isinstance(value, dict) else None)
+        return peeked[1]
 
 
 @dataclass(slots=True)

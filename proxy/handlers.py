@@ -186,7 +186,7 @@ async def _run(request: web.Request, exchange: Exchange, active: Active) -> web.
         if response.stream is not None:
             return await _write_stream(request, exchange, response, observed or metered)
         if observed:
-            _note_result(exchange, response.body if response.body is not None else _maybe_json(response.raw))
+            _note_result(exchange, response.peek())
         elif metered:  # [metrics] only the usage, found without parsing the whole answer
             note_usage(exchange, response)
         body = response.raw if response.body is None and response.raw is not None else _dumps(response.body or {})

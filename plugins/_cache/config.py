@@ -53,7 +53,9 @@ class CacheConfig(BaseModel):
         default=60.0, gt=0, description="How long a coalesced request waits for the first one before calling itself."
     )
     sync_interval_s: float = Field(
-        default=1.0, ge=0, description="How often a process reads the answers other workers and replicas added to a partition "
+        default=1.0,
+        ge=0,
+        description="How often a process reads the answers other workers and replicas added to a partition "
         "(it finds them within this); 0: every lookup reads the store.",
     )
     max_query_chars: int = Field(

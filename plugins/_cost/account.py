@@ -13,8 +13,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
 from proxy import sse, tokens
 from proxy.exchange import Exchange, Usage
 from proxy.metrics import usage_from_raw
@@ -100,13 +98,7 @@ def answer_body(exchange: Exchange) -> dict[str, Any] | None:
     response = exchange.response
     if response is None or response.stream is not None:
         return None
-    if response.body is not None:
-        return response.body
-    try:
-        parsed = orjson.loads(response.raw or b"{}")
-    except ValueError:
-        return None
-    return parsed if isinstance(parsed, dict) else None
+    return response.peek()
 
 
 def count_usage(exchange: Exchange, completion_texts: list[str]) -> Usage:
