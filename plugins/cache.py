@@ -206,12 +206,20 @@ class Cache:
                    f"{HEADER}-age": str(max(0, int(time.time() - entry.created)))}  # fmt: skip
         exchange.skip_stream_hooks(self)
         request = exchange.request
+        body = entry.body
         if request.stream:
             options = request.body.get("stream_options")
             usage = isinstance(options, dict) and options.get("include_usage") is True
-            events = replay.chunks(request.endpoint, orjson.loads(entry.body), usage)
-            return ApiResponse(200, stream=replay.sse(events), headers=headers, source=self.name)
-        return ApiResponse(200, raw=entry.body, headers=headers, source=self.name)
+            if replay.is_raw(body):
+                stream = replay.sse_bytes(replay.raw_replay(body, usage))
+            else:
+                stream = replay.sse(replay.chunks(request.endpoint, orjson.loads(body), usage))
+            return ApiResponse(200, stream=stream, headers=headers, source=self.name)
+        if replay.is_raw(body):  # a stored stream answers a whole request: assembled now
+            return ApiResponse(
+                200, body=replay.raw_whole(request.endpoint, body) or {}, headers=headers, source=self.name
+            )
+        return ApiResponse(200, raw=body, headers=headers, source=self.name)
 
     @hookimpl
     async def on_response(self, exchange: Exchange) -> None:
@@ -266,6 +274,12 @@ class Cache:
         if exchange.error is not None or not state.store:
             return None
         if state.blocks is not None:
+            kept = replay.raw_entry(state.blocks, exchange.usage, exchange.request.body.get("n"))
+            if kept is not None:  # one finished choice: kept as its events, not parsed (see replay.raw_entry)
+                reason, raw = kept
+                if reason in _CUT or (reason in _TOOLS and not self.config.cache_tool_calls):
+                    return None
+                return raw
             whole = replay.assemble(exchange.request.endpoint, state.blocks, exchange.usage)
             if whole is None or not self._complete(exchange.request.endpoint, whole):
                 return None

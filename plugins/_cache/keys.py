@@ -92,7 +92,9 @@ def exact_keys(request: ApiRequest, tenant: str) -> Keys:
     body = _canonical(request.body)
     digest = hashlib.sha256(_head(tenant, request.endpoint))
     digest.update(orjson.dumps(body, option=orjson.OPT_SORT_KEYS))
-    return Keys(digest.hexdigest(), _exact_partition(tenant, request.endpoint, str(request.body.get("model", ""))), None)
+    return Keys(
+        digest.hexdigest(), _exact_partition(tenant, request.endpoint, str(request.body.get("model", ""))), None
+    )
 
 
 @functools.lru_cache(maxsize=4096)

@@ -7,6 +7,7 @@ module; their whole answers are cached).
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -101,6 +102,65 @@ def assemble(endpoint: str, blocks: list[bytes], usage: Usage | None) -> dict[st
     return whole
 
 
+_FINISH = re.compile(rb'"finish_reason":\s*"([^"\\]+)"')  # bare quotes: a key, never inside a string
+_USAGE_OBJECT = re.compile(rb'"usage":\s*\{')
+_NULL_USAGE = re.compile(rb',\s*"usage":\s*null')
+_DONE = b"data: [DONE]\n\n"
+
+
+def raw_entry(blocks: list[bytes], usage: Usage | None, choices: object) -> tuple[str, bytes] | None:
+    """A single-choice stream kept as its own events, without parsing them: (finish reason, entry bytes).
+
+    Assembling a stream into one answer parses every event (~5 µs each, most of what caching a stream
+    cost); kept as events, a streamed hit replays them as they are and a whole-answer hit assembles them
+    then. The entry is the events less ``[DONE]``, every ``"usage": null`` and the usage chunk, plus one
+    usage chunk at the end (the stream's own, else ``usage``, what the chain recorded, if any). None when
+    the stream is not one finished choice in plain ``data:`` events (``choices``, the request's ``n``,
+    not 1; errors; no ``[DONE]``): the caller assembles it instead.
+    """
+    if choices not in (None, 1):
+        return None
+    raw = b"".join(blocks)
+    if not raw.startswith(b"data: {") or not raw.endswith(_DONE) or b"event:" in raw or b'"error"' in raw:
+        return None
+    reasons = _FINISH.findall(raw)
+    if len(reasons) != 1:
+        return None
+    body = raw[: -len(_DONE)]
+    found = _USAGE_OBJECT.search(body)
+    tail = b""
+    if found is not None:
+        start = body.rfind(b"data: ", 0, found.start())
+        end = body.find(b"\n\n", found.end())
+        if start < 0 or end < 0 or body.find(b"\n\n", end + 2) >= 0:
+            return None  # usage somewhere but in the last event: not the shape this expects
+        tail, body = body[start : end + 2], body[:start]
+    body = _NULL_USAGE.sub(b"", body)
+    if not tail and usage is not None:
+        first = orjson.loads(body[6 : body.find(b"\n\n")])
+        head = {k: first[k] for k in ("id", "object", "created", "model", "system_fingerprint") if k in first}
+        tail = b"data: " + orjson.dumps({**head, "choices": [], "usage": usage_dict(usage)}) + b"\n\n"
+    return reasons[0].decode(), body + tail
+
+
+def is_raw(entry: bytes) -> bool:
+    """Whether a stored answer is a stream's events (``raw_entry``) rather than one JSON answer."""
+    return entry.startswith(b"data:")
+
+
+def raw_replay(entry: bytes, include_usage: bool) -> bytes:
+    """A ``raw_entry`` as the stream a client gets: with its usage chunk only when the client asked."""
+    last = entry.rfind(b"data: ", 0, len(entry) - 2)
+    if not include_usage and _USAGE_OBJECT.search(entry, last) is not None:
+        entry = entry[:last]
+    return entry + _DONE
+
+
+def raw_whole(endpoint: str, entry: bytes) -> dict[str, Any] | None:
+    """A ``raw_entry`` assembled into the whole answer (for a request that did not stream)."""
+    return assemble(endpoint, [entry], None)
+
+
 def usage_dict(usage: Usage) -> dict[str, Any]:
     """A ``Usage`` in OpenAI's chat shape."""
     out: dict[str, Any] = {
@@ -146,3 +206,8 @@ def chunks(endpoint: str, body: dict[str, Any], include_usage: bool) -> list[dic
 async def sse(events: list[dict[str, Any]]) -> AsyncIterator[bytes]:
     """The events as one SSE body ending in ``[DONE]``."""
     yield b"".join(b"data: " + orjson.dumps(e) + b"\n\n" for e in events) + b"data: [DONE]\n\n"
+
+
+async def sse_bytes(body: bytes) -> AsyncIterator[bytes]:
+    """A stream body that is ready to send, as one block."""
+    yield body

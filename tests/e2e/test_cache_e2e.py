@@ -147,6 +147,9 @@ async def test_streamed_hit_replays_a_valid_stream(
         assert chunks[-2].choices[0].finish_reason == "stop"
         whole, headers = await raw_chat(alice, body)  # the assembled stream answers a whole request too
         assert headers["x-chaperone-cache"] == "hit" and whole == original
+        plain = [c async for c in await alice.chat.completions.create(**body, stream=True)]  # no usage asked
+        assert all(c.usage is None for c in plain) and plain[-1].choices[0].finish_reason == "stop"
+        assert "".join(c.choices[0].delta.content or "" for c in plain if c.choices) == original
     assert await chat_calls(mock_upstream) == 1
 
 

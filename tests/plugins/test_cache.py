@@ -3,22 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 import pytest
 
 from plugins._cache import index as index_module
+from plugins._cache import replay
 from plugins._cache.guards import features, veto
 from plugins._cache.index import Embedder, Partition
 from plugins._cache.keys import exact_keys, semantic_keys, tenant_of
 from plugins._cache.replay import Assembler, chunks
 from plugins._cache.shared import Shared
-from proxy.exchange import ApiRequest
+from proxy.exchange import ApiRequest, Usage
 from proxy.policy import PolicyError
 from proxy.registry import PluginRegistry, build_registry
+from proxy.sse import decode_data, split_events
 from proxy.store import StoreConfig, open_store
 from tests.chain_helpers import compile_chain_policy, make_exchange
 
@@ -151,6 +155,65 @@ def test_an_unfinished_stream_is_not_an_answer() -> None:
     assert assembler.result() is None
     assembler.feed({"id": "x", "choices": [{"index": 0, "text": " end", "finish_reason": "stop"}]})
     assert assembler.result()["choices"][0]["text"] == "partial end"  # type: ignore[index]
+
+
+def _stream(texts: list[str], finish: str = "stop", usage: bool = True, spaced: bool = False) -> list[bytes]:
+    """A chat stream as an OpenAI upstream sends it (``usage: null`` on each chunk when usage is asked)."""
+    head: dict[str, Any] = {"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "m"}
+    deltas = [{"role": "assistant", "content": ""}, *({"content": t} for t in texts), {}]
+    events = []
+    for n, delta in enumerate(deltas):
+        chunk = {
+            **head,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish if n == len(deltas) - 1 else None}],
+        }
+        if usage:
+            chunk["usage"] = None
+        events.append(chunk)
+    if usage:
+        events.append({**head, "choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7}})
+    dumps = (lambda o: json.dumps(o).encode()) if spaced else orjson.dumps
+    return [b"data: " + dumps(e) + b"\n\n" for e in events] + [b"data: [DONE]\n\n"]
+
+
+@pytest.mark.parametrize("spaced", [False, True])
+def test_a_finished_stream_is_kept_as_its_events_and_replayed_with_or_without_usage(spaced: bool) -> None:
+    blocks = _stream(["Hel", "lo"], spaced=spaced)
+    kept = replay.raw_entry(blocks, None, None)
+    assert kept is not None
+    reason, entry = kept
+    assert reason == "stop" and replay.is_raw(entry)
+    assert b"null" not in entry.replace(b'"finish_reason": null', b"").replace(b'"finish_reason":null', b"")
+    with_usage = replay.raw_replay(entry, include_usage=True)
+    events = [decode_data(e) for e in split_events(with_usage)]
+    assert events[-1] is None and events[-2]["usage"]["total_tokens"] == 7  # type: ignore[index]
+    without = [decode_data(e) for e in split_events(replay.raw_replay(entry, include_usage=False))]
+    assert all(e is None or "usage" not in e for e in without) and len(without) == len(events) - 1
+    whole = replay.raw_whole("chat", entry)
+    assert whole == replay.assemble("chat", blocks, None)
+    assert whole["choices"][0]["message"]["content"] == "Hello" and whole["usage"]["total_tokens"] == 7  # type: ignore[index]
+
+
+def test_a_stream_without_its_usage_chunk_is_kept_with_the_recorded_usage() -> None:
+    kept = replay.raw_entry(_stream(["Hi"], usage=False), Usage(4, 1, 5), None)
+    assert kept is not None
+    whole = replay.raw_whole("chat", kept[1])
+    assert whole is not None and whole["usage"] == {"prompt_tokens": 4, "completion_tokens": 1, "total_tokens": 5}
+    bare = replay.raw_entry(_stream(["Hi"], usage=False), None, None)  # no usage known: kept without
+    assert bare is not None and b"usage" not in bare[1]
+    assert replay.raw_replay(bare[1], include_usage=False) == replay.raw_replay(bare[1], include_usage=True)
+    assert replay.raw_whole("chat", bare[1])["choices"][0]["message"]["content"] == "Hi"  # type: ignore[index]
+
+
+def test_streams_that_are_not_one_plain_finished_choice_are_left_to_the_assembler() -> None:
+    good = _stream(["a"])
+    assert replay.raw_entry(good, None, 2) is None  # n=2: several choices
+    assert replay.raw_entry(good[:-1], None, None) is None  # no [DONE]: not known to be whole
+    two = _stream(["a"])[:-1] + _stream(["b"])  # two finish reasons
+    assert replay.raw_entry(two, None, None) is None
+    error = [good[0], b'data: {"error": {"message": "upstream died"}}\n\n', good[-1]]
+    assert replay.raw_entry(error, None, None) is None
+    assert replay.raw_entry(_stream(["a"], finish="length"), None, None)[0] == "length"  # type: ignore[index]
 
 
 # ---- index ----------------------------------------------------------------------------------
