@@ -81,6 +81,7 @@ class Budget:
         self._plans: dict[KeyLimits, tuple[tuple[str, str, str, float], ...]] = {}
         self._merged: dict[KeyLimits, KeyLimits] = {}
         self._scoped: dict[tuple[str, KeyLimits], tuple[Meter, ...]] = {}
+        self._wanted: dict[tuple[str, str, int], tuple[KeyLimits | None, tuple[Meter, ...]]] = {}
 
     @hookimpl
     async def on_startup(self, resources: Resources) -> None:
@@ -152,12 +153,25 @@ class Budget:
         return merged
 
     def _meters(self, exchange: Exchange, state: State) -> list[tuple[Meter, float]]:
+        amounts = {"requests": 1.0, "tokens": float(state.est_tokens), "usd": state.est_usd}
+        return [(m, amounts[m.what]) for m in self._caller_meters(exchange)]
+
+    def _caller_meters(self, exchange: Exchange) -> tuple[Meter, ...]:
+        """The meters of a caller on a route, remembered by key, route and the key's own limits object
+        (hashing a ``KeyLimits`` costs more than the rest of the lookup)."""
         caller = exchange.caller
         who = caller.key_id or caller.name or "open"
         route = exchange.route.name
-        scopes = [(f"key:{who}", self._key_limits(caller.limits)), (f"model:{route}", self.config.per_model.get(route))]
-        amounts = {"requests": 1.0, "tokens": float(state.est_tokens), "usd": state.est_usd}
-        return [(m, amounts[m.what]) for scope, limits in scopes if limits is not None for m in self._of(scope, limits)]
+        own = caller.limits
+        found = self._wanted.get((who, route, id(own)))
+        if found is not None and found[0] is own:
+            return found[1]
+        scopes = [(f"key:{who}", self._key_limits(own)), (f"model:{route}", self.config.per_model.get(route))]
+        made = tuple(m for scope, limits in scopes if limits is not None for m in self._of(scope, limits))
+        if len(self._wanted) > _CACHE_SIZE:
+            self._wanted.clear()
+        self._wanted[who, route, id(own)] = (own, made)
+        return made
 
     def _of(self, scope: str, limits: KeyLimits) -> tuple[Meter, ...]:
         """The meters of one scope (``key:…`` or ``model:…``), made once per scope and limit set."""

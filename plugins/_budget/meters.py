@@ -182,13 +182,19 @@ def rate_headers(taken: list[Taken], now: float) -> dict[str, str]:
         return {}
     headers: dict[str, str] = {}
     reset = f"{math.ceil(MINUTE - now % MINUTE)}s"  # reset_s of a sliding meter
-    for what in ("requests", "tokens"):
+    for what, (limit, remaining, resets) in _RATE_NAMES.items():
         got = tight.get(what)
         if got is not None:
-            headers[f"x-ratelimit-limit-{what}"] = str(int(got.meter.limit))
-            headers[f"x-ratelimit-remaining-{what}"] = str(max(0, math.floor(got.meter.limit - got.level)))
-            headers[f"x-ratelimit-reset-{what}"] = reset
+            headers[limit] = str(int(got.meter.limit))
+            headers[remaining] = str(max(0, math.floor(got.meter.limit - got.level)))
+            headers[resets] = reset
     return headers
+
+
+_RATE_NAMES = {
+    what: (f"x-ratelimit-limit-{what}", f"x-ratelimit-remaining-{what}", f"x-ratelimit-reset-{what}")
+    for what in ("requests", "tokens")
+}
 
 
 def reset_s(meter: Meter, now: float) -> float:
