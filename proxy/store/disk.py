@@ -52,7 +52,7 @@ __all__ = ["DiskStore"]
 T = TypeVar("T")
 
 _WORKERS = 2
-_UPSERT_ROWS = 500  # keys per statement, well under SQLite's limit on bound parameters
+_UPSERT_ROWS = 500  # rows per statement: 3000 bound parameters, well under SQLite's limit (32766)
 _CLOSE_TIMEOUT_S = 5.0
 _BACKEND_ERRORS = (OSError, sqlite3.Error, diskcache.Timeout)
 
@@ -315,11 +315,11 @@ class DiskStore:
 
 _UPSERT = (
     "INSERT INTO Cache(key, raw, store_time, expire_time, access_time, access_count, tag, size, mode, filename, value)"
-    " VALUES (?, 1, ?, ?, ?, 0, NULL, 0, ?, NULL, ?)"
-    " ON CONFLICT(key, raw) DO UPDATE SET store_time = excluded.store_time, expire_time = excluded.expire_time,"
-    " access_time = excluded.access_time, access_count = 0, tag = NULL, size = 0, mode = excluded.mode,"
-    " filename = NULL, value = excluded.value"
+    " VALUES {} ON CONFLICT(key, raw) DO UPDATE SET store_time = excluded.store_time,"
+    " expire_time = excluded.expire_time, access_time = excluded.access_time, access_count = 0, tag = NULL,"
+    " size = 0, mode = excluded.mode, filename = NULL, value = excluded.value"
 )
+_ROW = "(?, 1, ?, ?, ?, 0, NULL, 0, ?, NULL, ?)"
 _EXPIRED = "SELECT {} FROM Cache WHERE expire_time IS NOT NULL AND expire_time < ? ORDER BY expire_time LIMIT ?"
 
 
@@ -327,7 +327,10 @@ def _upsert(cache: Any, items: list[tuple[str, bytes]], ttl_s: float | None) -> 
     """Write small byte values straight into diskcache's table, inside the caller's transaction.
 
     ``Cache.set`` costs ~47 µs a row (a lookup, an insert, a cull query, its own transaction and
-    bookkeeping in Python); one ``executemany`` upsert of the same rows costs a fifth of that. The rows
+    bookkeeping in Python); one multi-row upsert of the same rows costs a fifth of that, and it lets
+    go of the GIL once, not once a row (under load each of those hand-offs to the busy event loop
+    cost more than the row: ``executemany`` here took ~50 µs of CPU a row on a proxy at 1000
+    requests/s). The rows
     are what ``set`` writes for a string key and a bytes value under ``disk_min_file_size`` (inline,
     ``MODE_RAW``, size 0); the conflict clause is an UPDATE, so diskcache's count and size triggers stay
     right. A key that held a value in a file of its own gets that file removed, and as many expired rows
@@ -342,7 +345,8 @@ def _upsert(cache: Any, items: list[tuple[str, bytes]], ttl_s: float | None) -> 
     files = con.execute(
         f"SELECT filename FROM Cache WHERE raw = 1 AND filename IS NOT NULL AND key IN ({marks})", keys
     ).fetchall()
-    con.executemany(_UPSERT, [(key, now, expires, now, MODE_RAW, value) for key, value in items])
+    rows = [field for key, value in items for field in (key, now, expires, now, MODE_RAW, value)]
+    con.execute(_UPSERT.format(",".join([_ROW] * len(items))), rows)  # one statement: the GIL is let go once
     files += con.execute(_EXPIRED.format("filename"), (now, len(items))).fetchall()
     con.execute(f"DELETE FROM Cache WHERE rowid IN ({_EXPIRED.format('rowid')})", (now, len(items)))
     for (filename,) in files:
