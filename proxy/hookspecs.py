@@ -172,7 +172,9 @@ async def on_response(exchange: Exchange) -> None:
     runs before the first byte goes out, with ``exchange.response.stream`` set: status and headers
     may change here, the content arrives later through ``on_chunk``.
     May mutate: ``exchange.response`` (status, headers; for a whole answer also the body, via
-    ``exchange.response.json()`` which parses it on first use).
+    ``exchange.response.json()`` which parses it on first use). A step that only reads the answer
+    calls ``exchange.response.peek()``: one parse shared by every reader (and the handler), while
+    the upstream's bytes still go out unchanged.
     Returns: nothing. Raise a ``ChaperoneError`` (e.g. ``ResponseRejected``) to answer with an error.
 
     :param exchange: the request in flight, with ``exchange.response`` set.
@@ -268,7 +270,9 @@ async def on_complete(exchange: Exchange) -> None:
 
     Runs: exactly once per request that entered the chain (it passed authentication, the OpenAI
     shape checks and model routing), after the last byte was sent or the request failed, in reverse
-    policy order, for the steps the request entered; shielded from client-disconnect cancellation.
+    policy order, for the steps the request entered; shielded from client-disconnect cancellation
+    (``proxy.eager.finish``: it starts in the handler's task and moves to a task of its own only if
+    a hook has to wait, so hooks that only count and queue cost no task).
     May mutate: nothing on the exchange; shared state in the store (budget commit, cost).
     Returns: nothing. Exceptions are logged with the request id and never reach the client.
 

@@ -1,8 +1,12 @@
-"""Streams and whole answers: assemble a chat/completions stream into one answer, replay one as a stream.
+"""Streams and whole answers: keep a chat/completions stream as its events or assemble it into one
+answer, and replay either as a stream.
 
-Only the ``chat`` and ``completions`` endpoints stream through the cache; a streamed Responses or
-Messages request bypasses it (their event grammar is rich enough that a replay would need its own
-module; their whole answers are cached).
+A finished single-choice stream is stored as its own events (``raw_entry``: no parsing, checked by
+its one ``finish_reason``); a streamed hit replays them, a whole-answer hit assembles them. Other
+streams (several choices, ``n`` > 1) are assembled into one answer when stored, and replayed from it
+(``chunks``). Only the ``chat`` and ``completions`` endpoints stream through the cache; a streamed
+Responses or Messages request bypasses it (their event grammar is rich enough that a replay would
+need its own module; their whole answers are cached).
 """
 
 from __future__ import annotations
