@@ -134,9 +134,9 @@ def raw_entry(blocks: list[bytes], usage: Usage | None, choices: object) -> tupl
     found = _USAGE_OBJECT.search(body)
     tail = b""
     if found is not None:
-        start = body.rfind(b"data: ", 0, found.start())
+        start = _event_start(body, found.start())
         end = body.find(b"\n\n", found.end())
-        if start < 0 or end < 0 or body.find(b"\n\n", end + 2) >= 0:
+        if start <= 0 or end < 0 or body.find(b"\n\n", end + 2) >= 0:
             return None  # usage somewhere but in the last event: not the shape this expects
         tail, body = body[start : end + 2], body[:start]
     body = _NULL_USAGE.sub(b"", body)
@@ -154,10 +154,17 @@ def is_raw(entry: bytes) -> bool:
 
 def raw_replay(entry: bytes, include_usage: bool) -> bytes:
     """A ``raw_entry`` as the stream a client gets: with its usage chunk only when the client asked."""
-    last = entry.rfind(b"data: ", 0, len(entry) - 2)
+    last = _event_start(entry, len(entry) - 2)
     if not include_usage and _USAGE_OBJECT.search(entry, last) is not None:
         entry = entry[:last]
     return entry + _DONE
+
+
+def _event_start(body: bytes, before: int) -> int:
+    """Where the event holding position ``before`` starts (a blank line is always an event boundary:
+    JSON escapes the newlines inside strings)."""
+    boundary = body.rfind(b"\n\n", 0, before)
+    return 0 if boundary < 0 else boundary + 2
 
 
 def raw_whole(endpoint: str, entry: bytes) -> dict[str, Any] | None:

@@ -205,6 +205,16 @@ def test_a_stream_without_its_usage_chunk_is_kept_with_the_recorded_usage() -> N
     assert replay.raw_whole("chat", bare[1])["choices"][0]["message"]["content"] == "Hi"  # type: ignore[index]
 
 
+def test_text_that_looks_like_events_or_usage_does_not_confuse_a_kept_stream() -> None:
+    tricky = ['data: {"usage": {"total_tokens": 1}}\n\n', '"finish_reason": "length"', " end"]
+    kept = replay.raw_entry(_stream(tricky), None, None)
+    assert kept is not None and kept[0] == "stop"
+    whole = replay.raw_whole("chat", kept[1])
+    assert whole["choices"][0]["message"]["content"] == "".join(tricky)  # type: ignore[index]
+    plain = [decode_data(e) for e in split_events(replay.raw_replay(kept[1], include_usage=False))]
+    assert all(e is None or "usage" not in e for e in plain) and len(plain) == 1 + len(tricky) + 2
+
+
 def test_streams_that_are_not_one_plain_finished_choice_are_left_to_the_assembler() -> None:
     good = _stream(["a"])
     assert replay.raw_entry(good, None, 2) is None  # n=2: several choices
