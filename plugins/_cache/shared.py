@@ -53,11 +53,11 @@ log = logging.getLogger(__name__)
 SEMANTIC_CAP = 1_000_000
 """Rows kept in memory per partition when the policy sets no entry cap."""
 MAX_PARTITIONS = 10_000
+"""Partitions kept in memory per process (least recently used are forgotten, and re-read when needed)."""
 KNOWN_MAX = 1_000_000
 """Keys whose presence a process tracks, over all partitions (~80 bytes each); past it, lookups read the store."""
-_LATE_TRIES = 3
-_IN_FLIGHT = 4 * 256
-"""Partitions kept in memory per process (least recently used are forgotten, and re-read when needed)."""
+_LATE_TRIES = 3  # reads of a log row that was counted but not found (its writer may still be writing it)
+_IN_FLIGHT = 4 * 256  # rows this close to the counter may still be in flight
 _BATCH = 256
 WRITE_DELAY_S = 0.1
 """How long a stored answer waits for others to be written with (a flush starts at once at ``_BATCH``).
