@@ -40,7 +40,7 @@ from plugins._cache.guards import features, swapped_slot, veto
 from plugins._cache.index import Embedder, Vector
 from plugins._cache.keys import Keys, exact_keys, semantic_keys, temperature_of, tenant_of
 from plugins._cache.shared import Entry, Shared
-from proxy import ApiResponse, Exchange, InvalidRequest, PluginRegistry, StashKey, hookimpl
+from proxy import ApiResponse, Exchange, InvalidRequest, PluginRegistry, StashKey, hookimpl, sse
 from proxy.runtime import Resources
 
 log = logging.getLogger(__name__)
@@ -211,7 +211,7 @@ class Cache:
             options = request.body.get("stream_options")
             usage = isinstance(options, dict) and options.get("include_usage") is True
             if replay.is_raw(body):
-                stream = replay.sse_bytes(replay.raw_replay(body, usage))
+                stream = sse.once(replay.raw_replay(body, usage))
             else:
                 stream = replay.sse(replay.chunks(request.endpoint, orjson.loads(body), usage))
             return ApiResponse(200, stream=stream, headers=headers, source=self.name)

@@ -7,6 +7,7 @@ the middle of a half-sent one. The parsing path works a block (one upstream read
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
@@ -90,6 +91,11 @@ def is_done(event: bytes) -> bool:
     if b"[DONE]" not in event:
         return False
     return any(line[5:].strip() == b"[DONE]" for line in event.splitlines() if line.startswith(b"data:"))
+
+
+async def once(data: bytes) -> AsyncIterator[bytes]:
+    """A stream body that is ready to send, as one block."""
+    yield data
 
 
 def encode_data(obj: dict[str, Any]) -> bytes:

@@ -14,7 +14,6 @@ the upstream sent one.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -127,7 +126,9 @@ def replay(exchange: Exchange, response: ApiResponse) -> ApiResponse:
         done = collected.done if collected is not None else endpoint in ("chat", "completions")
         data = _encode(synthesize(endpoint, body, usage_chunk=usage), named) + (sse.DONE if done else b"")
     exchange.stream_idle = frozenset(id(step.plugin) for step in exchange.chain.steps)
-    return ApiResponse(response.status, stream=_once(data), headers=_headers(response.headers), source=response.source)
+    return ApiResponse(
+        response.status, stream=sse.once(data), headers=_headers(response.headers), source=response.source
+    )
 
 
 def _asked_usage(exchange: Exchange) -> bool:
@@ -142,7 +143,3 @@ def _encode(chunks: list[dict[str, Any]], named: bool) -> bytes:
         kind = chunk.get("type")
         out.append(b"event: " + kind.encode() + b"\n" + data if named and isinstance(kind, str) else data)
     return b"".join(out)
-
-
-async def _once(data: bytes) -> AsyncIterator[bytes]:
-    yield data

@@ -90,16 +90,9 @@ def temperature_of(request: ApiRequest, missing: float) -> float:
 def exact_keys(request: ApiRequest, tenant: str) -> Keys:
     """Keys for exact mode: the partition is the tenant and model (used for the entry cap)."""
     body = _canonical(request.body)
-    digest = hashlib.sha256(_head(tenant, request.endpoint))
-    digest.update(orjson.dumps(body, option=orjson.OPT_SORT_KEYS))
-    return Keys(
-        digest.hexdigest(), _exact_partition(tenant, request.endpoint, str(request.body.get("model", ""))), None
-    )
-
-
-@functools.lru_cache(maxsize=4096)
-def _head(tenant: str, endpoint: str) -> bytes:
-    return f"{tenant}\x00{endpoint}\x00".encode()
+    head = f"{tenant}\x00{request.endpoint}\x00".encode()
+    exact = hashlib.sha256(head + orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    return Keys(exact, _exact_partition(tenant, request.endpoint, str(request.body.get("model", ""))), None)
 
 
 def semantic_keys(request: ApiRequest, tenant: str) -> Keys:
@@ -122,33 +115,27 @@ def semantic_keys(request: ApiRequest, tenant: str) -> Keys:
     return Keys(keys.exact, partition, query or None)
 
 
-_STRIPPED = frozenset({"prompt", "input", "instructions", "system"})
-
-
 def _canonical(body: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in body.items():
         if key in EXCLUDED or (key in DEFAULTS and value == DEFAULTS[key] and type(value) is not str):
             continue
-        if key == "messages" and type(value) is list:
+        if key == "messages" and isinstance(value, list):
             value = [_message(m) for m in value]
-        elif key in _STRIPPED and type(value) is str:
+        elif isinstance(value, str) and key in ("prompt", "input", "instructions", "system"):
             value = value.strip()
         out[key] = value
     return out
 
 
 def _message(message: Any) -> Any:
-    """A message with its text stripped, and a content list of only text parts as its joined string
-    (the message itself when that changes nothing: most do not)."""
-    if type(message) is not dict:
+    if not isinstance(message, dict):
         return message
     content = message.get("content")
-    if type(content) is str:
-        stripped = content.strip()
-        return message if stripped is content else {**message, "content": stripped}
     if isinstance(content, list) and all(isinstance(p, dict) and p.get("type") == "text" for p in content):
-        return {**message, "content": "".join(str(p.get("text", "")) for p in content).strip()}
+        content = "".join(str(p.get("text", "")) for p in content)
+    if isinstance(content, str):
+        return {**message, "content": content.strip()}
     return message
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 
 from proxy.exchange import Usage
-from proxy.sse import decode_data, split_events
+from proxy.sse import DONE, decode_data, split_events
 
 STREAMABLE = frozenset({"chat", "completions"})
 
@@ -109,7 +109,6 @@ def assemble(endpoint: str, blocks: list[bytes], usage: Usage | None) -> dict[st
 _FINISH = re.compile(rb'"finish_reason":\s*"([^"\\]+)"')  # bare quotes: a key, never inside a string
 _USAGE_OBJECT = re.compile(rb'"usage":\s*\{')
 _NULL_USAGE = re.compile(rb',\s*"usage":\s*null')
-_DONE = b"data: [DONE]\n\n"
 
 
 def raw_entry(blocks: list[bytes], usage: Usage | None, choices: object) -> tuple[str, bytes] | None:
@@ -125,12 +124,12 @@ def raw_entry(blocks: list[bytes], usage: Usage | None, choices: object) -> tupl
     if choices not in (None, 1):
         return None
     raw = b"".join(blocks)
-    if not raw.startswith(b"data: {") or not raw.endswith(_DONE) or b"event:" in raw or b'"error"' in raw:
+    if not raw.startswith(b"data: {") or not raw.endswith(DONE) or b"event:" in raw or b'"error"' in raw:
         return None
     reasons = _FINISH.findall(raw)
     if len(reasons) != 1:
         return None
-    body = raw[: -len(_DONE)]
+    body = raw[: -len(DONE)]
     found = _USAGE_OBJECT.search(body)
     tail = b""
     if found is not None:
@@ -157,7 +156,7 @@ def raw_replay(entry: bytes, include_usage: bool) -> bytes:
     last = _event_start(entry, len(entry) - 2)
     if not include_usage and _USAGE_OBJECT.search(entry, last) is not None:
         entry = entry[:last]
-    return entry + _DONE
+    return entry + DONE
 
 
 def _event_start(body: bytes, before: int) -> int:
@@ -217,8 +216,3 @@ def chunks(endpoint: str, body: dict[str, Any], include_usage: bool) -> list[dic
 async def sse(events: list[dict[str, Any]]) -> AsyncIterator[bytes]:
     """The events as one SSE body ending in ``[DONE]``."""
     yield b"".join(b"data: " + orjson.dumps(e) + b"\n\n" for e in events) + b"data: [DONE]\n\n"
-
-
-async def sse_bytes(body: bytes) -> AsyncIterator[bytes]:
-    """A stream body that is ready to send, as one block."""
-    yield body

@@ -330,12 +330,14 @@ def _upsert(cache: Any, items: list[tuple[str, bytes]], ttl_s: float | None) -> 
     bookkeeping in Python); one multi-row upsert of the same rows costs a fifth of that, and it lets
     go of the GIL once, not once a row (under load each of those hand-offs to the busy event loop
     cost more than the row: ``executemany`` here took ~50 µs of CPU a row on a proxy at 1000
-    requests/s). The rows
-    are what ``set`` writes for a string key and a bytes value under ``disk_min_file_size`` (inline,
-    ``MODE_RAW``, size 0); the conflict clause is an UPDATE, so diskcache's count and size triggers stay
-    right. A key that held a value in a file of its own gets that file removed, and as many expired rows
-    as were written are culled, as ``set`` does one at a time. The schema is diskcache 5's (pinned in
-    ``pyproject.toml``); ``tests/store`` checks the rows read back through diskcache's own API.
+    requests/s).
+
+    The rows are what ``set`` writes for a string key and a bytes value under ``disk_min_file_size``
+    (inline, ``MODE_RAW``, size 0); the conflict clause is an UPDATE, so diskcache's count and size
+    triggers stay right. A key that held a value in a file of its own gets that file removed, and as
+    many expired rows as were written are culled, as ``set`` does one at a time. The schema is
+    diskcache 5's (pinned in ``pyproject.toml``); ``tests/proxy/store/test_disk_store.py`` reads the
+    rows back through diskcache's own API.
     """
     now = time.time()
     expires = None if ttl_s is None else now + ttl_s

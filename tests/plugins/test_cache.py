@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from proxy.exchange import ApiRequest, Usage
 from proxy.policy import PolicyError
 from proxy.registry import PluginRegistry, build_registry
 from proxy.sse import decode_data, split_events
-from proxy.store import StoreConfig, open_store
+from proxy.store import Store, StoreConfig, open_store
 from tests.chain_helpers import compile_chain_policy, make_exchange
 
 
@@ -275,27 +276,32 @@ def store_config(request: pytest.FixtureRequest) -> StoreConfig:
     return StoreConfig(backend="redis", url=request.getfixturevalue("clean_redis_url"))
 
 
-async def test_entries_evict_past_the_cap_and_replicas_converge(
-    store_config: StoreConfig, tmp_path: Path, embedder: Embedder
-) -> None:
+@pytest.fixture
+async def replicas(store_config: StoreConfig, tmp_path: Path) -> AsyncIterator[tuple[Store, Store]]:
+    """Two handles on one store, as two replicas (or workers) hold them."""
     one = open_store(store_config, tmp_path, clock=time.time)
     two = open_store(store_config, tmp_path, clock=time.time)
-    try:
-        a = Shared(one, ttl_s=60, cap=3, sync_interval_s=0)
-        b = Shared(two, ttl_s=60, cap=3, sync_interval_s=0)
-        texts = ["reset my password", "poem about the sea", "tax rules in Ohio", "boil an egg"]
-        for i, text in enumerate(texts):
-            a.put("p", f"k{i}", b'{"n": %d}' % i, text, embedder.embed(text))
-            await a.flush()
-        assert await a.get("k0") is None  # the oldest went when the fourth came
-        assert (await b.get("k3")).body == b'{"n": 3}'  # type: ignore[union-attr]
-        seen = await b.index("p")  # the other replica reads the log
-        found = seen.search(embedder.embed("boil an egg"), 0.9, 1)
-        assert [c.key for c in found] == ["k3"]
-        assert len(seen) == 3
-    finally:
-        await one.close()
-        await two.close()
+    yield one, two
+    await one.close()
+    await two.close()
+
+
+async def test_entries_evict_past_the_cap_and_replicas_converge(
+    replicas: tuple[Store, Store], embedder: Embedder
+) -> None:
+    one, two = replicas
+    a = Shared(one, ttl_s=60, cap=3, sync_interval_s=0)
+    b = Shared(two, ttl_s=60, cap=3, sync_interval_s=0)
+    texts = ["reset my password", "poem about the sea", "tax rules in Ohio", "boil an egg"]
+    for i, text in enumerate(texts):
+        a.put("p", f"k{i}", b'{"n": %d}' % i, text, embedder.embed(text))
+        await a.flush()
+    assert await a.get("k0") is None  # the oldest went when the fourth came
+    assert (await b.get("k3")).body == b'{"n": 3}'  # type: ignore[union-attr]
+    seen = await b.index("p")  # the other replica reads the log
+    found = seen.search(embedder.embed("boil an egg"), 0.9, 1)
+    assert [c.key for c in found] == ["k3"]
+    assert len(seen) == 3
 
 
 def _resync(shared: Shared, partition: str) -> None:
@@ -304,31 +310,26 @@ def _resync(shared: Shared, partition: str) -> None:
 
 
 async def test_a_miss_needs_no_store_read_and_another_replicas_answer_is_found_after_a_sync(
-    store_config: StoreConfig, tmp_path: Path
+    replicas: tuple[Store, Store],
 ) -> None:
-    one = open_store(store_config, tmp_path, clock=time.time)
-    two = open_store(store_config, tmp_path, clock=time.time)
-    try:
-        a = Shared(one, ttl_s=60, cap=100, sync_interval_s=3600)
-        b = Shared(two, ttl_s=60, cap=100, sync_interval_s=3600)
-        a.put("p", "k0", b'{"n": 0}', None, None)
-        await a.flush()
-        assert (await b.lookup("p", "k0")).body == b'{"n": 0}'  # type: ignore[union-attr]  # b's first read of the log
-        reads = b.skipped
-        assert await b.lookup("p", "never-stored") is None
-        assert b.skipped == reads + 1  # answered from what b knows: no store read
-        a.put("p", "k1", b'{"n": 1}', None, None)
-        await a.flush()
-        assert (await a.lookup("p", "k1")).body == b'{"n": 1}'  # type: ignore[union-attr]  # its own: at once
-        assert await b.lookup("p", "k1") is None  # b has not read the log since: a miss, never a wrong answer
-        _resync(b, "p")
-        assert (await b.lookup("p", "k1")).body == b'{"n": 1}'  # type: ignore[union-attr]
-        await one.delete("cache:e:k1")  # gone (TTL, eviction elsewhere): one read finds out, then b knows
-        assert await b.lookup("p", "k1") is None
-        assert await b.lookup("p", "k1") is None and b.skipped == reads + 3
-    finally:
-        await one.close()
-        await two.close()
+    one, two = replicas
+    a = Shared(one, ttl_s=60, cap=100, sync_interval_s=3600)
+    b = Shared(two, ttl_s=60, cap=100, sync_interval_s=3600)
+    a.put("p", "k0", b'{"n": 0}', None, None)
+    await a.flush()
+    assert (await b.lookup("p", "k0")).body == b'{"n": 0}'  # type: ignore[union-attr]  # b's first read of the log
+    reads = b.skipped
+    assert await b.lookup("p", "never-stored") is None
+    assert b.skipped == reads + 1  # answered from what b knows: no store read
+    a.put("p", "k1", b'{"n": 1}', None, None)
+    await a.flush()
+    assert (await a.lookup("p", "k1")).body == b'{"n": 1}'  # type: ignore[union-attr]  # its own: at once
+    assert await b.lookup("p", "k1") is None  # b has not read the log since: a miss, never a wrong answer
+    _resync(b, "p")
+    assert (await b.lookup("p", "k1")).body == b'{"n": 1}'  # type: ignore[union-attr]
+    await one.delete("cache:e:k1")  # gone (TTL, eviction elsewhere): one read finds out, then b knows
+    assert await b.lookup("p", "k1") is None
+    assert await b.lookup("p", "k1") is None and b.skipped == reads + 3
 
 
 async def test_a_log_row_counted_before_it_is_written_is_read_at_a_later_sync(tmp_path: Path) -> None:
@@ -372,26 +373,19 @@ async def test_without_a_cap_an_exact_answer_is_one_write(tmp_path: Path) -> Non
         await store.close()
 
 
-async def test_answers_are_seen_here_at_once_and_elsewhere_once_written(
-    store_config: StoreConfig, tmp_path: Path
-) -> None:
-    one = open_store(store_config, tmp_path, clock=time.time)
-    two = open_store(store_config, tmp_path, clock=time.time)
-    try:
-        a = Shared(one, ttl_s=60, cap=2, sync_interval_s=0, write_delay_s=60)
-        b = Shared(two, ttl_s=60, cap=2, sync_interval_s=0)
-        for i in range(3):
-            a.put("p", f"k{i}", b'{"n": %d}' % i, None, None)
-        assert (await a.get("k2")).body == b'{"n": 2}'  # type: ignore[union-attr]
-        assert await b.get("k2") is None  # not written yet (a minute's delay)
-        await a.flush()
-        assert a.written == 3
-        assert (await b.get("k2")).body == b'{"n": 2}'  # type: ignore[union-attr]
-        assert await b.get("k0") is None  # written in one batch, and the cap of 2 still holds
-        assert await one.counter("cache:n:p") == 3
-    finally:
-        await one.close()
-        await two.close()
+async def test_answers_are_seen_here_at_once_and_elsewhere_once_written(replicas: tuple[Store, Store]) -> None:
+    one, two = replicas
+    a = Shared(one, ttl_s=60, cap=2, sync_interval_s=0, write_delay_s=60)
+    b = Shared(two, ttl_s=60, cap=2, sync_interval_s=0)
+    for i in range(3):
+        a.put("p", f"k{i}", b'{"n": %d}' % i, None, None)
+    assert (await a.get("k2")).body == b'{"n": 2}'  # type: ignore[union-attr]
+    assert await b.get("k2") is None  # not written yet (a minute's delay)
+    await a.flush()
+    assert a.written == 3
+    assert (await b.get("k2")).body == b'{"n": 2}'  # type: ignore[union-attr]
+    assert await b.get("k0") is None  # written in one batch, and the cap of 2 still holds
+    assert await one.counter("cache:n:p") == 3
 
 
 async def test_a_full_batch_is_written_without_waiting_for_the_delay(tmp_path: Path) -> None:

@@ -4,7 +4,6 @@ import asyncio
 import socket
 import sys
 import time
-import types
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -14,7 +13,7 @@ import pydantic
 import pytest
 import redis.asyncio
 
-from proxy.store import Store, StoreConfig, StoreError, StoreUnavailable, disk, open_store
+from proxy.store import Store, StoreConfig, StoreError, StoreUnavailable, open_store
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 T0 = 1_800_000_000.0  # a multiple of 60, so minute windows start here
@@ -340,39 +339,6 @@ async def test_diskcache_backend_expiry_collects_entries(tmp_path: Path, clock: 
         expiries = {key: cache.get(key, expire_time=True)[1] - time.time() for key in cache.iterkeys()}
     assert expiries.pop("chaperone:k") == pytest.approx(30, abs=5)
     assert list(expiries.values()) == [pytest.approx(61, abs=5)]
-
-
-async def test_diskcache_set_many_rows_read_back_through_diskcache(tmp_path: Path) -> None:
-    """set_many writes diskcache's table directly: diskcache's own API, count and size must agree."""
-    big = b"x" * 40_000  # kept by diskcache in a file of its own
-    store = open_store(StoreConfig(), tmp_path)
-    try:
-        await store.set("was-big", big)  # a file: overwritten below by a small value
-        await store.set_many([("was-big", b"small"), ("new", b"v"), ("big", big)], ttl_s=600)
-        await store.set_many([("new", b"v2")], ttl_s=600)  # an upsert of an inline row
-        assert [await store.get(k) for k in ("was-big", "new", "big")] == [b"small", b"v2", big]
-    finally:
-        await store.close()
-    with diskcache.Cache(str(tmp_path / "store")) as cache:
-        assert len(cache) == 3 == cache.reset("count")  # diskcache's own count, kept by its triggers
-        files = list((tmp_path / "store").rglob("*.val"))
-        assert len(files) == 1  # the overwritten value's file was removed
-        assert cache.reset("size") == files[0].stat().st_size  # and its size left diskcache's total
-        expiry = cache.get("chaperone:new", expire_time=True)[1]
-        assert expiry == pytest.approx(time.time() + 600, abs=5)
-
-
-async def test_diskcache_set_many_culls_expired_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    store = open_store(StoreConfig(), tmp_path)
-    try:
-        await store.set_many([(f"old{i}", b"v") for i in range(5)], ttl_s=1)
-        later = time.time() + 10  # diskcache's expiry runs on the wall clock: the next write happens "later"
-        monkeypatch.setattr(disk, "time", types.SimpleNamespace(time=lambda: later))
-        await store.set_many([(f"new{i}", b"v") for i in range(5)], ttl_s=600)
-    finally:
-        await store.close()
-    with diskcache.Cache(str(tmp_path / "store")) as cache:
-        assert sorted(cache.iterkeys()) == [f"chaperone:new{i}" for i in range(5)]
 
 
 async def test_redis_backend_expiry_collects_entries(clean_redis_url: str, tmp_path: Path, clock: FakeClock) -> None:
