@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,9 +34,9 @@ from proxy.errors import (
 )
 from proxy.exchange import ApiRequest, ApiResponse, Exchange, Usage
 from proxy.metrics import FIRST_EVENT, note_usage
-from proxy.protocol import read_body
+from proxy.protocol import Unnamed, UnnamedStream, read_body
 from proxy.recorder import RECORDER
-from proxy.runtime import RUNTIME, Active
+from proxy.runtime import RUNTIME, Active, Runtime
 from proxy.tracing import request_attributes, response_attributes
 from proxy.upstream_models import upstream_models  # [launcher]
 
@@ -126,9 +127,16 @@ def _too_deep(body: dict[str, Any]) -> bool:
     return False
 
 
-async def _serve(request: web.Request, api: Api) -> web.StreamResponse:
+def direct(api: Api, app: web.Application) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """``api``'s handler for a request that has no match info (``proxy.protocol.DIRECT``): ``app`` is given."""
+    return functools.partial(_serve, api=api, app=app)
+
+
+async def _serve(request: web.Request, api: Api, app: web.Application | None = None) -> web.StreamResponse:
     started = time.monotonic()
-    runtime = request.app[RUNTIME]
+    if app is None:
+        app = request.app
+    runtime = app[RUNTIME]
     active = runtime.acquire()
     running = False  # [metrics] once _run runs, it records the request
     try:
@@ -155,27 +163,27 @@ async def _serve(request: web.Request, api: Api) -> web.StreamResponse:
         running = True
         tracer = runtime.tracer
         if tracer is None:
-            return await _run(request, exchange, active)
+            return await _run(request, exchange, active, app)
         attrs = request_attributes(exchange)
         name = f"{attrs['gen_ai.operation.name']} {exchange.request.model}"
         with tracer.start_as_current_span(name, kind=trace.SpanKind.SERVER, attributes=attrs) as span:
             try:
-                return await _run(request, exchange, active)
+                return await _run(request, exchange, active, app)
             finally:
                 span.set_attributes(response_attributes(exchange))
                 if isinstance(exchange.error, ChaperoneError):
                     span.set_attribute("error.type", exchange.error.code or type(exchange.error).__name__)
     except BaseException as exc:
         if not running:  # [metrics] refused before the chain ran (key, body, model)
-            request.app[RECORDER].refused(request[REQUEST_ID], api.endpoint, exc, started)
+            app[RECORDER].refused(request[REQUEST_ID], api.endpoint, exc, started)
         raise
     finally:
         runtime.release(active)
 
 
-async def _run(request: web.Request, exchange: Exchange, active: Active) -> web.StreamResponse:
+async def _run(request: web.Request, exchange: Exchange, active: Active, app: web.Application) -> web.StreamResponse:
     chain = exchange.chain
-    recorder = request.app[RECORDER]  # [metrics]
+    recorder = app[RECORDER]  # [metrics]
     metered = recorder.wants(exchange)
     # Usage, model and finish reasons are read only when someone will look at them.
     observed = chain.observes_completion or active.traced
@@ -184,7 +192,7 @@ async def _run(request: web.Request, exchange: Exchange, active: Active) -> web.
         response = await chain.run(exchange, active.terminal)
         status = response.status
         if response.stream is not None:
-            return await _write_stream(request, exchange, response, observed or metered)
+            return await _write_stream(request, exchange, response, observed or metered, app[RUNTIME])
         if observed:
             _note_result(exchange, response.peek())
         elif metered:  # [metrics] only the usage, found without parsing the whole answer
@@ -193,7 +201,7 @@ async def _run(request: web.Request, exchange: Exchange, active: Active) -> web.
         headers = dict(response.headers)
         headers["content-type"] = "application/json"
         headers["x-request-id"] = exchange.request_id
-        out = web.Response(status=response.status, body=body, headers=headers)
+        out = Unnamed(status=response.status, body=body, headers=headers)
         await out.prepare(request)  # sent before on_complete runs, so accounting never delays the client
         await out.write_eof()
         return out
@@ -214,16 +222,15 @@ async def _complete(exchange: Exchange) -> None:
 
 
 async def _write_stream(
-    request: web.Request, exchange: Exchange, response: ApiResponse, observed: bool
+    request: web.Request, exchange: Exchange, response: ApiResponse, observed: bool, runtime: Runtime
 ) -> web.StreamResponse:
     upstream = response.stream
     assert upstream is not None
     headers = {**response.headers, **_SSE_HEADERS, "x-request-id": exchange.request_id}
-    out = web.StreamResponse(status=response.status, headers=headers)
+    out = UnnamedStream(status=response.status, headers=headers)
     chain = exchange.chain
     parsed = chain.process_stream(exchange, upstream) if chain.parses_chunks_for(exchange) else None
     last = prev = b""
-    runtime = request.app[RUNTIME]
     task = asyncio.current_task()
     assert task is not None
     runtime.streams.add(task)

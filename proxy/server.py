@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -18,7 +20,7 @@ from proxy.backend import Wiring
 from proxy.errors import ChaperoneError
 from proxy.handlers import REQUEST_ID
 from proxy.metrics import METRICS, Metrics, handle_metrics
-from proxy.protocol import error_response, from_http_exception, request_id_for, unreadable_body
+from proxy.protocol import DIRECT, error_response, from_http_exception, request_id_for, unreadable_body
 from proxy.recorder import RECORDER, Recorder
 from proxy.registry import PluginRegistry, build_registry
 from proxy.requestlog import RequestLog
@@ -38,22 +40,21 @@ async def request_middleware(request: web.Request, handler: Handler) -> web.Stre
     """Give every response an ``x-request-id`` and every error the OpenAI shape (Anthropic's on /v1/messages)."""
     request_id = request_id_for(request.headers)
     request[REQUEST_ID] = request_id
-    path = request.path
     try:
         response = await handler(request)
     except ChaperoneError as exc:
-        return error_response(exc, request_id, path)
+        return error_response(exc, request_id, request.path)
     except web.HTTPException as exc:
         if exc.status < 400:  # a redirect or a bodiless success raised as an exception: aiohttp sends it
             raise
-        return error_response(from_http_exception(exc, request.method, path), request_id, path)
+        return error_response(from_http_exception(exc, request.method, request.path), request_id, request.path)
     except web.RequestPayloadError as exc:  # a body that does not read (chunked framing, a bad gzip stream)
-        return error_response(unreadable_body(exc), request_id, path)
+        return error_response(unreadable_body(exc), request_id, request.path)
     except (asyncio.CancelledError, ConnectionResetError):
         raise
     except Exception:
         log.exception("unhandled error (request_id=%s)", request_id)
-        return error_response(ChaperoneError(f"internal error (request_id={request_id})"), request_id, path)
+        return error_response(ChaperoneError(f"internal error (request_id={request_id})"), request_id, request.path)
     if not response.prepared:
         response.headers["x-request-id"] = request_id
     return response
@@ -140,6 +141,13 @@ def create_app(
         resource = app.router.add_resource(path)
         resource.add_route("POST", handler)
         resource.add_route("*", handlers.post_only)
+    # Under ProxyRunner the chain-run APIs skip the router, the middleware chain and the signals;
+    # the same middleware function still gives them their request id and error shape.
+    direct: dict[tuple[str, str], Any] = {
+        ("POST", "/v1" + api.path): functools.partial(request_middleware, handler=handlers.direct(api, app))
+        for api in (handlers.CHAT, handlers.COMPLETIONS, handlers.EMBEDDINGS, handlers.RESPONSES, handlers.MESSAGES)
+    }
+    app[DIRECT] = direct
     app.router.add_get("/v1/responses/{id}", api_routes.get_response)
     app.router.add_delete("/v1/responses/{id}", api_routes.delete_response)
     app.router.add_get("/v1/responses/{id}/input_items", api_routes.list_input_items)
