@@ -215,11 +215,12 @@ Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
 
 
 DIRECT: web.AppKey[dict[tuple[str, str], Handler]] = web.AppKey("chaperone_direct_routes")
-"""``(method, raw path)`` → a handler served without the router: under ``ProxyRunner`` the API routes skip
-aiohttp's dispatch (resolving, the middleware chain, the response signals: about a tenth of what the
-empty chain adds per request). Such a handler is handed a request with no match info (``request.app``
-does not work), answers its own errors with ``error_response`` and sends ``Unnamed`` responses. A path
-with a query or an escape, or a request with ``Expect``, takes the router as every other route does."""
+"""``(method, raw path)`` → a handler served without the router: under ``ProxyRunner`` the API routes
+skip aiohttp's dispatch (resolving, the middleware chain, the response signals: ~8 µs per request in
+process, a few % of the empty chain's CPU end to end). Such a handler is handed a request with no match
+info (``request.app`` does not work), answers its own errors with ``error_response`` and sends
+``Unnamed`` responses. A path with a query or an escape, or a request with ``Expect``, takes the router
+as every other route does."""
 
 
 def _outermost(inner: Handler, direct: Mapping[tuple[str, str], Handler] | None = None) -> Handler:
