@@ -15,7 +15,6 @@ from typing import Any
 
 from proxy import sse, tokens
 from proxy.exchange import Exchange, Usage
-from proxy.metrics import usage_from_raw
 from proxy.pricing import Price, cost_usd, price_of
 from proxy.textview import chunk_texts, request_texts, response_texts
 
@@ -87,11 +86,6 @@ def _chunk_model(chunk: dict[str, Any]) -> str | None:
     holder = chunk.get("message") or chunk.get("response") or chunk  # Messages' message_start, Responses' created
     model = holder.get("model") if isinstance(holder, dict) else None
     return model if isinstance(model, str) else None
-
-
-def usage_in_raw(raw: bytes) -> Usage | None:
-    """The top-level ``usage`` of a JSON answer without parsing a long body whole (the metrics' reader)."""
-    return usage_from_raw(raw)
 
 
 def answer_body(exchange: Exchange) -> dict[str, Any] | None:
@@ -179,13 +173,3 @@ def add(into: Usage, usage: Usage) -> None:
     into.total_tokens += usage.total_tokens
     into.cached_tokens += usage.cached_tokens
     into.reasoning_tokens += usage.reasoning_tokens
-
-
-def model_in_raw(raw: bytes) -> str | None:
-    """The first ``model`` string of a JSON answer (the top-level one: it comes before the output)."""
-    at = raw.find(b'"model":')
-    if at < 0:
-        return None
-    start = raw.find(b'"', at + 8, at + 12)
-    end = raw.find(b'"', start + 1, start + 256) if start >= 0 else -1
-    return raw[start + 1 : end].decode("utf-8", "replace") if end > start else None
