@@ -199,14 +199,23 @@ class Cache:
                 return self._hit(exchange, entry, 1.0)
         return None  # the first request failed or was not storable: call upstream ourselves
 
-    def _hit(self, exchange: Exchange, entry: Entry, similarity: float) -> ApiResponse:
+    def _hit(self, exchange: Exchange, entry: Entry, similarity: float) -> ApiResponse | None:
+        """The stored answer as this request's response; None (a miss) for a kept stream that does not
+        assemble into a whole answer, which is never served as an empty one."""
+        request = exchange.request
+        body = entry.body
+        whole = None
+        if not request.stream and replay.is_raw(body):  # a stored stream answers a whole request: assembled now
+            whole = replay.raw_whole(request.endpoint, body)
+            if whole is None:
+                log.warning("cache: a stored stream did not assemble; served as a miss (request_id=%s)",
+                            exchange.request_id)  # fmt: skip
+                return None
         exchange.verdicts[self.name] = "hit"
         exchange.stash[STATE].verdict = "hit"
         headers = {HEADER: "hit", f"{HEADER}-similarity": f"{similarity:.4f}",
                    f"{HEADER}-age": str(max(0, int(time.time() - entry.created)))}  # fmt: skip
         exchange.skip_stream_hooks(self)
-        request = exchange.request
-        body = entry.body
         if request.stream:
             options = request.body.get("stream_options")
             usage = isinstance(options, dict) and options.get("include_usage") is True
@@ -215,10 +224,8 @@ class Cache:
             else:
                 stream = replay.sse(replay.chunks(request.endpoint, orjson.loads(body), usage))
             return ApiResponse(200, stream=stream, headers=headers, source=self.name)
-        if replay.is_raw(body):  # a stored stream answers a whole request: assembled now
-            return ApiResponse(
-                200, body=replay.raw_whole(request.endpoint, body) or {}, headers=headers, source=self.name
-            )
+        if whole is not None:
+            return ApiResponse(200, body=whole, headers=headers, source=self.name)
         return ApiResponse(200, raw=body, headers=headers, source=self.name)
 
     @hookimpl

@@ -20,9 +20,10 @@ from plugins._cache.index import Embedder, Partition
 from plugins._cache.keys import exact_keys, semantic_keys, tenant_of
 from plugins._cache.replay import Assembler, chunks
 from plugins._cache.shared import Shared
-from proxy.exchange import ApiRequest, Usage
+from proxy.exchange import ApiRequest, ApiResponse, Usage
 from proxy.policy import PolicyError
 from proxy.registry import PluginRegistry, build_registry
+from proxy.runtime import Resources
 from proxy.sse import decode_data, split_events
 from proxy.store import Store, StoreConfig, open_store
 from tests.chain_helpers import compile_chain_policy, make_exchange
@@ -414,4 +415,33 @@ async def test_flush_right_after_a_put_writes_it_without_waiting_for_the_delay(t
             await shared.flush()
         assert await store.get("cache:e:k") is not None
     finally:
+        await store.close()
+
+
+async def test_a_kept_stream_that_does_not_assemble_is_a_miss_not_an_empty_answer(tmp_path: Path) -> None:
+    policy = compile_chain_policy("[{cache: {mode: exact}}]", build_registry(entry_points=False))
+    chain = policy.chains["default"]
+    store = open_store(StoreConfig(), tmp_path, clock=time.time)
+    await chain.startup(Resources(store, tmp_path))
+    calls: list[int] = []
+
+    async def upstream(exchange: Any) -> ApiResponse:
+        calls.append(1)
+        message = {"role": "assistant", "content": "fresh"}
+        answer = {"object": "chat.completion", "choices": [{"index": 0, "message": message, "finish_reason": "stop"}]}
+        return ApiResponse(200, raw=orjson.dumps(answer))
+
+    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "temperature": 0}
+    try:
+        exchange = make_exchange(policy, dict(body))
+        plugin = chain.steps[0].plugin
+        keys = exact_keys(exchange.request, tenant_of(exchange.caller, False))
+        plugin.shared.put(keys.partition, keys.exact, b'data: {"choices": [}\n\n', None, None)  # a broken kept stream
+        response = await chain.run(exchange, upstream)
+        await chain.complete(exchange)
+        assert calls == [1]
+        assert response.peek()["choices"][0]["message"]["content"] == "fresh"  # type: ignore[index]
+        assert exchange.verdicts["cache"] == "miss"
+    finally:
+        await chain.shutdown()
         await store.close()
