@@ -98,6 +98,8 @@ async def cpu_per_request(chain_text: str, stream: bool, requests: int) -> float
         ]
         body = {"model": "bench-model", "messages": messages, "max_tokens": 256, "stream": stream}
         exchange = make_exchange(policy, body)
+        exchange.request.raw = orjson.dumps(body)  # as the server builds it: the client's bytes and their size
+        exchange.request.size = len(exchange.request.raw)
         response = await chain.run(exchange, terminal)
         if response.stream is not None and chain.parses_chunks_for(exchange):
             async for _ in chain.process_stream(exchange, response.stream):

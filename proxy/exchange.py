@@ -68,6 +68,7 @@ class ApiRequest:
     body: dict[str, Any]
     headers: dict[str, str] = field(default_factory=dict)
     raw: bytes | None = None  # the client's bytes, forwarded as-is while no plugin could have edited ``body``
+    size: int | None = None  # the client's body length in bytes: a hint that outlives ``raw`` (edits may change it)
 
     @property
     def model(self) -> str:

@@ -32,8 +32,8 @@ from proxy.errors import (
     ShuttingDown,
     UpstreamError,
 )
-from proxy.exchange import ApiRequest, ApiResponse, Exchange, Usage
-from proxy.metrics import FIRST_EVENT, note_usage
+from proxy.exchange import ApiRequest, ApiResponse, Exchange
+from proxy.metrics import FIRST_EVENT, fast_usage, note_usage
 from proxy.protocol import Unnamed, UnnamedStream, read_body
 from proxy.recorder import RECORDER
 from proxy.runtime import RUNTIME, Active, Runtime
@@ -152,7 +152,7 @@ async def _serve(request: web.Request, api: Api, app: web.Application | None = N
             policy=policy,
             chain=caller.chain,
             route=route,
-            request=ApiRequest(api.endpoint, api.path, body, _upstream_headers(api, request), raw),
+            request=ApiRequest(api.endpoint, api.path, body, _upstream_headers(api, request), raw, len(raw)),
             caller=caller,
             deadline=time.monotonic() + policy.backends[route.backend].timeout_s,
             subcaller=active.subcaller,
@@ -335,7 +335,7 @@ def _note_result(exchange: Exchange, body: dict[str, Any] | None) -> None:
         return
     if isinstance(body.get("response"), dict):  # a Responses stream's last event carries the response
         body = body["response"]
-    exchange.usage = Usage.from_openai(body.get("usage")) or exchange.usage
+    exchange.usage = fast_usage(body.get("usage")) or exchange.usage
     model = body.get("model")
     if isinstance(model, str):
         exchange.response_model = model

@@ -6,13 +6,18 @@ import copy
 import json
 import socket
 import textwrap
+import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from proxy import tokens
 from proxy.exchange import ApiRequest, ApiResponse, Exchange
 from proxy.policy import Policy, compile_policy_text
 from proxy.registry import PluginRegistry
+
+if TYPE_CHECKING:
+    import pytest
 
 CHAT_OK: dict[str, Any] = {
     "id": "chatcmpl-stub",
@@ -40,6 +45,19 @@ class StubBackend:
         self.calls.append(copy.deepcopy(exchange.request.body))
         result = self.handler(exchange)
         return result if isinstance(result, ApiResponse) else ApiResponse(200, body=result)
+
+
+def counting_threads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Spy on ``proxy.tokens.count_request_sync``: the ids of the threads each count ran on, in order."""
+    threads: list[int] = []
+    real = tokens.count_request_sync
+
+    def spy(endpoint: str, body: dict[str, Any]) -> tokens.TokenCount:
+        threads.append(threading.get_ident())
+        return real(endpoint, body)
+
+    monkeypatch.setattr(tokens, "count_request_sync", spy)
+    return threads
 
 
 def policy_text(chain: str, extra: str = "") -> str:

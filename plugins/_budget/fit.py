@@ -66,7 +66,7 @@ class Fitter:
 
     async def fit(self, exchange: Exchange) -> Fit:
         request = exchange.request
-        size = len(request.raw) if request.raw is not None else None  # the client's bytes: no re-encoding to size it
+        size = len(request.raw) if request.raw is not None else request.size  # no re-encoding to size it
         counted = await tokens.count_request(request.endpoint, request.body, size=size)
         field, asked = output_limit(request.endpoint, request.body)
         fit = Fit(counted.tokens, counted.exact, asked, embeddings=request.endpoint == "embeddings")

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import anthropic
 import openai
+import orjson
 import pytest
 
 from plugins._budget.fitting import SUMMARY_PROMPT
+from proxy import tokens
 from proxy.exchange import ApiRequest
 from proxy.policy import PolicyError
 from proxy.registry import DEFAULT_PLUGINS, PluginRegistry, build_registry
-from tests.chain_helpers import compile_chain_policy
+from tests.chain_helpers import compile_chain_policy, counting_threads, make_exchange
 from tests.conftest import MockUpstream, ProxyFactory, RunningProxy, simple_policy
 
 MODULES = tuple(dict.fromkeys((*DEFAULT_PLUGINS, "plugins.budget")))
@@ -212,6 +215,25 @@ async def test_max_input_tokens_caps_every_model(
     assert info.value.code == "context_length_exceeded"
     assert "at most 100 input tokens" in info.value.message
     assert [b.get("max_tokens") for b in await upstream_chats(mock_upstream)] == [10_000]  # 128k window: no clamp
+
+
+async def test_a_request_is_sized_by_the_client_bytes_even_after_the_chain_drops_them(
+    registry: PluginRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whether to count on a worker thread is decided by the body's size: the chain drops ``raw`` before any
+    request hook runs, so the budget reads the size the handler kept instead of serialising the body again."""
+    policy = compile_chain_policy("[{budget: {}}]", registry)
+    plugin = policy.default_chain.steps[0].plugin
+    sized: list[int] = []
+    monkeypatch.setattr(tokens, "_size_hint", lambda body: sized.append(1) or 0)
+    threads = counting_threads(monkeypatch)
+    for text in ("hi", "word " * 20_000):
+        body = {"model": "m", "messages": [{"role": "user", "content": text}]}
+        exchange = make_exchange(policy, body)
+        exchange.request.size = len(orjson.dumps(body))  # what the handler keeps; raw is None, as in a chain
+        await plugin.on_request(exchange)
+    assert sized == []  # never re-serialised to be sized
+    assert threads[0] == threading.get_ident() and threads[1] != threading.get_ident()  # the long one: off the loop
 
 
 async def test_scan_reports_tokens_and_what_would_happen(registry: PluginRegistry) -> None:

@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from proxy import messages_api, tokens
+from tests.chain_helpers import counting_threads
 
 # openai-cookbook, "How to count tokens with tiktoken": these messages are 129 prompt tokens on
 # gpt-3.5-turbo and gpt-4 (cl100k_base) and 124 on gpt-4o and gpt-4o-mini (o200k_base), as the API reports.
@@ -103,14 +104,7 @@ def test_other_models_are_labelled_an_estimate() -> None:
 
 
 async def test_long_requests_are_counted_off_the_event_loop(monkeypatch: pytest.MonkeyPatch) -> None:
-    threads: list[int] = []
-    real = tokens.count_request_sync
-
-    def spy(endpoint: str, body: dict[str, Any]) -> tokens.TokenCount:
-        threads.append(threading.get_ident())
-        return real(endpoint, body)
-
-    monkeypatch.setattr(tokens, "count_request_sync", spy)
+    threads = counting_threads(monkeypatch)
     short = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}
     text = "word " * 20_000
     long: dict[str, Any] = {"model": "gpt-4o", "messages": [{"role": "user", "content": text}]}
