@@ -2,7 +2,7 @@
 
 Runs the compiled chain the way the server does (request hooks, the call, response hooks; for a stream,
 the chunk hooks over a 20-chunk chat stream; then ``on_complete``) with an in-process terminal, so the
-figures are the plugin's own CPU, without sockets. Usage: ``python -m benchmarks.cost_plugin [-n 3000]``.
+figures are the plugin's own CPU, without sockets. Usage: ``python benchmarks/cost_plugin.py [-n 3000]``.
 """
 
 from __future__ import annotations
@@ -12,11 +12,14 @@ import asyncio
 import copy
 import json
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script too: the tests' helpers below
 
 from pydantic import BaseModel, ConfigDict
 
@@ -128,7 +131,7 @@ async def main(n: int) -> None:
         home = Path(tmp)
         for stream in (False, True):
             empty = await measure("[]", stream, n, home)
-            rows = [("cost (defaults: counters, OTel no-op)", "[cost]"), ("cost + JSONL file", "[{cost: {jsonl: {}}}]")]
+            rows = [("cost (defaults; no OTel sink)", "[cost]"), ("cost + JSONL file", "[{cost: {jsonl: {}}}]")]
             if stream:
                 rows.insert(0, ("a do-nothing on_chunk step (the chain parsing the stream)", "[noop_chunk]"))
             print(f"{'stream' if stream else 'whole'}: empty chain {empty:.1f} µs/request")

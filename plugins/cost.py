@@ -82,7 +82,8 @@ class Cost:
     ) -> None:
         self.config = config
         self.clock = clock
-        self._meter = MeterSink(meter_provider) if config.otel else None
+        self._provider = meter_provider
+        self._meter: MeterSink | None = None  # made at startup, when a meter provider is configured
         self._lines: LineSinks | None = None
         self.ledger: Ledger | None = None
         self._book = account.PriceBook()
@@ -97,6 +98,8 @@ class Cost:
     @hookimpl
     async def on_startup(self, resources: Resources) -> None:
         config = self.config
+        if config.otel:
+            self._meter = MeterSink.configured(self._provider)
         if config.jsonl is not None or config.stdout:
             path = resources.home / config.jsonl.path if config.jsonl is not None else None
             jsonl = config.jsonl or JsonlConfig()

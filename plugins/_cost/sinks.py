@@ -9,7 +9,9 @@ index) or ``{pid}`` in the path, else ``.w<index>`` before the suffix (``cost.w0
 
 OpenTelemetry: counters ``chaperone.cost`` (USD) and ``chaperone.tokens`` (``{token}``, by
 ``gen_ai.token.type``), and a histogram ``chaperone.request.cost`` (USD per request), on the meter
-provider given, else the global one (a no-op until the application configures one).
+provider given, else the global one when one is configured by the time the plugin starts. Without
+either there is no sink at all: the API's default provider drops every point, and building each
+record's attributes for it cost ~3 µs a request.
 """
 
 from __future__ import annotations
@@ -99,8 +101,22 @@ class LineSinks:
             handler.close()
 
 
+# What opentelemetry-api's get_meter_provider() returns while no application configured one: the proxy that
+# forwards to a provider set later, or the explicit no-op. Neither exports anything.
+_UNSET_PROVIDERS = frozenset({"_ProxyMeterProvider", "NoOpMeterProvider"})
+
+
 class MeterSink:
     """Cost and tokens as OpenTelemetry metrics (no-op without a configured meter provider)."""
+
+    @classmethod
+    def configured(cls, provider: metrics.MeterProvider | None = None) -> MeterSink | None:
+        """A sink on ``provider``, else on the global provider if one is set; None when neither would keep a point."""
+        if provider is None:
+            provider = metrics.get_meter_provider()
+            if type(provider).__name__ in _UNSET_PROVIDERS:
+                return None
+        return cls(provider)
 
     def __init__(self, provider: metrics.MeterProvider | None = None) -> None:
         meter = (provider or metrics.get_meter_provider()).get_meter("chaperone.cost")

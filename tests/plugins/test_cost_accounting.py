@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from opentelemetry import metrics
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from pydantic import BaseModel, ConfigDict
@@ -190,6 +191,23 @@ async def test_opentelemetry_counters_get_cost_and_tokens(registry: PluginRegist
     assert points[("chaperone.tokens", "input")].value == 1000  # type: ignore[union-attr]
     assert points[("chaperone.tokens", "output")].value == 100  # type: ignore[union-attr]
     provider.shutdown()
+
+
+async def test_no_opentelemetry_sink_without_a_configured_meter_provider(tmp_path: Path) -> None:
+    """``chaperone serve`` sets no global meter provider (its own metrics go to OTEL_METRICS_EXPORTER's): the API's
+    default provider would drop every point, so the plugin keeps no sink rather than build attributes for it."""
+    assert type(metrics.get_meter_provider()).__name__ == "_ProxyMeterProvider"  # nothing set in this process
+    plugin = Cost(CostConfig(flush_s=0, aggregate=False))
+    store = open_store(StoreConfig(), tmp_path)
+    try:
+        await plugin.on_startup(Resources(store=store, home=tmp_path))
+        assert plugin._meter is None
+        reader = InMemoryMetricReader()
+        given = Cost(CostConfig(flush_s=0, aggregate=False), meter_provider=MeterProvider(metric_readers=[reader]))
+        await given.on_startup(Resources(store=store, home=tmp_path))
+        assert given._meter is not None  # a provider passed in is always used
+    finally:
+        await store.close()
 
 
 # ---- the stream-usage helpers the budget plugin shares ------------------------------------------------------
