@@ -131,11 +131,12 @@ def _canonical(body: dict[str, Any]) -> dict[str, Any]:
 def _message(message: Any) -> Any:
     if not isinstance(message, dict):
         return message
-    content = message.get("content")
+    given = content = message.get("content")
     if isinstance(content, list) and all(isinstance(p, dict) and p.get("type") == "text" for p in content):
         content = "".join(str(p.get("text", "")) for p in content)
     if isinstance(content, str):
-        return {**message, "content": content.strip()}
+        stripped = content.strip()
+        return message if stripped is given else {**message, "content": stripped}  # unchanged: no copy
     return message
 
 
