@@ -102,6 +102,16 @@ def encode_data(obj: dict[str, Any]) -> bytes:
     return b"data: " + orjson.dumps(obj) + b"\n\n"
 
 
+def encode_events(chunks: list[dict[str, Any]], named: bool) -> bytes:
+    """The chunks as SSE events; ``named``: each with an ``event:`` line from its ``type`` (Responses, Messages)."""
+    out = []
+    for chunk in chunks:
+        data = encode_data(chunk)
+        kind = chunk.get("type")
+        out.append(b"event: " + kind.encode() + b"\n" + data if named and isinstance(kind, str) else data)
+    return b"".join(out)
+
+
 def _nested_usage(chunk: dict[str, Any]) -> bool:
     response = chunk.get("response")  # a Responses stream's last event carries the whole response
     return isinstance(response, dict) and isinstance(response.get("usage"), dict)

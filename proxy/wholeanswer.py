@@ -124,7 +124,7 @@ def replay(exchange: Exchange, response: ApiResponse) -> ApiResponse:
         usage = collected.usage_chunk if collected is not None else _asked_usage(exchange)
         named = collected.named if collected is not None else endpoint in ("responses", "messages")
         done = collected.done if collected is not None else endpoint in ("chat", "completions")
-        data = _encode(synthesize(endpoint, body, usage_chunk=usage), named) + (sse.DONE if done else b"")
+        data = sse.encode_events(synthesize(endpoint, body, usage_chunk=usage), named) + (sse.DONE if done else b"")
     exchange.stream_idle = frozenset(id(step.plugin) for step in exchange.chain.steps)
     return ApiResponse(
         response.status, stream=sse.once(data), headers=_headers(response.headers), source=response.source
@@ -134,12 +134,3 @@ def replay(exchange: Exchange, response: ApiResponse) -> ApiResponse:
 def _asked_usage(exchange: Exchange) -> bool:
     options = exchange.request.body.get("stream_options")
     return isinstance(options, dict) and options.get("include_usage") is True
-
-
-def _encode(chunks: list[dict[str, Any]], named: bool) -> bytes:
-    out = []
-    for chunk in chunks:
-        data = sse.encode_data(chunk)
-        kind = chunk.get("type")
-        out.append(b"event: " + kind.encode() + b"\n" + data if named and isinstance(kind, str) else data)
-    return b"".join(out)
