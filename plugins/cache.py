@@ -11,8 +11,9 @@ it counts hits against rate limits; ``pii`` before it means keys are over masked
 (and the upstream) do not. What is stored is the answer as the steps after it left it.
 
 Not cached (``bypass``): temperatures above ``max_temperature`` (a missing one counts as
-``missing_temperature``, 1.0 by default, as the APIs assume), streamed Responses / Messages requests,
-Responses requests that ask the upstream to store them (``store`` not false) or run in the background.
+``missing_temperature``, 1.0 by default, as the APIs assume), Responses requests that ask the upstream
+to store them (``store`` not false) or run in the background. Streams of every API are cached: a hit
+is replayed in the API's own event shape, whether the answer was stored from a stream or not.
 Not stored: non-200 answers, errors, answers cut short (``length``, ``max_tokens``, ``content_filter``,
 an unfinished stream), tool calls when ``cache_tool_calls`` is off, answers answered by another plugin.
 
@@ -130,8 +131,6 @@ class Cache:
         body = request.body
         if request.endpoint not in _ENDPOINTS:
             return True
-        if request.stream and request.endpoint not in replay.STREAMABLE:
-            return True
         if request.endpoint == "responses" and (body.get("store") is not False or body.get("background")):
             return True
         if request.endpoint == "embeddings":
@@ -221,6 +220,8 @@ class Cache:
             usage = isinstance(options, dict) and options.get("include_usage") is True
             if replay.is_raw(body):
                 stream = sse.once(replay.raw_replay(body, usage))
+            elif request.endpoint in replay.NAMED:
+                stream = sse.once(replay.named_replay(request.endpoint, orjson.loads(body)))
             else:
                 stream = replay.sse(replay.chunks(request.endpoint, orjson.loads(body), usage))
             return ApiResponse(200, stream=stream, headers=headers, source=self.name)
@@ -281,7 +282,8 @@ class Cache:
         if exchange.error is not None or not state.store:
             return None
         if state.blocks is not None:
-            kept = replay.raw_entry(state.blocks, exchange.usage, exchange.request.body.get("n"))
+            endpoint, body = exchange.request.endpoint, exchange.request.body
+            kept = None if endpoint in replay.NAMED else replay.raw_entry(state.blocks, exchange.usage, body.get("n"))
             if kept is not None:  # one finished choice: kept as its events, not parsed (see replay.raw_entry)
                 reason, raw = kept
                 if reason in _CUT or (reason in _TOOLS and not self.config.cache_tool_calls):
@@ -305,7 +307,7 @@ class Cache:
 
     def _complete(self, endpoint: str, body: dict[str, Any]) -> bool:
         """Whether an answer is whole and worth keeping (see the module doc)."""
-        if "error" in body:
+        if body.get("error") is not None:  # a Responses answer carries "error": null when it succeeded
             return False
         if endpoint == "embeddings":
             return isinstance(body.get("data"), list)

@@ -1,12 +1,13 @@
-"""Streams and whole answers: keep a chat/completions stream as its events or assemble it into one
-answer, and replay either as a stream.
+"""Streams and whole answers: keep a stream as its events or assemble it into one answer, and replay
+either as a stream.
 
-A finished single-choice stream is stored as its own events (``raw_entry``: no parsing, checked by
-its one ``finish_reason``); a streamed hit replays them, a whole-answer hit assembles them. Other
-streams (several choices, ``n`` > 1) are assembled into one answer when stored, and replayed from it
-(``chunks``). Only the ``chat`` and ``completions`` endpoints stream through the cache; a streamed
-Responses or Messages request bypasses it (their event grammar is rich enough that a replay would
-need its own module; their whole answers are cached).
+Chat and completions: a finished single-choice stream is stored as its own events (``raw_entry``: no
+parsing, checked by its one ``finish_reason``); a streamed hit replays them, a whole-answer hit
+assembles them. Other streams (several choices, ``n`` > 1) are assembled into one answer when stored,
+and replayed from it (``chunks``). Responses and Messages (``NAMED``): a stream is assembled into the
+answer the API returns without ``stream`` (``proxy.answershapes``: the final ``response`` of a Responses
+stream, the ``message`` an Anthropic stream builds up) and stored as that; a streamed hit is that answer
+as the API's own named events (``named_replay``), the same events ``proxy.wholeanswer`` sends.
 """
 
 from __future__ import annotations
@@ -17,10 +18,15 @@ from typing import Any
 
 import orjson
 
+from proxy.answershapes import assemble as assemble_shape
+from proxy.answershapes import synthesize
 from proxy.exchange import Usage
-from proxy.sse import DONE, decode_data, split_events
+from proxy.sse import DONE, decode_data, encode_events, split_events
 
 STREAMABLE = frozenset({"chat", "completions"})
+"""Endpoints whose streams are kept as their own events (a ``raw_entry``) or assembled here."""
+NAMED = frozenset({"responses", "messages"})
+"""Endpoints whose streams are named events (``event:`` lines), stored as the whole answer they build."""
 
 
 class Assembler:
@@ -92,8 +98,13 @@ def assemble(endpoint: str, blocks: list[bytes], usage: Usage | None) -> dict[st
     """The whole answer from a stream's bytes as the client got them, or None when it never finished.
 
     ``usage`` (what the chain recorded) stands in for a usage chunk the client did not ask for and so
-    did not get: a hit then carries the usage its answer cost, as a whole answer's entry does.
+    did not get: a hit then carries the usage its answer cost, as a whole answer's entry does. (A
+    Responses or Messages stream always carries its usage: in its final response, in ``message_start``
+    and ``message_delta``.)
     """
+    if endpoint in NAMED:
+        events = [chunk for block in blocks for event in split_events(block) if (chunk := decode_data(event))]
+        return assemble_shape(endpoint, events)
     assembler = Assembler(endpoint)
     for block in blocks:
         for event in split_events(block):
@@ -211,6 +222,11 @@ def chunks(endpoint: str, body: dict[str, Any], include_usage: bool) -> list[dic
             chunk["usage"] = None
         out.append({**head, "object": kind, "choices": [], "usage": body.get("usage")})
     return out
+
+
+def named_replay(endpoint: str, answer: dict[str, Any]) -> bytes:
+    """A whole Responses or Messages answer as the stream of named events that API sends for it."""
+    return encode_events(synthesize(endpoint, answer, usage_chunk=False), named=True)
 
 
 async def sse(events: list[dict[str, Any]]) -> AsyncIterator[bytes]:
