@@ -98,7 +98,7 @@ class Fitter:
             if self._fall_back(exchange, fit):
                 return
         elif endpoint in _CONVERSATIONS and strategy != "reject":
-            if strategy == "summarize" and endpoint == "chat" and await self._summarize(exchange, fit, room):
+            if strategy == "summarize" and await self._summarize(exchange, fit, room):
                 return
             if self._drop(exchange, fit, room, middle_out=strategy == "middle_out"):
                 return
@@ -137,31 +137,46 @@ class Fitter:
         return True
 
     async def _summarize(self, exchange: Exchange, fit: Fit, room: int) -> bool:
-        body = exchange.request.body
-        enc = tokens.encoding_for(exchange.request.model)[0]
-        messages = body.get("messages") or []
-        parts = fitting.units(enc, messages)
-        old = [u for u in parts if not u.pinned]
-        if not old:
+        """Replace every turn before the last user turn by a summary from ``summarize_model`` (a sub-call).
+
+        Chat and Responses get the summary as a system message where the old turns were; Anthropic
+        Messages, whose turns are only user and assistant, at the end of ``system``.
+        """
+        request = exchange.request
+        endpoint, body = request.endpoint, request.body
+        enc = tokens.encoding_for(request.model)[0]
+        where = _CONVERSATIONS[endpoint]
+        messages = body.get(where)
+        if not isinstance(messages, list):
             return False
-        replaced = old  # every unpinned unit: the turns before the last user message, minus system ones
+        parts = (fitting.rounds if endpoint == "messages" else fitting.units)(enc, messages)
+        replaced = [u for u in parts if not u.pinned]  # the turns before the last user message, minus system ones
+        if not replaced:
+            return False
         earlier = [m for u in replaced for m in messages[u.start : u.stop]]
-        request = fitting.summary_request(earlier, self.config.summary_max_tokens)
+        summary_request = fitting.summary_request(earlier, self.config.summary_max_tokens)
         try:
-            answer = await exchange.subcall(str(self.config.summarize_model), request)
+            answer = await exchange.subcall(str(self.config.summarize_model), summary_request)
         except ChaperoneError as exc:
             log.warning("summary sub-call failed (request_id=%s): %s", exchange.request_id, exc.message)
             return False
         text = fitting.summary_text(answer)
         if text is None:
             return False
-        summary = fitting.summary_message(text)
         kept = fitting.without(messages, replaced)
-        kept.insert(replaced[0].start, summary)  # nothing before the first replaced message was removed
-        new_tokens = fit.tokens - sum(u.tokens for u in replaced) + tokens.message_tokens(enc, summary)
+        changed: dict[str, object] = {where: kept}
+        if endpoint == "messages":
+            changed["system"] = fitting.system_with_summary(body.get("system"), text)
+        else:
+            kept.insert(replaced[0].start, fitting.summary_message(text))  # nothing before it was removed
+        if endpoint == "chat":
+            summary = kept[replaced[0].start]
+            new_tokens = fit.tokens - sum(u.tokens for u in replaced) + tokens.message_tokens(enc, summary)
+        else:  # unit sizes follow chat's rules: count the result again
+            new_tokens = tokens.count_request_sync(endpoint, {**body, **changed}).tokens
         if new_tokens > room:
             return False
-        body["messages"] = kept
+        body.update(changed)
         fit.tokens = new_tokens
         fit.verdict = "summarized"
         fit.note += f"; summarized {sum(u.stop - u.start for u in replaced)} messages"

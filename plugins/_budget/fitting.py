@@ -1,4 +1,4 @@
-"""Making a chat conversation fit a token limit: which turns to drop, and the summary sub-call.
+"""Making a conversation fit a token limit: which turns to drop, and the summary sub-call.
 
 Messages are grouped into *units* that are kept or dropped whole: an assistant message with
 ``tool_calls`` and the ``tool`` results answering it form one unit, so a tool call is never split from
@@ -16,6 +16,7 @@ top-level field there, never dropped.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -126,19 +127,46 @@ def without(messages: list[Any], dropped: list[Unit]) -> list[Any]:
 
 
 def transcript(messages: list[Any]) -> str:
-    """Plain text of messages for the summarizer: ``role: content`` lines, tool calls as JSON."""
+    """Plain text of a conversation for the summarizer: ``role: content`` lines, tool calls and results as JSON.
+
+    Chat messages, Responses input items (messages, ``function_call`` and its output) and Anthropic
+    messages (text, ``tool_use`` and ``tool_result`` blocks) alike.
+    """
     lines = []
     for m in messages:
         if not isinstance(m, dict):
             continue
-        content = m.get("content")
-        if isinstance(content, list):
-            content = " ".join(p.get("text", "") for p in content if isinstance(p, dict))
-        text = content if isinstance(content, str) else ""
+        kind = m.get("type")
+        if kind in ("function_call", "custom_tool_call"):
+            lines.append(f"assistant: [tool call {m.get('name')}: {m.get('arguments', m.get('input', ''))}]")
+            continue
+        if kind in ("function_call_output", "custom_tool_call_output"):
+            lines.append(f"tool: {_plain(m.get('output'))}")
+            continue
+        text = _plain(m.get("content"))
         if m.get("tool_calls"):
             text += " [tool calls: " + str(m["tool_calls"]) + "]"
         lines.append(f"{m.get('role', '?')}: {text}")
     return "\n".join(lines)
+
+
+def _plain(content: Any) -> str:
+    """A content value as text: a string, or its parts' texts (tool uses and results as JSON)."""
+    if isinstance(content, str):
+        return content
+    if not isinstance(content, list):
+        return "" if content is None else json.dumps(content)
+    out = []
+    for part in content:
+        if not isinstance(part, dict):
+            continue
+        if part.get("type") == "tool_use":
+            out.append(f"[tool call {part.get('name')}: {json.dumps(part.get('input', {}))}]")
+        elif part.get("type") == "tool_result":
+            out.append(f"[tool result: {_plain(part.get('content'))}]")
+        elif isinstance(part.get("text"), str):
+            out.append(part["text"])
+    return " ".join(out)
 
 
 def summary_request(messages: list[Any], max_tokens: int) -> dict[str, Any]:
@@ -162,4 +190,18 @@ def summary_text(answer: dict[str, Any]) -> str | None:
 
 
 def summary_message(text: str) -> dict[str, Any]:
-    return {"role": "system", "content": f"Summary of the earlier conversation: {text}"}
+    """The summary as a system message (chat) or system input item (Responses)."""
+    return {"role": "system", "content": f"{SUMMARY_LEAD}{text}"}
+
+
+def system_with_summary(system: Any, text: str) -> str | list[Any]:
+    """An Anthropic ``system`` (absent, a string or text blocks) with the summary after it."""
+    summary = f"{SUMMARY_LEAD}{text}"
+    if isinstance(system, list):
+        return [*system, {"type": "text", "text": summary}]
+    if isinstance(system, str) and system.strip():
+        return f"{system}\n\n{summary}"
+    return summary
+
+
+SUMMARY_LEAD = "Summary of the earlier conversation: "

@@ -155,6 +155,51 @@ async def test_summarize_replaces_old_turns_with_a_summary_from_the_cheap_route(
     assert len(sent) == 3
 
 
+async def summarizing_proxy(
+    start_proxy: ProxyFactory, mock_upstream: MockUpstream, write_policy: Callable[[str], Path]
+) -> RunningProxy:
+    budget = "{on_overflow: summarize, summarize_model: cheap, context_windows: {mock-gpt: 400}, output_reserve: 50}"
+    policy = simple_policy(mock_upstream.url, f"[{{budget: {budget}}}]").replace(
+        '  "*": {backend: mock}\n', '  "*": {backend: mock}\n  cheap: {backend: mock}\n'
+    )
+    return await start_proxy(write_policy(policy))
+
+
+async def test_summarize_works_on_a_responses_input(
+    start_proxy: ProxyFactory, mock_upstream: MockUpstream, write_policy: Callable[[str], Path]
+) -> None:
+    proxy = await summarizing_proxy(start_proxy, mock_upstream, write_policy)
+    items = conversation(8)[1:]  # user and assistant turns as Responses input messages
+    async with proxy.client() as client:
+        raw = await client.responses.with_raw_response.create(
+            model="mock-gpt", instructions="You are terse.", input=items, store=False
+        )
+    assert raw.headers["x-chaperone-budget"].startswith("summarized;")
+    summary_call, main = await upstream_chats(mock_upstream)  # the mock speaks chat: both are translated
+    assert summary_call["model"] == "cheap" and "turn 0 alpha" in summary_call["messages"][1]["content"]
+    sent = main["messages"]  # instructions and the summary item, as the chat translation joins system messages
+    assert sent[0]["role"] == "system" and sent[0]["content"].startswith("You are terse.\n\nSummary of the earlier")
+    assert sent[1:] == [items[-1]]
+
+
+async def test_summarize_works_on_an_anthropic_conversation(
+    start_proxy: ProxyFactory, mock_upstream: MockUpstream, write_policy: Callable[[str], Path]
+) -> None:
+    proxy = await summarizing_proxy(start_proxy, mock_upstream, write_policy)
+    turns = conversation(8)[1:]
+    root = proxy.url.removesuffix("/v1")
+    async with anthropic.AsyncAnthropic(base_url=root, api_key="sk-none", max_retries=0) as claude:
+        raw = await claude.messages.with_raw_response.create(
+            model="mock-gpt", max_tokens=40, system="You are terse.", messages=turns
+        )
+    assert raw.headers["x-chaperone-budget"].startswith("summarized;")
+    summary_call, main = await upstream_chats(mock_upstream)
+    assert summary_call["model"] == "cheap" and "turn 0 alpha" in summary_call["messages"][1]["content"]
+    sent = main["messages"]  # the summary follows the system prompt: Messages has no system turns
+    assert sent[0]["role"] == "system" and sent[0]["content"].startswith("You are terse.\n\nSummary of the earlier")
+    assert sent[1:] == [turns[-1]]
+
+
 async def test_fallback_routes_to_the_first_model_whose_window_fits(
     start_proxy: ProxyFactory, mock_upstream: MockUpstream, write_policy: Callable[[str], Path]
 ) -> None:
