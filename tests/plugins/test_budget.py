@@ -134,14 +134,20 @@ async def test_middle_out_keeps_the_opening_and_the_latest_turns(
     assert len(sent) < len(messages)
 
 
-async def test_summarize_replaces_old_turns_with_a_summary_from_the_cheap_route(
+async def summarizing_proxy(
     start_proxy: ProxyFactory, mock_upstream: MockUpstream, write_policy: Callable[[str], Path]
-) -> None:
+) -> RunningProxy:
     budget = "{on_overflow: summarize, summarize_model: cheap, context_windows: {mock-gpt: 400}, output_reserve: 50}"
     policy = simple_policy(mock_upstream.url, f"[{{budget: {budget}}}]").replace(
         '  "*": {backend: mock}\n', '  "*": {backend: mock}\n  cheap: {backend: mock}\n'
     )
-    proxy = await start_proxy(write_policy(policy))
+    return await start_proxy(write_policy(policy))
+
+
+async def test_summarize_replaces_old_turns_with_a_summary_from_the_cheap_route(
+    start_proxy: ProxyFactory, mock_upstream: MockUpstream, write_policy: Callable[[str], Path]
+) -> None:
+    proxy = await summarizing_proxy(start_proxy, mock_upstream, write_policy)
     messages = conversation(8)
     async with proxy.client() as client:
         raw = await client.chat.completions.with_raw_response.create(model="mock-gpt", messages=messages)
@@ -153,16 +159,6 @@ async def test_summarize_replaces_old_turns_with_a_summary_from_the_cheap_route(
     assert sent[0] == messages[0] and sent[-1] == messages[-1]
     assert sent[1]["content"].startswith("Summary of the earlier conversation: Mock reply to:")
     assert len(sent) == 3
-
-
-async def summarizing_proxy(
-    start_proxy: ProxyFactory, mock_upstream: MockUpstream, write_policy: Callable[[str], Path]
-) -> RunningProxy:
-    budget = "{on_overflow: summarize, summarize_model: cheap, context_windows: {mock-gpt: 400}, output_reserve: 50}"
-    policy = simple_policy(mock_upstream.url, f"[{{budget: {budget}}}]").replace(
-        '  "*": {backend: mock}\n', '  "*": {backend: mock}\n  cheap: {backend: mock}\n'
-    )
-    return await start_proxy(write_policy(policy))
 
 
 async def test_summarize_works_on_a_responses_input(
