@@ -51,6 +51,7 @@ CONTROLS = frozenset({"no-cache", "no-store", "refresh"})
 _CUT = frozenset({"length", "max_tokens", "content_filter", "max_output_tokens"})
 _TOOLS = frozenset({"tool_calls", "function_call", "tool_use"})
 _ENDPOINTS = frozenset({"chat", "completions", "embeddings", "responses", "messages"})
+_INLINE = 256  # a Responses / Messages stream of more blocks is assembled (every event parsed) on a worker thread
 
 
 @dataclass(slots=True)
@@ -264,7 +265,10 @@ class Cache:
             return
         body: bytes | None = None
         try:
-            body = self._storable(exchange, state)
+            if state.blocks is not None and exchange.request.endpoint in replay.NAMED and len(state.blocks) > _INLINE:
+                body = await asyncio.to_thread(self._storable, exchange, state)  # a long stream: parsed off the loop
+            else:
+                body = self._storable(exchange, state)
             if body is not None:
                 await self._store(state, body)
         finally:

@@ -100,7 +100,7 @@ class Fitter:
         elif endpoint in _CONVERSATIONS and strategy != "reject":
             if strategy == "summarize" and await self._summarize(exchange, fit, room):
                 return
-            if self._drop(exchange, fit, room, middle_out=strategy == "middle_out"):
+            if await self._drop(exchange, fit, room, middle_out=strategy == "middle_out"):
                 return
         fit.verdict = "rejected:context"
         if window is not None and window - self._needed(fit) <= room:
@@ -114,7 +114,7 @@ class Fitter:
             code="context_length_exceeded",
         )
 
-    def _drop(self, exchange: Exchange, fit: Fit, room: int, *, middle_out: bool) -> bool:
+    async def _drop(self, exchange: Exchange, fit: Fit, room: int, *, middle_out: bool) -> bool:
         request = exchange.request
         body = request.body
         enc = tokens.encoding_for(request.model)[0]
@@ -129,8 +129,8 @@ class Fitter:
         body[where] = fitting.without(messages, dropped)
         if request.endpoint == "chat":
             fit.tokens -= sum(u.tokens for u in dropped)
-        else:  # unit sizes follow chat's rules: count the result again
-            fit.tokens = tokens.count_request_sync(request.endpoint, body).tokens
+        else:  # unit sizes follow chat's rules: count the result again (a long one on a worker thread)
+            fit.tokens = (await tokens.count_request(request.endpoint, body)).tokens
         count = sum(u.stop - u.start for u in dropped)
         fit.verdict = "middle_out" if middle_out else "truncated"
         fit.note += f"; dropped {count} messages"
@@ -172,8 +172,8 @@ class Fitter:
         if endpoint == "chat":
             summary = kept[replaced[0].start]
             new_tokens = fit.tokens - sum(u.tokens for u in replaced) + tokens.message_tokens(enc, summary)
-        else:  # unit sizes follow chat's rules: count the result again
-            new_tokens = tokens.count_request_sync(endpoint, {**body, **changed}).tokens
+        else:  # unit sizes follow chat's rules: count the result again (a long one on a worker thread)
+            new_tokens = (await tokens.count_request(endpoint, {**body, **changed})).tokens
         if new_tokens > room:
             return False
         body.update(changed)

@@ -20,6 +20,8 @@ from plugins._cache.index import Embedder, Partition
 from plugins._cache.keys import exact_keys, semantic_keys, tenant_of
 from plugins._cache.replay import Assembler, chunks
 from plugins._cache.shared import Shared
+from proxy import sse
+from proxy.answershapes import assemble, synthesize
 from proxy.exchange import ApiRequest, ApiResponse, Usage
 from proxy.policy import PolicyError
 from proxy.registry import PluginRegistry, build_registry
@@ -442,6 +444,51 @@ async def test_a_kept_stream_that_does_not_assemble_is_a_miss_not_an_empty_answe
         assert calls == [1]
         assert response.peek()["choices"][0]["message"]["content"] == "fresh"  # type: ignore[index]
         assert exchange.verdicts["cache"] == "miss"
+    finally:
+        await chain.shutdown()
+        await store.close()
+
+
+async def test_a_long_messages_stream_is_stored_whole_and_replayed_as_its_events(tmp_path: Path) -> None:
+    """Past 256 blocks a Responses / Messages stream is assembled on a worker thread; what it stores is the same."""
+    policy = compile_chain_policy("[{cache: {mode: exact}}]", build_registry(entry_points=False))
+    chain = policy.chains["default"]
+    store = open_store(StoreConfig(), tmp_path, clock=time.time)
+    await chain.startup(Resources(store, tmp_path))
+    words = [f" w{i}" for i in range(300)]
+    answer = {
+        "id": "msg_1", "type": "message", "role": "assistant", "model": "m", "stop_reason": "end_turn",
+        "stop_sequence": None, "content": [{"type": "text", "text": "".join(words)}],
+        "usage": {"input_tokens": 5, "output_tokens": 300},
+    }  # fmt: skip
+    events = synthesize("messages", answer, usage_chunk=False)
+    delta = next(e for e in events if e["type"] == "content_block_delta")
+    spread = [*events[: events.index(delta)], *({**delta, "delta": {"type": "text_delta", "text": w}} for w in words)]
+    spread += events[events.index(delta) + 1 :]
+
+    async def upstream(exchange: Any) -> ApiResponse:
+        async def blocks() -> AsyncIterator[bytes]:
+            for event in spread:  # one block per event, as a slow upstream sends them
+                yield sse.encode_events([event], named=True)
+
+        return ApiResponse(200, stream=blocks(), headers={"content-type": "text/event-stream"})
+
+    body = {"model": "m", "max_tokens": 400, "messages": [{"role": "user", "content": "count"}], "temperature": 0}
+    try:
+        for expected in ("miss", "hit"):
+            exchange = make_exchange(policy, dict(body, stream=True), endpoint="messages", path="/messages")
+            response = await chain.run(exchange, upstream)
+            assert response.stream is not None
+            seen = chain.byte_observers_for(exchange)
+            got = b""
+            async for data in response.stream:
+                for hook in seen:
+                    hook(exchange, data)
+                got += data
+            await chain.complete(exchange)
+            await chain.steps[0].plugin.shared.flush()
+            assert exchange.verdicts["cache"] == expected
+            assert assemble("messages", [sse.decode_data(e) for e in sse.split_events(got)]) == answer  # type: ignore[misc]
     finally:
         await chain.shutdown()
         await store.close()
