@@ -4,10 +4,13 @@ Store keys (all under ``cache:``):
 
 - ``cache:e:<exact key>``: one answer (JSON: the body, when it was stored, its log sequence number),
   with the policy's TTL.
-- ``cache:n:<partition>``: the partition's sequence counter, incremented once per stored answer.
+- ``cache:n:<partition>``: the partition's sequence counter, which numbers its answers (a batch of
+  ``n`` answers bumps it once, by ``n``).
 - ``cache:c:<exact key>``: the coalescing lock of a request in flight (``add``; deleted when it ends).
-- ``cache:l:<partition>:<n>``: log row ``n``: the exact key, and in semantic mode the last user turn and
-  its embedding (float16), with the same TTL.
+- ``cache:l:<partition>:<first>``: the log row of a written batch (up to ``log.MAX_ROW`` answers from
+  number ``first`` on): their exact keys, and in semantic mode their last user turns and embeddings
+  (float16), with the same TTL. See ``plugins/_cache/log.py``: one row per batch, not per answer,
+  halves the rows a miss writes.
 
 Writes go behind: ``put`` keeps the answer in memory (this process's lookups find it at once) and a
 flush, ``WRITE_DELAY_S`` later or at ``_BATCH`` answers, writes all of them together: one counter bump
@@ -16,12 +19,14 @@ costs several times the CPU of one in a batch, and a miss's write was most of wh
 answer is lost if the process dies within the delay (the request was served; the next one misses);
 ``flush`` runs at shutdown.
 
-Eviction: storing row ``n`` of a partition past its cap deletes the answer of row ``n - cap`` (unless
-that key was stored again since), so a partition holds at most ``max_entries`` answers on every replica.
+Eviction: storing answer ``n`` of a partition past its cap deletes answer ``n - cap`` (unless that key
+was stored again since), so a partition holds at most ``max_entries`` answers on every replica. The
+writer finds those keys in the log rows that hold the numbers: rows it knows (its own, or read when
+syncing) are read directly, others are found by walking the log.
 
 Convergence: each process keeps, per partition, the matrix of ``plugins._cache.index`` and the last
 sequence number it has read. Before a lookup, at most every ``sync_interval_s``, it reads the counter
-(one store read) and then the rows it has not seen (a new process starts from ``counter - cap``). Rows
+(one store read) and then walks the rows it has not seen (a new process starts at ``counter - cap``). Rows
 whose answer is gone (TTL, eviction) are dropped when a lookup finds them. So an answer stored by one
 replica is found by lookups on the others within ``sync_interval_s`` after it was written.
 
@@ -36,19 +41,20 @@ loads, or for a partition past ``KNOWN_MAX``, every lookup reads the store, as i
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import logging
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-import numpy as np
 import orjson
 
-from plugins._cache.index import DIM, Partition, Vector
+from plugins._cache import log
+from plugins._cache.index import Partition, Vector
 from proxy.store import Store, StoreError
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 SEMANTIC_CAP = 1_000_000
 """Rows kept in memory per partition when the policy sets no entry cap."""
@@ -91,14 +97,53 @@ class Entry:
 class _Sync:
     seen: int = 0
     at: float = float("-inf")
-    own: set[int] = field(default_factory=set)
+    own: dict[int, int] = field(default_factory=dict)  # rows this process wrote, not yet passed by a read: first -> n
     task: asyncio.Task[None] | None = None
     known: set[int] | None = field(default_factory=set)  # digests of the keys the log holds; None: not tracked
-    late: dict[int, int] = field(default_factory=dict)  # log rows counted but not yet written -> tries left
+    late: dict[int, int] = field(default_factory=dict)  # numbers a row was missing at, near the counter -> tries left
+    spans: dict[int, int] | None = field(default_factory=dict)  # log rows known here (first -> n), for eviction
+    starts: list[int] = field(default_factory=list)  # the keys of ``spans``, sorted
 
     def ready(self) -> bool:
         """Whether ``known`` holds every key of the log as of the last read (no backlog still loading)."""
         return self.known is not None and self.at > float("-inf") and (self.task is None or self.task.done())
+
+    def span(self, first: int, n: int) -> None:
+        """Remember that a log row holds answers ``first .. first + n - 1``."""
+        if self.spans is not None and first not in self.spans:
+            self.spans[first] = n
+            if self.starts and first < self.starts[-1]:
+                bisect.insort(self.starts, first)
+            else:
+                self.starts.append(first)
+
+    def covering(self, lo: int, hi: int) -> list[int] | None:
+        """The first numbers of the known rows that hold ``lo .. hi`` without a gap, or None."""
+        if self.spans is None:
+            return None
+        i = bisect.bisect_right(self.starts, lo) - 1
+        if i < 0:
+            return None
+        out = []
+        reach = self.starts[i]
+        for first in self.starts[i:]:
+            if first > reach or reach > hi:
+                break
+            out.append(first)
+            reach = first + self.spans[first]
+        return out if reach > hi else None
+
+    def forget_spans(self, hi: int) -> None:
+        """Forget the rows whose answers all number ``hi`` or less (evicted)."""
+        if self.spans is None:
+            return
+        gone = 0
+        for first in self.starts:
+            if first + self.spans[first] - 1 > hi:
+                break
+            del self.spans[first]
+            gone += 1
+        del self.starts[:gone]
 
 
 class Shared:
@@ -201,72 +246,86 @@ class Shared:
 
     async def _write(self, batch: list[_Put]) -> None:
         """Store a batch: one counter bump per partition, then every entry and log row together."""
-        old: list[tuple[str, int]] = []
+        old: list[tuple[str, int, int]] = []
         try:
             old = await self._store_batch(batch)
         except StoreError as exc:  # a cache is best effort: the answers are lost, the requests were served
-            log.warning("cache: %d answers not stored (store: %s)", len(batch), exc)
+            logger.warning("cache: %d answers not stored (store: %s)", len(batch), exc)
         except Exception:
-            log.exception("cache: %d answers not stored", len(batch))
+            logger.exception("cache: %d answers not stored", len(batch))
         finally:
             for item in batch:
                 if self._writing.get(item.key) is item:
                     del self._writing[item.key]
         try:
-            await asyncio.gather(*(self._evict(partition, seq) for partition, seq in old))
+            await asyncio.gather(*(self._evict(partition, lo, hi) for partition, lo, hi in old))
         except StoreError as exc:
-            log.warning("cache: eviction failed (store: %s); the TTL still bounds the entries", exc)
+            logger.warning("cache: eviction failed (store: %s); the TTL still bounds the entries", exc)
 
-    async def _store_batch(self, batch: list[_Put]) -> list[tuple[str, int]]:
-        """Write a batch; returns the (partition, log number) rows it pushed past the cap."""
-        plain = [item for item in batch if item.vector is None and not self.bounded]
+    async def _store_batch(self, batch: list[_Put]) -> list[tuple[str, int, int]]:
+        """Write a batch; returns the (partition, first, last) answer numbers it pushed past the cap."""
         logged = [item for item in batch if item.vector is not None or self.bounded]
         seqs: dict[int, int] = {}
+        rows: list[tuple[str, int, list[_Put]]] = []  # (partition, first number, its answers)
         if logged:
             counts: dict[str, list[_Put]] = {}
             for item in logged:
                 counts.setdefault(item.partition, []).append(item)
             tops = await asyncio.gather(*(self.store.incr("cache:n:" + p, len(items)) for p, items in counts.items()))
-            for (_, items), top in zip(counts.items(), tops, strict=True):
+            for (partition, items), top in zip(counts.items(), tops, strict=True):
                 first = int(top) - len(items) + 1
+                size = log.row_size(items)
+                for start in range(0, len(items), size):
+                    rows.append((partition, first + start, items[start : start + size]))
                 for n, item in enumerate(items, first):
                     seqs[id(item)] = n
         writes: list[tuple[str, bytes]] = []
         for item in batch:
-            seq = seqs.get(id(item), 0)
-            entry = orjson.dumps({"c": item.created, "s": seq}) + b"\x00" + item.body
+            entry = orjson.dumps({"c": item.created, "s": seqs.get(id(item), 0)}) + b"\x00" + item.body
             writes.append(("cache:e:" + item.key, entry))
-            if seq:
-                row = orjson.dumps({"k": item.key, "t": item.text or ""})
-                if item.vector is not None:
-                    row += b"\x00" + item.vector.astype(np.float16).tobytes()
-                writes.append((f"cache:l:{item.partition}:{seq}", row))
+        for partition, first, items in rows:
+            writes.append((f"cache:l:{partition}:{first}", log.encode(items)))
         await self.store.set_many(writes, ttl_s=self.ttl_s)  # the diskcache store: one transaction
-        for item in logged:
-            seq = seqs[id(item)]
-            index, sync = self._partition(item.partition)
-            sync.own.add(seq)
-            self._know(sync, item.key)
-            if item.vector is not None and item.text:
-                index.add(item.vector, item.key, item.text)
-        self.written += len(plain) + len(logged)
+        for partition, first, items in rows:
+            index, sync = self._partition(partition)
+            sync.own[first] = len(items)
+            sync.span(first, len(items))
+            for item in items:
+                self._know(sync, item.key)
+                if item.vector is not None and item.text:
+                    index.add(item.vector, item.key, item.text)
+        self.written += len(batch)
         if not self.bounded:
             return []
-        return [(item.partition, seqs[id(item)] - self.cap) for item in logged if seqs[id(item)] > self.cap]
+        cap = self.cap
+        return [(p, f - cap, f + len(items) - 1 - cap) for p, f, items in rows if f + len(items) - 1 > cap]
 
-    async def _evict(self, partition: str, seq: int) -> None:
-        raw = await self.store.get(f"cache:l:{partition}:{seq}")
-        if raw is None:
-            return
-        key = orjson.loads(raw.partition(b"\x00")[0]).get("k")
-        if not isinstance(key, str) or key in self._pending or key in self._writing:
-            return  # stored again since: the new answer stays
-        old = await self.get(key)
-        if old is not None and old.seq == seq:
-            await self.store.delete("cache:e:" + key)
-            found = self.partitions.get(partition)
-            if found is not None:
-                self._unknow(found[1], key)
+    async def _evict(self, partition: str, lo: int, hi: int) -> None:
+        """Delete the answers numbered ``lo .. hi`` (the ones a write pushed past the cap), unless stored again
+        since: their keys come from the log rows that hold those numbers (known here, else read)."""
+        lo = max(lo, 1)
+        sync = self._partition(partition)[1]
+        rows = await self._rows_covering(partition, sync, lo, hi)
+        doomed = [
+            (key, seq) for row in rows for seq, key in enumerate(row.keys, row.first)
+            if lo <= seq <= hi and key not in self._pending and key not in self._writing
+        ]  # fmt: skip
+        olds = await asyncio.gather(*(self.get(key) for key, _ in doomed))
+        gone = [key for (key, seq), old in zip(doomed, olds, strict=True) if old is not None and old.seq == seq]
+        await asyncio.gather(*(self.store.delete("cache:e:" + key) for key in gone))
+        for key in gone:
+            self._unknow(sync, key)
+        sync.forget_spans(hi)
+
+    async def _rows_covering(self, partition: str, sync: _Sync, lo: int, hi: int) -> list[log.Row]:
+        """The log rows holding answer numbers ``lo .. hi``: read where this process knows them to start,
+        else found by walking the log from ``MAX_ROW`` numbers before ``lo``."""
+        starts = sync.covering(lo, hi)
+        if starts is None:
+            found, _ = await self._walk(partition, {}, max(1, lo - log.MAX_ROW + 1), hi)
+            return [row for row in found if row.end > lo]
+        raws = await asyncio.gather(*(self.store.get(f"cache:l:{partition}:{n}") for n in starts))
+        return [row for n, raw in zip(starts, raws, strict=True) if raw is not None and (row := log.decode(n, raw))]
 
     async def lock(self, key: str, ttl_s: float) -> bool:
         """Take the coalescing lock of an exact key (True: this request calls upstream for everyone)."""
@@ -308,7 +367,7 @@ class Shared:
     async def _sync(self, partition: str) -> _Sync:
         """Read the log rows other processes added to a partition since the last read (at most every interval).
 
-        A backlog over ``_BATCH`` rows (a new process, a partition forgotten and used again) loads in
+        A backlog over ``_BATCH`` answers (a new process, a partition forgotten and used again) loads in
         the background; meanwhile semantic lookups search what is loaded and exact ones read the store.
         A row counted but not yet written (its writer is between the two steps) is read again at the
         next few reads of the log.
@@ -322,44 +381,83 @@ class Shared:
             latest = int(await self.store.counter("cache:n:" + partition))
         except StoreError:
             return sync
-        todo = sorted(sync.late)
-        fresh = max(sync.seen, latest - _IN_FLIGHT)  # rows above it were counted lately: maybe still being written
-        if latest > sync.seen:
-            first = max(sync.seen + 1, latest - self.cap + 1)
-            todo += [n for n in range(first, latest + 1) if n not in sync.own]
-            sync.seen = latest
-            sync.own = {n for n in sync.own if n > latest}
-        if not todo:
+        if latest <= sync.seen and not sync.late:
             return sync
-        if len(todo) <= _BATCH:
-            await self._load(partition, index, sync, todo, fresh)
+        fresh = max(sync.seen, latest - _IN_FLIGHT)  # rows above it were counted lately: maybe still being written
+        begin = max(sync.seen + 1, latest - self.cap - log.MAX_ROW + 2)  # the row holding answer latest - cap + 1
+        end = latest
+        sync.seen = max(sync.seen, latest)
+        if end - begin < _BATCH:
+            await self._load(partition, index, sync, begin, end, fresh)
         else:
-            sync.task = asyncio.ensure_future(self._load(partition, index, sync, todo, fresh))
+            sync.task = asyncio.ensure_future(self._load(partition, index, sync, begin, end, fresh))
         return sync
 
-    async def _load(self, partition: str, index: Partition, sync: _Sync, seqs: list[int], fresh: int) -> None:
+    async def _load(self, partition: str, index: Partition, sync: _Sync, begin: int, end: int, fresh: int) -> None:
+        """Read the rows of answers ``begin .. end`` (and those found late before) into what this process knows."""
         try:
-            for start in range(0, len(seqs), _BATCH):
-                batch = seqs[start : start + _BATCH]
-                rows = await asyncio.gather(*(self.store.get(f"cache:l:{partition}:{n}") for n in batch))
-                vectors = False
-                for n, raw in zip(batch, rows, strict=True):
-                    if raw is None:
-                        tries = sync.late.pop(n, _LATE_TRIES if n > fresh else 0) - 1
-                        if tries > 0:
-                            sync.late[n] = tries
-                        continue
-                    sync.late.pop(n, None)
-                    head, sep, _ = raw.partition(b"\x00")
-                    key = orjson.loads(head).get("k")
-                    if isinstance(key, str):
-                        self._know(sync, key)
-                    vectors = vectors or bool(sep)
-                if vectors:
-                    await asyncio.to_thread(_add_rows, index, rows)
+            rows: list[log.Row] = []
+            late = sorted(sync.late)
+            raws = await asyncio.gather(*(self.store.get(f"cache:l:{partition}:{n}") for n in late))
+            for n, raw in zip(late, raws, strict=True):
+                row = log.decode(n, raw) if raw is not None else None
+                if row is not None:
+                    rows.append(row)
+                    del sync.late[n]
+                elif sync.late[n] > 1:
+                    sync.late[n] -= 1
+                else:
+                    del sync.late[n]
+            found, missing = await self._walk(partition, sync.own, begin, end) if begin <= end else ([], [])
+            rows += found
+            for n in missing:
+                if n > fresh and n not in sync.late:
+                    sync.late[n] = _LATE_TRIES - 1
+            for first in [n for n in sync.own if n <= end]:
+                del sync.own[first]
+            for row in rows:
+                sync.span(row.first, len(row.keys))
+                for key in row.keys:
+                    self._know(sync, key)
+            vectors = [row for row in rows if row.vectors]
+            if vectors:
+                await asyncio.to_thread(log.add_to_index, index, vectors)
         except Exception as exc:  # what this process knows is incomplete: its exact lookups read the store
-            log.warning("cache: reading the partition log failed (%s); lookups read the store", exc)
+            logger.warning("cache: reading the partition log failed (%s); lookups read the store", exc)
             self._untrack(sync)
+
+    async def _walk(self, partition: str, own: dict[int, int], begin: int, end: int) -> tuple[list[log.Row], list[int]]:
+        """The log rows starting at ``begin .. end``, walked forward (each row says where the next starts),
+        skipping this process's own; and the numbers where a row should have been and none was."""
+        rows: list[log.Row] = []
+        missing: list[int] = []
+        n = begin
+        while n <= end:
+            if n in own:
+                n += own[n]
+                continue
+            raw = await self.store.get(f"cache:l:{partition}:{n}")
+            row = log.decode(n, raw) if raw is not None else None
+            if row is not None:
+                rows.append(row)
+                n = row.end
+                continue
+            missing.append(n)  # the next row starts within MAX_ROW numbers: probe them all at once
+            top = min(end, n + log.MAX_ROW)
+            probe = [m for m in range(n + 1, top + 1)]
+            mine = next((m for m in probe if m in own), None)
+            if mine is not None:
+                probe = probe[: probe.index(mine)]
+            raws = await asyncio.gather(*(self.store.get(f"cache:l:{partition}:{m}") for m in probe))
+            n = top + 1 if mine is None else mine
+            for m, raw in zip(probe, raws, strict=True):
+                row = log.decode(m, raw) if raw is not None else None
+                if row is not None:
+                    rows.append(row)
+                    n = row.end
+                    break
+                missing.append(m)
+        return rows, missing
 
     def _know(self, sync: _Sync, key: str) -> None:
         if sync.known is None:
@@ -381,6 +479,8 @@ class Shared:
         if sync.known is not None:
             self.tracked -= len(sync.known)
             sync.known = None
+        sync.spans = None
+        sync.starts = []
 
     def _partition(self, partition: str) -> tuple[Partition, _Sync]:
         found = self.partitions.get(partition)
@@ -397,15 +497,3 @@ def _digest(key: str) -> int:
     """A key as 64 bits (the process's string hash; the sets never leave the process): a collision only
     costs a store read."""
     return hash(key)
-
-
-def _add_rows(index: Partition, rows: list[bytes | None]) -> None:
-    """Decode log rows into the index (in a worker thread: features and vectors cost ~0.1 ms a row)."""
-    for raw in rows:
-        if raw is None:
-            continue
-        head, _, tail = raw.partition(b"\x00")
-        meta = orjson.loads(head)
-        if len(tail) == DIM * 2 and meta.get("t"):
-            vector = np.frombuffer(tail, dtype=np.float16).astype(np.float32)
-            index.add(vector, meta["k"], meta["t"])

@@ -31,13 +31,6 @@ from proxy.store import Store, StoreConfig, open_store
 from tests.chain_helpers import compile_chain_policy, make_exchange
 
 
-@pytest.fixture(scope="module")
-def embedder() -> Embedder:
-    model = Embedder()
-    model.load()
-    return model
-
-
 @pytest.fixture
 def registry() -> PluginRegistry:
     return build_registry(entry_points=False)
@@ -270,23 +263,6 @@ def test_clustered_search_agrees_with_a_full_scan(monkeypatch: pytest.MonkeyPatc
 
 
 # ---- the store ------------------------------------------------------------------------------
-
-
-@pytest.fixture(params=["diskcache", "redis"])
-def store_config(request: pytest.FixtureRequest) -> StoreConfig:
-    if request.param == "diskcache":
-        return StoreConfig()
-    return StoreConfig(backend="redis", url=request.getfixturevalue("clean_redis_url"))
-
-
-@pytest.fixture
-async def replicas(store_config: StoreConfig, tmp_path: Path) -> AsyncIterator[tuple[Store, Store]]:
-    """Two handles on one store, as two replicas (or workers) hold them."""
-    one = open_store(store_config, tmp_path, clock=time.time)
-    two = open_store(store_config, tmp_path, clock=time.time)
-    yield one, two
-    await one.close()
-    await two.close()
 
 
 async def test_entries_evict_past_the_cap_and_replicas_converge(
