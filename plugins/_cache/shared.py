@@ -312,7 +312,7 @@ class Shared:
         ]  # fmt: skip
         olds = await asyncio.gather(*(self.get(key) for key, _ in doomed))
         gone = [key for (key, seq), old in zip(doomed, olds, strict=True) if old is not None and old.seq == seq]
-        await asyncio.gather(*(self.store.delete("cache:e:" + key) for key in gone))
+        await self.store.delete_many(["cache:e:" + key for key in gone])
         for key in gone:
             self._unknow(sync, key)
         sync.forget_spans(hi)

@@ -74,6 +74,10 @@ class Store(Protocol):
     async def delete(self, key: str) -> bool:
         """Remove a value or an unwindowed counter. True if something live was removed."""
 
+    async def delete_many(self, keys: Sequence[str]) -> None:
+        """``delete`` each key, in one go (diskcache: one transaction; Redis: one command); absent keys are
+        skipped. For bulk removals (cache eviction), where one write each would cost several times more."""
+
     async def incr(self, key: str, amount: float = 1, *, window_s: float | None = None) -> float:
         """Add ``amount`` atomically (across coroutines, processes and replicas) and return the new total.
 

@@ -42,6 +42,8 @@ COMMAND_TIMEOUT_S = 5.0
 MAX_CONNECTIONS = 32
 """Per store, so per replica; callers beyond it wait (up to ``COMMAND_TIMEOUT_S``) for a free connection."""
 
+_DELETE_BATCH = 1000  # keys per UNLINK command
+
 # KEYS[1] key; ARGV[1] framed value, ARGV[2] now in ms, ARGV[3] PX in ms or "".
 _ADD_SCRIPT = """
 local current = redis.call('GET', KEYS[1])
@@ -134,6 +136,13 @@ class RedisStore:
         if b"|" not in raw:
             return True  # a counter
         return is_live(unpack_value(key, raw)[1], self._clock())
+
+    async def delete_many(self, keys: Sequence[str]) -> None:
+        if not keys:
+            return
+        with self._translate(keys[0]):
+            for start in range(0, len(keys), _DELETE_BATCH):
+                await self._client.unlink(*(self._prefix + key for key in keys[start : start + _DELETE_BATCH]))
 
     async def incr(self, key: str, amount: float = 1, *, window_s: float | None = None) -> float:
         check_amount(amount)

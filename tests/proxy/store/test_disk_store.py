@@ -42,3 +42,18 @@ async def test_diskcache_set_many_culls_expired_rows(tmp_path: Path, monkeypatch
         await store.close()
     with diskcache.Cache(str(tmp_path / "store")) as cache:
         assert sorted(cache.iterkeys()) == [f"chaperone:new{i}" for i in range(5)]
+
+
+async def test_diskcache_delete_many_keeps_diskcache_count_size_and_files_right(tmp_path: Path) -> None:
+    big = b"x" * 40_000
+    store = open_store(StoreConfig(), tmp_path)
+    try:
+        await store.set_many([("a", b"1"), ("b", b"2"), ("big", big), ("kept-big", big)], ttl_s=600)
+        await store.delete_many(["a", "big", "absent"])
+    finally:
+        await store.close()
+    with diskcache.Cache(str(tmp_path / "store")) as cache:
+        assert sorted(cache.iterkeys()) == ["chaperone:b", "chaperone:kept-big"]
+        assert len(cache) == 2 == cache.reset("count")
+        files = list((tmp_path / "store").rglob("*.val"))
+        assert len(files) == 1 and cache.reset("size") == files[0].stat().st_size  # the deleted value's file went

@@ -71,6 +71,20 @@ async def test_get_set_delete(store: Store) -> None:
     assert await store.delete("k") is False
 
 
+async def test_delete_many_removes_values_and_counters_and_skips_absent_keys(store: Store) -> None:
+    await store.set_many([(f"d{i}", b"x") for i in range(1200)])  # past one statement's and one command's batch
+    await store.set("big", b"y" * 40_000)  # diskcache keeps it in a file of its own
+    await store.set("keep", b"z")
+    await store.incr("n", 3)
+    await store.delete_many([*(f"d{i}" for i in range(1200)), "big", "n", "never-set"])
+    await store.delete_many([])
+    assert [await store.get(f"d{i}") for i in (0, 599, 1199)] == [None, None, None]
+    assert await store.get("big") is None and await store.counter("n") == 0
+    assert await store.get("keep") == b"z"
+    await store.set("d0", b"again")  # the key is free to use again
+    assert await store.get("d0") == b"again"
+
+
 async def test_set_many_stores_each_with_its_ttl(store: Store, clock: FakeClock) -> None:
     await store.set("a", b"old")
     await store.set_many([("a", b"1"), ("b", b"2"), ("c", b"")], ttl_s=10)
