@@ -17,6 +17,7 @@ in the diskcache store). Rows of one answer each, as the cache wrote them before
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -25,6 +26,7 @@ import numpy as np
 import orjson
 
 from plugins._cache.index import DIM, Partition, Vector
+from proxy.store import Store
 
 MAX_ROW = 256
 """Answers per log row at most: a reader that finds no row at a number finds the next within this."""
@@ -111,3 +113,38 @@ def add_to_index(index: Partition, rows: Sequence[Row]) -> None:
                 chunk = row.tail[j * _VECTOR_BYTES : (j + 1) * _VECTOR_BYTES]
                 vector = np.frombuffer(chunk, dtype=np.float16).astype(np.float32)
                 index.add(vector, row.keys[position], text)
+
+
+async def walk(store: Store, partition: str, own: dict[int, int], begin: int, end: int) -> tuple[list[Row], list[int]]:
+    """The log rows starting at ``begin .. end``, walked forward (each row says where the next starts),
+    skipping ``own`` (rows this process wrote: first -> n); and the numbers where a row should have been
+    and none was."""
+    rows: list[Row] = []
+    missing: list[int] = []
+    n = begin
+    while n <= end:
+        if n in own:
+            n += own[n]
+            continue
+        raw = await store.get(f"cache:l:{partition}:{n}")
+        row = decode(n, raw) if raw is not None else None
+        if row is not None:
+            rows.append(row)
+            n = row.end
+            continue
+        missing.append(n)  # the next row starts within MAX_ROW numbers: probe them all at once
+        top = min(end, n + MAX_ROW)
+        probe = list(range(n + 1, top + 1))
+        mine = next((m for m in probe if m in own), None)
+        if mine is not None:
+            probe = probe[: probe.index(mine)]
+        raws = await asyncio.gather(*(store.get(f"cache:l:{partition}:{m}") for m in probe))
+        n = top + 1 if mine is None else mine
+        for m, raw in zip(probe, raws, strict=True):
+            row = decode(m, raw) if raw is not None else None
+            if row is not None:
+                rows.append(row)
+                n = row.end
+                break
+            missing.append(m)
+    return rows, missing

@@ -108,14 +108,16 @@ class _Sync:
         """Whether ``known`` holds every key of the log as of the last read (no backlog still loading)."""
         return self.known is not None and self.at > float("-inf") and (self.task is None or self.task.done())
 
-    def span(self, first: int, n: int) -> None:
-        """Remember that a log row holds answers ``first .. first + n - 1``."""
+    def span(self, first: int, n: int, cap: int) -> None:
+        """Remember that a log row holds answers ``first .. first + n - 1``; forget rows so old that no
+        later write of this process can evict from them (they end ``cap`` or more below ``first``)."""
         if self.spans is not None and first not in self.spans:
             self.spans[first] = n
             if self.starts and first < self.starts[-1]:
                 bisect.insort(self.starts, first)
             else:
                 self.starts.append(first)
+            self.forget_spans(first - cap - 1)
 
     def covering(self, lo: int, hi: int) -> list[int] | None:
         """The first numbers of the known rows that hold ``lo .. hi`` without a gap, or None."""
@@ -134,7 +136,7 @@ class _Sync:
         return out if reach > hi else None
 
     def forget_spans(self, hi: int) -> None:
-        """Forget the rows whose answers all number ``hi`` or less (evicted)."""
+        """Forget the rows whose answers all number ``hi`` or less."""
         if self.spans is None:
             return
         gone = 0
@@ -288,8 +290,11 @@ class Shared:
         await self.store.set_many(writes, ttl_s=self.ttl_s)  # the diskcache store: one transaction
         for partition, first, items in rows:
             index, sync = self._partition(partition)
-            sync.own[first] = len(items)
-            sync.span(first, len(items))
+            own = sync.own
+            own[first] = len(items)
+            while next(iter(own)) < first - self.cap - log.MAX_ROW:  # no read of the log starts that low
+                del own[next(iter(own))]  # oldest first (one out of order only waits a little)
+            sync.span(first, len(items), self.cap)
             for item in items:
                 self._know(sync, item.key)
                 if item.vector is not None and item.text:
@@ -315,14 +320,13 @@ class Shared:
         await self.store.delete_many(["cache:e:" + key for key in gone])
         for key in gone:
             self._unknow(sync, key)
-        sync.forget_spans(hi)
 
     async def _rows_covering(self, partition: str, sync: _Sync, lo: int, hi: int) -> list[log.Row]:
         """The log rows holding answer numbers ``lo .. hi``: read where this process knows them to start,
         else found by walking the log from ``MAX_ROW`` numbers before ``lo``."""
         starts = sync.covering(lo, hi)
         if starts is None:
-            found, _ = await self._walk(partition, {}, max(1, lo - log.MAX_ROW + 1), hi)
+            found, _ = await log.walk(self.store, partition, {}, max(1, lo - log.MAX_ROW + 1), hi)
             return [row for row in found if row.end > lo]
         raws = await asyncio.gather(*(self.store.get(f"cache:l:{partition}:{n}") for n in starts))
         return [row for n, raw in zip(starts, raws, strict=True) if raw is not None and (row := log.decode(n, raw))]
@@ -408,7 +412,7 @@ class Shared:
                     sync.late[n] -= 1
                 else:
                     del sync.late[n]
-            found, missing = await self._walk(partition, sync.own, begin, end) if begin <= end else ([], [])
+            found, missing = await log.walk(self.store, partition, sync.own, begin, end) if begin <= end else ([], [])
             rows += found
             for n in missing:
                 if n > fresh and n not in sync.late:
@@ -416,7 +420,7 @@ class Shared:
             for first in [n for n in sync.own if n <= end]:
                 del sync.own[first]
             for row in rows:
-                sync.span(row.first, len(row.keys))
+                sync.span(row.first, len(row.keys), self.cap)
                 for key in row.keys:
                     self._know(sync, key)
             vectors = [row for row in rows if row.vectors]
@@ -425,39 +429,6 @@ class Shared:
         except Exception as exc:  # what this process knows is incomplete: its exact lookups read the store
             logger.warning("cache: reading the partition log failed (%s); lookups read the store", exc)
             self._untrack(sync)
-
-    async def _walk(self, partition: str, own: dict[int, int], begin: int, end: int) -> tuple[list[log.Row], list[int]]:
-        """The log rows starting at ``begin .. end``, walked forward (each row says where the next starts),
-        skipping this process's own; and the numbers where a row should have been and none was."""
-        rows: list[log.Row] = []
-        missing: list[int] = []
-        n = begin
-        while n <= end:
-            if n in own:
-                n += own[n]
-                continue
-            raw = await self.store.get(f"cache:l:{partition}:{n}")
-            row = log.decode(n, raw) if raw is not None else None
-            if row is not None:
-                rows.append(row)
-                n = row.end
-                continue
-            missing.append(n)  # the next row starts within MAX_ROW numbers: probe them all at once
-            top = min(end, n + log.MAX_ROW)
-            probe = [m for m in range(n + 1, top + 1)]
-            mine = next((m for m in probe if m in own), None)
-            if mine is not None:
-                probe = probe[: probe.index(mine)]
-            raws = await asyncio.gather(*(self.store.get(f"cache:l:{partition}:{m}") for m in probe))
-            n = top + 1 if mine is None else mine
-            for m, raw in zip(probe, raws, strict=True):
-                row = log.decode(m, raw) if raw is not None else None
-                if row is not None:
-                    rows.append(row)
-                    n = row.end
-                    break
-                missing.append(m)
-        return rows, missing
 
     def _know(self, sync: _Sync, key: str) -> None:
         if sync.known is None:

@@ -130,6 +130,20 @@ async def test_semantic_rows_carry_their_embeddings(replicas: tuple[Store, Store
     assert await b.lookup("p", "plain") is not None
 
 
+async def test_what_a_writer_remembers_of_its_log_stays_bounded(tmp_path: Path) -> None:
+    store = open_store(StoreConfig(), tmp_path, clock=time.time)
+    try:
+        shared = Shared(store, ttl_s=60, cap=2, sync_interval_s=0)  # exact lookups never read the log
+        for i in range(400):
+            await _put(shared, range(i, i + 1))  # 400 rows of one answer
+        sync = shared.partitions["p"][1]
+        assert sync.spans is not None and len(sync.spans) <= 3  # rows a later eviction may still need
+        assert len(sync.own) <= 2 + log.MAX_ROW + 1
+        assert [i for i in range(400) if await shared.get(f"k{i}") is not None] == [398, 399]
+    finally:
+        await store.close()
+
+
 def test_rows_of_one_answer_from_before_batches_still_read() -> None:
     row = log.decode(7, b'{"k": "key", "t": "text"}' + b"\x00" + bytes(512))
     assert row is not None and row.keys == ("key",) and row.end == 8 and row.vectors == (0,)
