@@ -55,6 +55,9 @@ if TYPE_CHECKING:
     from proxy.exchange import Exchange
 
 log = logging.getLogger(__name__)
+
+_OPEN_PATIENCE_S = 10.0
+"""How long opening the file retries SQLite's immediate "database is locked" (workers starting together)."""
 __all__ = ["PAGE_MAX", "SAVED_USD", "STEP_NOTES", "Filters", "QueryTimeout", "RequestLog", "note", "percentile"]
 
 SAVED_USD = StashKey[float]()
@@ -158,14 +161,29 @@ class RequestLog:
     # ---- writing ---------------------------------------------------------------------------
 
     def open(self) -> None:
-        """Create the file and schema (also for readers that never write)."""
+        """Create the file and schema (also for readers that never write).
+
+        ``--workers`` start together on one file: while it is new (not yet in WAL mode) SQLite answers
+        "database is locked" at once, without waiting, to one of two connections that would otherwise
+        deadlock, so that error is retried for a few seconds before the log is given up.
+        """
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = self._connect()
-        try:
-            conn.executescript(_SCHEMA)
-            backfill_days(conn)  # [console2]
-        finally:
-            conn.close()
+        deadline = time.monotonic() + _OPEN_PATIENCE_S
+        pause = 0.01
+        while True:
+            try:
+                conn = self._connect()
+                try:
+                    conn.executescript(_SCHEMA)
+                    backfill_days(conn)  # [console2]
+                finally:
+                    conn.close()
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() + pause > deadline:
+                    raise
+            time.sleep(pause)  # on a worker thread (``lifecycle``), never on the loop
+            pause = min(pause * 2, 0.5)
 
     def start(self) -> None:
         self.open()
@@ -242,8 +260,12 @@ class RequestLog:
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, timeout=5, check_same_thread=False, isolation_level=None)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+        except sqlite3.Error:
+            conn.close()
+            raise
         return conn
 
     def _write(self, conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
