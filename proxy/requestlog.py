@@ -32,7 +32,6 @@ from proxy.metrics import FIRST_EVENT
 from proxy.requestlog_sql import (
     _COLUMNS,
     _MINUTE_SUMS,
-    _SCHEMA,
     GRAINS,
     NBUCKETS,
     PAGE_MAX,
@@ -43,7 +42,7 @@ from proxy.requestlog_sql import (
     _overview,
     _page,
     _upsert,
-    backfill_days,
+    create_schema,
     percentile,
     series,
     upsert_backends,
@@ -55,9 +54,6 @@ if TYPE_CHECKING:
     from proxy.exchange import Exchange
 
 log = logging.getLogger(__name__)
-
-_OPEN_PATIENCE_S = 10.0
-"""How long opening the file retries SQLite's immediate "database is locked" (workers starting together)."""
 __all__ = ["PAGE_MAX", "SAVED_USD", "STEP_NOTES", "Filters", "QueryTimeout", "RequestLog", "note", "percentile"]
 
 SAVED_USD = StashKey[float]()
@@ -161,29 +157,9 @@ class RequestLog:
     # ---- writing ---------------------------------------------------------------------------
 
     def open(self) -> None:
-        """Create the file and schema (also for readers that never write).
-
-        ``--workers`` start together on one file: while it is new (not yet in WAL mode) SQLite answers
-        "database is locked" at once, without waiting, to one of two connections that would otherwise
-        deadlock, so that error is retried for a few seconds before the log is given up.
-        """
+        """Create the file and schema (also for readers that never write); see ``create_schema``."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        deadline = time.monotonic() + _OPEN_PATIENCE_S
-        pause = 0.01
-        while True:
-            try:
-                conn = self._connect()
-                try:
-                    conn.executescript(_SCHEMA)
-                    backfill_days(conn)  # [console2]
-                finally:
-                    conn.close()
-                return
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) or time.monotonic() + pause > deadline:
-                    raise
-            time.sleep(pause)  # on a worker thread (``lifecycle``), never on the loop
-            pause = min(pause * 2, 0.5)
+        create_schema(self._connect)
 
     def start(self) -> None:
         self.open()

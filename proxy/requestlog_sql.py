@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import bisect
 import sqlite3
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -237,6 +238,35 @@ def _by_hour(
         k = (minute // unit * unit, plugin, verdict, key)
         hour_verdicts[k] = hour_verdicts.get(k, 0) + n
     return hours, hour_spend, hour_verdicts
+
+
+OPEN_PATIENCE_S = 10.0
+"""How long ``create_schema`` retries SQLite's immediate "database is locked" (workers starting together)."""
+
+
+def create_schema(connect: Callable[[], sqlite3.Connection]) -> None:
+    """Create the tables on a connection from ``connect`` (and fill daily rollups an older log lacks).
+
+    ``--workers`` start together on one file: while it is new (not yet in WAL mode) SQLite answers
+    "database is locked" at once, without waiting, to one of two connections that would otherwise
+    deadlock. That error is retried for ``OPEN_PATIENCE_S`` (call this from a worker thread: it sleeps).
+    """
+    deadline = time.monotonic() + OPEN_PATIENCE_S
+    pause = 0.01
+    while True:
+        try:
+            conn = connect()
+            try:
+                conn.executescript(_SCHEMA)
+                backfill_days(conn)  # [console2]
+            finally:
+                conn.close()
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() + pause > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.5)
 
 
 def backfill_days(conn: sqlite3.Connection) -> None:

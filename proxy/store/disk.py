@@ -285,12 +285,9 @@ class DiskStore:
             for start in range(0, len(keys), _UPSERT_ROWS):
                 chunk = keys[start : start + _UPSERT_ROWS]
                 marks = ",".join("?" * len(chunk))
-                files = con.execute(
-                    f"SELECT filename FROM Cache WHERE raw = 1 AND filename IS NOT NULL AND key IN ({marks})", chunk
-                ).fetchall()
+                files = _files_of(con, chunk)
                 con.execute(f"DELETE FROM Cache WHERE raw = 1 AND key IN ({marks})", chunk)
-                for (filename,) in files:
-                    cache._disk.remove(os.path.join(cache.directory, filename))
+                _remove_files(cache, files)
 
     def _incr(self, key: str, amount: float, keep_s: float | None) -> float:
         cache = self._open()
@@ -362,15 +359,23 @@ def _upsert(cache: Any, items: list[tuple[str, bytes]], ttl_s: float | None) -> 
     now = time.time()
     expires = None if ttl_s is None else now + ttl_s
     con = cache._con  # the connection of this thread, inside the transaction the caller holds
-    marks = ",".join("?" * len(items))
-    keys = [key for key, _ in items]
-    files = con.execute(
-        f"SELECT filename FROM Cache WHERE raw = 1 AND filename IS NOT NULL AND key IN ({marks})", keys
-    ).fetchall()
+    files = _files_of(con, [key for key, _ in items])
     rows = [field for key, value in items for field in (key, now, expires, now, MODE_RAW, value)]
     con.execute(_UPSERT.format(",".join([_ROW] * len(items))), rows)  # one statement: the GIL is let go once
     files += con.execute(_EXPIRED.format("filename"), (now, len(items))).fetchall()
     con.execute(f"DELETE FROM Cache WHERE rowid IN ({_EXPIRED.format('rowid')})", (now, len(items)))
+    _remove_files(cache, files)
+
+
+def _files_of(con: sqlite3.Connection, keys: list[str]) -> list[tuple[str | None]]:
+    """The files diskcache keeps of these string keys' values (those ≥ ``disk_min_file_size``)."""
+    marks = ",".join("?" * len(keys))
+    query = f"SELECT filename FROM Cache WHERE raw = 1 AND filename IS NOT NULL AND key IN ({marks})"
+    return con.execute(query, keys).fetchall()
+
+
+def _remove_files(cache: Any, files: list[tuple[str | None]]) -> None:
+    """Remove value files whose rows went (the caller holds the transaction that removed them)."""
     for (filename,) in files:
         if filename is not None:
             cache._disk.remove(os.path.join(cache.directory, filename))
