@@ -166,7 +166,7 @@ class Cache:
         if entry is not None:
             return entry, 1.0
         for key, similarity in hits:
-            entry = await shared.get(key)
+            entry = await shared.lookup(state.keys.partition, key)
             if entry is not None:
                 return entry, similarity
             shared.forget(state.keys.partition, key)
@@ -185,7 +185,7 @@ class Cache:
             state.leader.set_result(None)  # another process leads: followers here poll with this one
             state.leader = None
             del self.inflight[key]
-            entry = await self.shared.wait(key, timeout)
+            entry = await self.shared.wait(state.keys.partition, key, timeout)
             return None if entry is None else self._hit(exchange, entry, 1.0)
         try:
             body = await asyncio.wait_for(asyncio.shield(waiting), timeout)
@@ -194,7 +194,7 @@ class Cache:
         if body is not None:
             return self._hit(exchange, Entry(body, time.time(), 0), 1.0)
         if self.config.coalesce_across_processes:  # the one we waited for followed another process
-            entry = await self.shared.wait(key, max(0.0, exchange.remaining_s()))
+            entry = await self.shared.wait(state.keys.partition, key, max(0.0, exchange.remaining_s()))
             if entry is not None:
                 return self._hit(exchange, entry, 1.0)
         return None  # the first request failed or was not storable: call upstream ourselves

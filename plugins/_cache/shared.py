@@ -2,8 +2,10 @@
 
 Store keys (all under ``cache:``):
 
-- ``cache:e:<exact key>``: one answer (JSON: the body, when it was stored, its log sequence number),
-  with the policy's TTL.
+- ``cache:e:<partition>:<number>``: one answer (JSON head: when it was stored, its log number, its exact
+  key; then the body), with the policy's TTL. The number is the answer's place in its partition's log,
+  zero-padded, so the store's index takes new answers in order. With ``max_entries: null`` (no log,
+  no numbers) an answer is ``cache:e:<exact key>`` instead.
 - ``cache:n:<partition>``: the partition's sequence counter, which numbers its answers (a batch of
   ``n`` answers bumps it once, by ``n``).
 - ``cache:c:<exact key>``: the coalescing lock of a request in flight (``add``; deleted when it ends).
@@ -12,6 +14,12 @@ Store keys (all under ``cache:``):
   (float16), with the same TTL. See ``plugins/_cache/log.py``: one row per batch, not per answer,
   halves the rows a miss writes.
 
+Why numbers: on diskcache an answer under its exact key (a random SHA-256) lands on a random leaf of
+SQLite's key index, so a batch of 256 misses dirtied ~200 index pages, each written to the WAL and
+again at the checkpoint (a row cost 11 µs at 15k answers and 26 µs at 100k; 7 µs under a number),
+and eviction had to find and read the keys it deleted. In process, writing a miss went from 28 to
+15 µs at 15k answers and from 94 to 25 µs in a partition full at 100k (``benchmarks/README.md``).
+
 Writes go behind: ``put`` keeps the answer in memory (this process's lookups find it at once) and a
 flush, ``WRITE_DELAY_S`` later or at ``_BATCH`` answers, writes all of them together: one counter bump
 per partition and one ``set_many`` (the diskcache store: one pool hop, one transaction). A lone write
@@ -19,29 +27,26 @@ costs several times the CPU of one in a batch, and a miss's write was most of wh
 answer is lost if the process dies within the delay (the request was served; the next one misses);
 ``flush`` runs at shutdown.
 
-Eviction: storing answer ``n`` of a partition past its cap deletes answer ``n - cap`` (unless that key
-was stored again since), so a partition holds at most ``max_entries`` answers on every replica. The
-writer finds those keys in the log rows that hold the numbers: rows it knows (its own, or read when
-syncing) are read directly, others are found by walking the log.
+Eviction: storing answer ``n`` of a partition past its cap deletes answer ``n - cap`` (by its number:
+no read), so a partition holds at most ``max_entries`` answers on every replica. A key stored again
+has a new number; the old one goes in its turn.
 
-Convergence: each process keeps, per partition, the matrix of ``plugins._cache.index`` and the last
-sequence number it has read. Before a lookup, at most every ``sync_interval_s``, it reads the counter
-(one store read) and then walks the rows it has not seen (a new process starts at ``counter - cap``). Rows
-whose answer is gone (TTL, eviction) are dropped when a lookup finds them. So an answer stored by one
-replica is found by lookups on the others within ``sync_interval_s`` after it was written.
-
-Misses without a store read: from the log, each process also knows which exact keys the store holds
-(a set of 64-bit digests per partition, ``KNOWN_MAX`` in all), so a lookup of a key it has never seen
-answers "miss" at once, and only a key it knows is read (``cache:e:``; gone: forgotten). A miss was
-mostly that read; in-process, on the diskcache store, this cut a miss's cost by more than half. It
-needs the log: with ``max_entries: null`` (no log), with ``sync_interval_s: 0``, while a backlog
-loads, or for a partition past ``KNOWN_MAX``, every lookup reads the store, as it always did.
+Convergence and lookups: each process keeps, per partition, the exact keys of the log as a map from
+a 64-bit digest to the answer's number (``KNOWN_MAX`` keys in all), the matrix of
+``plugins._cache.index`` in semantic mode, and the last number it has read. Before a lookup, at most
+every ``sync_interval_s`` (0: before every lookup), it reads the counter (one store read) and then
+the rows it has not seen (a new process starts at ``counter - cap``; a backlog over ``_BATCH`` answers
+loads in the background). A lookup reads the store only for a key it knows, at its number, and checks
+the exact key stored there; a key it has not seen is a miss without a store read. So an answer stored
+by one replica is found by lookups on the others within ``sync_interval_s`` after it was written;
+while a new process's backlog loads, or for a partition past ``KNOWN_MAX``, lookups of keys not
+known yet miss (a miss is never a wrong answer). Answers written by earlier versions under their
+exact keys are not found by number: they miss until their TTL ends.
 """
 
 from __future__ import annotations
 
 import asyncio
-import bisect
 import contextlib
 import logging
 import time
@@ -61,7 +66,8 @@ SEMANTIC_CAP = 1_000_000
 MAX_PARTITIONS = 10_000
 """Partitions kept in memory per process (least recently used are forgotten, and re-read when needed)."""
 KNOWN_MAX = 1_000_000
-"""Keys whose presence a process tracks, over all partitions (~80 bytes each); past it, lookups read the store."""
+"""Keys whose numbers a process tracks, over all partitions (~100 bytes each); past it, the least recently
+used partitions are forgotten (read again when used). One partition holding more keys misses beyond them."""
 _LATE_TRIES = 3  # reads of a log row that was counted but not found (its writer may still be writing it)
 _IN_FLIGHT = 4 * 256  # rows this close to the counter may still be in flight
 _BATCH = 256
@@ -99,53 +105,9 @@ class _Sync:
     at: float = float("-inf")
     own: dict[int, int] = field(default_factory=dict)  # rows this process wrote, not yet passed by a read: first -> n
     task: asyncio.Task[None] | None = None
-    known: set[int] | None = field(default_factory=set)  # digests of the keys the log holds; None: not tracked
+    known: dict[int, int] | None = field(default_factory=dict)  # digest of a logged key -> its answer's number
     late: dict[int, int] = field(default_factory=dict)  # numbers a row was missing at, near the counter -> tries left
-    spans: dict[int, int] | None = field(default_factory=dict)  # log rows known here (first -> n), for eviction
-    starts: list[int] = field(default_factory=list)  # the keys of ``spans``, sorted
-
-    def ready(self) -> bool:
-        """Whether ``known`` holds every key of the log as of the last read (no backlog still loading)."""
-        return self.known is not None and self.at > float("-inf") and (self.task is None or self.task.done())
-
-    def span(self, first: int, n: int, cap: int) -> None:
-        """Remember that a log row holds answers ``first .. first + n - 1``; forget rows so old that no
-        later write of this process can evict from them (they end ``cap`` or more below ``first``)."""
-        if self.spans is not None and first not in self.spans:
-            self.spans[first] = n
-            if self.starts and first < self.starts[-1]:
-                bisect.insort(self.starts, first)
-            else:
-                self.starts.append(first)
-            self.forget_spans(first - cap - 1)
-
-    def covering(self, lo: int, hi: int) -> list[int] | None:
-        """The first numbers of the known rows that hold ``lo .. hi`` without a gap, or None."""
-        if self.spans is None:
-            return None
-        i = bisect.bisect_right(self.starts, lo) - 1
-        if i < 0:
-            return None
-        out = []
-        reach = self.starts[i]
-        for first in self.starts[i:]:
-            if first > reach or reach > hi:
-                break
-            out.append(first)
-            reach = first + self.spans[first]
-        return out if reach > hi else None
-
-    def forget_spans(self, hi: int) -> None:
-        """Forget the rows whose answers all number ``hi`` or less."""
-        if self.spans is None:
-            return
-        gone = 0
-        for first in self.starts:
-            if first + self.spans[first] - 1 > hi:
-                break
-            del self.spans[first]
-            gone += 1
-        del self.starts[:gone]
+    pruned: int = 0  # ``known`` holds no number at or below this (evicted: the cap passed them)
 
 
 class Shared:
@@ -164,49 +126,36 @@ class Shared:
         self.write_delay_s = WRITE_DELAY_S if write_delay_s is None else write_delay_s
         self.written = 0  # answers written to the store (diagnostics; tests wait on it)
         self.skipped = 0  # lookups answered "miss" without a store read (diagnostics)
-        self.tracked = 0  # keys in the partitions' ``known`` sets
+        self.tracked = 0  # keys in the partitions' ``known`` maps
         self._pending: dict[str, _Put] = {}  # put, not yet being written (a key put twice: the newer answer)
         self._writing: dict[str, _Put] = {}  # being written now
         self._flusher: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()  # set: write now (a full batch, or flush)
 
-    async def get(self, key: str) -> Entry | None:
-        """The stored answer for an exact key (or one put and not yet written), or None."""
-        waiting = self._pending.get(key) or self._writing.get(key)
-        if waiting is not None:
-            return Entry(waiting.body, waiting.created, 0)
-        raw = await self.store.get("cache:e:" + key)
-        if raw is None:
-            return None
-        head, sep, body = raw.partition(b"\x00")
-        try:
-            meta = orjson.loads(head)
-        except orjson.JSONDecodeError:
-            return None
-        if not sep or not isinstance(meta, dict):
-            return None
-        return Entry(body, float(meta.get("c", 0)), int(meta.get("s", 0)))
-
-    async def lookup(self, partition: str, key: str) -> Entry | None:
-        """The answer for an exact key, reading the store only when the key may be there.
+    async def lookup(self, partition: str, key: str, *, fresh: bool = False) -> Entry | None:
+        """The answer for an exact key (or one put and not yet written), or None; ``fresh``: read the log first
+        whatever the sync interval (a follower polling for its leader's answer).
 
         A bounded cache logs every key it stores, and each process reads the log (at most every
-        ``sync_interval_s``), so it knows which keys the store holds: a key it has not seen is a miss
-        without a store read (most of what a miss cost). One stored by another process is found once
-        this one has read the log after it was written: within ``sync_interval_s``.
+        ``sync_interval_s``), so it knows each stored key's number: a key it has not seen is a miss
+        without a store read (most of what a miss cost), and one it knows is read at its number. One
+        stored by another process is found once this one has read the log after it was written.
         """
         waiting = self._pending.get(key) or self._writing.get(key)
         if waiting is not None:
             return Entry(waiting.body, waiting.created, 0)
-        sync = None
-        if self.bounded and self.sync_interval_s > 0:
-            sync = await self._sync(partition)
-            if sync.ready() and _digest(key) not in sync.known:  # type: ignore[operator]
+        if not self.bounded:
+            return _entry(await self.store.get("cache:e:" + key), None)
+        sync = await self._sync(partition, force=fresh)
+        known = sync.known
+        number = known.get(_digest(key)) if known is not None else None
+        if number is None:
+            if known is not None:
                 self.skipped += 1
-                return None
-        entry = await self.get(key)
-        if entry is None and sync is not None and sync.known:
-            self._unknow(sync, key)
+            return None
+        entry = _entry(await self.store.get(entry_key(partition, number)), key)
+        if entry is None:
+            self._unknow(sync, key, number)
         return entry
 
     def put(self, partition: str, key: str, body: bytes, text: str | None, vector: Vector | None) -> None:
@@ -283,8 +232,13 @@ class Shared:
                     seqs[id(item)] = n
         writes: list[tuple[str, bytes]] = []
         for item in batch:
-            entry = orjson.dumps({"c": item.created, "s": seqs.get(id(item), 0)}) + b"\x00" + item.body
-            writes.append(("cache:e:" + item.key, entry))
+            if self.bounded:  # every answer is logged, so it has a number: stored under it
+                n = seqs[id(item)]
+                head = {"c": item.created, "s": n, "k": item.key}
+                writes.append((entry_key(item.partition, n), orjson.dumps(head) + b"\x00" + item.body))
+            else:
+                head = {"c": item.created, "s": seqs.get(id(item), 0)}
+                writes.append(("cache:e:" + item.key, orjson.dumps(head) + b"\x00" + item.body))
         for partition, first, items in rows:
             writes.append((f"cache:l:{partition}:{first}", log.encode(items)))
         await self.store.set_many(writes, ttl_s=self.ttl_s)  # the diskcache store: one transaction
@@ -294,9 +248,8 @@ class Shared:
             own[first] = len(items)
             while next(iter(own)) < first - self.cap - log.MAX_ROW:  # no read of the log starts that low
                 del own[next(iter(own))]  # oldest first (one out of order only waits a little)
-            sync.span(first, len(items), self.cap)
-            for item in items:
-                self._know(sync, item.key)
+            for n, item in enumerate(items, first):
+                self._know(sync, item.key, n)
                 if item.vector is not None and item.text:
                     index.add(item.vector, item.key, item.text)
         self.written += len(batch)
@@ -306,30 +259,14 @@ class Shared:
         return [(p, f - cap, f + len(items) - 1 - cap) for p, f, items in rows if f + len(items) - 1 > cap]
 
     async def _evict(self, partition: str, lo: int, hi: int) -> None:
-        """Delete the answers numbered ``lo .. hi`` (the ones a write pushed past the cap), unless stored again
-        since: their keys come from the log rows that hold those numbers (known here, else read)."""
-        lo = max(lo, 1)
-        sync = self._partition(partition)[1]
-        rows = await self._rows_covering(partition, sync, lo, hi)
-        doomed = [
-            (key, seq) for row in rows for seq, key in enumerate(row.keys, row.first)
-            if lo <= seq <= hi and key not in self._pending and key not in self._writing
-        ]  # fmt: skip
-        olds = await asyncio.gather(*(self.get(key) for key, _ in doomed))
-        gone = [key for (key, seq), old in zip(doomed, olds, strict=True) if old is not None and old.seq == seq]
-        await self.store.delete_many(["cache:e:" + key for key in gone])
-        for key in gone:
-            self._unknow(sync, key)
+        """Delete the answers numbered ``lo .. hi`` (the ones a write pushed past the cap), by their numbers.
 
-    async def _rows_covering(self, partition: str, sync: _Sync, lo: int, hi: int) -> list[log.Row]:
-        """The log rows holding answer numbers ``lo .. hi``: read where this process knows them to start,
-        else found by walking the log from ``MAX_ROW`` numbers before ``lo``."""
-        starts = sync.covering(lo, hi)
-        if starts is None:
-            found, _ = await log.walk(self.store, partition, {}, max(1, lo - log.MAX_ROW + 1), hi)
-            return [row for row in found if row.end > lo]
-        raws = await asyncio.gather(*(self.store.get(f"cache:l:{partition}:{n}") for n in starts))
-        return [row for n, raw in zip(starts, raws, strict=True) if raw is not None and (row := log.decode(n, raw))]
+        A key stored again since has a newer number and stays. What this process knows of the evicted
+        numbers is dropped with the next prune (``_prune``), or by the lookup that finds one gone."""
+        lo = max(lo, 1)
+        if hi >= lo:
+            await self.store.delete_many([entry_key(partition, n) for n in range(lo, hi + 1)])
+        self._prune(self._partition(partition)[1], hi)
 
     async def lock(self, key: str, ttl_s: float) -> bool:
         """Take the coalescing lock of an exact key (True: this request calls upstream for everyone)."""
@@ -341,18 +278,19 @@ class Shared:
     async def unlock(self, key: str) -> None:
         await self.store.delete("cache:c:" + key)
 
-    async def wait(self, key: str, timeout_s: float) -> Entry | None:
-        """Poll for the answer another process is fetching; None once its lock is gone without one, or late."""
+    async def wait(self, partition: str, key: str, timeout_s: float) -> Entry | None:
+        """Poll for the answer another process is fetching (reading the log each time, so its number is
+        known as soon as it is written); None once its lock is gone without one, or late."""
         loop = asyncio.get_running_loop()
         end = loop.time() + timeout_s
         pause = 0.01
         while loop.time() < end:
             await asyncio.sleep(pause)
-            entry = await self.get(key)
+            entry = await self.lookup(partition, key, fresh=True)
             if entry is not None:
                 return entry
             if await self.store.get("cache:c:" + key) is None:
-                return await self.get(key)
+                return await self.lookup(partition, key, fresh=True)
             pause = min(pause * 2, 0.1)
         return None
 
@@ -368,17 +306,18 @@ class Shared:
         await self._sync(partition)
         return self._partition(partition)[0]
 
-    async def _sync(self, partition: str) -> _Sync:
-        """Read the log rows other processes added to a partition since the last read (at most every interval).
+    async def _sync(self, partition: str, *, force: bool = False) -> _Sync:
+        """Read the log rows other processes added to a partition since the last read (at most every interval,
+        unless ``force``).
 
         A backlog over ``_BATCH`` answers (a new process, a partition forgotten and used again) loads in
-        the background; meanwhile semantic lookups search what is loaded and exact ones read the store.
+        the background; meanwhile lookups find what is loaded (the keys not loaded yet miss).
         A row counted but not yet written (its writer is between the two steps) is read again at the
         next few reads of the log.
         """
         index, sync = self._partition(partition)
         now = time.monotonic()
-        if now - sync.at < self.sync_interval_s or (sync.task is not None and not sync.task.done()):
+        if (now - sync.at < self.sync_interval_s and not force) or (sync.task is not None and not sync.task.done()):
             return sync
         sync.at = now
         try:
@@ -420,38 +359,67 @@ class Shared:
             for first in [n for n in sync.own if n <= end]:
                 del sync.own[first]
             for row in rows:
-                sync.span(row.first, len(row.keys), self.cap)
-                for key in row.keys:
-                    self._know(sync, key)
+                for n, key in enumerate(row.keys, row.first):
+                    self._know(sync, key, n)
+            self._prune(sync, end - self.cap)
             vectors = [row for row in rows if row.vectors]
             if vectors:
                 await asyncio.to_thread(log.add_to_index, index, vectors)
-        except Exception as exc:  # what this process knows is incomplete: its exact lookups read the store
-            logger.warning("cache: reading the partition log failed (%s); lookups read the store", exc)
-            self._untrack(sync)
+        except Exception as exc:  # what this process knows is incomplete: start over, at the next sync
+            logger.warning("cache: reading the partition log failed (%s); it is read again from the start", exc)
+            current = self.partitions.get(partition)
+            if current is not None and current[1] is sync:
+                self._untrack(sync)
+                self.partitions[partition] = (Partition(self.cap), _Sync(at=sync.at))  # not before the interval
 
-    def _know(self, sync: _Sync, key: str) -> None:
-        if sync.known is None:
-            return
-        if self.tracked >= KNOWN_MAX:
-            self._untrack(sync)
+    def _know(self, sync: _Sync, key: str, number: int) -> None:
+        """Remember that the log holds ``key`` as answer ``number`` (its newest, when stored more than once)."""
+        known = sync.known
+        if known is None or number <= sync.pruned:
             return
         digest = _digest(key)
-        if digest not in sync.known:
-            sync.known.add(digest)
+        had = known.get(digest)
+        if had is None:
+            if self.tracked >= KNOWN_MAX and not self._make_room(sync):
+                self._untrack(sync)
+                return
             self.tracked += 1
+        if had is None or had < number:
+            known[digest] = number
 
-    def _unknow(self, sync: _Sync, key: str) -> None:
-        if sync.known is not None and _digest(key) in sync.known:
-            sync.known.discard(_digest(key))
+    def _unknow(self, sync: _Sync, key: str, number: int | None = None) -> None:
+        """Forget ``key`` (only if it is still known as ``number``, when given: not a newer copy)."""
+        known = sync.known
+        digest = _digest(key)
+        if known is not None and digest in known and (number is None or known[digest] == number):
+            del known[digest]
             self.tracked -= 1
+
+    def _prune(self, sync: _Sync, hi: int) -> None:
+        """Forget the numbers at or below ``hi`` (evicted: the cap has passed them); it runs once per quarter
+        of the cap at most, so it costs O(1) per answer, and ``known`` stays within ~1.25 caps a partition."""
+        known = sync.known
+        if known is None or hi - sync.pruned < max(self.cap // 4, _BATCH):
+            return
+        kept = {digest: n for digest, n in known.items() if n > hi}
+        self.tracked -= len(known) - len(kept)
+        sync.known = kept
+        sync.pruned = hi
+
+    def _make_room(self, sync: _Sync) -> bool:
+        """Forget the least recently used partitions other than ``sync``'s until one more key fits."""
+        while self.tracked >= KNOWN_MAX:
+            oldest = next(((name, other) for name, (_, other) in self.partitions.items() if other is not sync), None)
+            if oldest is None:
+                return False
+            del self.partitions[oldest[0]]
+            self._untrack(oldest[1])
+        return True
 
     def _untrack(self, sync: _Sync) -> None:
         if sync.known is not None:
             self.tracked -= len(sync.known)
             sync.known = None
-        sync.spans = None
-        sync.starts = []
 
     def _partition(self, partition: str) -> tuple[Partition, _Sync]:
         found = self.partitions.get(partition)
@@ -465,6 +433,25 @@ class Shared:
 
 
 def _digest(key: str) -> int:
-    """A key as 64 bits (the process's string hash; the sets never leave the process): a collision only
-    costs a store read."""
+    """A key as 64 bits (the process's string hash; the maps never leave the process): a collision costs
+    a store read, never a wrong answer (the entry names its exact key, ``_entry`` checks it)."""
     return hash(key)
+
+
+def entry_key(partition: str, number: int) -> str:
+    """Where answer ``number`` of a partition is stored: zero-padded, so new answers come in key order."""
+    return f"cache:e:{partition}:{number:012d}"
+
+
+def _entry(raw: bytes | None, key: str | None) -> Entry | None:
+    """A stored answer from its bytes; None when absent, malformed, or (``key`` given) another key's."""
+    if raw is None:
+        return None
+    head, sep, body = raw.partition(b"\x00")
+    try:
+        meta = orjson.loads(head)
+    except orjson.JSONDecodeError:
+        return None
+    if not sep or not isinstance(meta, dict) or (key is not None and meta.get("k") != key):
+        return None
+    return Entry(body, float(meta.get("c", 0)), int(meta.get("s", 0)))

@@ -19,7 +19,7 @@ from plugins._cache.guards import features, veto
 from plugins._cache.index import Embedder, Partition
 from plugins._cache.keys import exact_keys, semantic_keys, tenant_of
 from plugins._cache.replay import Assembler, chunks
-from plugins._cache.shared import Shared
+from plugins._cache.shared import Shared, entry_key
 from proxy import sse
 from proxy.answershapes import assemble, synthesize
 from proxy.exchange import ApiRequest, ApiResponse, Usage
@@ -275,8 +275,9 @@ async def test_entries_evict_past_the_cap_and_replicas_converge(
     for i, text in enumerate(texts):
         a.put("p", f"k{i}", b'{"n": %d}' % i, text, embedder.embed(text))
         await a.flush()
-    assert await a.get("k0") is None  # the oldest went when the fourth came
-    assert (await b.get("k3")).body == b'{"n": 3}'  # type: ignore[union-attr]
+    assert await a.lookup("p", "k0") is None  # the oldest went when the fourth came
+    assert await one.get(entry_key("p", 1)) is None
+    assert (await b.lookup("p", "k3")).body == b'{"n": 3}'  # type: ignore[union-attr]
     seen = await b.index("p")  # the other replica reads the log
     found = seen.search(embedder.embed("boil an egg"), 0.9, 1)
     assert [c.key for c in found] == ["k3"]
@@ -306,7 +307,7 @@ async def test_a_miss_needs_no_store_read_and_another_replicas_answer_is_found_a
     assert await b.lookup("p", "k1") is None  # b has not read the log since: a miss, never a wrong answer
     _resync(b, "p")
     assert (await b.lookup("p", "k1")).body == b'{"n": 1}'  # type: ignore[union-attr]
-    await one.delete("cache:e:k1")  # gone (TTL, eviction elsewhere): one read finds out, then b knows
+    await one.delete(entry_key("p", 2))  # gone (TTL, eviction elsewhere): one read finds out, then b knows
     assert await b.lookup("p", "k1") is None
     assert await b.lookup("p", "k1") is None and b.skipped == reads + 3
 
@@ -317,7 +318,7 @@ async def test_a_log_row_counted_before_it_is_written_is_read_at_a_later_sync(tm
         b = Shared(store, ttl_s=60, cap=100, sync_interval_s=3600)
         assert await store.incr("cache:n:p") == 1  # another replica took row 1 and has not written it yet
         assert await b.lookup("p", "k") is None
-        await store.set_many([("cache:e:k", b'{"c": 1, "s": 1}\x00{"late": true}'),
+        await store.set_many([(entry_key("p", 1), b'{"c": 1, "s": 1, "k": "k"}\x00{"late": true}'),
                               ("cache:l:p:1", b'{"k": "k", "t": ""}')])  # fmt: skip
         assert await b.lookup("p", "k") is None  # not read again before the interval
         _resync(b, "p")
@@ -326,18 +327,26 @@ async def test_a_log_row_counted_before_it_is_written_is_read_at_a_later_sync(tm
         await store.close()
 
 
-async def test_without_a_sync_interval_or_a_cap_every_lookup_reads_the_store(tmp_path: Path) -> None:
+async def test_without_a_cap_every_lookup_reads_the_store(tmp_path: Path) -> None:
     store = open_store(StoreConfig(), tmp_path, clock=time.time)
     try:
-        for cap, interval in ((100, 0.0), (None, 3600.0)):
-            shared = Shared(store, ttl_s=60, cap=cap, sync_interval_s=interval)
-            assert await shared.lookup("p", "k") is None
-            await store.set("cache:e:k", b'{"c": 1, "s": 0}\x00{}')  # written by a process that logs nothing
-            assert (await shared.lookup("p", "k")).body == b"{}"  # type: ignore[union-attr]
-            assert shared.skipped == 0
-            await store.delete("cache:e:k")
+        shared = Shared(store, ttl_s=60, cap=None, sync_interval_s=3600)
+        assert await shared.lookup("p", "k") is None
+        await store.set("cache:e:k", b'{"c": 1, "s": 0}\x00{}')  # no log: answers live under their exact keys
+        assert (await shared.lookup("p", "k")).body == b"{}"  # type: ignore[union-attr]
+        assert shared.skipped == 0
     finally:
         await store.close()
+
+
+async def test_without_a_sync_interval_every_lookup_reads_the_log_first(replicas: tuple[Store, Store]) -> None:
+    one, two = replicas
+    a = Shared(one, ttl_s=60, cap=100, sync_interval_s=0)
+    b = Shared(two, ttl_s=60, cap=100, sync_interval_s=0)
+    assert await b.lookup("p", "k") is None
+    a.put("p", "k", b'{"a": 1}', None, None)
+    await a.flush()
+    assert (await b.lookup("p", "k")).body == b'{"a": 1}'  # type: ignore[union-attr]  # at once, no interval
 
 
 async def test_without_a_cap_an_exact_answer_is_one_write(tmp_path: Path) -> None:
@@ -346,8 +355,8 @@ async def test_without_a_cap_an_exact_answer_is_one_write(tmp_path: Path) -> Non
         shared = Shared(store, ttl_s=60, cap=None, sync_interval_s=0)
         shared.put("p", "k", b'{"a": 1}', None, None)
         await shared.flush()
-        assert (await shared.get("k")).body == b'{"a": 1}'  # type: ignore[union-attr]
-        assert await store.counter("cache:n:p") == 0
+        assert (await shared.lookup("p", "k")).body == b'{"a": 1}'  # type: ignore[union-attr]
+        assert await store.get("cache:e:k") is not None and await store.counter("cache:n:p") == 0
     finally:
         await store.close()
 
@@ -358,12 +367,13 @@ async def test_answers_are_seen_here_at_once_and_elsewhere_once_written(replicas
     b = Shared(two, ttl_s=60, cap=2, sync_interval_s=0)
     for i in range(3):
         a.put("p", f"k{i}", b'{"n": %d}' % i, None, None)
-    assert (await a.get("k2")).body == b'{"n": 2}'  # type: ignore[union-attr]
-    assert await b.get("k2") is None  # not written yet (a minute's delay)
+    assert (await a.lookup("p", "k2")).body == b'{"n": 2}'  # type: ignore[union-attr]
+    assert await b.lookup("p", "k2") is None  # not written yet (a minute's delay)
     await a.flush()
     assert a.written == 3
-    assert (await b.get("k2")).body == b'{"n": 2}'  # type: ignore[union-attr]
-    assert await b.get("k0") is None  # written in one batch, and the cap of 2 still holds
+    assert (await b.lookup("p", "k2")).body == b'{"n": 2}'  # type: ignore[union-attr]
+    assert await b.lookup("p", "k0") is None  # written in one batch, and the cap of 2 still holds
+    assert await one.get(entry_key("p", 1)) is None
     assert await one.counter("cache:n:p") == 3
 
 
@@ -391,7 +401,7 @@ async def test_flush_right_after_a_put_writes_it_without_waiting_for_the_delay(t
         shared.put("p", "k", b"{}", None, None)
         async with asyncio.timeout(5):  # in this task: the flusher has not even started; flush must not wait an hour
             await shared.flush()
-        assert await store.get("cache:e:k") is not None
+        assert await store.get(entry_key("p", 1)) is not None
     finally:
         await store.close()
 

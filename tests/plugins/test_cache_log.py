@@ -1,4 +1,4 @@
-"""The cache's partition log: one row per written batch, read by other replicas, used for eviction."""
+"""The cache's partition log: one row per written batch, read by other replicas; answers stored by number."""
 
 from __future__ import annotations
 
@@ -6,10 +6,12 @@ import time
 from pathlib import Path
 
 import orjson
+import pytest
 
 from plugins._cache import log
+from plugins._cache import shared as shared_module
 from plugins._cache.index import Embedder
-from plugins._cache.shared import Shared
+from plugins._cache.shared import Shared, entry_key
 from proxy.store import Store, StoreConfig, open_store
 
 
@@ -40,7 +42,8 @@ async def test_a_batch_of_answers_writes_one_log_row(tmp_path: Path) -> None:
         assert raw is not None and orjson.loads(raw) == {"n": 10, "k": [f"k{i}" for i in range(10)]}
         assert all([await store.get(f"cache:l:p:{n}") is None for n in range(2, 11)])
         assert await store.counter("cache:n:p") == 10
-        assert (await store.get("cache:e:k9")) is not None
+        stored = await store.get(entry_key("p", 10))  # k9, the tenth answer: under its number
+        assert stored is not None and orjson.loads(stored.partition(b"\x00")[0])["k"] == "k9"
     finally:
         await store.close()
 
@@ -76,7 +79,10 @@ async def test_a_row_that_shows_up_late_is_read_at_a_later_sync(replicas: tuple[
     assert await one.incr("cache:n:p", 3) == 3  # another replica counted three answers, writes them late
     assert await b.lookup("p", "k1") is None
     row = orjson.dumps({"n": 3, "k": ["k0", "k1", "k2"]})
-    entries = [(f"cache:e:k{i}", orjson.dumps({"c": 1, "s": i + 1}) + b'\x00{"late": true}') for i in range(3)]
+    entries = [
+        (entry_key("p", i + 1), orjson.dumps({"c": 1, "s": i + 1, "k": f"k{i}"}) + b'\x00{"late": true}')
+        for i in range(3)
+    ]
     await one.set_many([*entries, ("cache:l:p:1", row)])
     _resync(b, "p")
     assert (await b.lookup("p", "k1")).body == b'{"late": true}'  # type: ignore[union-attr]
@@ -87,17 +93,18 @@ async def test_a_row_that_shows_up_late_is_read_at_a_later_sync(replicas: tuple[
 async def test_eviction_keeps_the_newest_cap_answers_across_rows_and_writers(replicas: tuple[Store, Store]) -> None:
     one, two = replicas
     a = Shared(one, ttl_s=60, cap=5, sync_interval_s=0)
-    b = Shared(two, ttl_s=60, cap=5, sync_interval_s=0)  # never reads the log: finds old keys by walking it
+    b = Shared(two, ttl_s=60, cap=5, sync_interval_s=0)  # reads the log before every lookup
     await _put(a, range(3))
     await _put(a, range(3, 6))  # answers 1..6: answer 1 (k0) goes
     await _put(b, range(6, 9))  # 7..9: 2..4 go, in a's rows, which b never read
-    live = [i for i in range(9) if await a.get(f"k{i}") is not None]
+    live = [i for i in range(9) if await a.lookup("p", f"k{i}") is not None]
     assert live == [4, 5, 6, 7, 8]
     a.put("p", "k5", b'{"again": 5}', None, None)  # stored again: its new number keeps it past the next evictions
     await a.flush()
     await _put(a, range(9, 12))  # 11..13: 6..8 go (k5's old number among them), k5 stays
-    live = [i for i in range(12) if await b.get(f"k{i}") is not None]
+    live = [i for i in range(12) if await b.lookup("p", f"k{i}") is not None]
     assert live == [5, 8, 9, 10, 11]
+    assert await one.get(entry_key("p", 6)) is None  # k5's old number went with its turn
 
 
 async def test_a_new_replica_starts_reading_where_the_cap_begins(replicas: tuple[Store, Store]) -> None:
@@ -133,13 +140,14 @@ async def test_semantic_rows_carry_their_embeddings(replicas: tuple[Store, Store
 async def test_what_a_writer_remembers_of_its_log_stays_bounded(tmp_path: Path) -> None:
     store = open_store(StoreConfig(), tmp_path, clock=time.time)
     try:
-        shared = Shared(store, ttl_s=60, cap=2, sync_interval_s=0)  # exact lookups never read the log
-        for i in range(400):
-            await _put(shared, range(i, i + 1))  # 400 rows of one answer
+        shared = Shared(store, ttl_s=60, cap=2, sync_interval_s=3600)
+        for i in range(1000):
+            await _put(shared, range(i, i + 1))  # 1000 rows of one answer, never read back
         sync = shared.partitions["p"][1]
-        assert sync.spans is not None and len(sync.spans) <= 3  # rows a later eviction may still need
+        assert sync.known is not None and len(sync.known) <= 2 + log.MAX_ROW  # evicted numbers are forgotten
+        assert shared.tracked == len(sync.known)
         assert len(sync.own) <= 2 + log.MAX_ROW + 1
-        assert [i for i in range(400) if await shared.get(f"k{i}") is not None] == [398, 399]
+        assert [i for i in range(1000) if await shared.lookup("p", f"k{i}") is not None] == [998, 999]
     finally:
         await store.close()
 
@@ -148,3 +156,54 @@ def test_rows_of_one_answer_from_before_batches_still_read() -> None:
     row = log.decode(7, b'{"k": "key", "t": "text"}' + b"\x00" + bytes(512))
     assert row is not None and row.keys == ("key",) and row.end == 8 and row.vectors == (0,)
     assert log.decode(7, b"not json") is None and log.decode(7, b'{"k": [1]}') is None
+
+
+async def test_answers_are_stored_by_number_in_key_order_and_checked_on_read(tmp_path: Path) -> None:
+    store = open_store(StoreConfig(), tmp_path, clock=time.time)
+    try:
+        shared = Shared(store, ttl_s=60, cap=100, sync_interval_s=3600)
+        await _put(shared, range(12))
+        assert [entry_key("p", n) for n in range(1, 13)] == sorted(entry_key("p", n) for n in range(1, 13))
+        assert await store.get("cache:e:k3") is None  # not under its exact key
+        await store.set(entry_key("p", 4), orjson.dumps({"c": 1, "s": 4, "k": "other"}) + b"\x00{}")
+        assert await shared.lookup("p", "k3") is None  # the number holds another key's answer: a miss
+        assert await shared.lookup("p", "k3") is None and shared.skipped == 1  # and k3 is forgotten
+        assert (await shared.lookup("p", "k4")).body == b'{"n": 4}'  # type: ignore[union-attr]
+    finally:
+        await store.close()
+
+
+async def test_a_partition_whose_log_read_failed_is_read_again_from_the_start(
+    replicas: tuple[Store, Store], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    one, two = replicas
+    a = Shared(one, ttl_s=60, cap=1000, sync_interval_s=3600)
+    b = Shared(two, ttl_s=60, cap=1000, sync_interval_s=3600)
+    await _put(a, range(3))
+
+    async def failing_walk(*args: object, **kwargs: object) -> object:
+        raise RuntimeError("store hiccup")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(log, "walk", failing_walk)
+        assert await b.lookup("p", "k0") is None  # the read failed: nothing is known, a miss
+    assert b.partitions["p"][1].seen == 0 and b.tracked == 0  # forgotten, not left half-known for good
+    assert await b.lookup("p", "k1") is None  # not read again before the interval (no storm while the store ails)
+    _resync(b, "p")
+    assert (await b.lookup("p", "k1")).body == b'{"n": 1}'  # type: ignore[union-attr]  # read from the start
+
+
+async def test_past_the_key_budget_the_least_recently_used_partition_is_forgotten(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(shared_module, "KNOWN_MAX", 5)
+    store = open_store(StoreConfig(), tmp_path, clock=time.time)
+    try:
+        shared = Shared(store, ttl_s=60, cap=100, sync_interval_s=3600)
+        await _put(shared, range(4), partition="a")
+        await _put(shared, range(4), partition="b")  # 8 keys > 5: "a" goes, "b" is whole
+        assert list(shared.partitions) == ["b"] and shared.tracked == 4
+        assert [await shared.lookup("b", f"k{i}") is not None for i in range(4)] == [True] * 4
+        assert (await shared.lookup("a", "k2")).body == b'{"n": 2}'  # type: ignore[union-attr]  # read again
+    finally:
+        await store.close()
