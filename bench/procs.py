@@ -79,14 +79,14 @@ class Fleet:
         return dict(os.environ)
 
     def spawn(
-        self, name: str, argv: list[str], env: dict[str, str] | None = None
+        self, name: str, argv: list[str], env: dict[str, str] | None = None, *, cwd: Path | None = None
     ) -> tuple[subprocess.Popen[bytes], Path]:
         log_path = self.workdir / f"{name}.log"
         log = open(log_path, "wb")
         self._logs.append(log)
         proc = subprocess.Popen(
             argv,
-            cwd=self.cwd,
+            cwd=cwd or self.cwd,
             env=env or self.default_env(),
             stdin=subprocess.DEVNULL,
             stdout=log,

@@ -9,6 +9,11 @@ per request as a ratio to the reference's, measured in the same run. See ``bench
     python benchmarks/harness.py --quick          # ~1 minute smoke run
     python benchmarks/harness.py --rounds 3       # fuller run
     chaperone bench overhead --quick              # the same
+    python benchmarks/harness.py --baseline main  # before and after: each Chaperone target also at ``main``
+
+``--baseline REV`` checks ``REV`` out in a temporary git worktree and runs every selected Chaperone
+target twice, from this checkout and from the worktree (``<target>@REV``), in the same rounds against
+the same reference: a change to the hot path measured before and after in one run.
 """
 
 from __future__ import annotations
@@ -143,7 +148,10 @@ def build_scenarios(args: argparse.Namespace) -> list[Scenario]:
     return scenarios
 
 
-def start_targets(fleet: Fleet, names: list[str]) -> tuple[Target, list[Target]]:
+def start_targets(
+    fleet: Fleet, names: list[str], baseline: tuple[str, Path] | None = None
+) -> tuple[Target, list[Target]]:
+    """The mock and the targets; with ``baseline`` (its name and worktree) each Chaperone target twice."""
     mock = start_mock(fleet)
     upstream = mock.base
     targets: list[Target] = []
@@ -154,8 +162,28 @@ def start_targets(fleet: Fleet, names: list[str]) -> tuple[Target, list[Target]]
             targets.append(start_reference(fleet, upstream))
         else:
             targets.append(start_chaperone(fleet, name, upstream, CHAPERONE_VARIANTS[name]()))
+            if baseline is not None:
+                label, root = baseline
+                chain = CHAPERONE_VARIANTS[name]()
+                targets.append(start_chaperone(fleet, f"{name}@{label}", upstream, chain, root=root))
     wait_ready([mock, *targets])
     return mock, targets
+
+
+def baseline_worktree(rev: str, workdir: Path, repo: Path = ROOT) -> Path:
+    """Check ``rev`` out in a detached git worktree under ``workdir``; a clear error when it cannot be."""
+    path = workdir / "baseline"
+    done = subprocess.run(
+        ["git", "-C", str(repo), "worktree", "add", "--detach", str(path), rev], capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"--baseline {rev}: git worktree add failed: {done.stderr.strip() or done.stdout.strip()}")
+    return path
+
+
+def remove_worktree(path: Path, repo: Path = ROOT) -> None:
+    subprocess.run(["git", "-C", str(repo), "worktree", "remove", "--force", str(path)], capture_output=True)
+    subprocess.run(["git", "-C", str(repo), "worktree", "prune"], capture_output=True)
 
 
 def measure(
@@ -251,6 +279,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--client-workers", type=int, default=1, help="load-generator processes (default 1)")
     parser.add_argument("--out", type=Path, help="JSON results file (default benchmarks/results/bench-<time>.json)")
     parser.add_argument("--keep-logs", action="store_true", help="keep the subprocess logs (path printed)")
+    parser.add_argument(
+        "--baseline", metavar="REV", help="also run each Chaperone target from git revision REV (before/after)"
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="progress on stderr")
     argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv[1:] if argv[:1] == ["--"] else argv)  # `chaperone bench -- --quick`
@@ -288,8 +319,13 @@ def main(argv: list[str] | None = None) -> int:
     scenarios = build_scenarios(args)
     started = time.monotonic()
     env_before = environment()
+    worktree: Path | None = None
     try:
-        mock, targets = start_targets(fleet, args.targets)
+        baseline = None
+        if args.baseline:
+            worktree = baseline_worktree(args.baseline, workdir)
+            baseline = (args.baseline, worktree)
+        mock, targets = start_targets(fleet, args.targets, baseline)
         loadgen = LoadGen(fleet, args.client_workers)
         rows = [row.stats() for row in measure(args, loadgen, mock, targets, scenarios)]
     except RuntimeError as exc:
@@ -300,6 +336,8 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     finally:
         fleet.stop()
+        if worktree is not None:
+            remove_worktree(worktree)
         if args.keep_logs:
             print(f"logs: {workdir}", file=sys.stderr)
         else:

@@ -13,7 +13,11 @@ REFERENCE = "reference"
 DIRECT = "direct"
 EMPTY = "chaperone-empty"
 NOOP8 = "chaperone-noop8"
+MONEY = "chaperone-money"
 TARGET_RATIOS = {EMPTY: 1.3, "chaperone-params-headers": 1.6}
+CAPACITY_TARGETS = {(EMPTY, "chat c=64"): 1.2, (MONEY, "chat c=64"): 1.8}
+"""The cost-and-capacity overhead budget: CPU/request in one scenario (c=64, whole answers) against the
+reference. A target run from a baseline (``<target>@REV``, ``harness.py --baseline``) is shown beside it."""
 PER_PLUGIN_TARGET_US = 20.0
 
 
@@ -142,6 +146,7 @@ def verdicts(rows: list[dict[str, Any]], scenarios: list[Scenario], key: str = "
             "failed_scenarios": failed,
             "pass": overall <= limit and not failed,
         }
+    out["capacity"] = capacity(rows, key)
     for name in standard:
         noop8, empty = by_key.get((name, NOOP8)), by_key.get((name, EMPTY))
         if noop8 and empty and noop8[key] is not None and empty[key] is not None:
@@ -207,6 +212,23 @@ def _is_stall(row: dict[str, Any], scenarios: list[Scenario]) -> bool:
     return any(s.name == row["scenario"] and s.stall_check for s in scenarios)
 
 
+def capacity(rows: list[dict[str, Any]], key: str = "cpu_us_per_req") -> list[dict[str, Any]]:
+    """Each ``CAPACITY_TARGETS`` row present (and its baselines): its ratio to the reference, and pass/fail."""
+    refs = {r["scenario"]: r[key] for r in rows if r["target"] == REFERENCE and r.get(key)}
+    out = []
+    for (target, scenario), limit in CAPACITY_TARGETS.items():
+        base = refs.get(scenario)
+        for row in rows:
+            name = row["target"]
+            if row["scenario"] != scenario or not (name == target or name.startswith(target + "@")):
+                continue
+            if base and row.get(key) is not None:
+                ratio = row[key] / base
+                passed = ratio <= limit
+                out.append({"target": name, "scenario": scenario, "limit": limit, "ratio": ratio, "pass": passed})
+    return out
+
+
 def verdict_text(verdict: dict[str, Any], precise: dict[str, Any] | None) -> str:
     lines = ["", "Targets (CPU/request vs the reference proxy, same run; mean over the standard scenarios):"]
     for target, v in verdict["targets"].items():
@@ -229,4 +251,9 @@ def verdict_text(verdict: dict[str, Any], precise: dict[str, Any] | None) -> str
         )
         per = ", ".join(f"{s} {v:.1f}" for s, v in verdict["per_plugin_us"].items())
         lines.append(f"  per scenario (µs): {per}")
+    if verdict.get("capacity"):
+        lines.append("Cost-and-capacity budget (one scenario each):")
+        for c in verdict["capacity"]:
+            state = "PASS" if c["pass"] else "FAIL"
+            lines.append(f"- {c['target']} in {c['scenario']}: {c['ratio']:.2f}x (limit {c['limit']}x) → **{state}**")
     return "\n".join(lines)

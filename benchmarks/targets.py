@@ -112,7 +112,8 @@ def start_reference(fleet: Fleet, upstream: str) -> Target:
     return Target("reference", port, proc, log, ready_path="/v1/models")
 
 
-def start_chaperone(fleet: Fleet, name: str, upstream: str, chain: list[Any]) -> Target:
+def start_chaperone(fleet: Fleet, name: str, upstream: str, chain: list[Any], *, root: Path = ROOT) -> Target:
+    """``chaperone serve`` running ``chain``; ``root`` is the checkout whose code it runs (a baseline worktree)."""
     port = free_port()
     home = fleet.workdir / name
     home.mkdir()
@@ -124,9 +125,10 @@ def start_chaperone(fleet: Fleet, name: str, upstream: str, chain: list[Any]) ->
         CHAPERONE_SHUTDOWN_TIMEOUT_S="1",
         CHAPERONE_PLUGINS="benchmarks.noop_plugins",
         CHAPERONE_LOG_LEVEL="WARNING",
+        PYTHONPATH=os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH", "")])),
     )
     argv = [sys.executable, "-m", "proxy.cli", "serve", "--policy", str(policy), "--host", HOST, "--port", str(port)]
-    proc, log = fleet.spawn(name, argv, env)
+    proc, log = fleet.spawn(name, argv, env, cwd=root)
     return Target(name, port, proc, log)
 
 
