@@ -261,3 +261,28 @@ async def test_a_stream_stored_without_its_usage_chunk_still_carries_its_usage(
         usage = hit.parse().usage
         assert usage is not None and usage.completion_tokens > 0 and usage.total_tokens > usage.completion_tokens
     assert await chat_calls(mock_upstream) == 1
+
+
+@pytest.mark.parametrize("backend", ["diskcache", "redis"])
+async def test_an_answer_one_replica_stored_is_a_hit_on_another(
+    start_proxy: ProxyFactory, write_policy: Callable[[str], Path], mock_upstream: MockUpstream,
+    tmp_path: Path, request: pytest.FixtureRequest, backend: str,
+) -> None:  # fmt: skip
+    if backend == "redis":
+        store = f"store: {{backend: redis, url: '{request.getfixturevalue('clean_redis_url')}'}}\n"
+    else:
+        store = f"store: {{backend: diskcache, path: '{tmp_path / 'shared-store'}'}}\n"
+    config = "{mode: exact, sync_interval_s: 0}"  # the other replica reads the log before each lookup
+    one = await start(start_proxy, write_policy, mock_upstream, config, store)
+    two = await start(start_proxy, write_policy, mock_upstream, config, store)
+    async with one.client("sk-alice") as a, two.client("sk-alice") as b, two.client("sk-bob") as other:
+        first, headers = await raw_chat(a, ask("Name a colour."))
+        assert headers["x-chaperone-cache"] == "miss"
+        await stored(one, 1)
+        plugin = next(s.plugin for s in one.runtime.in_force().policy.chains["default"].steps if s.name == "cache")
+        await plugin.shared.flush()  # written now, not after the write delay
+        again, headers = await raw_chat(b, ask("Name a colour."))
+        assert (again, headers["x-chaperone-cache"]) == (first, "hit")
+        _, headers = await raw_chat(other, ask("Name a colour."))  # another key: its own partition
+        assert headers["x-chaperone-cache"] == "miss"
+    assert await chat_calls(mock_upstream) == 2
