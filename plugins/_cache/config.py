@@ -56,7 +56,7 @@ class CacheConfig(BaseModel):
         default=1.0,
         ge=0,
         description="How often a process reads the answers other workers and replicas added to a partition "
-        "(it finds them within this); 0: every lookup reads the store.",
+        "(it finds them within this); 0: before every lookup (one more store read each).",
     )
     max_query_chars: int = Field(
         default=2000,
