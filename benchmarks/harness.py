@@ -324,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
         baseline = None
         if args.baseline:
             worktree = baseline_worktree(args.baseline, workdir)
-            baseline = (args.baseline, worktree)
+            baseline = ("".join(c if c.isalnum() or c in "._-" else "_" for c in args.baseline), worktree)
         mock, targets = start_targets(fleet, args.targets, baseline)
         loadgen = LoadGen(fleet, args.client_workers)
         rows = [row.stats() for row in measure(args, loadgen, mock, targets, scenarios)]
