@@ -95,7 +95,7 @@ async def lookup_latency(embedder: Embedder, entries: int, iterations: int) -> d
     embed_s = time.perf_counter() - t0
     home = Path(tempfile.mkdtemp(prefix="cache-bench-"))
     store = open_store(StoreConfig(), home, clock=time.time)
-    registry = build_registry(entry_points=False, extra=("plugins.cache",))
+    registry = build_registry(entry_points=False)
     policy = compile_chain_policy("[{cache: {mode: semantic}}]", registry)
     plugin = Cache(CacheConfig(mode="semantic", coalesce=False))
     plugin.embedder = embedder
@@ -126,6 +126,7 @@ async def lookup_latency(embedder: Embedder, entries: int, iterations: int) -> d
         start = time.perf_counter()
         index.search(vector, DEFAULT_THRESHOLD, 8)
         search_only.append((time.perf_counter() - start) * 1000)
+    await plugin.on_shutdown()  # its last answers written before the store closes
     await store.close()
     return {
         "entries_in_partition": len(index),
@@ -147,7 +148,7 @@ async def hit_vs_upstream(iterations: int) -> dict[str, Any]:
     home = Path(tempfile.mkdtemp(prefix="cache-bench-"))
     policy = home / "policy.yaml"
     policy.write_text(simple_policy(mock + "/v1", "[{cache: {mode: exact}}]"))
-    registry = build_registry(entry_points=False, extra=("plugins.cache",))
+    registry = build_registry(entry_points=False)
     app = create_proxy_app(Settings(policy_path=policy, home=home / "home", reload_interval_s=0), registry=registry)
     proxy_runner, proxy = await start_site(app)
     body = {"model": "mock-gpt", "temperature": 0, "messages": [{"role": "user", "content": "hello there"}]}
@@ -186,7 +187,7 @@ async def exact_cost(iterations: int, max_entries: int | None = 100_000) -> dict
 
     home = Path(tempfile.mkdtemp(prefix="cache-bench-"))
     store = open_store(StoreConfig(), home, clock=time.time)
-    registry = build_registry(entry_points=False, extra=("plugins.cache",))
+    registry = build_registry(entry_points=False)
     policy = compile_chain_policy("[{cache: {mode: exact}}]", registry)
     plugin = Cache(CacheConfig(mode="exact", max_entries=max_entries))
     await plugin.on_startup(Resources(store=store, home=home))
@@ -207,6 +208,7 @@ async def exact_cost(iterations: int, max_entries: int | None = 100_000) -> dict
             await one(text)
         out[f"{label}_cpu_us"] = round((time.process_time() - cpu) / iterations * 1e6, 1)
         out[f"{label}_wall_us"] = round((time.perf_counter() - wall) / iterations * 1e6, 1)
+    await plugin.on_shutdown()
     await store.close()
     return out
 
