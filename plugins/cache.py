@@ -192,7 +192,7 @@ class Cache:
         except TimeoutError:
             body = None
         if body is not None:
-            return self._hit(exchange, Entry(body, time.time(), 0), 1.0)
+            return self._hit(exchange, Entry(body, time.time()), 1.0)
         if self.config.coalesce_across_processes:  # the one we waited for followed another process
             entry = await self.shared.wait(state.keys.partition, key, max(0.0, exchange.remaining_s()))
             if entry is not None:

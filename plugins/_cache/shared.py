@@ -92,11 +92,10 @@ class _Put:
 
 @dataclass(frozen=True, slots=True)
 class Entry:
-    """A stored answer: the upstream's JSON bytes, when it was stored (epoch seconds), its log number."""
+    """A stored answer: the upstream's JSON bytes and when it was stored (epoch seconds)."""
 
     body: bytes
     created: float
-    seq: int
 
 
 @dataclass(slots=True)
@@ -143,7 +142,7 @@ class Shared:
         """
         waiting = self._pending.get(key) or self._writing.get(key)
         if waiting is not None:
-            return Entry(waiting.body, waiting.created, 0)
+            return Entry(waiting.body, waiting.created)
         if not self.bounded:
             return _entry(await self.store.get("cache:e:" + key), None)
         sync = await self._sync(partition, force=fresh)
@@ -454,4 +453,4 @@ def _entry(raw: bytes | None, key: str | None) -> Entry | None:
         return None
     if not sep or not isinstance(meta, dict) or (key is not None and meta.get("k") != key):
         return None
-    return Entry(body, float(meta.get("c", 0)), int(meta.get("s", 0)))
+    return Entry(body, float(meta.get("c", 0)))
