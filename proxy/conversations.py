@@ -103,6 +103,10 @@ class Expanded:
     own_from: int
 
 
+MISS_WAIT_S = 0.3
+"""How long a stored response that is not found is looked for again (another process may be writing it)."""
+
+
 class Conversations:
     """Stored responses of one policy's store; every method takes the caller, and only sees its owner's.
 
@@ -122,11 +126,23 @@ class Conversations:
         return f"responses:{owner_of(caller)}:{response_id}"
 
     async def _record(self, caller: Caller, response_id: str) -> dict[str, Any] | None:
+        """The stored record; a miss is read again a few times over ``MISS_WAIT_S`` before it counts.
+
+        Another replica (or worker) answers first and writes after: a client that continues at once
+        through another process can overtake that write by a fraction of a millisecond. Only an id
+        that is really unknown pays the wait.
+        """
         key = self._key(caller, response_id)
         pending = self._pending.get(key)
         if pending is not None:
             await asyncio.wait([pending])
         raw = await self.store.get(key)
+        delay, waited = 0.005, 0.0
+        while raw is None and waited < MISS_WAIT_S:
+            await asyncio.sleep(delay)
+            waited += delay
+            delay *= 2
+            raw = await self.store.get(key)
         return orjson.loads(raw) if raw else None
 
     async def expand(self, caller: Caller, body: dict[str, Any]) -> Expanded | None:

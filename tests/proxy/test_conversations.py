@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -119,3 +120,18 @@ async def test_a_read_waits_for_a_write_still_running_and_drain_finishes_them(st
     conversations.keep(alice, response("resp_2", "later"), "y", 0)
     await conversations.drain()
     assert await store.get("responses:key:alice:resp_2") is not None
+
+
+async def test_a_response_another_process_is_still_writing_is_found(store: Store, tmp_path: Path) -> None:
+    """Replica A answers, then writes; the client's follow-up through replica B can get there first."""
+    a, b = Conversations(store, ResponsesConfig()), Conversations(store, ResponsesConfig())
+    alice = caller("alice")
+    body: dict[str, Any] = {"input": "and chess", "previous_response_id": "resp_1"}
+    follow_up = asyncio.ensure_future(b.expand(alice, body))
+    await asyncio.sleep(0)  # B has read once and missed
+    assert not follow_up.done()
+    assert await a.save(alice, response("resp_1", "hi Ada"), "I am Ada", 0)
+    expanded = await follow_up
+    assert expanded is not None and expanded.previous_id == "resp_1"
+    with pytest.raises(InvalidRequest, match="not found"):  # an id nobody writes is still a 400
+        await b.expand(alice, {"input": "x", "previous_response_id": "resp_unknown"})
