@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 import aiohttp
 import orjson
 
+from backends import http1
 from backends.adapters import Translator, translate_stream
 from backends.openai import OpenAIBackend, map_errors
 from proxy import sse
@@ -150,26 +151,27 @@ class ProviderBackend(OpenAIBackend):
         *,
         native: bool,
         key: int | None = None,
-    ) -> tuple[aiohttp.ClientResponse, Attempt]:
+    ) -> tuple[http1.Response, Attempt]:
         """One POST, recorded as an attempt; an error status raises the dialect's error."""
         headers = self._headers(request.headers, exchange.caller.authorization, key)
         headers["content-type"] = "application/json"
         headers["x-request-id"] = exchange.request_id
         attempt = Attempt(self.name, str(body.get("model", "")), time.monotonic())
         exchange.attempts.append(attempt)
+        config = self.config
         try:
             with map_errors(self.name):
-                resp = await self.session.post(
-                    self._url(path),
-                    data=orjson.dumps(body),
-                    headers=headers,
-                    timeout=self._timeout(exchange, request.stream),
-                    allow_redirects=False,
+                resp = await self.http.post(
+                    path,
+                    orjson.dumps(body),
+                    headers,
+                    connect_s=config.connect_timeout_s,
+                    read_s=config.timeout_s,
+                    total_s=self._total_s(exchange, request.stream),
                 )
                 attempt.status = resp.status
                 if resp.status >= 400:
                     data = await resp.read()
-                    resp.release()
                     raise self.dialect.error(resp.status, data, resp.headers, native=native)
             return resp, attempt
         except BaseException as exc:
@@ -177,7 +179,7 @@ class ProviderBackend(OpenAIBackend):
             attempt.error = getattr(exc, "code", None) or type(exc).__name__
             raise
 
-    async def _read(self, resp: aiohttp.ClientResponse, attempt: Attempt) -> dict[str, Any]:
+    async def _read(self, resp: http1.Response, attempt: Attempt) -> dict[str, Any]:
         try:
             with map_errors(self.name):
                 raw = await resp.read()
