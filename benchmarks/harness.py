@@ -39,6 +39,7 @@ from benchmarks.report import Row, Scenario
 from benchmarks.targets import (
     CHAPERONE_VARIANTS,
     HERE,
+    REFERENCE_CLIENTS,
     ROOT,
     Fleet,
     Target,
@@ -50,7 +51,7 @@ from benchmarks.targets import (
     wait_ready,
 )
 
-ALL_TARGETS = ("direct", "reference", *CHAPERONE_VARIANTS)
+ALL_TARGETS = ("direct", "reference", "reference-aiohttp", *CHAPERONE_VARIANTS)
 RESULTS = HERE / "results"
 
 
@@ -158,8 +159,8 @@ def start_targets(
     for name in names:
         if name == "direct":
             targets.append(Target("direct", mock.port, ready_path="/_mock/health"))
-        elif name == "reference":
-            targets.append(start_reference(fleet, upstream))
+        elif name in REFERENCE_CLIENTS:
+            targets.append(start_reference(fleet, upstream, name))
         else:
             targets.append(start_chaperone(fleet, name, upstream, CHAPERONE_VARIANTS[name]()))
             if baseline is not None:

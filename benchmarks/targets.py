@@ -105,11 +105,16 @@ def start_mock(fleet: Fleet) -> Target:
     return Target("mock", port, proc, log, ready_path="/_mock/health")
 
 
-def start_reference(fleet: Fleet, upstream: str) -> Target:
+REFERENCE_CLIENTS = {"reference": "http1", "reference-aiohttp": "aiohttp"}
+"""The reference relay's targets and their upstream clients: ``reference`` (every ratio's denominator) uses
+the lean client Chaperone uses; ``reference-aiohttp`` is the aiohttp-only relay of stops 1 to 23."""
+
+
+def start_reference(fleet: Fleet, upstream: str, name: str = "reference") -> Target:
     port = free_port()
     argv = [sys.executable, str(HERE / "reference_proxy.py"), "--upstream", upstream, "--port", str(port)]
-    proc, log = fleet.spawn("reference", argv)
-    return Target("reference", port, proc, log, ready_path="/v1/models")
+    proc, log = fleet.spawn(name, [*argv, "--client", REFERENCE_CLIENTS[name]])
+    return Target(name, port, proc, log, ready_path="/v1/models")
 
 
 def start_chaperone(fleet: Fleet, name: str, upstream: str, chain: list[Any], *, root: Path = ROOT) -> Target:
