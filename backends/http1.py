@@ -32,6 +32,7 @@ Errors are this module's own (``ConnectFailed``, ``Disconnected``, ``BadResponse
 from __future__ import annotations
 
 import asyncio
+import base64
 import ssl
 from collections import deque
 from collections.abc import AsyncIterator, Mapping
@@ -74,6 +75,10 @@ class Http1Client:
         host = f"[{self.host}]" if ":" in self.host else self.host
         self.host_header = host if url.is_default_port() else f"{host}:{self.port}"
         self.ssl: ssl.SSLContext | None = ssl.create_default_context() if url.scheme == "https" else None
+        # Credentials in the URL (``http://user:pass@host/v1``) are sent as Basic auth, as aiohttp did,
+        # unless the call carries its own Authorization.
+        userinfo = f"{url.user or ''}:{url.password or ''}".encode() if url.user is not None else None
+        self._basic = f"Basic {base64.b64encode(userinfo).decode()}" if userinfo is not None else None
         self.limit = limit
         self.keepalive_s = keepalive_s
         self._idle: list[_Conn] = []
@@ -107,12 +112,18 @@ class Http1Client:
 
     def _head(self, path: str, headers: Mapping[str, str], length: int) -> bytes:
         lines = [f"POST {self.prefix}{path} HTTP/1.1\r\nHost: {self.host_header}\r\n"]
+        basic = self._basic
         for name, value in headers.items():
-            if name.lower() in _OWN:
+            lower = name.lower()
+            if lower in _OWN:
                 continue
             if "\r" in value or "\n" in value or "\r" in name or "\n" in name or ":" in name:
                 raise ValueError(f"header {name!r} has a character HTTP headers cannot hold")
+            if lower == "authorization":
+                basic = None
             lines.append(f"{name}: {value}\r\n")
+        if basic is not None:
+            lines.append(f"Authorization: {basic}\r\n")
         lines.append(f"Content-Length: {length}\r\n\r\n")
         return "".join(lines).encode("utf-8", "surrogateescape")
 

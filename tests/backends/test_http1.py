@@ -378,3 +378,15 @@ async def test_a_whole_answer_larger_than_the_pause_mark_is_read_whole(
     assert await (await post(client)).read() == payload  # and the connection is still good
     assert up.connections == 1
     await client.close()
+
+
+async def test_credentials_in_the_url_are_sent_as_basic_auth(
+    upstream: Callable[[Handler], Awaitable[Upstream]],
+) -> None:
+    up = await upstream(echo_forever)
+    client = http1.Http1Client(f"http://ann:s3cret@127.0.0.1:{up.port}/v1", limit=1)
+    await (await post(client)).read()
+    assert b"Authorization: Basic YW5uOnMzY3JldA==\r\n" in up.heads[0]  # base64 of ann:s3cret
+    await (await client.post("/chat/completions", b"{}", {"authorization": "Bearer k"}, connect_s=1, read_s=1)).read()
+    assert b"Basic" not in up.heads[1] and b"authorization: Bearer k\r\n" in up.heads[1]  # the call's own wins
+    await client.close()
