@@ -11,7 +11,8 @@ What this client does:
 
 - **Keep-alive connections**, pooled per backend: at most ``limit`` open, the most recently used
   taken first, one idle longer than ``keepalive_s`` closed instead of reused, one the upstream closed
-  dropped as soon as it goes.
+  dropped as soon as it goes. A new connection tries the host's addresses in turn; they are looked up
+  once per ``DNS_TTL_S``, one lookup shared by a burst of new connections.
 - **One write a request** (head and body), ``Content-Length`` always set; header names and values
   with CR or LF are refused (no header injection from a policy's ``headers``).
 - **Responses parsed by httptools** (llhttp, the parser Node.js uses): ``Content-Length``, chunked,
@@ -33,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import socket
 import ssl
 from collections import deque
 from collections.abc import AsyncIterator, Mapping
@@ -42,6 +44,7 @@ from yarl import URL
 
 HIGH_WATER = 1 << 20  # bytes read but not yet taken, above which the socket is paused
 LOW_WATER = HIGH_WATER // 4
+DNS_TTL_S = 300.0  # how long a host's looked-up addresses are reused for new connections
 # Names this client writes itself, or that describe the client's own connection.
 _OWN = frozenset({"host", "content-length", "transfer-encoding", "connection", "keep-alive", "te", "upgrade"})
 
@@ -85,6 +88,8 @@ class Http1Client:
         self._busy = 0  # slots taken: requests between acquire and the end of their answer
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._closed = False
+        self._resolved: tuple[float, list[tuple[int, tuple[str, int]]]] | None = None  # (until, addresses)
+        self._resolving: asyncio.Future[list[tuple[int, tuple[str, int]]]] | None = None
 
     async def post(
         self,
@@ -140,20 +145,54 @@ class Http1Client:
         return None
 
     async def _connect(self, loop: asyncio.AbstractEventLoop, timeout_s: float) -> _Conn:
+        """A new connection: to each address of the host in turn until one answers, within ``timeout_s``."""
+        error: BaseException | None = None
         try:
             async with asyncio.timeout(timeout_s):
-                _, conn = await loop.create_connection(
-                    lambda: _Conn(self),
-                    self.host,
-                    self.port,
-                    ssl=self.ssl,
-                    server_hostname=self.host if self.ssl is not None else None,
-                )
+                for family, address in await self._addresses(loop):
+                    try:
+                        _, conn = await loop.create_connection(
+                            lambda: _Conn(self),
+                            address[0],
+                            address[1],
+                            family=family,
+                            ssl=self.ssl,
+                            server_hostname=self.host if self.ssl is not None else None,
+                        )
+                        return conn
+                    except OSError as exc:
+                        if isinstance(exc, ssl.SSLError):
+                            raise  # the next address would present the same certificate
+                        error = exc
         except TimeoutError:
             raise ReadTimeout(f"no connection to {self.host_header} within {timeout_s:g}s") from None
-        except (OSError, ssl.SSLError) as exc:
-            raise ConnectFailed(f"cannot connect to {self.host_header}: {exc}") from None
-        return conn
+        except OSError as exc:  # the lookup failed, or the TLS handshake did
+            error = exc
+        raise ConnectFailed(f"cannot connect to {self.host_header}: {error}") from None
+
+    async def _addresses(self, loop: asyncio.AbstractEventLoop) -> list[tuple[int, tuple[str, int]]]:
+        """The host's addresses, looked up once per ``DNS_TTL_S`` (a burst of new connections shares one
+        lookup, as aiohttp's resolver cache did)."""
+        cached = self._resolved
+        if cached is not None and loop.time() < cached[0]:
+            return cached[1]
+        pending = self._resolving
+        if pending is None:
+            pending = self._resolving = asyncio.ensure_future(self._lookup(loop))
+            pending.add_done_callback(self._resolved_done)
+        return await asyncio.shield(pending)
+
+    async def _lookup(self, loop: asyncio.AbstractEventLoop) -> list[tuple[int, tuple[str, int]]]:
+        infos = await loop.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM)
+        addresses = [(int(family), (str(sockaddr[0]), int(sockaddr[1]))) for family, _, _, _, sockaddr in infos]
+        if not addresses:
+            raise OSError(f"{self.host} has no address")
+        return addresses
+
+    def _resolved_done(self, task: asyncio.Future[list[tuple[int, tuple[str, int]]]]) -> None:
+        self._resolving = None
+        if not task.cancelled() and task.exception() is None:
+            self._resolved = (asyncio.get_running_loop().time() + DNS_TTL_S, task.result())
 
     async def _take_slot(self) -> None:
         if self._closed:

@@ -7,6 +7,7 @@ read-until-close, a death mid-body, silence, garbage), so the client's handling 
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -389,4 +390,41 @@ async def test_credentials_in_the_url_are_sent_as_basic_auth(
     assert b"Authorization: Basic YW5uOnMzY3JldA==\r\n" in up.heads[0]  # base64 of ann:s3cret
     await (await client.post("/chat/completions", b"{}", {"authorization": "Bearer k"}, connect_s=1, read_s=1)).read()
     assert b"Basic" not in up.heads[1] and b"authorization: Bearer k\r\n" in up.heads[1]  # the call's own wins
+    await client.close()
+
+
+async def test_a_burst_of_new_connections_shares_one_lookup(
+    upstream: Callable[[Handler], Awaitable[Upstream]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    up = await upstream(echo_forever)
+    client = http1.Http1Client(f"http://localhost:{up.port}/v1", limit=16)
+    lookups = []
+    real = client._lookup
+
+    async def counted(loop: asyncio.AbstractEventLoop) -> list[tuple[int, tuple[str, int]]]:
+        lookups.append(1)
+        return [a for a in await real(loop) if a[1][0] == "127.0.0.1"]  # the server listens on IPv4 only
+
+    monkeypatch.setattr(client, "_lookup", counted)
+    answers = await asyncio.gather(*(post(client, b"[%d]" % n) for n in range(16)))
+    assert [await a.read() for a in answers] == [b"[%d]" % n for n in range(16)]
+    assert up.connections == 16 and len(lookups) == 1
+    await client.close()
+
+
+async def test_a_new_connection_tries_the_next_address(
+    upstream: Callable[[Handler], Awaitable[Upstream]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    up = await upstream(echo_forever)
+    probe = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    dead = probe.sockets[0].getsockname()[1]
+    probe.close()
+    await probe.wait_closed()
+    client = up.client()
+
+    async def two(loop: asyncio.AbstractEventLoop) -> list[tuple[int, tuple[str, int]]]:
+        return [(socket.AF_INET, ("127.0.0.1", dead)), (socket.AF_INET, ("127.0.0.1", up.port))]
+
+    monkeypatch.setattr(client, "_lookup", two)
+    assert await (await post(client)).read() == b'{"x": 1}'
     await client.close()
