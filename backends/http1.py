@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import socket
 import ssl
 from collections import deque
@@ -237,20 +238,20 @@ class Http1Client:
 
 
 class Response:
-    """An upstream answer: ``status`` and ``headers`` (lower-case names) now, the body as it arrives."""
+    """An upstream answer: ``status`` and ``headers`` (lower-case names) now, the body as it arrives.
 
-    __slots__ = ("_chunks", "_conn", "_done", "_error", "_size", "_waiter", "_whole", "headers", "status")
+    The connection feeds a ``_Body`` and never holds this handle, so an answer dropped unread (a stream
+    nobody iterated: a hedge's loser, a discarded attempt) is collected and closes its connection,
+    instead of holding the connection and its pool slot for good once its socket is paused.
+    """
 
-    def __init__(self, conn: _Conn, status: int, headers: dict[str, str]) -> None:
+    __slots__ = ("_body", "_conn", "headers", "status")
+
+    def __init__(self, conn: _Conn, status: int, headers: dict[str, str], body: _Body) -> None:
         self.status = status
         self.headers = headers
         self._conn = conn
-        self._chunks: list[bytes] = []
-        self._size = 0
-        self._done = False
-        self._error: BaseException | None = None
-        self._waiter: asyncio.Future[None] | None = None
-        self._whole = False  # read() wants it all: no pausing, the bytes are kept either way
+        self._body = body
 
     @property
     def content_type(self) -> str:
@@ -258,71 +259,93 @@ class Response:
 
     async def read(self) -> bytes:
         """The whole body."""
-        self._whole = True
+        body = self._body
+        body.whole = True
         self._conn.drained()
         try:
-            while not self._done and self._error is None:
-                await self._wait()
+            while not body.done and body.error is None:
+                await body.wait()
         except BaseException:  # cancelled mid-body: the connection cannot be reused
             self.close()
             raise
-        if self._error is not None:
-            raise self._error
-        chunks, self._chunks = self._chunks, []
+        if body.error is not None:
+            raise body.error
+        chunks, body.chunks = body.chunks, []
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     async def iter_any(self) -> AsyncIterator[bytes]:
         """The body's bytes as they arrive, in as few pieces as have piled up."""
+        body = self._body
         try:
             while True:
-                if self._chunks:
-                    chunks, self._chunks = self._chunks, []
-                    self._size = 0
+                if body.chunks:
+                    chunks, body.chunks = body.chunks, []
+                    body.size = 0
                     self._conn.drained()
                     yield chunks[0] if len(chunks) == 1 else b"".join(chunks)
-                elif self._error is not None:
-                    raise self._error
-                elif self._done:
+                elif body.error is not None:
+                    raise body.error
+                elif body.done:
                     return
                 else:
-                    await self._wait()
+                    await body.wait()
         finally:
             self.close()  # a no-op once the body is all in
-
-    async def _wait(self) -> None:
-        self._waiter = waiter = asyncio.get_running_loop().create_future()
-        try:
-            await waiter
-        finally:
-            self._waiter = None
-
-    def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    def _feed(self, data: bytes) -> None:
-        self._chunks.append(data)
-        self._size += len(data)
-        self._wake()
-
-    def _finish(self) -> None:
-        self._done = True
-        self._wake()
-
-    def _fail(self, error: BaseException) -> None:
-        if not self._done and self._error is None:
-            self._error = error
-            self._wake()
 
     def release(self) -> None:
         """Done with it: an answer not read to its end closes its connection (the rest is not wanted)."""
         self.close()
 
     def close(self) -> None:
-        if not self._done:
-            self._fail(Disconnected("the answer was abandoned"))
+        body = self._body
+        if not body.done:
+            body.fail(Disconnected("the answer was abandoned"))
             self._conn.abort()
+
+    def __del__(self) -> None:
+        if not self._body.done and not self._conn.closed:
+            with contextlib.suppress(RuntimeError):  # the loop is already closed: nothing left to free
+                self._conn.abort()
+
+
+class _Body:
+    """An answer's body as the connection receives it."""
+
+    __slots__ = ("chunks", "done", "error", "size", "waiter", "whole")
+
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+        self.size = 0
+        self.done = False
+        self.error: BaseException | None = None
+        self.waiter: asyncio.Future[None] | None = None
+        self.whole = False  # read() wants it all: no pausing, the bytes are kept either way
+
+    async def wait(self) -> None:
+        self.waiter = waiter = asyncio.get_running_loop().create_future()
+        try:
+            await waiter
+        finally:
+            self.waiter = None
+
+    def wake(self) -> None:
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def feed(self, data: bytes) -> None:
+        self.chunks.append(data)
+        self.size += len(data)
+        self.wake()
+
+    def finish(self) -> None:
+        self.done = True
+        self.wake()
+
+    def fail(self, error: BaseException) -> None:
+        if not self.done and self.error is None:
+            self.error = error
+            self.wake()
 
 
 class _Conn(asyncio.Protocol):
@@ -342,7 +365,7 @@ class _Conn(asyncio.Protocol):
         self.deadline: float | None = None
         self.timer: asyncio.TimerHandle | None = None
         self.head: asyncio.Future[Response] | None = None  # resolves with the answer's head
-        self.response: Response | None = None
+        self.body: _Body | None = None  # the answer being received
         self.until_close = False  # a body without Content-Length or chunking: it ends when the connection does
         self._names: list[str] = []
         self._values: list[str] = []
@@ -354,7 +377,7 @@ class _Conn(asyncio.Protocol):
         """Write the request (the caller holds a slot for it) and wait for the answer's head."""
         loop = self.loop
         self.busy = True
-        self.response = None
+        self.body = None
         head: asyncio.Future[Response] = loop.create_future()
         self.head = head
         self.read_s, self.deadline = read_s, deadline
@@ -393,8 +416,8 @@ class _Conn(asyncio.Protocol):
         head = self.head
         if head is not None and not head.done():
             head.set_exception(error)
-        if self.response is not None:
-            self.response._fail(error)
+        if self.body is not None:
+            self.body.fail(error)
         self._end()
         self.abort()
 
@@ -405,8 +428,8 @@ class _Conn(asyncio.Protocol):
         self._end()
 
     def drained(self) -> None:
-        response = self.response
-        if self.paused and (response is None or response._whole or response._size < LOW_WATER):
+        body = self.body
+        if self.paused and (body is None or body.whole or body.size < LOW_WATER):
             self.paused = False
             self.transport.resume_reading()
 
@@ -427,9 +450,9 @@ class _Conn(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        response = self.response
-        if response is not None and not response._done and response._error is None and self.until_close and exc is None:
-            response._finish()  # the body ran to the close, as its head said it would
+        body = self.body
+        if body is not None and not body.done and body.error is None and self.until_close and exc is None:
+            body.finish()  # the body ran to the close, as its head said it would
             self._end()
             return
         if self.busy:
@@ -457,17 +480,17 @@ class _Conn(asyncio.Protocol):
             and "chunked" not in headers.get("transfer-encoding", "").lower()
             and status not in (204, 304)
         )
-        self.response = Response(self, status, headers)
-        head = self.head
+        self.body = body = _Body()
+        head, self.head = self.head, None  # the handle is the caller's alone (see ``Response``)
         if head is not None and not head.done():
-            head.set_result(self.response)
+            head.set_result(Response(self, status, headers, body))
 
-    def on_body(self, body: bytes) -> None:
-        response = self.response
-        if response is None:
+    def on_body(self, data: bytes) -> None:
+        body = self.body
+        if body is None:
             return
-        response._feed(body)
-        if response._size > HIGH_WATER and not self.paused and not response._whole:
+        body.feed(data)
+        if body.size > HIGH_WATER and not self.paused and not body.whole:
             self.paused = True
             self.transport.pause_reading()
 
@@ -475,9 +498,9 @@ class _Conn(asyncio.Protocol):
         if self._informational:
             self._informational = False
             return
-        response = self.response
-        if response is not None:
-            response._finish()
+        body = self.body
+        if body is not None:
+            body.finish()
         keep = self.parser.should_keep_alive() and not self.closed
         self.head = None
         self._end()

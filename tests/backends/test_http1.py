@@ -7,6 +7,7 @@ read-until-close, a death mid-body, silence, garbage), so the client's handling 
 from __future__ import annotations
 
 import asyncio
+import gc
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -351,7 +352,7 @@ async def test_a_slow_reader_pauses_the_socket_and_loses_nothing(
     client = up.client()
     resp = await post(client)
     await until(lambda: resp._conn.paused)  # nothing is read yet: the socket stops once HIGH_WATER bytes wait
-    assert resp._size < len(payload)
+    assert resp._body.size < len(payload)
     got = b"".join([piece async for piece in resp.iter_any()])
     assert got == payload
     await client.close()
@@ -427,4 +428,30 @@ async def test_a_new_connection_tries_the_next_address(
 
     monkeypatch.setattr(client, "_lookup", two)
     assert await (await post(client)).read() == b'{"x": 1}'
+    await client.close()
+
+
+async def test_an_answer_dropped_unread_gives_its_slot_back(
+    upstream: Callable[[Handler], Awaitable[Upstream]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(http1, "HIGH_WATER", 4096)
+
+    async def endless(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, up: Upstream) -> None:
+        await up.request(reader)
+        if up.connections == 1:
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
+            while True:  # far more than HIGH_WATER: the client pauses the socket
+                writer.write(b"9\r\ndata: x\n\n\r\n" * 100)
+                await writer.drain()
+        writer.write(answer(b"{}"))
+        await writer.drain()
+
+    up = await upstream(endless)
+    client = up.client(limit=1)
+    resp = await post(client)
+    conn = resp._conn
+    await until(lambda: conn.paused)
+    del resp  # nobody reads it, nobody closes it
+    gc.collect()
+    assert await (await post(client)).read() == b"{}"
     await client.close()
