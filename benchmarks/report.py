@@ -10,6 +10,7 @@ from typing import Any
 from bench.stats import pct
 
 REFERENCE = "reference"
+REFERENCE_AIOHTTP = "reference-aiohttp"  # the aiohttp-only relay of stops 1-23, for the older figures
 DIRECT = "direct"
 EMPTY = "chaperone-empty"
 NOOP8 = "chaperone-noop8"
@@ -215,6 +216,7 @@ def _is_stall(row: dict[str, Any], scenarios: list[Scenario]) -> bool:
 def capacity(rows: list[dict[str, Any]], key: str = "cpu_us_per_req") -> list[dict[str, Any]]:
     """Each ``CAPACITY_TARGETS`` row present (and its baselines): its ratio to the reference, and pass/fail."""
     refs = {r["scenario"]: r[key] for r in rows if r["target"] == REFERENCE and r.get(key)}
+    olds = {r["scenario"]: r[key] for r in rows if r["target"] == REFERENCE_AIOHTTP and r.get(key)}
     out = []
     for (target, scenario), limit in CAPACITY_TARGETS.items():
         base = refs.get(scenario)
@@ -225,7 +227,17 @@ def capacity(rows: list[dict[str, Any]], key: str = "cpu_us_per_req") -> list[di
             if base and row.get(key) is not None:
                 ratio = row[key] / base
                 passed = ratio <= limit
-                out.append({"target": name, "scenario": scenario, "limit": limit, "ratio": ratio, "pass": passed})
+                old = olds.get(scenario)
+                out.append(
+                    {
+                        "target": name,
+                        "scenario": scenario,
+                        "limit": limit,
+                        "ratio": ratio,
+                        "pass": passed,
+                        "ratio_aiohttp": row[key] / old if old else None,
+                    }
+                )
     return out
 
 
@@ -255,5 +267,9 @@ def verdict_text(verdict: dict[str, Any], precise: dict[str, Any] | None) -> str
         lines.append("Cost-and-capacity budget (one scenario each):")
         for c in verdict["capacity"]:
             state = "PASS" if c["pass"] else "FAIL"
-            lines.append(f"- {c['target']} in {c['scenario']}: {c['ratio']:.2f}x (limit {c['limit']}x) → **{state}**")
+            old = c.get("ratio_aiohttp")
+            aside = f" ({old:.2f}x {REFERENCE_AIOHTTP}, for older figures)" if old is not None else ""
+            lines.append(
+                f"- {c['target']} in {c['scenario']}: {c['ratio']:.2f}x (limit {c['limit']}x) → **{state}**{aside}"
+            )
     return "\n".join(lines)

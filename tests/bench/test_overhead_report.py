@@ -36,6 +36,18 @@ def test_the_capacity_budget_is_judged_in_its_own_scenario_with_baselines_beside
     assert "chaperone-money in chat c=64: 1.90x (limit 1.8x) → **FAIL**" in text
     assert "chaperone-money@main in chat c=64: 2.10x (limit 1.8x) → **FAIL**" in text
     assert "chaperone-empty in chat c=64: 1.19x (limit 1.2x) → **PASS**" in text
+    assert "aiohttp" not in text  # no aiohttp-only relay in this run: nothing to set beside it
+
+
+def test_the_aiohttp_only_relay_is_set_beside_each_budget_verdict_not_instead() -> None:
+    rows = [
+        _row("reference", "chat c=64", 80.0),
+        _row("reference-aiohttp", "chat c=64", 160.0),
+        _row("chaperone-empty", "chat c=64", 112.0),
+    ]
+    scenarios = [Scenario("chat c=64", False, 64, 1000, 16)]
+    text = report.verdict_text(report.verdicts(rows, scenarios), None)
+    assert "chaperone-empty in chat c=64: 1.40x (limit 1.2x) → **FAIL** (0.70x reference-aiohttp" in text
 
 
 def _git(repo: Path, *args: str) -> str:
