@@ -91,6 +91,10 @@ class HealthConfig(_Strict):
         return value
 
 
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 token
+_BREAKS = re.compile(r"[\r\n\x00]")
+
+
 class SplitEntry(_Strict):
     backend: str | None = Field(default=None, description="Backend of this variant (default: the route's backend).")
     model: str | None = Field(default=None, description="Upstream model of this variant (default: the route's).")
@@ -196,6 +200,31 @@ class BackendConfig(_Strict):
         default=None, description="With 'urls': poll every replica in the background; failing ones get no requests."
     )
     # [/balance]
+
+    @field_validator("headers")
+    @classmethod
+    def _sendable_headers(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, text in value.items():
+            if not _HEADER_NAME.fullmatch(name):
+                raise ValueError(f"{name!r} is not an HTTP header name (letters, digits and !#$%&'*+-.^_`|~ only)")
+            if _BREAKS.search(text):
+                raise ValueError(f"the value of {name!r} holds a line break or NUL, which no header can carry")
+        return value
+
+    @field_validator("api_key")
+    @classmethod
+    def _one_line_key(cls, value: str | None) -> str | None:
+        if value is not None and _BREAKS.search(value):
+            raise ValueError("the key holds a line break (read from a file with its newline?): it cannot be sent")
+        return value
+
+    @field_validator("api_keys")
+    @classmethod
+    def _one_line_keys(cls, value: list[str]) -> list[str]:
+        for n, key in enumerate(value):
+            if _BREAKS.search(key):
+                raise ValueError(f"key {n} holds a line break (read from a file with its newline?): it cannot be sent")
+        return value
 
     @property
     def speaks_responses(self) -> bool:

@@ -341,3 +341,20 @@ def test_check_warns_when_passthrough_lets_a_prompt_skip_the_chains_guards(tmp_p
     unguarded = tmp_path / "unguarded.yaml"
     unguarded.write_text(MINIMAL + "passthrough: {allow: ['POST /*']}\n")
     assert "warning" not in run_check(unguarded).stderr  # nothing to walk around
+
+
+def test_a_backend_header_or_key_that_http_cannot_carry_is_named(registry: PluginRegistry) -> None:
+    env = {"KEY_FROM_FILE": "sk-abc\n"}  # a key read from a file with its newline
+    text = """
+    backends:
+      up: {url: "http://127.0.0.1:9/v1", api_key: "${KEY_FROM_FILE}", headers: {"x team": a, x-ok: "b\\r\\nHost: evil"}}
+      two: {url: "http://127.0.0.1:9/v1", api_keys: [sk-1, "sk-2\\n"]}
+    models:
+      gpt: {backend: up}
+    """
+    errors = errors_of(text, registry, env)
+    assert errors == [
+        "backends.up.api_key: the key holds a line break (read from a file with its newline?): it cannot be sent",
+        "backends.up.headers: 'x team' is not an HTTP header name (letters, digits and !#$%&'*+-.^_`|~ only)",
+        "backends.two.api_keys: key 1 holds a line break (read from a file with its newline?): it cannot be sent",
+    ]
