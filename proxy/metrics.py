@@ -49,7 +49,6 @@ FIRST_EVENT = StashKey[float]()  # monotonic time the first SSE event went to th
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 _HOOK_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 _SYNC_S = 1.0
-_PARSE_WHOLE = 8192  # bytes: up to this, an answer is parsed whole to find its usage
 
 
 class MetricsConfig(BaseModel):
@@ -69,23 +68,27 @@ class MetricsConfig(BaseModel):
 
 
 def usage_from_raw(raw: bytes | None) -> Usage | None:
-    """The ``usage`` object of an upstream's JSON answer; long answers are not parsed whole.
+    """The top-level ``usage`` object of an upstream's JSON answer, mostly without parsing the whole answer.
 
     In JSON text ``"usage":`` with bare quotes can only be a key (inside a string its quotes are
-    escaped); its value holds only numbers and nested objects, so braces can simply be counted.
+    escaped). The last one is taken with the rest of the answer after it, behind an opening brace:
+    that parses only if the key belongs to the outermost object (a nested one leaves one closing
+    bracket too many), so the quick path never takes a nested ``usage`` for the answer's. Anything
+    else (a nested last ``usage``, ``"usage" :`` spaced, no usage at all) parses the whole answer.
     """
     if not raw:
         return None
+    at = raw.rfind(b'"usage":')
     try:
-        if len(raw) <= _PARSE_WHOLE:  # orjson parses a short answer faster than it can be searched
-            body = orjson.loads(raw)
-            return fast_usage(body.get("usage")) if type(body) is dict else None
-        at = raw.rfind(b'"usage":')
-        start = raw.find(b"{", at + 8, at + 16) if at >= 0 else -1
-        end = raw.find(b"}", start) if start >= 0 else -1
-        while end >= 0 and raw.count(b"{", start, end) != raw.count(b"}", start, end + 1):
-            end = raw.find(b"}", end + 1)
-        return fast_usage(orjson.loads(raw[start : end + 1])) if end >= 0 else None
+        if at >= 0:
+            try:
+                tail = orjson.loads(b"{" + raw[at:])
+            except ValueError:
+                tail = None
+            if type(tail) is dict:
+                return fast_usage(tail.get("usage"))
+        body = orjson.loads(raw)
+        return fast_usage(body.get("usage")) if type(body) is dict else None
     except ValueError:
         return None
 

@@ -47,6 +47,18 @@ def test_usage_is_found_in_raw_answers(body: dict[str, Any], expected: tuple[int
     assert usage == Usage.from_openai(body["usage"])
 
 
+@pytest.mark.parametrize("padding", [0, 20000])
+def test_a_nested_usage_after_the_answers_own_is_never_taken_for_it(padding: int) -> None:
+    own = {"prompt_tokens": 9, "completion_tokens": 2}
+    body = {"id": "x" * padding, "usage": own, "tool_trace": [{"step": {"usage": {"prompt_tokens": 99}}}]}
+    assert usage_from_raw(orjson.dumps(body)) == Usage.from_openai(own)
+    body = {"id": "x" * padding, "usage": own, "meta": {"usage": {"prompt_tokens": 99, "completion_tokens": 1}}}
+    assert usage_from_raw(orjson.dumps(body)) == Usage.from_openai(own)
+    nested_only: dict[str, Any] = {"id": "x" * padding, "meta": {"usage": {"prompt_tokens": 99}}}
+    assert usage_from_raw(orjson.dumps(nested_only)) is None  # no usage of its own
+    assert usage_from_raw(b'{"usage" : {"prompt_tokens": 3, "completion_tokens": 1}}') == Usage(3, 1, 4, 0, 0)
+
+
 @pytest.mark.parametrize(
     "raw", [None, b"", b'{"usage": null}', b'{"choices": []}', b'{"usage": {"prompt_tokens": 1', b"not json", b"[]"]
 )
