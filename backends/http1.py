@@ -169,6 +169,7 @@ class Http1Client:
             raise ReadTimeout(f"no connection to {self.host_header} within {timeout_s:g}s") from None
         except OSError as exc:  # the lookup failed, or the TLS handshake did
             error = exc
+        self._resolved = None  # no address answered: look the host up again next time (it may have moved)
         raise ConnectFailed(f"cannot connect to {self.host_header}: {error}") from None
 
     async def _addresses(self, loop: asyncio.AbstractEventLoop) -> list[tuple[int, tuple[str, int]]]:

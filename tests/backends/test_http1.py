@@ -431,6 +431,26 @@ async def test_a_new_connection_tries_the_next_address(
     await client.close()
 
 
+async def test_when_no_address_answers_the_host_is_looked_up_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    probe = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    dead = probe.sockets[0].getsockname()[1]
+    probe.close()
+    await probe.wait_closed()
+    client = http1.Http1Client(f"http://upstream.internal:{dead}/v1", limit=1)
+    lookups = []
+
+    async def moved(loop: asyncio.AbstractEventLoop) -> list[tuple[int, tuple[str, int]]]:
+        lookups.append(1)
+        return [(socket.AF_INET, ("127.0.0.1", dead))]
+
+    monkeypatch.setattr(client, "_lookup", moved)
+    for _ in range(2):
+        with pytest.raises(http1.ConnectFailed):
+            await post(client)
+    assert len(lookups) == 2  # a cached address that refused is not trusted for the next 5 minutes
+    await client.close()
+
+
 async def test_an_answer_dropped_unread_gives_its_slot_back(
     upstream: Callable[[Handler], Awaitable[Upstream]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
