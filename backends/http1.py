@@ -11,8 +11,10 @@ What this client does:
 
 - **Keep-alive connections**, pooled per backend: at most ``limit`` open, the most recently used
   taken first, one idle longer than ``keepalive_s`` closed instead of reused, one the upstream closed
-  dropped as soon as it goes. A new connection tries the host's addresses in turn; they are looked up
-  once per ``DNS_TTL_S``, one lookup shared by a burst of new connections.
+  dropped as soon as it goes. A request whose kept-alive connection closes before a byte of its
+  answer (the upstream's idle timeout ending as it was written) is sent once more, on a new
+  connection. A new connection tries the host's addresses in turn; they are looked up once per
+  ``DNS_TTL_S``, one lookup shared by a burst of new connections.
 - **One write a request** (head and body), ``Content-Length`` always set; header names and values
   with CR or LF are refused (no header injection from a policy's ``headers``).
 - **Responses parsed by httptools** (llhttp, the parser Node.js uses): ``Content-Length``, chunked,
@@ -106,15 +108,37 @@ class Http1Client:
         head = self._head(path, headers, len(body))
         loop = asyncio.get_running_loop()
         deadline = None if total_s is None else loop.time() + total_s
+        data = head + body
         await self._take_slot()
         try:
             conn = self._reuse(loop.time())
+            fresh = conn is None
             if conn is None:
                 conn = await self._connect(loop, connect_s if total_s is None else min(connect_s, total_s))
         except BaseException:
             self._give_slot()
             raise
-        return await conn.send(head + body, read_s, deadline)
+        if fresh:
+            return await conn.send(data, read_s, deadline)
+        try:
+            return await conn.send(data, read_s, deadline)
+        except Disconnected:
+            if conn.answering:
+                raise
+        # The upstream closed this kept-alive connection as the request went out, before a byte of an
+        # answer: what a server does when its idle timeout (uvicorn's, and so vLLM's: 5 s) ends just
+        # then, so it most likely never took the request. It is sent once more, on a new connection (as
+        # browsers do); a server that dies on the request itself fails that one too, and that error stands.
+        connect_s = connect_s if deadline is None else min(connect_s, deadline - loop.time())
+        if connect_s <= 0:
+            raise ReadTimeout("the upstream's answer overran the request's deadline")
+        await self._take_slot()
+        try:
+            conn = await self._connect(loop, connect_s)
+        except BaseException:
+            self._give_slot()
+            raise
+        return await conn.send(data, read_s, deadline)
 
     def _head(self, path: str, headers: Mapping[str, str], length: int) -> bytes:
         lines = [f"POST {self.prefix}{path} HTTP/1.1\r\nHost: {self.host_header}\r\n"]
@@ -371,6 +395,7 @@ class _Conn(asyncio.Protocol):
         self._names: list[str] = []
         self._values: list[str] = []
         self._informational = False
+        self.answering = False  # a byte of the answer to the request in flight has come
 
     # -- requests -----------------------------------------------------------
 
@@ -378,6 +403,7 @@ class _Conn(asyncio.Protocol):
         """Write the request (the caller holds a slot for it) and wait for the answer's head."""
         loop = self.loop
         self.busy = True
+        self.answering = False
         self.body = None
         head: asyncio.Future[Response] = loop.create_future()
         self.head = head
@@ -462,6 +488,7 @@ class _Conn(asyncio.Protocol):
     # -- httptools callbacks --------------------------------------------------
 
     def on_message_begin(self) -> None:
+        self.answering = True
         self._names, self._values = [], []
 
     def on_header(self, name: bytes, value: bytes) -> None:

@@ -475,3 +475,67 @@ async def test_an_answer_dropped_unread_gives_its_slot_back(
     gc.collect()
     assert await (await post(client)).read() == b"{}"
     await client.close()
+
+
+async def test_a_kept_alive_connection_closed_as_the_request_goes_out_is_sent_again(
+    upstream: Callable[[Handler], Awaitable[Upstream]],
+) -> None:
+    """The race of an upstream's idle timeout: it closes the connection just as a request is written."""
+
+    async def then_idle_close(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, up: Upstream) -> None:
+        body = await up.request(reader)
+        writer.write(answer(body))
+        await writer.drain()
+        if up.connections == 1:
+            await up.request(reader)  # the next request arrives as the server's idle timeout ends
+            return  # closed without a byte of an answer
+        while True:
+            body = await up.request(reader)
+            writer.write(answer(body))
+            await writer.drain()
+
+    up = await upstream(then_idle_close)
+    client = up.client()
+    assert await (await post(client, b"[1]")).read() == b"[1]"
+    assert await (await post(client, b"[2]")).read() == b"[2]"  # not a 502 for the client
+    assert up.connections == 2
+    assert len(up.heads) == 3  # sent once more, on the new connection
+    assert await (await post(client, b"[3]")).read() == b"[3]"  # and that one is kept
+    assert up.connections == 2
+    assert client._busy == 0
+    await client.close()
+
+
+async def test_a_new_connection_closed_without_an_answer_is_not_sent_again(
+    upstream: Callable[[Handler], Awaitable[Upstream]],
+) -> None:
+    async def never_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, up: Upstream) -> None:
+        await up.request(reader)
+
+    up = await upstream(never_answer)
+    client = up.client()
+    with pytest.raises(http1.Disconnected):
+        await post(client)
+    assert (up.connections, len(up.heads)) == (1, 1)
+    assert client._busy == 0
+    await client.close()
+
+
+async def test_a_kept_alive_connection_that_dies_mid_answer_is_not_sent_again(
+    upstream: Callable[[Handler], Awaitable[Upstream]],
+) -> None:
+    async def half_a_head(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, up: Upstream) -> None:
+        body = await up.request(reader)
+        writer.write(answer(body))
+        await up.request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-")  # the upstream took it and died answering
+        await writer.drain()
+
+    up = await upstream(half_a_head)
+    client = up.client()
+    assert await (await post(client, b"[1]")).read() == b"[1]"
+    with pytest.raises(http1.Disconnected):
+        await post(client, b"[2]")
+    assert (up.connections, len(up.heads)) == (1, 2)
+    assert client._busy == 0
+    await client.close()
