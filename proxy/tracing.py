@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # The Responses API and Anthropic Messages are chat in the GenAI conventions' terms.
-_OPERATION = {
+OPERATION = {
     "chat": "chat",
     "completions": "text_completion",
     "embeddings": "embeddings",
@@ -76,7 +76,7 @@ def provider_from_env(env: Mapping[str, str] | None = None) -> TracerProvider | 
 def request_attributes(exchange: Exchange) -> dict[str, Any]:
     body = exchange.request.body
     attrs: dict[str, Any] = {
-        "gen_ai.operation.name": _OPERATION.get(exchange.request.endpoint, exchange.request.endpoint),
+        "gen_ai.operation.name": OPERATION.get(exchange.request.endpoint, exchange.request.endpoint),
         "gen_ai.request.model": exchange.request.model,
         "chaperone.route.backend": exchange.route.backend,
         "chaperone.chain": exchange.chain.name,

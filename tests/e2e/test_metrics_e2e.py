@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+import signal
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
@@ -211,3 +214,48 @@ async def test_two_processes_on_one_multiprocess_dir_add_up(tmp_path: Path) -> N
             samples = parse(text)
             assert total(samples, "chaperone_request_duration_seconds_count", status="200") == 3
             assert total(samples, "chaperone_upstream_attempts_total", outcome="ok") == 3
+
+
+def _exported(text: str) -> dict[str, list[dict[str, Any]]]:
+    """The data points of every metric the console exporter printed (JSON documents among the log lines)."""
+    decoder = json.JSONDecoder()
+    points: dict[str, list[dict[str, Any]]] = {}
+    start = text.find("\n{")
+    while start >= 0:
+        document, end = decoder.raw_decode(text, start + 1)
+        for resource in document["resource_metrics"]:
+            for scope in resource["scope_metrics"]:
+                for metric in scope["metrics"]:
+                    points.setdefault(metric["name"], []).extend(metric["data"]["data_points"])
+        start = text.find("\n{", end)
+    return points
+
+
+async def test_opentelemetry_metrics_carry_the_genai_names(tmp_path: Path) -> None:
+    """``OTEL_METRICS_EXPORTER=console``: a streamed request shows up under the GenAI conventions' metrics."""
+    policy = tmp_path / "policy.yaml"
+    policy.write_text('backends:\n  mock: {builtin: mock}\nmodels:\n  "*": {backend: mock}\n')
+    env = {"OTEL_METRICS_EXPORTER": "console", "OTEL_METRIC_EXPORT_INTERVAL": "600000"}  # exported at shutdown
+    async with serve_process(tmp_path / "home", "--policy", str(policy), **env) as (proc, url):
+        async with openai.AsyncOpenAI(base_url=url, api_key="sk-test", max_retries=0) as client:
+            stream = await client.chat.completions.create(
+                model="any", messages=MESSAGES, stream=True, stream_options={"include_usage": True}
+            )
+            usage = [chunk.usage async for chunk in stream if chunk.usage is not None]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.stdout is not None
+        output = (await asyncio.wait_for(proc.stdout.read(), 30)).decode()
+        assert await proc.wait() == 0
+    points = _exported(output)
+    (duration,) = points["gen_ai.server.request.duration"]
+    assert duration["attributes"] == {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.provider.name": "openai",
+        "gen_ai.request.model": "*",
+        "chaperone.endpoint": "chat",
+        "http.response.status_code": 200,
+    }
+    assert duration["count"] == 1
+    assert points["gen_ai.server.time_to_first_token"][0]["count"] == 1
+    tokens = {p["attributes"]["gen_ai.token.type"]: p["sum"] for p in points["gen_ai.client.token.usage"]}
+    assert tokens == {"input": usage[0].prompt_tokens, "output": usage[0].completion_tokens}

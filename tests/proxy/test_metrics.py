@@ -15,7 +15,7 @@ from proxy import chain as chain_module
 from proxy.accesslog import AccessLogConfig
 from proxy.chain import HOOK_TIMES, compile_chain
 from proxy.exchange import ApiRequest, Attempt, Usage
-from proxy.metrics import Metrics, MetricsConfig, fast_usage, usage_from_raw
+from proxy.metrics import FIRST_EVENT, Metrics, MetricsConfig, fast_usage, usage_from_raw
 from proxy.metrics_otel import provider_from_env
 from proxy.policy import Caller, PolicyError, Route
 from proxy.realtime import RealtimeStats
@@ -169,7 +169,9 @@ class _Runtime:
 
 def _finished_exchange() -> Exchange:
     chain = compile_chain("default", [])
-    policy = types.SimpleNamespace(metrics=MetricsConfig(), access_log=AccessLogConfig())
+    policy = types.SimpleNamespace(
+        metrics=MetricsConfig(), access_log=AccessLogConfig(), backends={"up": types.SimpleNamespace(type="anthropic")}
+    )
     request = ApiRequest("chat", "/chat/completions", {"model": "gpt-x", "messages": []})
     exchange = Exchange(
         "id",
@@ -202,14 +204,7 @@ def test_realtime_counters_advance_by_what_the_stats_gained() -> None:
     assert "chaperone_realtime_sessions_active 0.0" in text
 
 
-def test_the_same_request_reaches_opentelemetry() -> None:
-    from opentelemetry.sdk.metrics import MeterProvider
-    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-
-    reader = InMemoryMetricReader()
-    metrics = Metrics(_Runtime(), RealtimeStats(), meter_provider=MeterProvider(metric_readers=[reader]))  # type: ignore[arg-type]
-    exchange = _finished_exchange()
-    metrics.record(exchange, 200, None, exchange.started + 0.25)
+def _otel_points(reader: Any) -> dict[str, list[Any]]:
     data = reader.get_metrics_data()
     assert data is not None
     points: dict[str, list[Any]] = {}
@@ -217,14 +212,48 @@ def test_the_same_request_reaches_opentelemetry() -> None:
         for scope in resource.scope_metrics:
             for metric in scope.metrics:
                 points[metric.name] = list(metric.data.data_points)
-    (latency,) = points["chaperone.request.duration"]
-    assert latency.count == 1 and latency.sum == pytest.approx(0.25)
+    return points
+
+
+def test_the_same_request_reaches_opentelemetry_under_the_genai_names() -> None:
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    reader = InMemoryMetricReader()
+    metrics = Metrics(_Runtime(), RealtimeStats(), meter_provider=MeterProvider(metric_readers=[reader]))  # type: ignore[arg-type]
+    exchange = _finished_exchange()
+    exchange.stash[FIRST_EVENT] = exchange.started + 0.05  # a stream: its first event after 50 ms
+    metrics.record(exchange, 200, None, exchange.started + 0.25)
+    failed = _finished_exchange()
+    failed.usage = None
+    metrics.record(failed, 429, "rate_limit_exceeded", failed.started + 0.01)
+    points = _otel_points(reader)
+    genai = {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.provider.name": "anthropic",
+        "gen_ai.request.model": "gpt-x",
+        "chaperone.endpoint": "chat",
+    }
+    by_status = {p.attributes["http.response.status_code"]: p for p in points["gen_ai.server.request.duration"]}
+    ok, refused = by_status[200], by_status[429]
+    assert dict(ok.attributes) == {**genai, "http.response.status_code": 200}
+    assert ok.count == 1 and ok.sum == pytest.approx(0.25)
+    assert dict(refused.attributes) == {**genai, "http.response.status_code": 429, "error.type": "rate_limit_exceeded"}
+    assert list(ok.explicit_bounds)[:3] == [0.01, 0.02, 0.04]  # the conventions' advised buckets
+    (ttft,) = points["gen_ai.server.time_to_first_token"]  # successful answers only
+    assert dict(ttft.attributes) == genai and ttft.sum == pytest.approx(0.05)
+    (tpot,) = points["gen_ai.server.time_per_output_token"]  # 0.2 s for the 4 tokens after the first
+    assert tpot.sum == pytest.approx(0.05)
+    usage = {p.attributes["gen_ai.token.type"]: p for p in points["gen_ai.client.token.usage"]}
+    assert {kind: (p.count, p.sum) for kind, p in usage.items()} == {"input": (1, 12), "output": (1, 5)}
+    assert dict(usage["input"].attributes) == {**genai, "gen_ai.token.type": "input"}
     tokens = {p.attributes["gen_ai.token.type"]: p.value for p in points["chaperone.tokens"]}
-    assert tokens == {"input": 12, "output": 5}
-    assert points["chaperone.cost"][0].value == pytest.approx(0.5)
+    assert tokens == {"input": 12, "output": 5, "cached": 2}  # per key, as Prometheus has them
+    assert {p.attributes["chaperone.key"] for p in points["chaperone.tokens"]} == {"team"}
+    assert points["chaperone.cost"][0].value == pytest.approx(1.0)  # both requests cost 0.5
     prom = metrics.exposition(None)[0].decode()
     assert 'chaperone_tokens_total{key="team",model="gpt-x",type="cached"} 2.0' in prom
-    assert 'chaperone_upstream_attempts_total{backend="up",outcome="ok"} 1.0' in prom
+    assert 'chaperone_upstream_attempts_total{backend="up",outcome="ok"} 2.0' in prom
 
 
 def test_exporter_choice_from_the_environment() -> None:
