@@ -1,19 +1,19 @@
 """The export formats: how an example becomes a line, and the rules every line is checked against before writing.
 
-    openai-sft   {"messages": [...], "tools"?: [...]}  OpenAI chat fine-tuning: roles system/user/assistant/tool,
-                 the last message the assistant's, tool calls as {"id", "type": "function", "function":
-                 {"name", "arguments" (a JSON string)}}, tool messages with their tool_call_id, weight 0/1.
-    openai-dpo   {"input": {"messages": [...], "tools"?}, "preferred_output": [assistant],
-                 "non_preferred_output": [assistant]}  OpenAI preference fine-tuning; the input ends with a
-                 user (or tool) turn; each output is exactly one assistant message; the two differ.
-    trl          {"prompt": [...], "chosen": [assistant], "rejected": [assistant]}  TRL's conversational
-                 preference format (DPOTrainer, ORPO, KTO via pairs).
-    sharegpt     {"conversations": [{"from": system|human|gpt|function_call|observation, "value"}], "tools"?}
-                 after an optional system turn, human/observation and gpt/function_call alternate;
-                 the model's turn is last.
-    eval         {"id", "messages": [...], "expected"}  the rows ``chaperone eval run`` reads: the prompt (ending
-                 with a user or tool turn) and the answer kept as the reference, e.g. a held-out set to pass
-                 as ``--eval-set`` to later exports.
+openai-sft   {"messages": [...], "tools"?: [...]}  OpenAI chat fine-tuning: roles system/user/assistant/tool,
+             the last message the assistant's, tool calls as {"id", "type": "function", "function":
+             {"name", "arguments" (a JSON string)}}, tool messages with their tool_call_id, weight 0/1.
+openai-dpo   {"input": {"messages": [...], "tools"?}, "preferred_output": [assistant],
+             "non_preferred_output": [assistant]}  OpenAI preference fine-tuning; the input ends with a
+             user (or tool) turn; each output is exactly one assistant message; the two differ.
+trl          {"prompt": [...], "chosen": [assistant], "rejected": [assistant]}  TRL's conversational
+             preference format (DPOTrainer, ORPO, KTO via pairs).
+sharegpt     {"conversations": [{"from": system|human|gpt|function_call|observation, "value"}], "tools"?}
+             after an optional system turn, human/observation and gpt/function_call alternate;
+             the model's turn is last.
+eval         {"id", "messages": [...], "expected"}  the rows ``chaperone eval run`` reads: the prompt (ending
+             with a user or tool turn) and the answer kept as the reference, e.g. a held-out set to pass
+             as ``--eval-set`` to later exports.
 """
 
 from __future__ import annotations
@@ -204,8 +204,11 @@ def _sharegpt_problems(line: dict[str, Any]) -> list[str]:
         side = _SIDE.get(turn["from"])
         if side != ("in" if i % 2 == 0 else "out"):
             found.append(f"conversations[{i}].from: {turn['from']!r} out of turn (human and gpt alternate)")
-    if not body or not isinstance(body[-1], dict) or _SIDE.get(body[-1].get("from", "")) != "out" or not body[-1].get(
-        "value"
+    if (
+        not body
+        or not isinstance(body[-1], dict)
+        or _SIDE.get(body[-1].get("from", "")) != "out"
+        or not body[-1].get("value")
     ):
         found.append("conversations: must end with a non-empty gpt or function_call turn")
     return found
