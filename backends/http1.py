@@ -10,11 +10,11 @@ POST a JSON body and read back JSON or SSE.
 What this client does:
 
 - **Keep-alive connections**, pooled per backend: at most ``limit`` open, the most recently used
-  taken first, one idle longer than ``keepalive_s`` closed instead of reused, one the upstream closed
-  dropped as soon as it goes. A request whose kept-alive connection closes before a byte of its
-  answer (the upstream's idle timeout ending as it was written) is sent once more, on a new
-  connection. A new connection tries the host's addresses in turn; they are looked up once per
-  ``DNS_TTL_S``, one lookup shared by a burst of new connections.
+  taken first, one idle longer than ``keepalive_s`` closed (when it would be reused, or when a newer
+  one goes back to the pool), one the upstream closed dropped as soon as it goes. A request whose
+  kept-alive connection closes before a byte of its answer (the upstream's idle timeout ending as it
+  was written) is sent once more, on a new connection. A new connection tries the host's addresses
+  in turn; they are looked up once per ``DNS_TTL_S``, one lookup shared by a burst of new connections.
 - **One write a request** (head and body), ``Content-Length`` always set; header names and values
   with CR or LF are refused (no header injection from a policy's ``headers``).
 - **Responses parsed by httptools** (llhttp, the parser Node.js uses): ``Content-Length``, chunked,
@@ -87,7 +87,7 @@ class Http1Client:
         self._basic = f"Basic {base64.b64encode(userinfo).decode()}" if userinfo is not None else None
         self.limit = limit
         self.keepalive_s = keepalive_s
-        self._idle: list[_Conn] = []
+        self._idle: deque[_Conn] = deque()  # most recently used on the right, so the oldest on the left
         self._busy = 0  # slots taken: requests between acquire and the end of their answer
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._closed = False
@@ -248,8 +248,16 @@ class Http1Client:
         conn.idle_since = now
         if self._closed:
             conn.transport.close()
-        else:
-            self._idle.append(conn)
+            return
+        idle = self._idle
+        idle.append(conn)
+        # The oldest idle connections wait at the left end, where the most-recent-first reuse never
+        # reaches while traffic is lower than at its peak: close them once idle too long, so a burst's
+        # connections do not hold sockets (here and upstream) for good.
+        while idle[0].closed or now - idle[0].idle_since > self.keepalive_s:
+            stale = idle.popleft()
+            if not stale.closed:
+                stale.transport.close()
 
     async def close(self) -> None:
         """Close idle connections now; busy ones close when their answers end."""

@@ -539,3 +539,34 @@ async def test_a_kept_alive_connection_that_dies_mid_answer_is_not_sent_again(
     assert (up.connections, len(up.heads)) == (1, 2)
     assert client._busy == 0
     await client.close()
+
+
+async def test_a_bursts_connections_are_closed_once_idle_too_long(
+    upstream: Callable[[Handler], Awaitable[Upstream]],
+) -> None:
+    """After a burst, one request at a time reuses the newest connection; the others must not stay open for good."""
+
+    async def gated(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, up: Upstream) -> None:
+        while True:
+            body = await up.request(reader)
+            await up.release.wait()
+            writer.write(answer(body))
+            await writer.drain()
+
+    up = await upstream(gated)
+    client = up.client()
+    burst = [asyncio.create_task(post(client, f"[{i}]".encode())) for i in range(4)]
+    await until(lambda: len(up.heads) == 4)
+    up.release.set()
+    for task in burst:
+        await (await task).read()
+    assert (up.connections, len(client._idle)) == (4, 4)
+    *older, newest = client._idle
+    for conn in older:
+        conn.idle_since -= client.keepalive_s + 1  # as if the traffic after the burst kept using only the newest
+    assert await (await post(client, b"[5]")).read() == b"[5]"  # reuses the newest, then sweeps the rest
+    assert up.connections == 4
+    assert len(client._idle) == 1
+    assert client._idle[0] is newest
+    await until(lambda: all(conn.closed for conn in older))
+    await client.close()
