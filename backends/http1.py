@@ -109,36 +109,30 @@ class Http1Client:
         loop = asyncio.get_running_loop()
         deadline = None if total_s is None else loop.time() + total_s
         data = head + body
-        await self._take_slot()
-        try:
-            conn = self._reuse(loop.time())
-            fresh = conn is None
-            if conn is None:
-                conn = await self._connect(loop, connect_s if total_s is None else min(connect_s, total_s))
-        except BaseException:
-            self._give_slot()
-            raise
-        if fresh:
-            return await conn.send(data, read_s, deadline)
-        try:
-            return await conn.send(data, read_s, deadline)
-        except Disconnected:
-            if conn.answering:
+        for fresh_only in (False, True):
+            await self._take_slot()
+            try:
+                conn = None if fresh_only else self._reuse(loop.time())
+                reused = conn is not None
+                if conn is None:
+                    timeout_s = connect_s if deadline is None else min(connect_s, deadline - loop.time())
+                    if timeout_s <= 0:
+                        raise ReadTimeout("the upstream's answer overran the request's deadline")
+                    conn = await self._connect(loop, timeout_s)
+            except BaseException:
+                self._give_slot()
                 raise
-        # The upstream closed this kept-alive connection as the request went out, before a byte of an
-        # answer: what a server does when its idle timeout (uvicorn's, and so vLLM's: 5 s) ends just
-        # then, so it most likely never took the request. It is sent once more, on a new connection (as
-        # browsers do); a server that dies on the request itself fails that one too, and that error stands.
-        connect_s = connect_s if deadline is None else min(connect_s, deadline - loop.time())
-        if connect_s <= 0:
-            raise ReadTimeout("the upstream's answer overran the request's deadline")
-        await self._take_slot()
-        try:
-            conn = await self._connect(loop, connect_s)
-        except BaseException:
-            self._give_slot()
-            raise
-        return await conn.send(data, read_s, deadline)
+            try:
+                return await conn.send(data, read_s, deadline)
+            except Disconnected:
+                if not reused or conn.answering:
+                    raise
+            # The upstream closed this kept-alive connection as the request went out, before a byte of
+            # an answer: what a server does when its idle timeout (uvicorn's, and so vLLM's: 5 s) ends
+            # just then, so it most likely never took the request. It is sent once more, on a new
+            # connection (as browsers do); a server that dies on the request itself fails that one
+            # too, and that error stands.
+        raise AssertionError("unreachable: the second try never reuses a connection")
 
     def _head(self, path: str, headers: Mapping[str, str], length: int) -> bytes:
         lines = [f"POST {self.prefix}{path} HTTP/1.1\r\nHost: {self.host_header}\r\n"]

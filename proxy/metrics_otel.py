@@ -151,8 +151,11 @@ class OtelMetrics:
         if usage is not None:
             self.usage.record(usage.prompt_tokens, {**base, "gen_ai.token.type": "input"})
             self.usage.record(usage.completion_tokens, {**base, "gen_ai.token.type": "output"})
-        base = {"chaperone.endpoint": endpoint, "gen_ai.request.model": route.name}
-        keyed = {**base, "chaperone.key": exchange.caller.name or ""}
+        keyed = {
+            "chaperone.endpoint": endpoint,
+            "gen_ai.request.model": route.name,
+            "chaperone.key": exchange.caller.name or "",
+        }
         if usage is not None:
             self.tokens.add(usage.prompt_tokens, {**keyed, "gen_ai.token.type": "input"})
             self.tokens.add(usage.completion_tokens, {**keyed, "gen_ai.token.type": "output"})

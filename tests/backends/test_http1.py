@@ -88,6 +88,15 @@ def answer(body: bytes, *extra: str) -> bytes:
     return f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body
 
 
+async def gated(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, up: Upstream) -> None:
+    """Echo each request once ``up.release`` is set (so requests can be held in flight together)."""
+    while True:
+        body = await up.request(reader)
+        await up.release.wait()
+        writer.write(answer(body))
+        await writer.drain()
+
+
 async def echo_forever(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, up: Upstream) -> None:
     while True:
         body = await up.request(reader)
@@ -218,13 +227,6 @@ async def test_a_closed_port_is_a_connect_failure() -> None:
 
 
 async def test_the_pool_limit_queues_requests(upstream: Callable[[Handler], Awaitable[Upstream]]) -> None:
-    async def gated(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, up: Upstream) -> None:
-        while True:
-            body = await up.request(reader)
-            await up.release.wait()
-            writer.write(answer(body))
-            await writer.drain()
-
     up = await upstream(gated)
     client = up.client(limit=1)
     first = asyncio.create_task(post(client, b"[1]"))
@@ -545,13 +547,6 @@ async def test_a_bursts_connections_are_closed_once_idle_too_long(
     upstream: Callable[[Handler], Awaitable[Upstream]],
 ) -> None:
     """After a burst, one request at a time reuses the newest connection; the others must not stay open for good."""
-
-    async def gated(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, up: Upstream) -> None:
-        while True:
-            body = await up.request(reader)
-            await up.release.wait()
-            writer.write(answer(body))
-            await writer.drain()
 
     up = await upstream(gated)
     client = up.client()
