@@ -51,7 +51,7 @@ from benchmarks.targets import (
     wait_ready,
 )
 
-ALL_TARGETS = ("direct", "reference", "reference-aiohttp", *CHAPERONE_VARIANTS)
+ALL_TARGETS = ("direct", *REFERENCE_CLIENTS, *CHAPERONE_VARIANTS)
 RESULTS = HERE / "results"
 
 

@@ -11,6 +11,7 @@ from bench.stats import pct
 
 REFERENCE = "reference"
 REFERENCE_AIOHTTP = "reference-aiohttp"  # the aiohttp-only relay of stops 1-23, for the older figures
+REFERENCE_METERED = "reference-metered"  # the reference plus the least a metered gateway does: the floor
 DIRECT = "direct"
 EMPTY = "chaperone-empty"
 NOOP8 = "chaperone-noop8"
@@ -217,6 +218,7 @@ def capacity(rows: list[dict[str, Any]], key: str = "cpu_us_per_req") -> list[di
     """Each ``CAPACITY_TARGETS`` row present (and its baselines): its ratio to the reference, and pass/fail."""
     refs = {r["scenario"]: r[key] for r in rows if r["target"] == REFERENCE and r.get(key)}
     olds = {r["scenario"]: r[key] for r in rows if r["target"] == REFERENCE_AIOHTTP and r.get(key)}
+    floors = {r["scenario"]: r[key] for r in rows if r["target"] == REFERENCE_METERED and r.get(key)}
     out = []
     for (target, scenario), limit in CAPACITY_TARGETS.items():
         base = refs.get(scenario)
@@ -227,7 +229,7 @@ def capacity(rows: list[dict[str, Any]], key: str = "cpu_us_per_req") -> list[di
             if base and row.get(key) is not None:
                 ratio = row[key] / base
                 passed = ratio <= limit
-                old = olds.get(scenario)
+                old, floor = olds.get(scenario), floors.get(scenario)
                 out.append(
                     {
                         "target": name,
@@ -236,6 +238,8 @@ def capacity(rows: list[dict[str, Any]], key: str = "cpu_us_per_req") -> list[di
                         "ratio": ratio,
                         "pass": passed,
                         "ratio_aiohttp": row[key] / old if old else None,
+                        "ratio_metered": row[key] / floor if floor else None,
+                        "floor": floor / base if floor else None,
                     }
                 )
     return out
@@ -267,8 +271,13 @@ def verdict_text(verdict: dict[str, Any], precise: dict[str, Any] | None) -> str
         lines.append("Cost-and-capacity budget (one scenario each):")
         for c in verdict["capacity"]:
             state = "PASS" if c["pass"] else "FAIL"
-            old = c.get("ratio_aiohttp")
-            aside = f" ({old:.2f}x {REFERENCE_AIOHTTP}, for older figures)" if old is not None else ""
+            old, metered = c.get("ratio_aiohttp"), c.get("ratio_metered")
+            asides = []
+            if metered is not None:
+                asides.append(f"{metered:.2f}x {REFERENCE_METERED}, itself {c['floor']:.2f}x the reference")
+            if old is not None:
+                asides.append(f"{old:.2f}x {REFERENCE_AIOHTTP}, for older figures")
+            aside = f" ({'; '.join(asides)})" if asides else ""
             lines.append(
                 f"- {c['target']} in {c['scenario']}: {c['ratio']:.2f}x (limit {c['limit']}x) → **{state}**{aside}"
             )

@@ -105,15 +105,20 @@ def start_mock(fleet: Fleet) -> Target:
     return Target("mock", port, proc, log, ready_path="/_mock/health")
 
 
-REFERENCE_CLIENTS = {"reference": "http1", "reference-aiohttp": "aiohttp"}
-"""The reference relay's targets and their upstream clients: ``reference`` (every ratio's denominator) uses
-the lean client Chaperone uses; ``reference-aiohttp`` is the aiohttp-only relay of stops 1 to 23."""
+REFERENCE_CLIENTS = {
+    "reference": ("--client", "http1"),
+    "reference-aiohttp": ("--client", "aiohttp"),
+    "reference-metered": ("--client", "http1", "--metered"),
+}
+"""The reference relay's targets and their arguments: ``reference`` (every ratio's denominator) uses the
+lean client Chaperone uses; ``reference-aiohttp`` is the aiohttp-only relay of stops 1 to 23;
+``reference-metered`` is the reference plus the least a gateway that meters every request does (the floor)."""
 
 
 def start_reference(fleet: Fleet, upstream: str, name: str = "reference") -> Target:
     port = free_port()
     argv = [sys.executable, str(HERE / "reference_proxy.py"), "--upstream", upstream, "--port", str(port)]
-    proc, log = fleet.spawn(name, [*argv, "--client", REFERENCE_CLIENTS[name]])
+    proc, log = fleet.spawn(name, [*argv, *REFERENCE_CLIENTS[name]])
     return Target(name, port, proc, log, ready_path="/v1/models")
 
 

@@ -50,6 +50,20 @@ def test_the_aiohttp_only_relay_is_set_beside_each_budget_verdict_not_instead() 
     assert "chaperone-empty in chat c=64: 1.40x (limit 1.2x) → **FAIL** (0.70x reference-aiohttp" in text
 
 
+def test_the_metered_floor_is_set_beside_each_budget_verdict() -> None:
+    rows = [
+        _row("reference", "chat c=64", 80.0),
+        _row("reference-metered", "chat c=64", 96.0),
+        _row("chaperone-empty", "chat c=64", 112.0),
+    ]
+    found = report.capacity(rows)[0]
+    assert found["ratio"] == pytest.approx(1.4)
+    assert found["ratio_metered"] == pytest.approx(112 / 96)
+    assert found["floor"] == pytest.approx(1.2)
+    text = report.verdict_text(report.verdicts(rows, [Scenario("chat c=64", False, 64, 1000, 16)]), None)
+    assert "1.40x (limit 1.2x) → **FAIL** (1.17x reference-metered, itself 1.20x the reference)" in text
+
+
 def _git(repo: Path, *args: str) -> str:
     done = subprocess.run(
         ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.com", *args],
