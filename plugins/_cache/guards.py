@@ -6,13 +6,22 @@ still refused when the two prompts differ in:
 
 - numbers (digits, decimals, number words, ordinals: "3 tips" vs "5 tips", "first" vs "second");
 - polarity: negators (not, never, without, no, n't ...; and the common ones of German, French,
-  Spanish, Italian, Portuguese and Dutch), either side of an opposite pair (enable/disable, turn
-  on/off, add/remove, increase/decrease, before/after, min/max ...), or a word that is the other
-  prompt's word with a negating prefix (un-, dis-, de-, in-, im-, non-, anti-: lock/unlock, like/dislike);
+  Spanish, Italian, Portuguese, Dutch and Russian, and of Chinese, Japanese and Korean), either side of
+  an opposite pair (enable/disable, turn on/off, add/remove, increase/decrease, before/after, min/max
+  ...; in Chinese, Japanese and Korean text, where words are not spaced, found as substrings), a word
+  that is the other prompt's word with a negating prefix (un-, dis-, des-, de-, in-, im-, non-, anti-,
+  ent-, не-, раз-: lock/unlock, like/dislike, activar/desactivar), a word whose prefix is swapped for
+  its opposite (include/exclude, upload/download, anmelden/abmelden, включить/отключить), or the same
+  verb with another particle (zoom in/out, check in/out, sign up/out; German and Dutch separable
+  particles at the end of the clause: melde mich an/ab, log ik in/uit);
 - specific tokens: capitalised or all-caps words, identifiers (snake_case, dotted names, paths,
   e-mail addresses, tokens mixing letters and digits) and quoted strings: each one in one prompt must
   appear, in any case, among the words of the other;
 - direction: for "A to B" / "from A to B" conversions and translations, the order of the terms;
+- order: the same words with two of them swapped across an ordering word (than, over, before, after,
+  instead, rather, from, into, to, by, minus: "is tea better than coffee" against "is coffee better than
+  tea", "subtract 3 from 10" against "subtract 10 from 3"), which a bag-of-words embedding cannot tell
+  apart; a swap with no such word between ("ocean poem", "poem about the ocean") is left alone;
 - a swapped slot: the same request template with content words replaced ("population" for "area",
   "read" for "write") where no replaced word has a close match (word-embedding cosine, given by the
   caller) among the words that replaced it. Paraphrases mostly change function words and structure;
@@ -51,8 +60,12 @@ NEGATORS = frozenset(
      "sin", "nunca", "ningún", "ninguna", "tampoco",  # es
      "senza", "mai", "nessun", "nessuna",  # it
      "não", "sem", "nenhum", "nenhuma",  # pt
-     "niet", "geen", "zonder", "nooit"}  # nl
+     "niet", "geen", "zonder", "nooit",  # nl
+     "не", "нет", "без", "никогда", "ни", "нельзя"}  # ru
 )  # fmt: skip
+
+CJK_NEGATORS = ("不", "没", "沒", "别", "無", "无", "非", "未", "ない", "ません", "なし", "않", "못", "없")
+"""Negating characters and endings of Chinese, Japanese and Korean, found as substrings (no spaces to split on)."""
 
 _NEGATING_STEMS = ("avoid", "exclud", "omit", "skip", "prevent", "forbid", "refus")
 """Verbs that negate what follows, in any inflection (avoiding tolls, excluding weekends)."""
@@ -89,7 +102,31 @@ _OPPOSITES: tuple[tuple[str, str, str], ...] = (
      "lose losing fail failing failure deny denied"),
     ("io", "input inbound ingress", "output outbound egress"),
     ("sync", "synchronous sync blocking", "asynchronous async non-blocking"),
+    ("sep_de", "an ein", "ab aus"),  # separable particles at the clause's end: melde mich an / ab
+    ("sep_nl", "aan in", "uit"),  # log ik in / uit, zet aan / uit
 )  # fmt: skip
+_CJK_OPPOSITES: tuple[tuple[str, str, str], ...] = (
+    ("toggle", "打开 开启 启用 开通 オン 有効 켜 활성화", "关闭 关掉 禁用 停用 オフ 無効 끄 비활성화"),
+    ("add", "添加 增加 追加 추가 설치 安装 インストール", "删除 移除 减少 削除 삭제 제거 卸载 アンインストール"),
+    ("session", "登录 登入 ログイン 로그인", "退出 登出 注销 ログアウト 로그아웃"),
+    ("move", "上传 アップロード 업로드", "下载 ダウンロード 다운로드"),
+    ("lock", "加密 锁定 暗号化 암호화", "解密 解锁 復号 복호화"),
+    ("vis", "显示 表示 보이기", "隐藏 非表示 숨기기"),
+    ("allow", "允许 許可 허용", "禁止 拒否 차단"),
+    ("size", "最大 最高 增大 上げ 높", "最小 最低 减小 下げ 낮"),
+    ("state", "開く 打开了 열기", "閉じる 关上 닫기"),
+    ("trade", "买 買 구매", "卖 売 판매"),
+)  # fmt: skip
+_CJK_TERMS: tuple[tuple[str, tuple[str, int]], ...] = tuple(
+    sorted(
+        ((term, (group, sign)) for group, plus, minus in _CJK_OPPOSITES
+         for sign, terms in ((1, plus), (-1, minus)) for term in terms.split()),
+        key=lambda item: -len(item[0]),
+    )
+)  # fmt: skip
+"""Longest first: a term inside a longer one (表示 in 非表示) is taken as part of the longer one only."""
+_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]")
+
 OPPOSITES: dict[str, tuple[str, int]] = {
     word: (group, sign)
     for group, plus, minus in _OPPOSITES
@@ -109,6 +146,13 @@ STOPWORDS = frozenset(
 """Function words and generic request words, left out of the swapped-slot comparison."""
 
 _PHRASES = re.compile(r"\b(turn|switch|log|sign|set)\s+(on|off|in|out|up)\b", re.IGNORECASE)
+_ORDERING = frozenset({"than", "over", "before", "after", "instead", "rather", "from", "into", "to", "by", "minus"})
+"""Words across which two terms cannot change places without changing the question."""
+
+
+_PARTICLE = re.compile(r"\b([^\W\d_][\w-]*)\s+(in|out|on|off|up|down)\b", re.IGNORECASE)
+_PARTICLE_CLASS = {"on": "in"}
+"""As particles after a noun or verb, in and on mostly say the same (in/on Linux, log in/on): one class."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +167,9 @@ class Features:
     specific: frozenset[str]
     directions: tuple[tuple[str, str], ...]
     content: Counter[str]
+    sequence: tuple[str, ...]  # content words, numbers and ordering words, in order (the swapped-order check)
+    particles: frozenset[tuple[str, str]]  # (verb, particle): "zoom in" is ("zoom", "in")
+    prefixed: frozenset[tuple[str, str]]  # (prefix, rest) of words with a swappable prefix: ("ex", "ternal")
 
 
 def features(text: str) -> Features:
@@ -133,6 +180,8 @@ def features(text: str) -> Features:
     numbers = set(_NUMBER.findall(text.replace(",", "")))
     polarity: set[tuple[str, int]] = set()
     negated = "n't" in text.lower() or "n\u2019t" in text.lower()
+    if _CJK.search(text):
+        negated |= _cjk(text, polarity)
     for word in lowered:
         if word in NUMBER_WORDS:
             numbers.add(NUMBER_WORDS[word])
@@ -143,10 +192,27 @@ def features(text: str) -> Features:
     words = frozenset(_stem(w) for w in lowered) | frozenset(lowered) | {f.lower() for f in _FLAG.findall(text)}
     directions = tuple((_stem(a.lower()), _stem(b.lower())) for a, b in _DIRECTION.findall(text))
     specific = _specific(text, _WORD.findall(text))
-    content = Counter(_stem(w) for w in lowered if w.isalpha() and w not in STOPWORDS)
-    return Features(
-        text.lower(), words, frozenset(numbers), frozenset(polarity), negated, specific, directions, content
+    sequence = tuple(_stem(w) for w in lowered if w in _ORDERING or (w.isalnum() and w not in STOPWORDS))
+    particles = frozenset(
+        (verb.lower(), _PARTICLE_CLASS.get(particle.lower(), particle.lower()))
+        for verb, particle in _PARTICLE.findall(text)
+        if verb.lower() not in STOPWORDS
     )
+    return Features(
+        text.lower(), words, frozenset(numbers), frozenset(polarity), negated, specific, directions,
+        Counter(_stem(w) for w in lowered if w.isalpha() and w not in STOPWORDS), sequence, particles,
+        _prefixes_of(words),
+    )  # fmt: skip
+
+
+def _cjk(text: str, polarity: set[tuple[str, int]]) -> bool:
+    """Add the opposite-pair sides found in Chinese, Japanese or Korean text; whether it holds a negator."""
+    rest = text
+    for term, side in _CJK_TERMS:
+        if term in rest:
+            polarity.add(side)
+            rest = rest.replace(term, " ")
+    return any(n in rest for n in CJK_NEGATORS)
 
 
 def _specific(text: str, tokens: list[str]) -> frozenset[str]:
@@ -197,12 +263,19 @@ def veto(new: Features, cached: Features) -> str | None:
         return "number"
     if new.negated != cached.negated:
         return "negation"
-    if _opposed(new.polarity, cached.polarity) or _prefixed(new.words, cached.words):
+    if (
+        _opposed(new.polarity, cached.polarity)
+        or _prefixed(new.words, cached.words)
+        or _prefix_swapped(new.prefixed, cached.prefixed)
+        or _particle_flipped(new.particles, cached.particles)
+    ):
         return "polarity"
     if not (_covered(new.specific, cached) and _covered(cached.specific, new)):
         return "entity"
     if _reversed(new.directions, cached.directions):
         return "direction"
+    if _swapped(new.sequence, cached.sequence):
+        return "order"
     return None
 
 
@@ -212,7 +285,7 @@ def _opposed(a: frozenset[tuple[str, int]], b: frozenset[tuple[str, int]]) -> bo
     return any({s for g2, s in a if g2 == g} != {s for g2, s in b if g2 == g} for g in groups)
 
 
-_PREFIXES = ("un", "dis", "de", "in", "im", "non", "anti", "non-", "anti-")
+_PREFIXES = ("un", "dis", "des", "dés", "de", "in", "im", "non", "anti", "non-", "anti-", "ent", "не", "раз")
 
 
 def _prefixed(a: frozenset[str], b: frozenset[str]) -> bool:
@@ -220,6 +293,60 @@ def _prefixed(a: frozenset[str], b: frozenset[str]) -> bool:
     return any(p + w in b for w in a if len(w) > 2 for p in _PREFIXES) or any(
         p + w in a for w in b if len(w) > 2 for p in _PREFIXES
     )
+
+
+_SWAPPED_PREFIXES = (
+    ("in", "ex"), ("im", "ex"), ("up", "down"), ("over", "under"), ("en", "de"),  # en
+    ("an", "ab"), ("ein", "aus"), ("in", "uit"), ("aan", "uit"),  # de, nl
+    ("в", "вы"), ("в", "от"), ("за", "от"), ("за", "раз"), ("под", "от"), ("при", "от"),  # ru
+)  # fmt: skip
+"""Prefixes that turn a word into its opposite when one replaces the other: include/exclude, upload/download,
+anmelden/abmelden, einschalten/ausschalten, включить/выключить, закрыть/открыть, подключить/отключить."""
+_MIN_STEM = 4
+_OPPOSITE_PREFIX: dict[str, tuple[str, ...]] = {}
+for _first, _second in _SWAPPED_PREFIXES:
+    _OPPOSITE_PREFIX[_first] = (*_OPPOSITE_PREFIX.get(_first, ()), _second)
+    _OPPOSITE_PREFIX[_second] = (*_OPPOSITE_PREFIX.get(_second, ()), _first)
+_PREFIXES_BY_LETTER: dict[str, tuple[str, ...]] = {}
+for _prefix in _OPPOSITE_PREFIX:
+    _PREFIXES_BY_LETTER[_prefix[0]] = (*_PREFIXES_BY_LETTER.get(_prefix[0], ()), _prefix)
+
+
+def _prefixes_of(words: frozenset[str]) -> frozenset[tuple[str, str]]:
+    """Each word with a swappable prefix, split after it (once per prompt, so a comparison is set lookups)."""
+    return frozenset(
+        (prefix, word[len(prefix) :])
+        for word in words
+        for prefix in _PREFIXES_BY_LETTER.get(word[:1], ())
+        if word.startswith(prefix) and len(word) - len(prefix) >= _MIN_STEM
+    )
+
+
+def _prefix_swapped(a: frozenset[tuple[str, str]], b: frozenset[tuple[str, str]]) -> bool:
+    """A word of one prompt is a word of the other with its prefix swapped for the opposite one."""
+    for x, y in ((a, b), (b, a)):
+        for prefix, rest in x:
+            for other in _OPPOSITE_PREFIX[prefix]:
+                if (other, rest) in y and (other, rest) not in x:
+                    return True
+    return False
+
+
+def _particle_flipped(a: frozenset[tuple[str, str]], b: frozenset[tuple[str, str]]) -> bool:
+    """The same verb with other particles in the two prompts (zoom in / out, sign up / out): another phrasal verb."""
+    verbs = {verb for verb, _ in a} & {verb for verb, _ in b}
+    return any({p for v, p in a if v == verb}.isdisjoint({p for v, p in b if v == verb}) for verb in verbs)
+
+
+def _swapped(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
+    """The same words in the same order but for two that changed places across an ordering word."""
+    if len(a) != len(b) or a == b:
+        return False
+    diff = [i for i, (x, y) in enumerate(zip(a, b, strict=True)) if x != y]
+    if len(diff) != 2:
+        return False
+    i, j = diff
+    return a[i] == b[j] and a[j] == b[i] and any(w in _ORDERING for w in a[i + 1 : j])
 
 
 def _covered(terms: frozenset[str], other: Features) -> bool:

@@ -15,6 +15,7 @@ import pytest
 
 from plugins._cache import index as index_module
 from plugins._cache import replay
+from benchmarks.cache_bench import DATA, quality
 from plugins._cache.guards import features, veto
 from plugins._cache.index import Embedder, Partition
 from plugins._cache.keys import exact_keys, semantic_keys, tenant_of
@@ -117,10 +118,42 @@ def test_config_errors_name_the_field(registry: PluginRegistry) -> None:
         ("Fastest route avoiding tolls", "Fastest route using tolls", "negation"),
         ("Wie kann ich 2FA deaktivieren?", "Wie kann ich 2FA aktivieren?", "polarity"),
         ("¿Cómo hago pan sin levadura?", "¿Cómo hago pan con levadura?", "negation"),
+        # prefixes of other languages, and prefixes swapped for their opposites
+        ("¿Cómo desactivo las notificaciones?", "¿Cómo activo las notificaciones?", "polarity"),
+        ("Como faço para desligar o Bluetooth?", "Como faço para ligar o Bluetooth?", "polarity"),
+        ("How do I format an external drive?", "How do I format an internal drive?", "polarity"),
+        ("Как отключить уведомления?", "Как включить уведомления?", "polarity"),
+        ("Как закрыть файл?", "Как открыть файл?", "polarity"),
+        # unspaced scripts: opposites and negators found as substrings, the longer term first
+        ("如何关闭蓝牙？", "如何打开蓝牙？", "polarity"),
+        ("通知をオフにする方法", "通知をオンにする方法", "polarity"),
+        ("ファイルを非表示にする方法", "ファイルを表示する方法", "polarity"),
+        ("如何不用密码登录？", "如何用密码登录？", "negation"),
+        ("如何打开蓝牙？", "怎么打开蓝牙？", None),
+        # phrasal verbs and separable particles
+        ("How do I zoom out on a Mac?", "How do I zoom in on a Mac?", "polarity"),
+        ("How do I sign out of Netflix?", "How do I sign up for Netflix?", "polarity"),
+        ("Wie melde ich mich ab?", "Wie melde ich mich an?", "polarity"),
+        ("Hoe log ik uit op Gmail?", "Hoe log ik in op Gmail?", "polarity"),
+        ("How can I kill a process on Linux?", "How do I kill a process in Linux?", None),
+        # two terms swapped across an ordering word; other reorderings are paraphrases
+        ("Is tea better than coffee for focus?", "Is coffee better than tea for focus?", "order"),
+        ("Subtract 20 from 7", "Subtract 7 from 20", "order"),
+        ("Write a short ocean poem.", "Write a short poem about the ocean.", None),
+        ("Is it better to buy or rent a house?", "Is it better to rent or buy a house?", None),
     ],
 )
 def test_vetoes(new: str, cached: str, reason: str | None) -> None:
     assert veto(features(new), features(cached)) == reason
+
+
+@pytest.mark.parametrize("name", ["cache_pairs.jsonl", "cache_pairs_holdout.jsonl", "cache_pairs_tricks.jsonl"])
+def test_the_shipped_pair_sets_stay_under_one_percent_false_hits(embedder: Embedder, name: str) -> None:
+    """The default threshold and the vetoes on each labelled set: near misses served from cache ≤ 1 % of
+    trials (the issue's target), while the vetoes leave most paraphrases a hit."""
+    found = quality(embedder, DATA.with_name(name))
+    assert found["near_miss_false_hit_rate"] <= 0.01
+    assert found["paraphrase_hit_rate"] >= 0.45
 
 
 def test_word_similarity_is_bounded(embedder: Embedder) -> None:
