@@ -22,6 +22,8 @@ still refused when the two prompts differ in:
   instead, rather, from, into, to, by, minus: "is tea better than coffee" against "is coffee better than
   tea", "subtract 3 from 10" against "subtract 10 from 3"), which a bag-of-words embedding cannot tell
   apart; a swap with no such word between ("ocean poem", "poem about the ocean") is left alone;
+- the question: the first question word asks for another thing (who / when / where / why / how many /
+  how long ..., in the languages above); what, which and how ask for nothing in particular;
 - a swapped slot: the same request template with content words replaced ("population" for "area",
   "read" for "write") where no replaced word has a close match (word-embedding cosine, given by the
   caller) among the words that replaced it. Paraphrases mostly change function words and structure;
@@ -50,7 +52,34 @@ NUMBER_WORDS = {
     "hundred": "100", "thousand": "1000", "million": "1e6", "billion": "1e9", "dozen": "12", "half": "0.5",
     "first": "1st", "second": "2nd", "third": "3rd", "fourth": "4th", "fifth": "5th", "last": "last",
     "single": "1", "double": "x2", "twice": "x2", "triple": "x3", "once": "x1",
+    # German, French, Spanish, Italian, Portuguese, Dutch from two on ("one" in most is also "a")
+    "zwei": "2", "drei": "3", "vier": "4", "fünf": "5", "sechs": "6", "sieben": "7", "acht": "8", "neun": "9",
+    "zehn": "10", "hundert": "100", "tausend": "1000",
+    "deux": "2", "trois": "3", "quatre": "4", "cinq": "5", "huit": "8", "dix": "10", "cent": "100", "mille": "1000",
+    "dos": "2", "tres": "3", "cuatro": "4", "cinco": "5", "seis": "6", "siete": "7", "ocho": "8", "nueve": "9",
+    "diez": "10", "cien": "100", "mil": "1000",
+    "tre": "3", "quattro": "4", "cinque": "5", "sette": "7", "dieci": "10",
+    "dois": "2", "duas": "2", "três": "3", "quatro": "4", "sete": "7", "oito": "8", "nove": "9", "dez": "10",
+    "twee": "2", "drie": "3", "vijf": "5", "zes": "6", "zeven": "7", "negen": "9", "tien": "10",
 }  # fmt: skip
+_CURRENCY = re.compile(r"[$€£¥₹₽₩₺]")
+
+_ASKS = {
+    "who": "who", "whom": "who", "whose": "who", "wer": "who", "qui": "who", "quién": "who", "quem": "who",
+    "chi": "who", "when": "when", "wann": "when", "quand": "when", "cuándo": "when", "quando": "when",
+    "where": "where", "wo": "where", "où": "where", "dónde": "where", "onde": "where", "dove": "where",
+    "why": "why", "warum": "why", "wieso": "why", "weshalb": "why", "pourquoi": "why", "perché": "why",
+    "how many": "amount", "how much": "amount", "wie viel": "amount", "wie viele": "amount",
+    "combien": "amount", "cuánto": "amount", "cuántos": "amount", "cuánta": "amount", "cuántas": "amount",
+    "quanto": "amount", "quantos": "amount", "quante": "amount", "quanti": "amount",
+    "how long": "duration", "how old": "age", "how far": "distance", "how often": "frequency",
+    "what": "", "which": "", "how": "", "welche": "", "wie": "", "que": "", "quoi": "", "quel": "",
+    "quelle": "", "qué": "", "cuál": "", "cómo": "", "cosa": "", "qual": "",
+}  # fmt: skip
+"""Question words and what each asks for; "" for those that ask for nothing in particular (what, which, how)."""
+_ASK = re.compile(
+    r"(?<!\w)(" + "|".join(sorted(map(re.escape, _ASKS), key=len, reverse=True)) + r")(?!\w)", re.IGNORECASE
+)
 
 NEGATORS = frozenset(
     {"not", "no", "never", "without", "none", "nobody", "nothing", "neither", "nor", "cannot", "except",
@@ -75,6 +104,7 @@ _OPPOSITES: tuple[tuple[str, str, str], ...] = (
      "aktivieren einschalten activer activar attivare ativar inschakelen",
      "disable disabled disabling deactivate deactivated turn_off switch_off off mute block deny "
      "deaktivieren ausschalten désactiver desactivar disattivare desativar uitschakelen"),
+    ("toggle_tr_vi", "aç açmak açılır açın açık bật", "kapat kapatmak kapatılır kapatın kapalı tắt"),  # noqa: RUF001 (Turkish dotless i)
     ("install", "install installing installed setup set_up", "uninstall uninstalling uninstalled remove_app"),
     ("add", "add adding added insert include including grant", "remove removing removed delete exclude revoke"),
     ("lock", "lock locked encrypt encrypted encryption", "unlock unlocked decrypt decrypted decryption"),
@@ -88,8 +118,22 @@ _OPPOSITES: tuple[tuple[str, str, str], ...] = (
     ("sub", "subscribe follow", "unsubscribe unfollow"),
     ("order", "ascending asc", "descending desc"),
     ("time", "before earlier early first previous past", "after later late last next future"),
-    ("value", "advantages pros benefits good safe best accept true yes",
-     "disadvantages cons risks bad unsafe worst reject false"),
+    ("value", "advantages pros benefits good better safe best accept true yes",
+     "disadvantages cons risks bad worse unsafe worst reject decline false"),
+    ("speed", "fast faster fastest quick quicker quickest speed_up", "slow slower slowest slow_down"),
+    ("difficulty", "easy easier easiest", "hard harder hardest difficult"),
+    ("price", "cheap cheaper cheapest affordable", "expensive pricier priciest costly"),
+    ("length", "long longer longest", "short shorter shortest"),
+    ("weight", "heavy heavier heaviest", "light lighter lightest"),
+    ("tone", "light lighter lightest bright brighter brightest", "dark darker darkest dim dimmer"),
+    ("strength", "strong stronger strongest strength strengths", "weak weaker weakest weakness weaknesses"),
+    ("moisture", "wet wetter humid", "dry drier dryer"),
+    ("wealth", "rich richer richest", "poor poorer poorest"),
+    ("age", "young younger youngest new newer newest", "old older oldest"),
+    ("frequency", "always often usually frequently", "sometimes rarely seldom occasionally"),
+    ("feeling", "happy happier love like", "sad sadder hate dislike"),
+    ("stance", "for", "against"),  # arguments for / against
+    ("memory", "remember remembering recall", "forget forgetting forgot"),
     ("trade", "buy buying purchase", "sell selling"),
     ("temp", "heat heating hot warm", "cool cooling cold"),
     ("flation", "inflation", "deflation"),
@@ -104,6 +148,7 @@ _OPPOSITES: tuple[tuple[str, str, str], ...] = (
     ("sync", "synchronous sync blocking", "asynchronous async non-blocking"),
     ("sep_de", "an ein", "ab aus"),  # separable particles at the clause's end: melde mich an / ab
     ("sep_nl", "aan in", "uit"),  # log ik in / uit, zet aan / uit
+    ("sep_sv", "på", "av"),  # slå på / av
 )  # fmt: skip
 _CJK_OPPOSITES: tuple[tuple[str, str, str], ...] = (
     ("toggle", "打开 开启 启用 开通 オン 有効 켜 활성화", "关闭 关掉 禁用 停用 オフ 無効 끄 비활성화"),
@@ -127,12 +172,12 @@ _CJK_TERMS: tuple[tuple[str, tuple[str, int]], ...] = tuple(
 """Longest first: a term inside a longer one (表示 in 非表示) is taken as part of the longer one only."""
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]")
 
-OPPOSITES: dict[str, tuple[str, int]] = {
-    word: (group, sign)
-    for group, plus, minus in _OPPOSITES
-    for sign, words in ((1, plus), (-1, minus))
-    for word in words.split()
-}
+OPPOSITES: dict[str, tuple[tuple[str, int], ...]] = {}
+"""Each word's sides of the opposite pairs it belongs to (light: heavy/light and light/dark)."""
+for _group, _plus, _minus in _OPPOSITES:
+    for _sign, _words in ((1, _plus), (-1, _minus)):
+        for _word in _words.split():
+            OPPOSITES[_word] = (*OPPOSITES.get(_word, ()), (_group, _sign))
 STOPWORDS = frozenset(
     """a an the of in on at to for from with by about into over under and or but if then so than as is are was
     were be been being am do does did doing done have has had having i me my mine we us our you your yours he
@@ -170,6 +215,7 @@ class Features:
     sequence: tuple[str, ...]  # content words, numbers and ordering words, in order (the swapped-order check)
     particles: frozenset[tuple[str, str]]  # (verb, particle): "zoom in" is ("zoom", "in")
     prefixed: frozenset[tuple[str, str]]  # (prefix, rest) of words with a swappable prefix: ("ex", "ternal")
+    asks: str  # what the first question word asks for: "who", "when", "amount" ...; "" for what/which/how/none
 
 
 def features(text: str) -> Features:
@@ -177,7 +223,7 @@ def features(text: str) -> Features:
     joined = _PHRASES.sub(lambda m: f"{m.group(1)}_{m.group(2)}", text)
     tokens = _WORD.findall(joined)
     lowered = [t.lower().strip(".'") for t in tokens]
-    numbers = set(_NUMBER.findall(text.replace(",", "")))
+    numbers = set(_NUMBER.findall(text.replace(",", ""))) | set(_CURRENCY.findall(text))
     polarity: set[tuple[str, int]] = set()
     negated = "n't" in text.lower() or "n\u2019t" in text.lower()
     if _CJK.search(text):
@@ -187,8 +233,8 @@ def features(text: str) -> Features:
             numbers.add(NUMBER_WORDS[word])
         if word in NEGATORS or word.endswith("n't") or word.startswith(_NEGATING_STEMS):
             negated = True
-        if (hit := OPPOSITES.get(word)) is not None:
-            polarity.add(hit)
+        if (sides := OPPOSITES.get(word)) is not None:
+            polarity.update(sides)
     words = frozenset(_stem(w) for w in lowered) | frozenset(lowered) | {f.lower() for f in _FLAG.findall(text)}
     directions = tuple((_stem(a.lower()), _stem(b.lower())) for a, b in _DIRECTION.findall(text))
     specific = _specific(text, _WORD.findall(text))
@@ -201,8 +247,14 @@ def features(text: str) -> Features:
     return Features(
         text.lower(), words, frozenset(numbers), frozenset(polarity), negated, specific, directions,
         Counter(_stem(w) for w in lowered if w.isalpha() and w not in STOPWORDS), sequence, particles,
-        _prefixes_of(words),
+        _prefixes_of(words), _asks(text),
     )  # fmt: skip
+
+
+def _asks(text: str) -> str:
+    """What the prompt's first question word asks for ("" when it is what/which/how, or there is none)."""
+    found = _ASK.search(text)
+    return _ASKS[found.group(1).lower()] if found else ""
 
 
 def _cjk(text: str, polarity: set[tuple[str, int]]) -> bool:
@@ -246,6 +298,9 @@ WordSimilarity = Callable[[list[str], list[str]], float]
 
 SLOT_SIMILARITY = 0.5
 """A replaced word needs at least this word-embedding cosine to one of its replacements (tuned on the pair set)."""
+SINGLE_SLOT_SIMILARITY = 0.65
+"""The same when one word alone was replaced and all else kept: then it is the question's slot more often than
+a synonym (herbivores/carnivores 0.65, remember/forget 0.61; lower/reduce, 0.57, is lost as a paraphrase)."""
 
 
 def swapped_slot(new: Features, cached: Features, similarity: WordSimilarity) -> bool:
@@ -254,7 +309,9 @@ def swapped_slot(new: Features, cached: Features, similarity: WordSimilarity) ->
     came = list((new.content - cached.content).elements())
     if not gone or not came:
         return False
-    return similarity(sorted(set(gone)), sorted(set(came))) < SLOT_SIMILARITY
+    gone_words, came_words = sorted(set(gone)), sorted(set(came))
+    limit = SINGLE_SLOT_SIMILARITY if len(gone_words) == len(came_words) == 1 else SLOT_SIMILARITY
+    return similarity(gone_words, came_words) < limit
 
 
 def veto(new: Features, cached: Features) -> str | None:
@@ -276,6 +333,8 @@ def veto(new: Features, cached: Features) -> str | None:
         return "direction"
     if _swapped(new.sequence, cached.sequence):
         return "order"
+    if new.asks and cached.asks and new.asks != cached.asks:
+        return "question"
     return None
 
 
@@ -285,24 +344,35 @@ def _opposed(a: frozenset[tuple[str, int]], b: frozenset[tuple[str, int]]) -> bo
     return any({s for g2, s in a if g2 == g} != {s for g2, s in b if g2 == g} for g in groups)
 
 
-_PREFIXES = ("un", "dis", "des", "dés", "de", "in", "im", "non", "anti", "non-", "anti-", "ent", "не", "раз")
+_PREFIXES = (
+    "un", "dis", "des", "dés", "de", "in", "im", "il", "ir", "i", "non", "anti", "non-", "anti-", "ent", "не", "раз",
+)  # fmt: skip
+
+
+_NEGATING_BY_LETTER: dict[str, tuple[str, ...]] = {}
+for _prefix in _PREFIXES:
+    _NEGATING_BY_LETTER[_prefix[0]] = (*_NEGATING_BY_LETTER.get(_prefix[0], ()), _prefix)
 
 
 def _prefixed(a: frozenset[str], b: frozenset[str]) -> bool:
     """One prompt has a word the other has with a negating prefix (both directions)."""
-    return any(p + w in b for w in a if len(w) > 2 for p in _PREFIXES) or any(
-        p + w in a for w in b if len(w) > 2 for p in _PREFIXES
-    )
+    for x, y in ((a, b), (b, a)):
+        for word in x:
+            for prefix in _NEGATING_BY_LETTER.get(word[:1], ()):
+                if word.startswith(prefix) and len(word) - len(prefix) > 2 and word[len(prefix) :] in y:
+                    return True
+    return False
 
 
 _SWAPPED_PREFIXES = (
     ("in", "ex"), ("im", "ex"), ("up", "down"), ("over", "under"), ("en", "de"),  # en
     ("an", "ab"), ("ein", "aus"), ("in", "uit"), ("aan", "uit"),  # de, nl
     ("в", "вы"), ("в", "от"), ("за", "от"), ("за", "раз"), ("под", "от"), ("при", "от"),  # ru
+    ("w", "wy"), ("za", "vy"), ("za", "wy"),  # pl, cs: włączyć/wyłączyć, zapnout/vypnout
 )  # fmt: skip
 """Prefixes that turn a word into its opposite when one replaces the other: include/exclude, upload/download,
 anmelden/abmelden, einschalten/ausschalten, включить/выключить, закрыть/открыть, подключить/отключить."""
-_MIN_STEM = 4
+_MIN_STEM = 3  # overpay/underpay; both words must be in the prompts, so a short stem rarely misleads
 _OPPOSITE_PREFIX: dict[str, tuple[str, ...]] = {}
 for _first, _second in _SWAPPED_PREFIXES:
     _OPPOSITE_PREFIX[_first] = (*_OPPOSITE_PREFIX.get(_first, ()), _second)

@@ -141,6 +141,18 @@ def test_config_errors_name_the_field(registry: PluginRegistry) -> None:
         ("Subtract 20 from 7", "Subtract 7 from 20", "order"),
         ("Write a short ocean poem.", "Write a short poem about the ocean.", None),
         ("Is it better to buy or rent a house?", "Is it better to rent or buy a house?", None),
+        # what the question asks for; antonyms; number words and currencies; more prefixes
+        ("When was Tesla founded?", "Who founded Tesla?", "question"),
+        ("What year was Mozart born?", "When was Mozart born?", None),
+        ("Is it hard to learn Rust?", "Is it easy to learn Rust?", "polarity"),
+        ("How do I make the background darker?", "How do I make the background lighter?", "polarity"),
+        ("Gib mir fünf Tipps zum Schlafen", "Gib mir drei Tipps zum Schlafen", "number"),
+        ("Gib mir 3 Tipps zum Schlafen", "Gib mir drei Tipps zum Schlafen", None),
+        ("How much is €100 in yen?", "How much is $100 in yen?", "number"),
+        ("Is it illegal to drive barefoot?", "Is it legal to drive barefoot?", "polarity"),
+        ("¿Es ilegal grabar una llamada?", "¿Es legal grabar una llamada?", "polarity"),
+        ("Jak wyłączyć Bluetooth?", "Jak włączyć Bluetooth?", "polarity"),
+        ("What happens if I underpay my taxes?", "What happens if I overpay my taxes?", "polarity"),
     ],
 )
 def test_vetoes(new: str, cached: str, reason: str | None) -> None:
