@@ -24,6 +24,8 @@ still refused when the two prompts differ in:
   apart; a swap with no such word between ("ocean poem", "poem about the ocean") is left alone;
 - the question: the first question word asks for another thing (who / when / where / why / how many /
   how long ..., in the languages above); what, which and how ask for nothing in particular;
+- going without: a "-free" or "-less" word in one prompt whose stem the other has plainly (gluten-free
+  against gluten, sugar-free against sugary, wireless against wired is left to the slot check);
 - a swapped slot: the same request template with content words replaced ("population" for "area",
   "read" for "write") where no replaced word has a close match (word-embedding cosine, given by the
   caller) among the words that replaced it. Paraphrases mostly change function words and structure;
@@ -63,6 +65,11 @@ NUMBER_WORDS = {
     "twee": "2", "drie": "3", "vijf": "5", "zes": "6", "zeven": "7", "negen": "9", "tien": "10",
 }  # fmt: skip
 _CURRENCY = re.compile(r"[$€£¥₹₽₩₺]")
+_ON = re.compile(r"\bon\b(?=\s*(?:[?.!,;:]|$|or\b|and\b))", re.IGNORECASE)
+"""A bare "on" that ends its clause (is the light on?, on or off): a state; elsewhere it is a preposition."""
+_FREE = re.compile(r"([^\W\d_]{3,}?)(?:-free|free|-less|less)\b", re.IGNORECASE)
+"""Words that say "without X": gluten-free, sugarless, wireless (unless, regardless are excluded below)."""
+_NOT_FREE = frozenset({"unless", "regardless", "nevertheless", "nonetheless", "bless", "carefree"})
 
 _ASKS = {
     "who": "who", "whom": "who", "whose": "who", "wer": "who", "qui": "who", "quién": "who", "quem": "who",
@@ -100,7 +107,7 @@ _NEGATING_STEMS = ("avoid", "exclud", "omit", "skip", "prevent", "forbid", "refu
 """Verbs that negate what follows, in any inflection (avoiding tolls, excluding weekends)."""
 
 _OPPOSITES: tuple[tuple[str, str, str], ...] = (
-    ("toggle", "enable enabled enabling activate activated turn_on switch_on on unmute unblock allow "
+    ("toggle", "enable enabled enabling activate activated turn_on switch_on unmute unblock allow "
      "aktivieren einschalten activer activar attivare ativar inschakelen",
      "disable disabled disabling deactivate deactivated turn_off switch_off off mute block deny "
      "deaktivieren ausschalten désactiver desactivar disattivare desativar uitschakelen"),
@@ -108,8 +115,8 @@ _OPPOSITES: tuple[tuple[str, str, str], ...] = (
     ("install", "install installing installed setup set_up", "uninstall uninstalling uninstalled remove_app"),
     ("add", "add adding added insert include including grant", "remove removing removed delete exclude revoke"),
     ("lock", "lock locked encrypt encrypted encryption", "unlock unlocked decrypt decrypted decryption"),
-    ("size", "increase increasing raise bigger larger largest more higher high maximum max upgrade gain",
-     "decrease decreasing reduce lower smaller smallest less fewer low minimum min downgrade lose"),
+    ("size", "increase increasing raise bigger larger largest more most higher high maximum max upgrade gain",
+     "decrease decreasing reduce lower smaller smallest less least fewer fewest low minimum min downgrade lose"),
     ("move", "upload push import send arriving arrive incoming",
      "download pull export receive departing depart outgoing"),
     ("session", "login log_in sign_in signin", "logout log_out sign_out signout"),
@@ -133,6 +140,7 @@ _OPPOSITES: tuple[tuple[str, str, str], ...] = (
     ("frequency", "always often usually frequently", "sometimes rarely seldom occasionally"),
     ("feeling", "happy happier love like", "sad sadder hate dislike"),
     ("stance", "for", "against"),  # arguments for / against
+    ("amount", "much many", "little few"),  # too much / too little
     ("memory", "remember remembering recall", "forget forgetting forgot"),
     ("trade", "buy buying purchase", "sell selling"),
     ("temp", "heat heating hot warm", "cool cooling cold"),
@@ -158,7 +166,7 @@ _CJK_OPPOSITES: tuple[tuple[str, str, str], ...] = (
     ("lock", "加密 锁定 暗号化 암호화", "解密 解锁 復号 복호화"),
     ("vis", "显示 表示 보이기", "隐藏 非表示 숨기기"),
     ("allow", "允许 許可 허용", "禁止 拒否 차단"),
-    ("size", "最大 最高 增大 上げ 높", "最小 最低 减小 下げ 낮"),
+    ("size", "最大 最高 增大 提高 上升 升高 上げ 높", "最小 最低 减小 降低 下降 下げ 낮"),
     ("state", "開く 打开了 열기", "閉じる 关上 닫기"),
     ("trade", "买 買 구매", "卖 売 판매"),
 )  # fmt: skip
@@ -216,6 +224,7 @@ class Features:
     particles: frozenset[tuple[str, str]]  # (verb, particle): "zoom in" is ("zoom", "in")
     prefixed: frozenset[tuple[str, str]]  # (prefix, rest) of words with a swappable prefix: ("ex", "ternal")
     asks: str  # what the first question word asks for: "who", "when", "amount" ...; "" for what/which/how/none
+    without: frozenset[str]  # what "-free" / "-less" words go without: gluten-free is "gluten"
 
 
 def features(text: str) -> Features:
@@ -226,11 +235,15 @@ def features(text: str) -> Features:
     numbers = set(_NUMBER.findall(text.replace(",", ""))) | set(_CURRENCY.findall(text))
     polarity: set[tuple[str, int]] = set()
     negated = "n't" in text.lower() or "n\u2019t" in text.lower()
+    if _ON.search(text):
+        polarity.add(("toggle", 1))
     if _CJK.search(text):
         negated |= _cjk(text, polarity)
     for word in lowered:
         if word in NUMBER_WORDS:
             numbers.add(NUMBER_WORDS[word])
+        elif "-" in word:  # five-year-old, twenty-one
+            numbers.update(NUMBER_WORDS[part] for part in word.split("-") if part in NUMBER_WORDS)
         if word in NEGATORS or word.endswith("n't") or word.startswith(_NEGATING_STEMS):
             negated = True
         if (sides := OPPOSITES.get(word)) is not None:
@@ -246,9 +259,13 @@ def features(text: str) -> Features:
     )
     return Features(
         text.lower(), words, frozenset(numbers), frozenset(polarity), negated, specific, directions,
-        Counter(_stem(w) for w in lowered if w.isalpha() and w not in STOPWORDS), sequence, particles,
-        _prefixes_of(words), _asks(text),
+        Counter(_stem(w) for w in lowered if w.replace("-", "").isalpha() and w not in STOPWORDS), sequence, particles,
+        _prefixes_of(words), _asks(text), _without(text),
     )  # fmt: skip
+
+
+def _without(text: str) -> frozenset[str]:
+    return frozenset(m.group(1).lower() for m in _FREE.finditer(text) if m.group(0).lower() not in _NOT_FREE)
 
 
 def _asks(text: str) -> str:
@@ -325,6 +342,8 @@ def veto(new: Features, cached: Features) -> str | None:
         or _prefixed(new.words, cached.words)
         or _prefix_swapped(new.prefixed, cached.prefixed)
         or _particle_flipped(new.particles, cached.particles)
+        or _went_without(new, cached)
+        or _went_without(cached, new)
     ):
         return "polarity"
     if not (_covered(new.specific, cached) and _covered(cached.specific, new)):
@@ -400,6 +419,13 @@ def _prefix_swapped(a: frozenset[tuple[str, str]], b: frozenset[tuple[str, str]]
                 if (other, rest) in y and (other, rest) not in x:
                     return True
     return False
+
+
+def _went_without(a: Features, b: Features) -> bool:
+    """``a`` goes without something (gluten-free) that ``b`` has, and ``b`` does not go without it."""
+    return any(
+        any(w.startswith(x) for w in b.words if "free" not in w and "less" not in w) for x in a.without - b.without
+    )
 
 
 def _particle_flipped(a: frozenset[tuple[str, str]], b: frozenset[tuple[str, str]]) -> bool:

@@ -153,6 +153,11 @@ def test_config_errors_name_the_field(registry: PluginRegistry) -> None:
         ("¿Es ilegal grabar una llamada?", "¿Es legal grabar una llamada?", "polarity"),
         ("Jak wyłączyć Bluetooth?", "Jak włączyć Bluetooth?", "polarity"),
         ("What happens if I underpay my taxes?", "What happens if I overpay my taxes?", "polarity"),
+        ("Give me a gluten bread recipe", "Give me a gluten-free bread recipe", "polarity"),
+        ("Is too little water bad for you?", "Is too much water bad for you?", "polarity"),
+        ("Explain the sky to a physicist", "Explain the sky to a five-year-old", "number"),
+        ("How can I mute a WhatsApp group chat?", "How do I mute a group chat on WhatsApp?", None),
+        ("Is the light off?", "Is the light on?", "polarity"),
     ],
 )
 def test_vetoes(new: str, cached: str, reason: str | None) -> None:
