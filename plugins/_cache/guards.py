@@ -31,7 +31,10 @@ still refused when the two prompts differ in:
   caller) among the words that replaced it. Paraphrases mostly change function words and structure;
   near misses keep the template and change the slot.
 
-Everything here is regular-expression work over short texts (tens of microseconds).
+Everything here is regular-expression work over short texts (tens of microseconds a prompt). The word
+lists cover English fully and German, French, Spanish, Italian, Portuguese, Dutch, Russian, Polish,
+Czech, Swedish, Turkish, Vietnamese, Chinese, Japanese and Korean in part; in any other language a
+near miss is caught only by the numbers, names and identifiers it changes, or by the slot check.
 """
 
 from __future__ import annotations
@@ -73,9 +76,10 @@ _NOT_FREE = frozenset({"unless", "regardless", "nevertheless", "nonetheless", "b
 
 _ASKS = {
     "who": "who", "whom": "who", "whose": "who", "wer": "who", "qui": "who", "quién": "who", "quem": "who",
-    "chi": "who", "when": "when", "wann": "when", "quand": "when", "cuándo": "when", "quando": "when",
-    "where": "where", "wo": "where", "où": "where", "dónde": "where", "onde": "where", "dove": "where",
+    "when": "when", "wann": "when", "quand": "when", "cuándo": "when", "quando": "when",
+    "where": "where", "wo": "where", "où": "where", "dónde": "where", "onde": "where",
     "why": "why", "warum": "why", "wieso": "why", "weshalb": "why", "pourquoi": "why", "perché": "why",
+    "por qué": "why", "por que": "why", "por quê": "why",
     "how many": "amount", "how much": "amount", "wie viel": "amount", "wie viele": "amount",
     "combien": "amount", "cuánto": "amount", "cuántos": "amount", "cuánta": "amount", "cuántas": "amount",
     "quanto": "amount", "quantos": "amount", "quante": "amount", "quanti": "amount",
