@@ -64,7 +64,7 @@ LEAN = web.AppKey("reference_lean", http1.Http1Client)
 
 
 class Meter:
-    """``--metered``: the request's model, an ``x-request-id``, the answer's usage and three Prometheus series.
+    """``--metered``: the request's model, an ``x-request-id``, the answer's usage, three Prometheus metrics.
 
     Each model's labelled series are looked up once and kept (``labels()`` takes a lock and hashes the
     labels on every call), so the floor pays only for the increments."""
