@@ -13,9 +13,9 @@ import numpy as np
 import orjson
 import pytest
 
+from benchmarks.cache_bench import DATA, quality
 from plugins._cache import index as index_module
 from plugins._cache import replay
-from benchmarks.cache_bench import DATA, quality
 from plugins._cache.guards import features, veto
 from plugins._cache.index import Embedder, Partition
 from plugins._cache.keys import exact_keys, semantic_keys, tenant_of
@@ -125,11 +125,11 @@ def test_config_errors_name_the_field(registry: PluginRegistry) -> None:
         ("Как отключить уведомления?", "Как включить уведомления?", "polarity"),
         ("Как закрыть файл?", "Как открыть файл?", "polarity"),
         # unspaced scripts: opposites and negators found as substrings, the longer term first
-        ("如何关闭蓝牙？", "如何打开蓝牙？", "polarity"),
+        ("如何关闭蓝牙？", "如何打开蓝牙？", "polarity"),  # noqa: RUF001 (Chinese question marks)
         ("通知をオフにする方法", "通知をオンにする方法", "polarity"),
         ("ファイルを非表示にする方法", "ファイルを表示する方法", "polarity"),
-        ("如何不用密码登录？", "如何用密码登录？", "negation"),
-        ("如何打开蓝牙？", "怎么打开蓝牙？", None),
+        ("如何不用密码登录？", "如何用密码登录？", "negation"),  # noqa: RUF001 (Chinese question marks)
+        ("如何打开蓝牙？", "怎么打开蓝牙？", None),  # noqa: RUF001 (Chinese question marks)
         # phrasal verbs and separable particles
         ("How do I zoom out on a Mac?", "How do I zoom in on a Mac?", "polarity"),
         ("How do I sign out of Netflix?", "How do I sign up for Netflix?", "polarity"),
