@@ -26,6 +26,9 @@ still refused when the two prompts differ in:
   how long ..., in the languages above); what, which and how ask for nothing in particular;
 - going without: a "-free" or "-less" word in one prompt whose stem the other has plainly (gluten-free
   against gluten, sugar-free against sugary, wireless against wired is left to the slot check);
+- in Chinese, Japanese and Korean (no spaces between words): a run of content characters replaced by
+  another (猫/狗, 注册/注销), found by a character diff; replacing grammar characters (如何/怎么, を/の)
+  or adding some (里的) is left alone;
 - a swapped slot: the same request template with content words replaced ("population" for "area",
   "read" for "write") where no replaced word has a close match (word-embedding cosine, given by the
   caller) among the words that replaced it. Paraphrases mostly change function words and structure;
@@ -43,6 +46,7 @@ import re
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from difflib import SequenceMatcher
 
 _WORD = re.compile(r"[^\W\d_][\w'.@/-]*\w|[^\W\d_]|\d[\w.,%/:-]*")
 _NUMBER = re.compile(r"(?<![A-Za-z0-9])\d+(?:[.,]\d+)*(?![A-Za-z])")
@@ -183,6 +187,10 @@ _CJK_TERMS: tuple[tuple[str, tuple[str, int]], ...] = tuple(
 )  # fmt: skip
 """Longest first: a term inside a longer one (表示 in 非表示) is taken as part of the longer one only."""
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]")
+_SCRIPT_BOUNDARY = re.compile(
+    r"(?<=[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af])(?=[A-Za-z0-9])|(?<=[A-Za-z0-9])(?=[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af])"
+)
+"""Where Latin letters or digits meet an unspaced script: a name inside Chinese text is a word of its own."""
 
 OPPOSITES: dict[str, tuple[tuple[str, int], ...]] = {}
 """Each word's sides of the opposite pairs it belongs to (light: heavy/light and light/dark)."""
@@ -233,7 +241,8 @@ class Features:
 
 def features(text: str) -> Features:
     """The veto features of one prompt."""
-    joined = _PHRASES.sub(lambda m: f"{m.group(1)}_{m.group(2)}", text)
+    spaced = _SCRIPT_BOUNDARY.sub(" ", text) if _CJK.search(text) else text  # 在Excel中 -> 在 Excel 中
+    joined = _PHRASES.sub(lambda m: f"{m.group(1)}_{m.group(2)}", spaced)
     tokens = _WORD.findall(joined)
     lowered = [t.lower().strip(".'") for t in tokens]
     numbers = set(_NUMBER.findall(text.replace(",", ""))) | set(_CURRENCY.findall(text))
@@ -254,7 +263,7 @@ def features(text: str) -> Features:
             polarity.update(sides)
     words = frozenset(_stem(w) for w in lowered) | frozenset(lowered) | {f.lower() for f in _FLAG.findall(text)}
     directions = tuple((_stem(a.lower()), _stem(b.lower())) for a, b in _DIRECTION.findall(text))
-    specific = _specific(text, _WORD.findall(text))
+    specific = _specific(spaced, _WORD.findall(spaced))
     sequence = tuple(_stem(w) for w in lowered if w in _ORDERING or (w.isalnum() and w not in STOPWORDS))
     particles = frozenset(
         (verb.lower(), _PARTICLE_CLASS.get(particle.lower(), particle.lower()))
@@ -285,7 +294,35 @@ def _cjk(text: str, polarity: set[tuple[str, int]]) -> bool:
         if term in rest:
             polarity.add(side)
             rest = rest.replace(term, " ")
+    rest = _A_NOT_A.sub(" ", rest)  # 好不好, 是不是, 可不可以: a yes-no question, not a negation
     return any(n in rest for n in CJK_NEGATORS)
+
+
+_A_NOT_A = re.compile(r"(\w)不\1")
+_CJK_FUNCTION = frozenset(
+    "的了吗呢吧啊呀得地着过里在是有把给被要会能可以么怎如何样什请您你我他她它们这那个些哪谁都也还就"
+    "はがをのにでへともやかねよなするますですただいか"
+    "를을이가은는의에서로으하도만까지요고"
+)  # fmt: skip
+"""Characters of Chinese, Japanese and Korean that carry grammar, not the question's subject (particles,
+question words, pronouns, auxiliaries): replacing one by another (如何/怎么, 可以/能, を/の) keeps the question."""
+_CJK_SPACING = re.compile(r"[\s\W_]+")
+
+
+def _cjk_slot(a: str, b: str) -> bool:
+    """Chinese, Japanese or Korean prompts where a run of content characters was replaced by another (猫/狗,
+    注册/注销, 北京/上海): what the slot check does with words, which these scripts do not space."""
+    if not (_CJK.search(a) and _CJK.search(b)):
+        return False
+    x, y = _CJK_SPACING.sub("", a), _CJK_SPACING.sub("", b)
+    for tag, i1, i2, j1, j2 in SequenceMatcher(None, x, y, autojunk=False).get_opcodes():
+        if tag == "replace" and _has_content(x[i1:i2]) and _has_content(y[j1:j2]):
+            return True
+    return False
+
+
+def _has_content(segment: str) -> bool:
+    return any(ch not in _CJK_FUNCTION for ch in segment)
 
 
 def _specific(text: str, tokens: list[str]) -> frozenset[str]:
@@ -358,6 +395,8 @@ def veto(new: Features, cached: Features) -> str | None:
         return "order"
     if new.asks and cached.asks and new.asks != cached.asks:
         return "question"
+    if _cjk_slot(new.text, cached.text):
+        return "slot"
     return None
 
 

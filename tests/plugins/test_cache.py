@@ -158,6 +158,13 @@ def test_config_errors_name_the_field(registry: PluginRegistry) -> None:
         ("Explain the sky to a physicist", "Explain the sky to a five-year-old", "number"),
         ("How can I mute a WhatsApp group chat?", "How do I mute a group chat on WhatsApp?", None),
         ("Is the light off?", "Is the light on?", "polarity"),
+        # unspaced scripts: a run of content characters replaced; grammar characters and yes-no forms are not
+        ("狗可以吃葡萄吗？", "猫可以吃葡萄吗？", "slot"),  # noqa: RUF001 (Chinese question marks)
+        ("如何注销推特账号？", "如何注册推特账号？", "slot"),  # noqa: RUF001 (Chinese question marks)
+        ("서울에서 대구까지 얼마나 걸려요?", "서울에서 부산까지 얼마나 걸려요?", "slot"),
+        ("猫能吃葡萄吗？", "猫可以吃葡萄吗？", None),  # noqa: RUF001 (Chinese question marks)
+        ("早上喝咖啡好不好？", "早上喝咖啡好吗？", None),  # noqa: RUF001 (Chinese question marks)
+        ("Excel里怎么插入一行？", "如何在Excel中插入一行？", None),  # noqa: RUF001 (Chinese question marks)
     ],
 )
 def test_vetoes(new: str, cached: str, reason: str | None) -> None:
