@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from difflib import SequenceMatcher
 
@@ -186,10 +186,9 @@ _CJK_TERMS: tuple[tuple[str, tuple[str, int]], ...] = tuple(
     )
 )  # fmt: skip
 """Longest first: a term inside a longer one (表示 in 非表示) is taken as part of the longer one only."""
-_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]")
-_SCRIPT_BOUNDARY = re.compile(
-    r"(?<=[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af])(?=[A-Za-z0-9])|(?<=[A-Za-z0-9])(?=[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af])"
-)
+_CJK_CHARS = "[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]"  # kana, CJK ideographs, Hangul
+_CJK = re.compile(_CJK_CHARS)
+_SCRIPT_BOUNDARY = re.compile(f"(?<={_CJK_CHARS})(?=[A-Za-z0-9])|(?<=[A-Za-z0-9])(?={_CJK_CHARS})")
 """Where Latin letters or digits meet an unspaced script: a name inside Chinese text is a word of its own."""
 
 OPPOSITES: dict[str, tuple[tuple[str, int], ...]] = {}
@@ -241,7 +240,8 @@ class Features:
 
 def features(text: str) -> Features:
     """The veto features of one prompt."""
-    spaced = _SCRIPT_BOUNDARY.sub(" ", text) if _CJK.search(text) else text  # 在Excel中 -> 在 Excel 中
+    cjk = _CJK.search(text) is not None
+    spaced = _SCRIPT_BOUNDARY.sub(" ", text) if cjk else text  # 在Excel中 -> 在 Excel 中
     joined = _PHRASES.sub(lambda m: f"{m.group(1)}_{m.group(2)}", spaced)
     tokens = _WORD.findall(joined)
     lowered = [t.lower().strip(".'") for t in tokens]
@@ -250,7 +250,7 @@ def features(text: str) -> Features:
     negated = "n't" in text.lower() or "n\u2019t" in text.lower()
     if _ON.search(text):
         polarity.add(("toggle", 1))
-    if _CJK.search(text):
+    if cjk:
         negated |= _cjk(text, polarity)
     for word in lowered:
         if word in NUMBER_WORDS:
@@ -411,9 +411,15 @@ _PREFIXES = (
 )  # fmt: skip
 
 
-_NEGATING_BY_LETTER: dict[str, tuple[str, ...]] = {}
-for _prefix in _PREFIXES:
-    _NEGATING_BY_LETTER[_prefix[0]] = (*_NEGATING_BY_LETTER.get(_prefix[0], ()), _prefix)
+def _by_first_letter(prefixes: Iterable[str]) -> dict[str, tuple[str, ...]]:
+    """The prefixes by their first letter, so a word is tried only against those it can start with."""
+    out: dict[str, tuple[str, ...]] = {}
+    for prefix in prefixes:
+        out[prefix[0]] = (*out.get(prefix[0], ()), prefix)
+    return out
+
+
+_NEGATING_BY_LETTER = _by_first_letter(_PREFIXES)
 
 
 def _prefixed(a: frozenset[str], b: frozenset[str]) -> bool:
@@ -439,9 +445,7 @@ _OPPOSITE_PREFIX: dict[str, tuple[str, ...]] = {}
 for _first, _second in _SWAPPED_PREFIXES:
     _OPPOSITE_PREFIX[_first] = (*_OPPOSITE_PREFIX.get(_first, ()), _second)
     _OPPOSITE_PREFIX[_second] = (*_OPPOSITE_PREFIX.get(_second, ()), _first)
-_PREFIXES_BY_LETTER: dict[str, tuple[str, ...]] = {}
-for _prefix in _OPPOSITE_PREFIX:
-    _PREFIXES_BY_LETTER[_prefix[0]] = (*_PREFIXES_BY_LETTER.get(_prefix[0], ()), _prefix)
+_PREFIXES_BY_LETTER = _by_first_letter(_OPPOSITE_PREFIX)
 
 
 def _prefixes_of(words: frozenset[str]) -> frozenset[tuple[str, str]]:
